@@ -1,0 +1,1 @@
+"""Job handlers of the annotation app (import, export) — registered in AnnotationConfig.ready."""

@@ -1,0 +1,242 @@
+"""The one job mechanism (DESIGN.md): imports, exports, generation and judging are all Jobs.
+
+A kind registers a JobHandler (generation and judging do it in their AppConfig.ready, so
+`annotation` imports neither). A job is planned into JobChunks; one Celery task runs one chunk
+(`annotation.tasks.job_chunk_run`). Handlers must make `run_chunk` idempotent: the chunk may run
+again after a worker was killed (acks_late), so everything it writes has a unique key.
+
+Cancel marks the job cancelled; handlers call `ctx.check_cancelled()` between items and stop.
+Resume re-enqueues the chunks that are not done.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from .models import Job, JobChunk, JobError
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a chunk when its job was cancelled; the chunk stops, nothing is lost."""
+
+
+class ChunkContext:
+    """What a handler gets while running one chunk: counters, error records, cancellation."""
+
+    def __init__(self, job: Job, chunk: JobChunk):
+        self.job = job
+        self.chunk = chunk
+
+    def check_cancelled(self) -> None:
+        status = Job.objects.filter(pk=self.job.pk).values_list("status", flat=True).first()
+        if status == Job.Status.CANCELLED or status is None:
+            raise JobCancelled()
+
+    def progress(self, *, done: int = 0, failed: int = 0, tokens: int = 0) -> None:
+        """Add to the counters of this chunk and its job (atomic F() updates)."""
+        if not (done or failed or tokens):
+            return
+        with transaction.atomic():
+            JobChunk.objects.filter(pk=self.chunk.pk).update(done=F("done") + done, failed=F("failed") + failed)
+            Job.objects.filter(pk=self.job.pk).update(done=F("done") + done, failed=F("failed") + failed,
+                                                      tokens=F("tokens") + tokens, updated_at=timezone.now())
+
+    def error(self, *, item: str, error: str, raw: str = "") -> None:
+        """Keep the final error of one item (replaced if the item fails again on a re-run)."""
+        job_error_record(job=self.job, item=item, error=error, raw=raw)
+
+    def clear_error(self, *, item: str) -> None:
+        JobError.objects.filter(job=self.job, item=str(item)[:255]).delete()
+
+
+class JobHandler(Protocol):
+    kind: str
+
+    def plan(self, job: Job) -> list[dict]:
+        """Split the job into chunk specs (JSON); also sets job.total if known."""
+
+    def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
+        """Do the chunk's work, idempotently, reporting progress through ctx."""
+
+    def finish(self, job: Job) -> None:
+        """Called once when every chunk is done (e.g. to write a summary into job.result)."""
+
+
+_HANDLERS: dict[str, JobHandler] = {}
+
+
+def job_handler_register(handler: JobHandler) -> None:
+    _HANDLERS[handler.kind] = handler
+
+
+def job_handler_for(kind: str) -> JobHandler:
+    try:
+        return _HANDLERS[kind]
+    except KeyError:
+        raise ValidationError({"kind": f"unknown job kind {kind!r}; known: {', '.join(sorted(_HANDLERS))}"})
+
+
+def job_kinds() -> list[str]:
+    return sorted(_HANDLERS)
+
+
+def job_error_record(*, job: Job, item: Any, error: str, raw: str = "") -> None:
+    item = str(item)[:255]
+    try:
+        with transaction.atomic():
+            JobError.objects.update_or_create(job=job, item=item, defaults={"error": error[:10_000], "raw": raw[:100_000]})
+    except IntegrityError:  # a concurrent writer created it: update instead
+        JobError.objects.filter(job=job, item=item).update(error=error[:10_000], raw=raw[:100_000])
+
+
+# --- life cycle --------------------------------------------------------------------------------
+
+def job_create(*, kind: str, workspace, dataset=None, created_by=None, name: str = "",
+               params: dict | None = None, queue: str = "", input_file: str = "", start: bool = True) -> Job:
+    """Create a job, plan its chunks and (after commit) enqueue them."""
+    handler = job_handler_for(kind)
+    with transaction.atomic():
+        job = Job.objects.create(kind=kind, workspace=workspace, dataset=dataset, created_by=created_by,
+                                 name=name or kind, params=params or {}, input_file=input_file,
+                                 queue=queue or settings.PREFLAB_CPU_QUEUE)
+        specs = handler.plan(job)
+        JobChunk.objects.bulk_create(JobChunk(job=job, index=i, spec=s) for i, s in enumerate(specs))
+        job.save()
+    if start:
+        transaction.on_commit(lambda: job_enqueue(job=job))
+    return job
+
+
+def job_enqueue(*, job: Job) -> int:
+    """Send every chunk that is not done to the job's queue; returns how many were sent."""
+    from .tasks import job_chunk_run  # the task module imports this one
+
+    pending = list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True))
+    if not pending:
+        job_finish_if_complete(job_id=job.pk)
+        return 0
+    for index in pending:
+        job_chunk_run.apply_async(args=[job.pk, index], queue=job.queue or settings.PREFLAB_CPU_QUEUE)
+    return len(pending)
+
+
+def job_cancel(*, job: Job) -> Job:
+    if not job.is_active:
+        raise ValidationError({"status": f"a {job.status} job cannot be cancelled"})
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def job_resume(*, job: Job) -> Job:
+    """Run again the chunks of a cancelled or failed job that are not done."""
+    if job.is_active:
+        raise ValidationError({"status": "the job is already running"})
+    if job.status == Job.Status.SUCCEEDED:
+        raise ValidationError({"status": "the job has finished; nothing to resume"})
+    with transaction.atomic():
+        job.chunks.exclude(status=JobChunk.Status.DONE).update(status=JobChunk.Status.PENDING)
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, finished_at=None, error="")
+    job.refresh_from_db()
+    transaction.on_commit(lambda: job_enqueue(job=job))
+    return job
+
+
+def job_chunk_execute(*, job_id: int, index: int) -> str:
+    """Run one chunk (the body of the Celery task). Returns what happened, for logs and tests."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return "missing"
+    if job.status == Job.Status.CANCELLED:
+        return "cancelled"
+    chunk = JobChunk.objects.filter(job=job, index=index).first()
+    if chunk is None or chunk.status == JobChunk.Status.DONE:
+        return "done-already"
+    handler = job_handler_for(job.kind)
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(status=Job.Status.RUNNING, started_at=now)
+    Job.objects.filter(pk=job.pk, started_at__isnull=True).update(started_at=now)
+    # A re-run of a chunk (worker killed) starts its counters from zero again: the handler
+    # re-counts what it finds already written, so the job's totals stay exact.
+    with transaction.atomic():
+        chunk = JobChunk.objects.select_for_update().get(pk=chunk.pk)
+        if chunk.done or chunk.failed:
+            Job.objects.filter(pk=job.pk).update(done=F("done") - chunk.done, failed=F("failed") - chunk.failed)
+        JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.RUNNING, done=0, failed=0,
+                                                    attempts=F("attempts") + 1)
+        chunk.refresh_from_db()
+    job.refresh_from_db()
+    ctx = ChunkContext(job, chunk)
+    try:
+        handler.run_chunk(job, chunk, ctx)
+    except JobCancelled:
+        JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.PENDING)
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001 - recorded on the job, then re-raised for Celery's retry
+        log.exception("job %s chunk %s failed", job.pk, index)
+        JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.FAILED)
+        Job.objects.filter(pk=job.pk).update(error=f"chunk {index}: {type(exc).__name__}: {exc}"[:10_000])
+        raise
+    JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.DONE)
+    job_finish_if_complete(job_id=job.pk)
+    return "ok"
+
+
+def job_chunk_give_up(*, job_id: int, index: int, error: str) -> None:
+    """Called when a chunk exhausted its retries: the job fails, the error is kept."""
+    with transaction.atomic():
+        JobChunk.objects.filter(job_id=job_id, index=index).update(status=JobChunk.Status.FAILED)
+        Job.objects.filter(pk=job_id).exclude(status=Job.Status.CANCELLED).update(
+            status=Job.Status.FAILED, error=f"chunk {index}: {error}"[:10_000], finished_at=timezone.now())
+
+
+def job_finish_if_complete(*, job_id: int) -> bool:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status not in Job.ACTIVE:
+            return False
+        if job.chunks.exclude(status=JobChunk.Status.DONE).exists():
+            return False
+        totals = job.chunks.aggregate(done=Sum("done"), failed=Sum("failed"))
+        job.done, job.failed = totals["done"] or 0, totals["failed"] or 0
+        handler = job_handler_for(job.kind)
+        handler.finish(job)
+        job.status = Job.Status.SUCCEEDED
+        job.finished_at = timezone.now()
+        job.save()
+    return True
+
+
+@dataclass
+class JobSummary:
+    id: int
+    kind: str
+    status: str
+    total: int
+    done: int
+    failed: int
+    progress: float
+    tokens: int
+    rate: float | None
+    error: str
+
+
+def job_summary(job: Job) -> JobSummary:
+    rate = None
+    if job.started_at:
+        end = job.finished_at or timezone.now()
+        seconds = (end - job.started_at).total_seconds()
+        if seconds > 0:
+            rate = round((job.done + job.failed) / seconds, 2)
+    return JobSummary(id=job.pk, kind=job.kind, status=job.status, total=job.total, done=job.done,
+                      failed=job.failed, progress=round(job.progress, 4), tokens=job.tokens, rate=rate,
+                      error=job.error)

@@ -1,0 +1,287 @@
+"""The annotation data model (DESIGN.md): workspaces, datasets, records, responses, suggestions,
+plus the one job mechanism every long operation (import, export, generation, judging) uses.
+
+Models hold data and constraints only; behaviour lives in services.py / selectors.py.
+"""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Workspace(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        ANNOTATOR = "annotator", "Annotator"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    # Simulated annotators (LLM judges with noise) answer through the same path as humans.
+    is_simulated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "workspace"], name="uniq_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.workspace} ({self.role})"
+
+
+class Dataset(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
+        ARCHIVED = "archived", "Archived"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    guidelines = models.TextField(blank=True, default="")
+    min_submitted = models.PositiveSmallIntegerField(default=1, help_text="Submitted responses wanted per record (overlap).")
+    allow_ties = models.BooleanField(default=False)
+    show_suggestions = models.BooleanField(default=True)
+    shuffle_responses = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    prompt_field = models.CharField(max_length=100, default="prompt")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="uniq_dataset_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Field(models.Model):
+    class Kind(models.TextChoices):
+        TEXT = "text", "Text"
+        MARKDOWN = "markdown", "Markdown"
+        CHAT = "chat", "Chat"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="fields")
+    name = models.SlugField(max_length=100)
+    title = models.CharField(max_length=200, blank=True, default="")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TEXT)
+    required = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="uniq_field_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Question(models.Model):
+    class Kind(models.TextChoices):
+        RANKING = "ranking", "Ranking"
+        RATING = "rating", "Rating"
+        LABEL = "label", "Label"
+        TEXT = "text", "Text"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="questions")
+    name = models.SlugField(max_length=100)
+    title = models.CharField(max_length=300, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    required = models.BooleanField(default=True)
+    # ranking: {"values": [field names]}; rating: {"values": [ints], "compares": [f1, f2]?};
+    # label: {"values": [labels], "multiple": bool}; text: {}
+    options = models.JSONField(default=dict, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="uniq_question_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Record(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="records")
+    external_id = models.CharField(max_length=255)
+    fields = models.JSONField(default=dict)
+    metadata = models.JSONField(default=dict, blank=True)
+    priority = models.FloatField(default=0.0)
+    submitted_count = models.PositiveIntegerField(default=0)
+    # Open leases handed out by next_record_for and not yet answered (see services.next_record_for).
+    leased_count = models.PositiveIntegerField(default=0)
+    # True once submitted_count reaches the dataset's min_submitted: such records are never handed out.
+    completed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "external_id"], name="uniq_record_external_id")]
+        indexes = [
+            # next_record_for walks this index: open records of a dataset, highest priority first.
+            models.Index(fields=["dataset", "completed", "-priority", "id"], name="record_next_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}:{self.external_id}"
+
+
+class Lease(models.Model):
+    """A record handed to one annotator by next_record_for; counted until answered or expired."""
+
+    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="leases")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["record", "user"], name="uniq_lease")]
+        indexes = [
+            models.Index(fields=["dataset", "user"], name="lease_user_idx"),
+            models.Index(fields=["dataset", "expires_at"], name="lease_expiry_idx"),
+        ]
+
+
+class Response(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SUBMITTED = "submitted", "Submitted"
+        DISCARDED = "discarded", "Discarded"
+
+    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="responses")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="responses")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preflab_responses")
+    values = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # The field names in the order they were shown to this annotator (position bias analysis).
+    display_order = models.JSONField(default=list, blank=True)
+    duration = models.FloatField(default=0.0, help_text="Seconds spent on the record (summed across visits).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["record", "user"], name="uniq_response")]
+        indexes = [
+            models.Index(fields=["dataset", "user", "status"], name="response_user_idx"),
+            models.Index(fields=["dataset", "status", "record"], name="response_status_idx"),
+            models.Index(fields=["user", "dataset", "-updated_at"], name="response_history_idx"),
+        ]
+
+
+class Suggestion(models.Model):
+    """A pre-annotation from a judge (or any agent) for one question of one record."""
+
+    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="suggestions")
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="suggestions")
+    value = models.JSONField()
+    score = models.FloatField(null=True, blank=True)
+    agent = models.CharField(max_length=200, default="")
+    rationale = models.TextField(blank=True, default="")
+    raw = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["record", "question", "agent"], name="uniq_suggestion_agent"),
+        ]
+
+
+class Job(models.Model):
+    """One long operation (import, export, generation, judging, ...) split into chunks.
+
+    Handlers per kind are registered in annotation.jobs; Celery tasks run one chunk each.
+    Counters are the sum of the chunks' counters and are updated with F() expressions.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    kind = models.CharField(max_length=40)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="jobs")
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    name = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=64, blank=True, default="")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    input_file = models.CharField(max_length=500, blank=True, default="")
+    output_file = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["workspace", "kind", "-created_at"], name="job_list_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, (self.done + self.failed) / self.total) if self.total else (1.0 if not self.is_active else 0.0)
+
+
+class JobChunk(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    spec = models.JSONField(default=dict, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="uniq_job_chunk")]
+
+
+class JobError(models.Model):
+    """The final error of one item of a job (a rejected import line, a failed LLM call...)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="errors")
+    item = models.CharField(max_length=255, help_text="Line number, prompt key, record id...")
+    error = models.TextField()
+    raw = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["job", "item"], name="uniq_job_error_item")]

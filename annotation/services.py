@@ -1,0 +1,386 @@
+"""Writes of the annotation app (HackSoft style: `<entity>_<action>`, keyword-only, atomic).
+
+Task distribution (`next_record_for`) and response submission keep Record.submitted_count,
+Record.leased_count and Record.completed consistent under concurrency: locks are always taken
+lease first, then record, so the two flows cannot deadlock each other.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q
+from django.db.models.functions import Greatest
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from .models import Dataset, Field, Lease, Membership, Question, Record, Response, Suggestion, Workspace
+from .validation import (
+    field_specs_validate,
+    question_specs_validate,
+    question_value_validate,
+    response_values_validate,
+)
+
+User = get_user_model()
+
+
+# --- workspaces and members --------------------------------------------------------------------
+
+@transaction.atomic
+def workspace_create(*, name: str, creator=None) -> Workspace:
+    if Workspace.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"a workspace named {name!r} exists"})
+    ws = Workspace.objects.create(name=name)
+    if creator is not None:
+        Membership.objects.create(user=creator, workspace=ws, role=Membership.Role.ADMIN)
+    return ws
+
+
+@transaction.atomic
+def member_upsert(*, workspace: Workspace, username: str, role: str, password: str | None = None,
+                  is_simulated: bool = False) -> tuple[Membership, str, bool]:
+    """Add (or re-role) a member, creating the user if needed. Returns (membership, token, created_user)."""
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
+    if not username or len(username) > 150:
+        raise ValidationError({"username": "required, at most 150 characters"})
+    user, created = User.objects.get_or_create(username=username)
+    if created:
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save()
+    elif password:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    membership, _ = Membership.objects.update_or_create(
+        user=user, workspace=workspace, defaults={"role": role, "is_simulated": is_simulated})
+    token, _ = Token.objects.get_or_create(user=user)
+    return membership, token.key, created
+
+
+@transaction.atomic
+def member_remove(*, workspace: Workspace, user) -> None:
+    Membership.objects.filter(workspace=workspace, user=user).delete()
+    Lease.objects.filter(dataset__workspace=workspace, user=user).delete()
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+DATASET_SETTINGS = ("guidelines", "min_submitted", "allow_ties", "show_suggestions", "shuffle_responses",
+                    "prompt_field")
+
+
+@transaction.atomic
+def dataset_create(*, workspace: Workspace, name: str, fields: list[dict], questions: list[dict],
+                   created_by=None, **settings_: Any) -> Dataset:
+    unknown = set(settings_) - set(DATASET_SETTINGS)
+    if unknown:
+        raise ValidationError({"dataset": f"unknown settings: {', '.join(sorted(unknown))}"})
+    if not name or len(name) > 200:
+        raise ValidationError({"name": "required, at most 200 characters"})
+    if Dataset.objects.filter(workspace=workspace, name=name).exists():
+        raise ValidationError({"name": f"a dataset named {name!r} exists in this workspace"})
+    field_specs = field_specs_validate(fields)
+    question_specs = question_specs_validate(questions, {f["name"] for f in field_specs})
+    _dataset_settings_validate(settings_, field_names={f["name"] for f in field_specs})
+    dataset = Dataset.objects.create(workspace=workspace, name=name, created_by=created_by, **settings_)
+    Field.objects.bulk_create(Field(dataset=dataset, **f) for f in field_specs)
+    Question.objects.bulk_create(Question(dataset=dataset, **q) for q in question_specs)
+    return dataset
+
+
+def _dataset_settings_validate(values: dict, *, field_names: set[str]) -> None:
+    if "min_submitted" in values:
+        n = values["min_submitted"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100:
+            raise ValidationError({"min_submitted": "an integer from 1 to 100"})
+    if "prompt_field" in values and values["prompt_field"] not in field_names:
+        raise ValidationError({"prompt_field": f"{values['prompt_field']!r} is not a field of this dataset"})
+    for flag in ("allow_ties", "show_suggestions", "shuffle_responses"):
+        if flag in values and not isinstance(values[flag], bool):
+            raise ValidationError({flag: "must be true or false"})
+    if "guidelines" in values and not isinstance(values["guidelines"], str):
+        raise ValidationError({"guidelines": "must be a string"})
+
+
+@transaction.atomic
+def dataset_update(*, dataset: Dataset, **changes: Any) -> Dataset:
+    allowed = set(DATASET_SETTINGS) | {"name", "status"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError({"dataset": f"cannot change: {', '.join(sorted(unknown))}"})
+    _dataset_settings_validate(changes, field_names=set(dataset.fields.values_list("name", flat=True)))
+    if "status" in changes and changes["status"] not in Dataset.Status.values:
+        raise ValidationError({"status": f"must be one of {', '.join(Dataset.Status.values)}"})
+    if "name" in changes and Dataset.objects.filter(workspace=dataset.workspace_id, name=changes["name"]).exclude(pk=dataset.pk).exists():
+        raise ValidationError({"name": "a dataset with this name exists in this workspace"})
+    old_min = dataset.min_submitted
+    for key, value in changes.items():
+        setattr(dataset, key, value)
+    dataset.save()
+    if dataset.min_submitted != old_min:
+        records_completion_refresh(dataset=dataset)
+    return dataset
+
+
+def records_completion_refresh(*, dataset: Dataset) -> int:
+    return Record.objects.filter(dataset=dataset).update(
+        completed=ExpressionWrapper(Q(submitted_count__gte=dataset.min_submitted), output_field=BooleanField()))
+
+
+def dataset_publish(*, dataset: Dataset) -> Dataset:
+    if not dataset.questions.exists():
+        raise ValidationError({"questions": "a dataset needs at least one question to be published"})
+    dataset.status = Dataset.Status.PUBLISHED
+    dataset.save(update_fields=["status", "updated_at"])
+    return dataset
+
+
+# --- records -----------------------------------------------------------------------------------
+
+@dataclass
+class UpsertCounts:
+    created: int = 0
+    updated: int = 0
+
+
+def records_upsert(*, dataset: Dataset, rows: list[dict]) -> UpsertCounts:
+    """Insert or update one batch of already validated rows (see validation.record_validate).
+
+    Within a batch the last row with a given external_id wins. Updating a record replaces its
+    fields and metadata but keeps its responses, suggestions and counters.
+    """
+    by_id: dict[str, dict] = {}
+    for row in rows:
+        by_id[row["external_id"]] = row
+    if not by_id:
+        return UpsertCounts()
+    with transaction.atomic():
+        existing = set(Record.objects.filter(dataset=dataset, external_id__in=list(by_id))
+                       .values_list("external_id", flat=True))
+        now = timezone.now()
+        objs = [Record(dataset=dataset, external_id=eid, fields=r["fields"], metadata=r["metadata"],
+                       priority=r.get("priority", 0.0), created_at=now, updated_at=now)
+                for eid, r in by_id.items()]
+        Record.objects.bulk_create(objs, batch_size=1000, update_conflicts=True,
+                                   unique_fields=["dataset", "external_id"],
+                                   update_fields=["fields", "metadata", "priority", "updated_at"])
+    return UpsertCounts(created=len(by_id) - len(existing), updated=len(existing))
+
+
+# --- distribution ------------------------------------------------------------------------------
+
+def _lease_expiry(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.PREFLAB_LEASE_SECONDS)
+
+
+def leases_reclaim(*, dataset: Dataset, now: datetime | None = None, limit: int = 500) -> int:
+    """Release expired leases of a dataset so their records can be handed out again."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = list(Lease.objects.filter(dataset=dataset, expires_at__lte=now)
+                       .select_for_update(skip_locked=True).values_list("id", "record_id")[:limit])
+        if not expired:
+            return 0
+        Lease.objects.filter(id__in=[lid for lid, _ in expired]).delete()
+        for _, record_id in expired:
+            Record.objects.filter(pk=record_id).update(leased_count=Greatest(F("leased_count") - 1, 0))
+    return len(expired)
+
+
+def next_record_for(user, dataset: Dataset, *, now: datetime | None = None) -> Record | None:
+    """The next record this annotator should answer, or None when nothing is left for them.
+
+    Order: the user's own open lease or draft first (resume), then open records by priority
+    (highest first) then id. A record is never handed to a user who already answered it, nor
+    handed out once submitted + leased reaches the dataset's min_submitted. On PostgreSQL rows
+    are locked with SKIP LOCKED so concurrent annotators never wait on or share the last slot.
+    """
+    now = now or timezone.now()
+    own = (Lease.objects.filter(dataset=dataset, user=user, expires_at__gt=now)
+           .order_by("created_at").values_list("id", "record_id").first())
+    if own is not None:
+        Lease.objects.filter(pk=own[0]).update(expires_at=_lease_expiry(now))
+        return Record.objects.get(pk=own[1])
+    draft_record_id = (Response.objects.filter(dataset=dataset, user=user, status=Response.Status.DRAFT,
+                                               record__completed=False)
+                       .order_by("updated_at").values_list("record_id", flat=True).first())
+    if Lease.objects.filter(dataset=dataset, expires_at__lte=now).exists():
+        leases_reclaim(dataset=dataset, now=now)
+    for _attempt in range(3):
+        with transaction.atomic():
+            candidates = Record.objects.filter(dataset=dataset, completed=False)
+            if draft_record_id is not None:
+                candidates = candidates.filter(pk=draft_record_id)
+            else:
+                candidates = (candidates
+                              .alias(load=F("submitted_count") + F("leased_count"))
+                              .filter(load__lt=dataset.min_submitted)
+                              .exclude(Exists(Response.objects.filter(record=OuterRef("pk"), user=user)))
+                              .order_by("-priority", "id"))
+            record = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+            if record is None:
+                if draft_record_id is not None:
+                    draft_record_id = None
+                    continue
+                return None
+            try:
+                with transaction.atomic():
+                    Lease.objects.create(record=record, dataset=dataset, user=user, expires_at=_lease_expiry(now))
+            except IntegrityError:
+                continue  # this user's concurrent request leased it first: look again
+            Record.objects.filter(pk=record.pk).update(leased_count=F("leased_count") + 1)
+            record.leased_count += 1
+            return record
+    return None
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+@dataclass
+class ResponseResult:
+    response: Response
+    created: bool
+    over_assigned: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def display_order_for(*, record: Record, user_id: int, field_names: list[str], shuffle: bool) -> list[str]:
+    """The order in which a record's ranked fields are shown to one annotator.
+
+    Deterministic per (record, user), so a reload shows the same order; stored with the response.
+    """
+    order = list(field_names)
+    if shuffle and len(order) > 1:
+        random.Random(f"{record.pk}:{user_id}").shuffle(order)
+    return order
+
+
+def response_upsert(*, user, record: Record, values: Any, status: str,
+                    display_order: list[str] | None = None, duration: float | None = None,
+                    add_duration: bool = False) -> ResponseResult:
+    """Create or replace the user's response to a record, keeping the record's counters right.
+
+    A submit beyond min_submitted is stored all the same (nothing is lost) and flagged.
+    `duration` replaces the stored time unless `add_duration` (the UI adds each visit's time).
+    """
+    if status not in Response.Status.values:
+        raise ValidationError({"status": f"must be one of {', '.join(Response.Status.values)}"})
+    dataset = record.dataset
+    questions = list(dataset.questions.all())
+    clean = response_values_validate(questions=questions, values=values, status=status,
+                                     allow_ties=dataset.allow_ties)
+    if display_order is not None:
+        if not isinstance(display_order, list) or not all(isinstance(x, str) for x in display_order):
+            raise ValidationError({"display_order": "a list of field names"})
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
+            raise ValidationError({"duration": "a non-negative number of seconds"})
+        duration = min(float(duration), 24 * 3600.0)
+    with transaction.atomic():
+        released = 0
+        if status != Response.Status.DRAFT:
+            released, _ = Lease.objects.filter(record=record, user=user).delete()
+        locked = Record.objects.select_for_update().get(pk=record.pk)
+        response = Response.objects.filter(record=locked, user=user).first()
+        created = response is None
+        old_status = None if created else response.status
+        if created:
+            response = Response(record=locked, dataset_id=locked.dataset_id, user=user)
+        response.values = clean
+        response.status = status
+        if display_order is not None:
+            response.display_order = display_order
+        if duration is not None:
+            response.duration = (response.duration or 0.0) + duration if add_duration else duration
+        response.save()
+        delta = int(status == Response.Status.SUBMITTED) - int(old_status == Response.Status.SUBMITTED)
+        submitted = locked.submitted_count + delta
+        leased = max(0, locked.leased_count - released)
+        Record.objects.filter(pk=locked.pk).update(
+            submitted_count=submitted, leased_count=leased, completed=submitted >= dataset.min_submitted)
+        record.submitted_count, record.leased_count = submitted, leased
+        record.completed = submitted >= dataset.min_submitted
+    result = ResponseResult(response=response, created=created)
+    if delta > 0 and submitted > dataset.min_submitted:
+        result.over_assigned = True
+        result.warnings.append(
+            f"this record now has {submitted} submitted responses, more than the {dataset.min_submitted} wanted; "
+            "your response is stored")
+    return result
+
+
+# --- suggestions -------------------------------------------------------------------------------
+
+@dataclass
+class SuggestionCounts:
+    created: int = 0
+    updated: int = 0
+    errors: list[dict] = field(default_factory=list)
+
+
+def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> SuggestionCounts:
+    """Bulk add judge suggestions. Each item: {record | external_id, question, value, score, agent,
+    rationale, raw}. Invalid items are reported by index and the valid ones stored; one suggestion
+    per (record, question, agent), re-sending replaces it."""
+    items = list(items)
+    questions = {q.name: q for q in dataset.questions.all()}
+    record_ids = {i.get("record") for i in items if isinstance(i, dict) and i.get("record") is not None}
+    external_ids = {str(i["external_id"]) for i in items if isinstance(i, dict) and i.get("external_id") is not None}
+    by_pk = dict(Record.objects.filter(dataset=dataset, pk__in=[r for r in record_ids if isinstance(r, int)])
+                 .values_list("pk", "pk"))
+    by_ext = dict(Record.objects.filter(dataset=dataset, external_id__in=external_ids).values_list("external_id", "pk"))
+    counts = SuggestionCounts()
+    rows: dict[tuple, Suggestion] = {}
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise ValidationError({"item": "must be an object"})
+            unknown = set(item) - {"record", "external_id", "question", "value", "score", "agent", "rationale", "raw"}
+            if unknown:
+                raise ValidationError({"item": f"unknown keys: {', '.join(sorted(unknown))}"})
+            if item.get("record") is not None:
+                record_id = by_pk.get(item["record"])
+            else:
+                record_id = by_ext.get(str(item.get("external_id")))
+            if record_id is None:
+                raise ValidationError({"record": "no such record in this dataset"})
+            question = questions.get(item.get("question"))
+            if question is None:
+                raise ValidationError({"question": f"no question {item.get('question')!r} in this dataset"})
+            value = question_value_validate(question, item.get("value"), allow_ties=True)
+            score = item.get("score")
+            if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+                raise ValidationError({"score": "must be a number"})
+            agent = str(item.get("agent") or "")[:200]
+            rows[(record_id, question.pk, agent)] = Suggestion(
+                record_id=record_id, question=question, value=value, score=score, agent=agent,
+                rationale=str(item.get("rationale") or ""), raw=item.get("raw"))
+        except ValidationError as exc:
+            counts.errors.append({"index": index, "errors": exc.message_dict})
+    if rows:
+        with transaction.atomic():
+            keys = list(rows)
+            existing = set(Suggestion.objects.filter(record_id__in={k[0] for k in keys})
+                           .values_list("record_id", "question_id", "agent"))
+            Suggestion.objects.bulk_create(list(rows.values()), batch_size=1000, update_conflicts=True,
+                                           unique_fields=["record", "question", "agent"],
+                                           update_fields=["value", "score", "rationale", "raw", "updated_at"])
+        counts.updated = sum(1 for k in keys if k in existing)
+        counts.created = len(keys) - counts.updated
+    return counts
+
+
+def record_priority_set(*, record_ids_to_priority: dict[int, float]) -> None:
+    with transaction.atomic():
+        for pk, priority in record_ids_to_priority.items():
+            Record.objects.filter(pk=pk).update(priority=priority)

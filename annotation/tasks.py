@@ -1,0 +1,27 @@
+"""Celery tasks of the job mechanism: thin, take primary keys, call one service."""
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from .jobs import job_chunk_execute, job_chunk_give_up
+
+
+@shared_task(
+    bind=True,
+    name="annotation.job_chunk_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(Exception,),
+    dont_autoretry_for=(SoftTimeLimitExceeded,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=5,
+)
+def job_chunk_run(self, job_id: int, index: int) -> str:
+    try:
+        return job_chunk_execute(job_id=job_id, index=index)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries or isinstance(exc, SoftTimeLimitExceeded):
+            job_chunk_give_up(job_id=job_id, index=index, error=f"{type(exc).__name__}: {exc}")
+            return "failed"
+        raise

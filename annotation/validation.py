@@ -1,0 +1,283 @@
+"""Validation of what users send: dataset definitions, records, response values.
+
+Every function raises django.core.exceptions.ValidationError with a dict naming the field and the
+reason, so the API answers 400 with the same words and the CLI prints them with a line number.
+Nothing here writes to the database.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from .models import Field, Question
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+MAX_TEXT_ANSWER = 20_000
+CHAT_ROLES = {"system", "user", "assistant", "tool"}
+
+
+# --- dataset definitions -----------------------------------------------------------------------
+
+def field_specs_validate(fields: list[dict]) -> list[dict]:
+    if not isinstance(fields, list) or not fields:
+        raise ValidationError({"fields": "a dataset needs at least one field"})
+    seen: set[str] = set()
+    out = []
+    for i, f in enumerate(fields):
+        where = f"fields[{i}]"
+        if not isinstance(f, dict):
+            raise ValidationError({where: "must be an object"})
+        unknown = set(f) - {"name", "title", "kind", "required", "position"}
+        if unknown:
+            raise ValidationError({where: f"unknown keys: {', '.join(sorted(unknown))}"})
+        name = f.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ValidationError({f"{where}.name": "letters, digits, '-' and '_' only (1-100 characters)"})
+        if name in seen:
+            raise ValidationError({f"{where}.name": f"duplicate field name {name!r}"})
+        seen.add(name)
+        kind = f.get("kind", Field.Kind.TEXT)
+        if kind not in Field.Kind.values:
+            raise ValidationError({f"{where}.kind": f"must be one of {', '.join(Field.Kind.values)}"})
+        out.append({"name": name, "title": str(f.get("title") or name), "kind": kind,
+                    "required": bool(f.get("required", True)), "position": int(f.get("position", i))})
+    return out
+
+
+def question_specs_validate(questions: list[dict], field_names: set[str]) -> list[dict]:
+    if not isinstance(questions, list) or not questions:
+        raise ValidationError({"questions": "a dataset needs at least one question"})
+    seen: set[str] = set()
+    out = []
+    for i, q in enumerate(questions):
+        where = f"questions[{i}]"
+        if not isinstance(q, dict):
+            raise ValidationError({where: "must be an object"})
+        unknown = set(q) - {"name", "title", "description", "kind", "required", "options", "position"}
+        if unknown:
+            raise ValidationError({where: f"unknown keys: {', '.join(sorted(unknown))}"})
+        name = q.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ValidationError({f"{where}.name": "letters, digits, '-' and '_' only (1-100 characters)"})
+        if name in seen:
+            raise ValidationError({f"{where}.name": f"duplicate question name {name!r}"})
+        seen.add(name)
+        kind = q.get("kind")
+        if kind not in Question.Kind.values:
+            raise ValidationError({f"{where}.kind": f"must be one of {', '.join(Question.Kind.values)}"})
+        options = q.get("options") or {}
+        if not isinstance(options, dict):
+            raise ValidationError({f"{where}.options": "must be an object"})
+        options = _question_options_validate(kind, options, field_names, f"{where}.options")
+        out.append({"name": name, "title": str(q.get("title") or name), "description": str(q.get("description") or ""),
+                    "kind": kind, "required": bool(q.get("required", True)), "options": options,
+                    "position": int(q.get("position", i))})
+    return out
+
+
+def _question_options_validate(kind: str, options: dict, field_names: set[str], where: str) -> dict:
+    values = options.get("values")
+    if kind == Question.Kind.TEXT:
+        return {k: v for k, v in options.items() if k in {"placeholder", "max_length"}}
+    if not isinstance(values, list) or not values:
+        raise ValidationError({f"{where}.values": "a non-empty list is required"})
+    if len(set(map(_hashable, values))) != len(values):
+        raise ValidationError({f"{where}.values": "values must be distinct"})
+    if kind == Question.Kind.RANKING:
+        if len(values) < 2:
+            raise ValidationError({f"{where}.values": "a ranking needs at least two fields"})
+        missing = [v for v in values if v not in field_names]
+        if missing:
+            raise ValidationError({f"{where}.values": f"not fields of this dataset: {', '.join(map(str, missing))}"})
+        return {"values": list(values)}
+    if kind == Question.Kind.RATING:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ValidationError({f"{where}.values": "rating values must be integers"})
+        out: dict[str, Any] = {"values": list(values)}
+        compares = options.get("compares")
+        if compares is not None:
+            if (not isinstance(compares, list) or len(compares) != 2 or compares[0] == compares[1]
+                    or any(c not in field_names for c in compares)):
+                raise ValidationError({f"{where}.compares": "must name two different fields of this dataset"})
+            if sorted(values) != [0, 1, 2]:
+                raise ValidationError({f"{where}.values": "a comparison rating uses [0, 1, 2] (0 = tie)"})
+            out["compares"] = list(compares)
+        return out
+    # label
+    if not all(isinstance(v, str) and v for v in values):
+        raise ValidationError({f"{where}.values": "labels must be non-empty strings"})
+    return {"values": list(values), "multiple": bool(options.get("multiple", False))}
+
+
+def _hashable(v: Any) -> Any:
+    return orjson.dumps(v) if isinstance(v, (list, dict)) else v
+
+
+# --- records -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: str
+    required: bool
+
+
+def record_validate(raw: Any, specs: dict[str, FieldSpec], *, max_bytes: int | None = None,
+                    size: int | None = None) -> dict:
+    """Check one incoming record ({external_id, fields, metadata, priority}) and normalise it.
+
+    `size` is the encoded size when the caller already has it (an NDJSON line); otherwise it is
+    measured. Returns {"external_id", "fields", "metadata", "priority"}.
+    """
+    max_bytes = max_bytes or settings.PREFLAB_MAX_RECORD_BYTES
+    if not isinstance(raw, dict):
+        raise ValidationError({"record": "must be a JSON object"})
+    unknown = set(raw) - {"external_id", "id", "fields", "metadata", "priority"}
+    if unknown:
+        raise ValidationError({"record": f"unknown keys: {', '.join(sorted(unknown))}"})
+    if size is None:
+        size = len(orjson.dumps(raw))
+    if size > max_bytes:
+        raise ValidationError({"record": f"record is {size} bytes, over the limit of {max_bytes}"})
+    fields = raw.get("fields")
+    if not isinstance(fields, dict):
+        raise ValidationError({"fields": "must be an object of field name to value"})
+    unknown_fields = set(fields) - set(specs)
+    if unknown_fields:
+        raise ValidationError({"fields": f"unknown fields: {', '.join(sorted(unknown_fields))}"})
+    for spec in specs.values():
+        value = fields.get(spec.name)
+        if value is None or value == "" or value == []:
+            if spec.required:
+                raise ValidationError({f"fields.{spec.name}": "required"})
+            fields.pop(spec.name, None)
+            continue
+        if spec.kind == Field.Kind.CHAT:
+            _chat_validate(value, f"fields.{spec.name}")
+        elif not isinstance(value, str):
+            raise ValidationError({f"fields.{spec.name}": "must be a string"})
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValidationError({"metadata": "must be an object"})
+    priority = raw.get("priority", 0.0)
+    if isinstance(priority, bool) or not isinstance(priority, (int, float)):
+        raise ValidationError({"priority": "must be a number"})
+    external_id = raw.get("external_id", raw.get("id"))
+    if external_id is None or external_id == "":
+        # Content-addressed id: re-sending the same record updates it instead of duplicating it.
+        external_id = "sha1-" + hashlib.sha1(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    elif isinstance(external_id, bool) or not isinstance(external_id, (str, int)):
+        raise ValidationError({"external_id": "must be a string or an integer"})
+    external_id = str(external_id)
+    if len(external_id) > 255:
+        raise ValidationError({"external_id": "longer than 255 characters"})
+    return {"external_id": external_id, "fields": fields, "metadata": metadata, "priority": float(priority)}
+
+
+def _chat_validate(value: Any, where: str) -> None:
+    if not isinstance(value, list):
+        raise ValidationError({where: "a chat is a list of {role, content} messages"})
+    for i, m in enumerate(value):
+        if (not isinstance(m, dict) or m.get("role") not in CHAT_ROLES
+                or not isinstance(m.get("content"), str)):
+            raise ValidationError({f"{where}[{i}]": "each message needs a role (system|user|assistant|tool) and a string content"})
+
+
+def field_specs_of(dataset) -> dict[str, FieldSpec]:
+    return {f.name: FieldSpec(f.name, f.kind, f.required) for f in dataset.fields.all()}
+
+
+# --- response values ---------------------------------------------------------------------------
+
+def response_values_validate(*, questions: list[Question], values: Any, status: str, allow_ties: bool) -> dict:
+    """Check a response's values against the dataset's questions; returns {question: value}.
+
+    Accepts Argilla's wrapped form {"q": {"value": v}} as well as {"q": v}. Required questions
+    must be answered on submit; drafts and discards may be partial.
+    """
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValidationError({"values": "must be an object of question name to value"})
+    by_name = {q.name: q for q in questions}
+    unknown = set(values) - set(by_name)
+    if unknown:
+        raise ValidationError({"values": f"unknown questions: {', '.join(sorted(unknown))}"})
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, dict) and set(value) == {"value"}:
+            value = value["value"]
+        if value is None:
+            continue
+        out[name] = question_value_validate(by_name[name], value, allow_ties=allow_ties)
+    if status == "submitted":
+        missing = [q.name for q in questions if q.required and q.name not in out]
+        if missing:
+            raise ValidationError({f"values.{missing[0]}": "required to submit"})
+    return out
+
+
+def question_value_validate(question: Question, value: Any, *, allow_ties: bool) -> Any:
+    where = f"values.{question.name}"
+    options = question.options or {}
+    allowed = options.get("values", [])
+    if question.kind == Question.Kind.RANKING:
+        return ranking_validate(value, allowed, allow_ties=allow_ties, where=where)
+    if question.kind == Question.Kind.RATING:
+        if isinstance(value, bool) or value not in allowed:
+            raise ValidationError({where: f"{value!r} is not one of {allowed}"})
+        return value
+    if question.kind == Question.Kind.LABEL:
+        if options.get("multiple"):
+            if not isinstance(value, list) or len(set(value)) != len(value) or not value:
+                raise ValidationError({where: "a non-empty list of distinct labels"})
+            bad = [v for v in value if v not in allowed]
+        else:
+            bad = [] if value in allowed else [value]
+        if bad:
+            raise ValidationError({where: f"not among the labels: {', '.join(map(str, bad))}"})
+        return value
+    if not isinstance(value, str):
+        raise ValidationError({where: "must be a string"})
+    if len(value) > int(options.get("max_length", MAX_TEXT_ANSWER)):
+        raise ValidationError({where: "too long"})
+    return value
+
+
+def ranking_validate(value: Any, fields: list[str], *, allow_ties: bool, where: str = "ranking") -> list[dict]:
+    """A ranking is [{"value": field, "rank": k}, ...] over exactly the question's fields.
+
+    A plain ordered list of field names is accepted as a shorthand (best first, no ties).
+    Ranks are positive integers; equal ranks are ties. Returned sorted by rank.
+    """
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        value = [{"value": v, "rank": i + 1} for i, v in enumerate(value)]
+    if not isinstance(value, list) or not value:
+        raise ValidationError({where: "a ranking is a list of {value, rank}"})
+    seen: list[str] = []
+    items = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"value", "rank"} or "value" not in item or "rank" not in item:
+            raise ValidationError({where: "each item is {\"value\": <field>, \"rank\": <int>}"})
+        rank = item["rank"]
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= len(fields):
+            raise ValidationError({where: f"rank of {item['value']!r} must be an integer from 1 to {len(fields)}"})
+        if item["value"] in seen:
+            raise ValidationError({where: f"{item['value']!r} is ranked twice"})
+        if item["value"] not in fields:
+            raise ValidationError({where: f"{item['value']!r} is not one of the ranked fields {fields}"})
+        seen.append(item["value"])
+        items.append({"value": item["value"], "rank": rank})
+    missing = [f for f in fields if f not in seen]
+    if missing:
+        raise ValidationError({where: f"missing from the ranking: {', '.join(missing)}"})
+    ranks = [i["rank"] for i in items]
+    if not allow_ties and len(set(ranks)) != len(ranks):
+        raise ValidationError({where: "ties are not allowed in this dataset"})
+    return sorted(items, key=lambda i: (i["rank"], fields.index(i["value"])))

@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/", include("annotation.urls_api")),
+    path("api/v1/", include("generation.urls_api")),
+    path("api/v1/", include("judging.urls_api")),
+    path("generation/", include("generation.urls")),
+    path("judging/", include("judging.urls")),
+    path("", include("annotation.urls")),
+]
