@@ -37,3 +37,30 @@ class Endpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.model})"
+
+
+class GenerationOutput(models.Model):
+    """One completion of a generation job, stored as it arrives: the unique key (job, prompt, slot)
+    makes every write idempotent, so a re-run chunk or a redelivered task never duplicates a response.
+    A record is assembled from a prompt's outputs once all its n slots exist."""
+
+    job = models.ForeignKey("annotation.Job", on_delete=models.CASCADE, related_name="generation_outputs")
+    prompt_key = models.CharField(max_length=255)
+    slot = models.PositiveSmallIntegerField(help_text="0-based; the response field is response-{slot+1}")
+    endpoint = models.CharField(max_length=100)
+    model = models.CharField(max_length=300)
+    params = models.JSONField(default=dict, blank=True)
+    text = models.TextField()
+    finish_reason = models.CharField(max_length=40, blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_s = models.FloatField(default=0.0)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "prompt_key", "slot"]
+        constraints = [models.UniqueConstraint(fields=["job", "prompt_key", "slot"], name="uniq_generation_output")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} {self.prompt_key}#{self.slot}"
