@@ -1,0 +1,323 @@
+"""REST API of the evaluation side (issue #6): agreement, leaderboards, best-of-n, simulated annotators.
+
+Mounted at /api/v1/ (judging/eval_urls.py). Access as everywhere (annotation.selectors): workspace
+admins only; another workspace's objects answer 404; every 400 names the field and the reason.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response as ApiResponse
+from rest_framework.views import APIView
+
+from annotation import selectors
+from annotation.exports import jsonl_chunks
+from annotation.jobs import job_chunk_execute, job_summary
+from annotation.models import JobChunk, Membership
+
+from .bestofn import best_of_n_params, best_of_n_rows
+from .eval_selectors import dataset_agreement_with_judges as dataset_agreement
+from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
+from .models import Judge
+from .models_eval import SimulatedAnnotator
+from .simulation import (
+    pairs_annotate,
+    samples_annotate,
+    simulated_annotator_create,
+    simulated_annotators_resolve,
+    simulation_job_create,
+)
+
+
+API_MAX_PAIRS = 5000  # annotate-pairs answers synchronously; the CLI takes more
+
+
+class _FormatParamNegotiation:
+    """`?format=json|csv|jsonl` names the output format here, not a DRF renderer; errors stay JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return JSONRenderer(), JSONRenderer.media_type
+
+
+def _bool(params, name: str, default: bool = False) -> bool:
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text not in ("true", "false", "1", "0"):
+        raise serializers.ValidationError({name: ["must be true or false"]})
+    return text in ("true", "1")
+
+
+def _format(params, allowed: tuple[str, ...]) -> str:
+    fmt = params.get("format") or allowed[0]
+    if fmt not in allowed:
+        raise serializers.ValidationError({"format": [f"must be one of {', '.join(allowed)}"]})
+    return fmt
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:80] or "dataset"
+
+
+# --- agreement -------------------------------------------------------------------------------------
+
+class DatasetAgreementApi(APIView):
+    """GET /datasets/{id}/agreement/: agreement figures of a dataset (see annotation.agreement)."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        return ApiResponse(dataset_agreement(dataset))
+
+
+# --- leaderboards ------------------------------------------------------------------------------------
+
+def _board_response(board, fmt: str, filename: str):
+    if fmt == "csv":
+        response = HttpResponse(leaderboard_csv(board), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+        return response
+    return ApiResponse(board.as_dict())
+
+
+class DatasetLeaderboardApi(APIView):
+    """GET /datasets/{id}/leaderboard/?reference=&source=human|suggestions|both&format=json|csv&length_controlled=
+
+    Win rate of each model that wrote responses against the reference model (default: the most
+    frequent model), with standard error, counts and average length (see judging.leaderboards).
+    """
+
+    content_negotiation_class = _FormatParamNegotiation
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[
+        OpenApiParameter("reference", str), OpenApiParameter("source", str, enum=list(SOURCES)),
+        OpenApiParameter("format", str, enum=["json", "csv"]), OpenApiParameter("length_controlled", bool)])
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        params = request.query_params
+        fmt = _format(params, ("json", "csv"))
+        source = params.get("source") or "human"
+        if source not in SOURCES:
+            raise serializers.ValidationError({"source": [f"must be one of {', '.join(SOURCES)}"]})
+        board = dataset_leaderboard(dataset, reference=params.get("reference") or None, source=source,
+                                    length_controlled=_bool(params, "length_controlled"))
+        return _board_response(board, fmt, f"{_safe(dataset.name)}-{dataset.pk}-leaderboard")
+
+
+class AlpacaEvalLeaderboardApi(APIView):
+    """POST /leaderboards/alpaca-eval/: a leaderboard from AlpacaEval-format pairwise annotations.
+
+    Body: the JSON list itself (with ?reference=MODEL), or {"annotations": [...], "reference": MODEL,
+    "length_controlled": bool}. preference: 1 = output_1 better, 2 = output_2 better, 0 or 1.5 = tie,
+    fractional values in [1, 2] allowed. Nothing is stored. Any workspace admin (or staff) may use it.
+    """
+
+    content_negotiation_class = _FormatParamNegotiation
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, parameters=[
+        OpenApiParameter("reference", str), OpenApiParameter("format", str, enum=["json", "csv"]),
+        OpenApiParameter("length_controlled", bool)])
+    def post(self, request):
+        user = request.user
+        if not user.is_staff and not Membership.objects.filter(user=user, role=Membership.Role.ADMIN).exists():
+            raise exceptions.PermissionDenied("Only workspace admins may compute leaderboards.")
+        data = request.data
+        params = request.query_params
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - {"annotations", "reference", "length_controlled"})
+            if unknown:
+                raise serializers.ValidationError({k: ["unknown field"] for k in unknown})
+            annotations = data.get("annotations")
+            reference = data.get("reference") or params.get("reference")
+            length_controlled = _bool(data, "length_controlled") or _bool(params, "length_controlled")
+        else:
+            annotations, reference = data, params.get("reference")
+            length_controlled = _bool(params, "length_controlled")
+        if not isinstance(reference, str) or not reference.strip():
+            raise serializers.ValidationError({"reference": ["required: the name of the reference model (a generator)"]})
+        fmt = _format(params, ("json", "csv"))
+        board = alpaca_eval_leaderboard(annotations, reference=reference.strip(), length_controlled=length_controlled)
+        return _board_response(board, fmt, "alpaca-eval-leaderboard")
+
+
+# --- best-of-n --------------------------------------------------------------------------------------------
+
+class BestOfNApi(APIView):
+    """GET /datasets/{id}/best-of-n/?agent=&min_score=&include_ties=&min_n=: SFT rows (JSONL, streamed):
+    for each record, the response the judge scored best (see judging.bestofn)."""
+
+    content_negotiation_class = _FormatParamNegotiation
+
+    @extend_schema(responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY}, parameters=[
+        OpenApiParameter("agent", str), OpenApiParameter("min_score", float),
+        OpenApiParameter("include_ties", bool), OpenApiParameter("min_n", int)])
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        options = best_of_n_params({k: v for k, v in request.query_params.items()})
+        rows = best_of_n_rows(dataset=dataset, **options)
+        first = next(rows, None)  # validation errors surface before the first byte
+
+        def body():
+            if first is not None:
+                yield first
+                yield from rows
+
+        response = StreamingHttpResponse(jsonl_chunks(body()), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="{_safe(dataset.name)}-{dataset.pk}-best-of-n.jsonl"'
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+
+# --- simulated annotators ------------------------------------------------------------------------------
+
+class SimulatedAnnotatorOutputSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    judge = serializers.CharField(source="judge.name", read_only=True)
+    judge_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = SimulatedAnnotator
+        ref_name = "SimulatedAnnotator"
+        fields = ["id", "name", "username", "judge", "judge_id", "flip_probability", "seed", "created_at"]
+
+
+class _Strict(serializers.Serializer):
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
+        return super().to_internal_value(data)
+
+
+def _input(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class SimulatedAnnotatorListCreateApi(APIView):
+    """GET/POST /workspaces/{id}/simulated-annotators/: list or create (user sim-<name>, flagged simulated)."""
+
+    class InputSerializer(_Strict):
+        name = serializers.CharField(max_length=100)
+        judge = serializers.CharField(help_text="Judge id or name in this workspace")
+        flip_probability = serializers.FloatField(default=0.0, min_value=0.0, max_value=1.0)
+        seed = serializers.IntegerField(default=0)
+
+        class Meta:
+            ref_name = "SimulatedAnnotatorInput"
+
+    @extend_schema(responses=SimulatedAnnotatorOutputSerializer(many=True))
+    def get(self, request, workspace_id: int):
+        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        qs = SimulatedAnnotator.objects.filter(workspace=workspace).select_related("user", "judge")
+        return ApiResponse(SimulatedAnnotatorOutputSerializer(qs, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: SimulatedAnnotatorOutputSerializer})
+    def post(self, request, workspace_id: int):
+        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        data = _input(self.InputSerializer, request.data)
+        ref = data["judge"]
+        judges = Judge.objects.filter(workspace=workspace)
+        judge = (judges.filter(pk=int(ref)).first() if ref.isdigit() else None) or judges.filter(name=ref).first()
+        if judge is None:
+            raise serializers.ValidationError({"judge": [f"no judge {ref!r} in this workspace"]})
+        sim = simulated_annotator_create(workspace=workspace, name=data["name"], judge=judge,
+                                         flip_probability=data["flip_probability"], seed=data["seed"])
+        return ApiResponse(SimulatedAnnotatorOutputSerializer(sim).data, status=status.HTTP_201_CREATED)
+
+
+class _AnnotatorsField(serializers.ListField):
+    child = serializers.JSONField()
+
+
+class DatasetSimulateApi(APIView):
+    """POST /datasets/{id}/simulate/ {annotators: [names or ids] (default all), max_records, wait}:
+    a "simulation" job where the simulated annotators answer the dataset. With wait=true the job
+    runs inside the request (small datasets, scripts) and the answer is the finished job."""
+
+    class InputSerializer(_Strict):
+        annotators = _AnnotatorsField(required=False, default=list)
+        max_records = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+        wait = serializers.BooleanField(default=False)
+
+        class Meta:
+            ref_name = "SimulateInput"
+
+    @extend_schema(request=InputSerializer, responses={202: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        data = _input(self.InputSerializer, request.data)
+        annotators = simulated_annotators_resolve(workspace=dataset.workspace, names=data["annotators"])
+        job = simulation_job_create(dataset=dataset, annotators=annotators, max_records=data["max_records"],
+                                    created_by=request.user, start=not data["wait"])
+        if data["wait"]:
+            for index in job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True):
+                job_chunk_execute(job_id=job.pk, index=index)
+            job.refresh_from_db()
+        body = {**asdict(job_summary(job)), "result": job.result}
+        return ApiResponse(body, status=status.HTTP_200_OK if data["wait"] else status.HTTP_202_ACCEPTED)
+
+
+class AnnotatePairsApi(APIView):
+    """POST /workspaces/{id}/annotate-pairs/ {pairs: [{instruction, output_1, output_2, generator_1?,
+    generator_2?}], annotators?: [...]}: AlpacaFarm's annotate_pairs with the simulated pool. Returns
+    the pairs with `preference` (1, 2, or 1.5 for a tie) and `annotator` — AlpacaEval's format."""
+
+    class InputSerializer(_Strict):
+        pairs = serializers.JSONField()
+        annotators = _AnnotatorsField(required=False, default=list)
+        keep_dataset = serializers.BooleanField(default=False)
+
+        class Meta:
+            ref_name = "AnnotatePairsInput"
+
+    @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request, workspace_id: int):
+        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        data = _input(self.InputSerializer, request.data)
+        if isinstance(data["pairs"], list) and len(data["pairs"]) > API_MAX_PAIRS:
+            raise serializers.ValidationError({"pairs": [f"at most {API_MAX_PAIRS} pairs per request (the answer waits "
+                                                         "for the LLM calls); use manage.py annotate_pairs for more"]})
+        annotators = simulated_annotators_resolve(workspace=workspace, names=data["annotators"])
+        return ApiResponse(pairs_annotate(workspace=workspace, pairs=data["pairs"], annotators=annotators,
+                                          created_by=request.user, keep_dataset=data["keep_dataset"]))
+
+
+class AnnotateSamplesApi(APIView):
+    """POST /workspaces/{id}/annotate-samples/ {samples: [{instruction, outputs: [...], generators?: [...]}],
+    pairs_per_instruction?, seed?, annotators?}: random pairs of outputs per instruction, annotated."""
+
+    class InputSerializer(_Strict):
+        samples = serializers.JSONField()
+        annotators = _AnnotatorsField(required=False, default=list)
+        pairs_per_instruction = serializers.IntegerField(default=1, min_value=1, max_value=100)
+        seed = serializers.IntegerField(default=0)
+
+        class Meta:
+            ref_name = "AnnotateSamplesInput"
+
+    @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request, workspace_id: int):
+        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        data = _input(self.InputSerializer, request.data)
+        samples = data["samples"]
+        if isinstance(samples, list) and len(samples) * data["pairs_per_instruction"] > API_MAX_PAIRS:
+            raise serializers.ValidationError({"samples": [f"at most {API_MAX_PAIRS} pairs per request; use "
+                                                           "manage.py annotate_pairs --samples for more"]})
+        annotators = simulated_annotators_resolve(workspace=workspace, names=data["annotators"])
+        return ApiResponse(samples_annotate(workspace=workspace, samples=data["samples"], annotators=annotators,
+                                            pairs_per_instruction=data["pairs_per_instruction"], seed=data["seed"],
+                                            created_by=request.user))

@@ -1,0 +1,464 @@
+"""Leaderboards of the models that wrote the responses (issue #6), AlpacaEval style.
+
+A **comparison** is one prompt on which a model's output was compared with another model's, with a
+preference score in [0, 1] for the second output (1 = the second is better, 0 = the first is better,
+0.5 = tie; fractional values are averages over several raters). The leaderboard compares every
+model with one **reference** model:
+
+* win rate = 100 x mean of the model's per-comparison scores against the reference (ties count
+  one half, fractional scores count as they are);
+* standard error = 100 x the standard error of that mean (sample standard deviation / sqrt(n),
+  as AlpacaEval reports it; None with fewer than 2 comparisons);
+* wins / losses / ties = comparisons scored > 0.5, < 0.5 and exactly 0.5 for the model;
+* average length = mean length in characters of the model's outputs in those comparisons;
+* length-controlled win rate (optional) — a *simplified* version of AlpacaEval's length-controlled
+  GLM: per model a logistic regression of its score on tanh(length difference / its standard
+  deviation), fitted on the soft labels by Newton's method with a small ridge penalty, and the win
+  rate predicted for a length difference of 0 (100 x sigmoid(intercept)). AlpacaEval's GLM also
+  has instruction-difficulty terms and is fitted jointly over models; this one is per model.
+
+Comparisons between two non-reference models are not used. Sources:
+
+* a dataset: the record metadata says which model wrote which field — either
+  `{"response-1": {"model": "m", ...}, ...}` (what generation writes) or `{"models": {"response-1": "m"}}`;
+  preferences come from submitted responses (`human`, simulated annotators included), from
+  suggestions (`suggestions`, the mean over judges when several), or `both` (the responses where a
+  record has any, the suggestions otherwise — humans override, as in the triplet export);
+* a JSON list of AlpacaEval annotations: `instruction, output_1, output_2, generator_1,
+  generator_2, preference` with 1 = output_1 better, 2 = output_2 better, 0 or 1.5 = tie and
+  fractional values in [1, 2] allowed; the score of output_2 is preference - 1 (0 means tie: 0.5);
+  items with a null preference (a failed annotation) are left out and counted, as AlpacaEval does.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from typing import Any, Iterable, Iterator, Sequence
+
+from django.core.exceptions import ValidationError
+
+SOURCES = ("human", "suggestions", "both")
+
+
+@dataclass
+class Comparison:
+    model_1: str
+    model_2: str
+    score: float  # preference for model_2's output, in [0, 1]
+    length_1: int = 0
+    length_2: int = 0
+    key: Any = None  # record id or instruction, for provenance
+
+
+@dataclass
+class LeaderboardRow:
+    model: str
+    win_rate: float | None
+    standard_error: float | None
+    n: int
+    wins: int
+    losses: int
+    ties: int
+    avg_length: float | None
+    lc_win_rate: float | None = None
+    is_reference: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Leaderboard:
+    reference: str
+    rows: list[LeaderboardRow]
+    comparisons: int = 0
+    skipped: int = 0  # comparisons not involving the reference, or of a model with itself
+    source: str = ""
+    unannotated: int = 0  # AlpacaEval items with a null preference, left out
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"reference": self.reference, "source": self.source, "comparisons": self.comparisons,
+                "skipped": self.skipped, "unannotated": self.unannotated, "rows": [r.as_dict() for r in self.rows], "notes": self.notes}
+
+
+CSV_COLUMNS = ["model", "win_rate", "standard_error", "lc_win_rate", "n", "wins", "losses", "ties",
+               "avg_length", "is_reference"]
+
+
+def _spreadsheet_safe(text: str) -> str:
+    """A model name that a spreadsheet would run as a formula (=, +, -, @ first) gets a leading quote."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def leaderboard_csv(board: Leaderboard) -> str:
+    """The table as CSV (a leaderboard is opened in spreadsheets: model names are formula-safe)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in board.rows:
+        values = {k: ("" if v is None else v) for k, v in row.as_dict().items()}
+        values["model"] = _spreadsheet_safe(row.model)
+        writer.writerow(values)
+    return out.getvalue()
+
+
+# --- the computation ------------------------------------------------------------------------------
+
+def _mean_se(scores: Sequence[float]) -> tuple[float | None, float | None]:
+    n = len(scores)
+    if not n:
+        return None, None
+    mean = sum(scores) / n
+    if n < 2:
+        return mean, None
+    var = sum((s - mean) ** 2 for s in scores) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def length_controlled_win_rate(scores: Sequence[float], length_diffs: Sequence[float], *,
+                               ridge: float = 1e-3, iterations: int = 50) -> float | None:
+    """100 x sigmoid(a) for the logistic fit  score ~ sigmoid(a + b * tanh(diff / sd(diff))).
+
+    Soft labels (ties 0.5, fractional preferences) are used as they are. None with fewer than 5
+    comparisons. With no length variation the fit reduces to the logit of the mean score.
+    """
+    import numpy as np
+
+    y = np.asarray(scores, dtype=float)
+    if y.size < 5:
+        return None
+    d = np.asarray(length_diffs, dtype=float)
+    sd = d.std()
+    x = np.tanh(d / sd) if sd > 0 else np.zeros_like(d)
+    X = np.column_stack([np.ones_like(x), x])
+    w = np.zeros(2)
+    penalty = np.diag([ridge, ridge])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(X @ w)))
+        grad = X.T @ (y - p) - penalty @ w
+        hess = X.T @ (X * (p * (1 - p))[:, None]) + penalty
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            break
+        w += step
+        if np.max(np.abs(step)) < 1e-9:
+            break
+    return float(100.0 / (1.0 + math.exp(-w[0])))
+
+
+def leaderboard_compute(comparisons: Iterable[Comparison], *, reference: str, length_controlled: bool = False,
+                        source: str = "") -> Leaderboard:
+    """Win rates of every model against `reference` (see the module doc for the definitions)."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    diffs: dict[str, list[float]] = defaultdict(list)
+    lengths: dict[str, list[int]] = defaultdict(list)
+    ref_lengths: list[int] = []
+    total = skipped = 0
+    seen_models: set[str] = set()
+    for c in comparisons:
+        total += 1
+        seen_models.update((c.model_1, c.model_2))
+        if c.model_1 == c.model_2 or reference not in (c.model_1, c.model_2):
+            skipped += 1
+            continue
+        if c.model_2 == reference:  # score for the model = preference for output_1
+            model, score, own, ref_len = c.model_1, 1.0 - c.score, c.length_1, c.length_2
+        else:
+            model, score, own, ref_len = c.model_2, c.score, c.length_2, c.length_1
+        scores[model].append(score)
+        lengths[model].append(own)
+        diffs[model].append(own - ref_len)
+        ref_lengths.append(ref_len)
+    rows = []
+    for model, values in scores.items():
+        mean, se = _mean_se(values)
+        rows.append(LeaderboardRow(
+            model=model, win_rate=_pct(mean), standard_error=_pct(se), n=len(values),
+            wins=sum(1 for s in values if s > 0.5), losses=sum(1 for s in values if s < 0.5),
+            ties=sum(1 for s in values if s == 0.5),
+            avg_length=round(sum(lengths[model]) / len(lengths[model]), 1),
+            lc_win_rate=(_round(length_controlled_win_rate(values, diffs[model])) if length_controlled else None)))
+    rows.sort(key=lambda r: (-(r.win_rate if r.win_rate is not None else -1), r.model))
+    notes = []
+    if reference not in seen_models:
+        notes.append(f"no comparison involves the reference model {reference!r}; models seen: "
+                     f"{', '.join(sorted(seen_models)) or 'none'}")
+    if ref_lengths:
+        rows.append(LeaderboardRow(model=reference, win_rate=50.0, standard_error=None, n=len(ref_lengths),
+                                   wins=0, losses=0, ties=0,
+                                   avg_length=round(sum(ref_lengths) / len(ref_lengths), 1),
+                                   lc_win_rate=50.0 if length_controlled else None, is_reference=True))
+    return Leaderboard(reference=reference, rows=rows, comparisons=total, skipped=skipped, source=source,
+                       notes=notes)
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(100.0 * x, 4)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+# --- AlpacaEval-format annotations -------------------------------------------------------------------
+
+ALPACA_KEYS = ("instruction", "output_1", "output_2", "generator_1", "generator_2", "preference")
+
+
+def alpaca_preference_score(preference: Any, *, where: str = "preference") -> float:
+    """Score of output_2 from an AlpacaEval preference: 1 -> 0, 2 -> 1, 1.5 or 0 -> 0.5 (tie),
+    fractional values in [1, 2] -> preference - 1. Anything else is a ValidationError."""
+    if isinstance(preference, bool) or not isinstance(preference, (int, float)) or math.isnan(preference):
+        raise ValidationError({where: "must be a number: 1 (output_1 better), 2 (output_2 better), 0 or 1.5 (tie)"})
+    if preference == 0:
+        return 0.5
+    if not 1 <= preference <= 2:
+        raise ValidationError({where: f"{preference} is outside [1, 2] (0 also means a tie)"})
+    return float(preference) - 1.0
+
+
+def alpaca_eval_comparisons(items: Any, *, unannotated: list[int] | None = None) -> list[Comparison]:
+    """Validate a JSON list of AlpacaEval annotations and turn it into comparisons.
+
+    Every bad item is reported at once: ValidationError({"[i].key": reason, ...}). An item whose
+    preference is null (AlpacaEval writes null when its annotator failed) is left out, as
+    AlpacaEval does, and its index appended to `unannotated` so the caller can report it.
+    """
+    if not isinstance(items, list):
+        raise ValidationError({"annotations": "must be a JSON list of {instruction, output_1, output_2, "
+                                              "generator_1, generator_2, preference}"})
+    if not items:
+        raise ValidationError({"annotations": "the list is empty"})
+    errors: dict[str, str] = {}
+    out = []
+    for i, item in enumerate(items):
+        where = f"[{i}]"
+        if not isinstance(item, dict):
+            errors[where] = "must be an object"
+            continue
+        if "preference" in item and item["preference"] is None:
+            if unannotated is not None:
+                unannotated.append(i)
+            continue
+        missing = [k for k in ALPACA_KEYS if k not in item or item[k] is None]
+        if missing:
+            errors[f"{where}.{missing[0]}"] = "required" + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else "")
+            continue
+        bad = False
+        for key in ("generator_1", "generator_2"):
+            if not isinstance(item[key], str) or not item[key].strip():
+                errors[f"{where}.{key}"] = "must be a non-empty string"
+                bad = True
+        for key in ("instruction", "output_1", "output_2"):
+            if not isinstance(item[key], str):
+                errors[f"{where}.{key}"] = "must be a string"
+                bad = True
+        try:
+            score = alpaca_preference_score(item["preference"], where=f"{where}.preference")
+        except ValidationError as exc:
+            errors.update({k: "; ".join(v) for k, v in exc.message_dict.items()})
+            continue
+        if bad:
+            continue
+        out.append(Comparison(model_1=item["generator_1"].strip(), model_2=item["generator_2"].strip(), score=score,
+                              length_1=len(item["output_1"]), length_2=len(item["output_2"]),
+                              key=item["instruction"]))
+        if len(errors) >= 100:
+            break
+    if errors:
+        raise ValidationError(errors)
+    if not out:
+        raise ValidationError({"annotations": "no item has a preference"})
+    return out
+
+
+def alpaca_eval_leaderboard(items: Any, *, reference: str, length_controlled: bool = False) -> Leaderboard:
+    unannotated: list[int] = []
+    board = leaderboard_compute(alpaca_eval_comparisons(items, unannotated=unannotated), reference=reference,
+                                length_controlled=length_controlled, source="alpaca_eval")
+    if unannotated:
+        shown = ", ".join(f"[{i}]" for i in unannotated[:20]) + (" ..." if len(unannotated) > 20 else "")
+        board.notes.append(f"{len(unannotated)} annotation(s) without a preference (null) were left out: {shown}")
+    board.unannotated = len(unannotated)
+    return board
+
+
+# --- a dataset's records ------------------------------------------------------------------------------
+
+def record_models(metadata: Any, fields: Sequence[str]) -> dict[str, str]:
+    """Which model wrote which field, from record metadata (see the module doc for both forms)."""
+    if not isinstance(metadata, dict):
+        return {}
+    out: dict[str, str] = {}
+    models = metadata.get("models")
+    if isinstance(models, dict):
+        for name in fields:
+            value = models.get(name)
+            if isinstance(value, str) and value:
+                out[name] = value
+            elif isinstance(value, dict) and isinstance(value.get("model"), str) and value["model"]:
+                out[name] = value["model"]
+    for name in fields:
+        value = metadata.get(name)
+        if name not in out and isinstance(value, dict) and isinstance(value.get("model"), str) and value["model"]:
+            out[name] = value["model"]
+    return out
+
+
+def text_length(value: Any) -> int:
+    """Characters of a field value (a chat counts the content of its messages)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(len(m.get("content") or "") for m in value if isinstance(m, dict))
+    return 0
+
+
+def _mean_scores(rankings: list[dict[str, int]], a: str, b: str) -> float | None:
+    """Mean preference for b over a across raters: 1 if b ranked better, 0 if worse, 0.5 if equal."""
+    from annotation.agreement import FIRST, SECOND, pair_label
+
+    values = []
+    for ranks in rankings:
+        label = pair_label(ranks, a, b)
+        if label is not None:
+            values.append(1.0 if label == SECOND else (0.0 if label == FIRST else 0.5))
+    return sum(values) / len(values) if values else None
+
+
+def dataset_comparisons(dataset, *, source: str = "human", question=None, batch: int = 1000) -> Iterator[Comparison]:
+    """Comparisons of a dataset's records: one per (record, pair of fields written by known models).
+
+    With several raters of a record the score is the mean of their verdicts (so it can be fractional).
+    Streams the records in batches; never loads the dataset at once.
+    """
+    from annotation.agreement import ranks_from_value
+    from annotation.models import Question, Record, Response, Suggestion
+
+    if source not in SOURCES:
+        raise ValidationError({"source": f"must be one of {', '.join(SOURCES)}"})
+    if question is None:
+        question = (dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
+                    or next((q for q in dataset.questions.filter(kind=Question.Kind.RATING).order_by("position", "id")
+                             if (q.options or {}).get("compares")), None))
+    if question is None:
+        raise ValidationError({"question": "this dataset has no ranking or comparison question"})
+    compares = (question.options or {}).get("compares") if question.kind == Question.Kind.RATING else None
+    ranked = list(compares or (question.options or {}).get("values", []))
+
+    last_id = 0
+    while True:
+        records = list(Record.objects.filter(dataset=dataset, pk__gt=last_id).order_by("pk")
+                       .values_list("pk", "fields", "metadata")[:batch])
+        if not records:
+            return
+        last_id = records[-1][0]
+        ids = [r[0] for r in records]
+        human: dict[int, list] = defaultdict(list)
+        judged: dict[int, list] = defaultdict(list)
+        if source in ("human", "both"):
+            for record_id, values in (Response.objects.filter(record_id__in=ids, status=Response.Status.SUBMITTED)
+                                      .values_list("record_id", "values")):
+                ranks = ranks_from_value((values or {}).get(question.name), compares=compares)
+                if ranks is not None:
+                    human[record_id].append(ranks)
+        if source in ("suggestions", "both"):
+            for record_id, value in (Suggestion.objects.filter(record_id__in=ids, question=question)
+                                     .values_list("record_id", "value")):
+                ranks = ranks_from_value(value, compares=compares)
+                if ranks is not None:
+                    judged[record_id].append(ranks)
+        for record_id, fields, metadata in records:
+            models = record_models(metadata, ranked)
+            if len(models) < 2:
+                continue
+            if source == "human":
+                rankings = human.get(record_id, [])
+            elif source == "suggestions":
+                rankings = judged.get(record_id, [])
+            else:
+                rankings = human.get(record_id) or judged.get(record_id, [])
+            if not rankings:
+                continue
+            for a, b in combinations([f for f in ranked if f in models], 2):
+                score = _mean_scores(rankings, a, b)
+                if score is None:
+                    continue
+                yield Comparison(model_1=models[a], model_2=models[b], score=score,
+                                 length_1=text_length((fields or {}).get(a)), length_2=text_length((fields or {}).get(b)),
+                                 key=record_id)
+
+
+def dataset_models(dataset, *, limit: int = 5000) -> list[str]:
+    """Model names found in the metadata of (up to `limit`) records of the dataset, most frequent first."""
+    from annotation.models import Record
+    from annotation.selectors import ranked_fields
+
+    fields = ranked_fields(dataset)
+    counts: dict[str, int] = defaultdict(int)
+    for metadata in Record.objects.filter(dataset=dataset).values_list("metadata", flat=True)[:limit]:
+        for model in record_models(metadata, fields).values():
+            counts[model] += 1
+    return sorted(counts, key=lambda m: (-counts[m], m))
+
+
+def dataset_leaderboard(dataset, *, reference: str | None = None, source: str = "human",
+                        length_controlled: bool = False) -> Leaderboard:
+    """The leaderboard of a dataset; the reference defaults to the most frequent model."""
+    if reference in (None, ""):
+        models = dataset_models(dataset)
+        if not models:
+            raise ValidationError({"reference": "no record of this dataset says which model wrote its responses "
+                                                "(metadata {field: {model: ...}} or {models: {field: name}})"})
+        reference = models[0]
+    return leaderboard_compute(dataset_comparisons(dataset, source=source), reference=reference,
+                               length_controlled=length_controlled, source=source)
+
+
+# --- bar chart ----------------------------------------------------------------------------------------------
+
+def leaderboard_svg(board: Leaderboard, *, width: int = 640, bar_height: int = 22, lc: bool = False) -> str:
+    """An inline SVG bar chart (win rate with +-1.96 SE error bars, 50% line). Model names are escaped."""
+    from django.utils.html import escape
+
+    rows = [r for r in board.rows if r.win_rate is not None]
+    label_w, pad = 180, 8
+    plot_w = width - label_w - 50
+    height = pad * 2 + max(1, len(rows)) * (bar_height + 6) + 20
+
+    def x(v: float) -> float:
+        return label_w + plot_w * max(0.0, min(100.0, v)) / 100.0
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="leaderboard-chart" role="img" '
+             f'aria-label="Win rate against {escape(board.reference)}" width="100%" style="max-width:{width * 1.5:.0f}px" '
+             f'viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif">']
+    for tick in (0, 25, 50, 75, 100):
+        parts.append(f'<line x1="{x(tick):.1f}" y1="{pad}" x2="{x(tick):.1f}" y2="{height - 20}" '
+                     f'stroke="{"#888" if tick == 50 else "#ddd"}" stroke-dasharray="{"4 3" if tick == 50 else "0"}"/>'
+                     f'<text x="{x(tick):.1f}" y="{height - 6}" font-size="11" text-anchor="middle">{tick}%</text>')
+    for i, row in enumerate(rows):
+        y = pad + i * (bar_height + 6)
+        value = row.lc_win_rate if lc and row.lc_win_rate is not None else row.win_rate
+        fill = "#9aa0a6" if row.is_reference else "#5b5bd6"
+        parts.append(f'<text x="{label_w - 6}" y="{y + bar_height * 0.7:.1f}" font-size="12" text-anchor="end">'
+                     f'{escape(row.model[:30])}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y}" width="{x(value) - label_w:.1f}" height="{bar_height}" '
+                     f'fill="{fill}"><title>{escape(row.model)}: {value:.1f}%</title></rect>')
+        label_x = x(value)
+        if row.standard_error and not lc:
+            lo, hi = x(value - 1.96 * row.standard_error), x(value + 1.96 * row.standard_error)
+            label_x = hi
+            mid = y + bar_height / 2
+            parts.append(f'<g class="error-bar" stroke="#222"><line x1="{lo:.1f}" y1="{mid:.1f}" x2="{hi:.1f}" y2="{mid:.1f}"/>'
+                         f'<line x1="{lo:.1f}" y1="{mid - 5:.1f}" x2="{lo:.1f}" y2="{mid + 5:.1f}"/>'
+                         f'<line x1="{hi:.1f}" y1="{mid - 5:.1f}" x2="{hi:.1f}" y2="{mid + 5:.1f}"/></g>')
+        parts.append(f'<text x="{label_x + 4:.1f}" y="{y + bar_height * 0.7:.1f}" font-size="11" '
+                     f'text-anchor="start">{value:.1f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

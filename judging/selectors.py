@@ -1,0 +1,225 @@
+"""Reads of the judging app: judges, judge jobs, the cleaning view of an imported preference set."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from django.db.models import QuerySet
+
+from annotation.models import Dataset, Job, JobError, Question, Suggestion, Workspace
+
+from .models import Judge, JudgeOutput, JudgeVerdict
+
+JOB_KIND = "judge"
+
+
+def judge_list(*, workspace: Workspace) -> QuerySet[Judge]:
+    return Judge.objects.filter(workspace=workspace).select_related("endpoint").order_by("name")
+
+
+def judge_jobs(*, workspace: Workspace, dataset: Dataset | None = None) -> QuerySet[Job]:
+    qs = Job.objects.filter(workspace=workspace, kind=JOB_KIND).select_related("dataset").order_by("-created_at")
+    if dataset is not None:
+        qs = qs.filter(dataset=dataset)
+    return qs
+
+
+def judge_job_errors(*, job: Job, limit: int = 50) -> list[JobError]:
+    return list(JobError.objects.filter(job=job).order_by("id")[:limit])
+
+
+def judge_job_outputs(*, job: Job, record_id: int | None = None) -> QuerySet[JudgeOutput]:
+    qs = JudgeOutput.objects.filter(job=job).order_by("record_id", "call_key")
+    if record_id is not None:
+        qs = qs.filter(record_id=record_id)
+    return qs
+
+
+def judge_job_verdicts(*, job: Job) -> QuerySet[JudgeVerdict]:
+    return JudgeVerdict.objects.filter(job=job).select_related("record").order_by("record_id")
+
+
+# --- cleaning an imported preference set --------------------------------------------------------
+
+@dataclass
+class Flip:
+    """A record where a judge prefers the response that was originally rejected."""
+    record_id: int
+    external_id: str
+    original_chosen: str
+    judge_prefers: str
+    margin: float | None
+    agent: str
+    rationale: str
+    prompt: str
+
+
+def _ranking_question(dataset: Dataset) -> Question | None:
+    return dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
+
+
+def _flip_rows(dataset: Dataset, agent: str | None, min_margin: float | None):
+    """(question fields, rows) of the ranking suggestions on imported pairs, most confident first.
+    Only small columns are read; a record's fields are fetched for the flips alone."""
+    from django.db.models.fields.json import KeyTextTransform
+
+    question = _ranking_question(dataset)
+    if question is None:
+        return [], iter(())
+    qs = (Suggestion.objects.filter(question=question, record__dataset=dataset,
+                                    record__metadata__has_key="original_chosen")
+          .annotate(chosen=KeyTextTransform("original_chosen", "record__metadata"))
+          .order_by("-score", "record_id")
+          .values_list("record_id", "record__external_id", "chosen", "value", "score", "agent", "rationale"))
+    if agent:
+        qs = qs.filter(agent=agent)
+    if min_margin is not None:
+        qs = qs.filter(score__gte=min_margin)
+    return list(question.options.get("values", [])), qs.iterator(chunk_size=2000)
+
+
+def _preferred_over(chosen: str, value, fields: list[str]) -> str | None:
+    """The best-ranked field strictly above the originally chosen one, or None (agree or tie)."""
+    if chosen not in fields or not isinstance(value, list):
+        return None
+    ranks = {i.get("value"): i.get("rank") for i in value if isinstance(i, dict)}
+    if not isinstance(ranks.get(chosen), int):
+        return None
+    better = [f for f, r in ranks.items() if f != chosen and isinstance(r, int) and r < ranks[chosen]]
+    return min(better, key=lambda f: ranks[f]) if better else None
+
+
+def _with_prompts(dataset: Dataset, flips: list[Flip]) -> list[Flip]:
+    from annotation.models import Record
+
+    fields = dict(Record.objects.filter(pk__in=[f.record_id for f in flips]).values_list("pk", "fields"))
+    for f in flips:
+        prompt = (fields.get(f.record_id) or {}).get(dataset.prompt_field, "")
+        f.prompt = prompt if isinstance(prompt, str) else str(prompt)
+    return flips
+
+
+def cleaning_flips(dataset: Dataset, agent: str | None = None, *, min_margin: float | None = None) -> Iterator[Flip]:
+    """Records imported with import_pairs where a judge ranks the originally rejected response above
+    the originally chosen one (strictly: a tie is not a flip), most confident first. Streams."""
+    fields, rows = _flip_rows(dataset, agent, min_margin)
+    batch: list[Flip] = []
+    for record_id, external_id, chosen, value, score, agent_, rationale in rows:
+        better = _preferred_over(chosen, value, fields)
+        if better is None:
+            continue
+        batch.append(Flip(record_id=record_id, external_id=external_id, original_chosen=chosen, judge_prefers=better,
+                          margin=score, agent=agent_, rationale=rationale, prompt=""))
+        if len(batch) >= 500:
+            yield from _with_prompts(dataset, batch)
+            batch = []
+    if batch:
+        yield from _with_prompts(dataset, batch)
+
+
+def cleaning_flips_count(*, dataset: Dataset, agent: str | None = None) -> int:
+    fields, rows = _flip_rows(dataset, agent, None)
+    return sum(1 for row in rows if _preferred_over(row[2], row[3], fields) is not None)
+
+
+def cleaning_page(*, dataset: Dataset, agent: str | None = None, min_margin: float | None = None,
+                  offset: int = 0, limit: int = 100) -> dict:
+    """One pass: how many imported pairs were judged and flipped (per the filters), and one page of flips."""
+    fields, rows = _flip_rows(dataset, agent, None)
+    judged = flips = matching = 0
+    agents: set[str] = set()
+    page: list[Flip] = []
+    for record_id, external_id, chosen, value, score, agent_, rationale in rows:
+        judged += 1
+        agents.add(agent_)
+        better = _preferred_over(chosen, value, fields)
+        if better is None:
+            continue
+        flips += 1
+        if min_margin is not None and (score is None or score < min_margin):
+            continue
+        matching += 1
+        if offset < matching <= offset + limit:
+            page.append(Flip(record_id=record_id, external_id=external_id, original_chosen=chosen,
+                             judge_prefers=better, margin=score, agent=agent_, rationale=rationale, prompt=""))
+    return {"judged": judged, "flips": flips, "matching": matching, "agents": sorted(agents),
+            "results": _with_prompts(dataset, page)}
+
+
+# --- access (workspace admins only; another workspace's object is a 404) ------------------------
+
+def _pk(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _admin_check(user, workspace_id: int | None, what: str) -> None:
+    from django.core.exceptions import PermissionDenied
+    from django.http import Http404
+
+    from annotation.selectors import membership_role
+
+    role = membership_role(user, workspace_id) if workspace_id is not None else None
+    if role is None:
+        raise Http404(f"No such {what}.")
+    if role != "admin":
+        raise PermissionDenied("Only an admin of this workspace may do this.")
+
+
+def admin_workspaces(user) -> QuerySet[Workspace]:
+    from annotation.selectors import workspaces_for_user
+
+    if user.is_staff:
+        return workspaces_for_user(user)
+    return workspaces_for_user(user).filter(memberships__user=user, memberships__role="admin")
+
+
+def judges_for_user(user, *, workspace_id=None) -> QuerySet[Judge]:
+    qs = Judge.objects.filter(workspace__in=admin_workspaces(user)).select_related("endpoint").order_by("name")
+    if workspace_id not in (None, ""):
+        qs = qs.filter(workspace_id=_pk(workspace_id))
+    return qs
+
+
+def judge_for_user(user, pk) -> Judge:
+    judge = Judge.objects.select_related("endpoint", "workspace").filter(pk=_pk(pk)).first()
+    _admin_check(user, judge.workspace_id if judge else None, "judge")
+    return judge
+
+
+def judge_jobs_for_user(user, *, workspace_id=None, dataset_id=None) -> QuerySet[Job]:
+    qs = (Job.objects.filter(kind=JOB_KIND, workspace__in=admin_workspaces(user))
+          .select_related("dataset").order_by("-created_at"))
+    if workspace_id not in (None, ""):
+        qs = qs.filter(workspace_id=_pk(workspace_id))
+    if dataset_id not in (None, ""):
+        qs = qs.filter(dataset_id=_pk(dataset_id))
+    return qs
+
+
+def judge_job_for_user(user, pk) -> Job:
+    job = Job.objects.select_related("dataset").filter(pk=_pk(pk), kind=JOB_KIND).first()
+    _admin_check(user, job.workspace_id if job else None, "judge job")
+    return job
+
+
+def judge_job_status(job: Job, *, errors: int = 10) -> dict:
+    """What the API and the progress page show about a judge job."""
+    from annotation.jobs import job_summary
+
+    s = job_summary(job)
+    params = job.params or {}
+    return {
+        "id": job.pk, "name": job.name, "status": job.status, "workspace": job.workspace_id,
+        "dataset": job.dataset_id, "dataset_name": job.dataset.name if job.dataset_id else None,
+        "judge": params.get("judge_id"), "judge_name": params.get("judge"), "method": params.get("method"),
+        "agent": params.get("agent"), "aspect": params.get("aspect"),
+        "target_dataset": params.get("target_dataset_id"),
+        "total": s.total, "done": s.done, "failed": s.failed, "progress": s.progress, "tokens": s.tokens,
+        "records_per_second": s.rate, "error": s.error, "result": job.result,
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "last_errors": [{"item": e.item, "error": e.error} for e in judge_job_errors(job=job, limit=errors)]
+        if errors else [],
+    }

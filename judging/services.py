@@ -1,0 +1,743 @@
+"""Writes of the judging app: judges, judge jobs, and what a judge job writes (outputs, verdicts,
+suggestions, record priorities, CLAIR records).
+
+A judge job is an annotation Job of kind "judge" (annotation/jobs.py, the one job mechanism). Its
+handler (`JudgeJobHandler`, registered in JudgingConfig.ready) runs one chunk of records:
+
+1. records that already have a verdict in this job are counted and skipped (a re-run after a killed
+   worker or a resume re-calls nothing);
+2. the calls each remaining record needs (judges.calls_for) are sent through generation.llm.chat_many,
+   minus the ones already stored with a parsed result;
+3. each answer is parsed; a parse failure keeps its raw text and error and is asked again (the same
+   prompt plus a reminder of the format) up to judge.max_parse_retries times;
+4. once all calls of a record are settled, the record's verdict, suggestions and priority are
+   written in one transaction, in batches (every second or 500 records); a record whose calls failed
+   gets an error verdict, a JobError (ctx.error) and no suggestion.
+
+What is written per judged record (agent = "<judge name>:<endpoint model>"):
+- on the dataset's ranking question: value = the ranking from the ratings (equal ratings share a
+  rank: a tie), score = the margin (best minus second-best rating in raw 1-5 points; for pairwise
+  judges the confidence 1 / 0.5 / 0), rationale = the rationales per field, raw = {"ratings",
+  "rationales", "aspect", "output" (raw text), "uncertainty", "shown_order", ...};
+- on every rating question with "compares": [f1, f2]: 0 tie, 1 if f1 is better, 2 if f2 is;
+- the record's priority = mean uncertainty of all agents' ranking suggestions + their
+  disagreement (judging/scoring.py has the formula), so contentious records are served first.
+
+CLAIR writes no suggestion on the judged dataset. Each revision becomes a record of the target
+dataset (pairwise layout, created if needed) with external_id "clair-<job>-<source record>":
+prompt, response-1 = the revision, response-2 = the original answer. The positions are fixed (the
+metadata says so: revision_field / original_field, plus source_record and method "clair") because
+the annotation UI shuffles the display order per annotator (the target dataset has
+shuffle_responses on); the suggestion (agent "clair:<model>") ranks response-1 first. An answer the
+judge left unchanged gives no pair (a "skipped" verdict): an identical pair teaches nothing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models.fields.json import KT
+
+from annotation.jobs import ChunkContext, JobCancelled, job_create
+from annotation.models import Dataset, Field, Job, JobChunk, Question, Record, Suggestion, Workspace
+from annotation.services import dataset_create, records_upsert, suggestions_upsert
+from generation.llm import ChatRequest, ChatResult, chat_many
+from generation.models import Endpoint
+
+from . import judges as J
+from .models import Judge, JudgeOutput, JudgeVerdict
+from .parsers import JudgeParseError, parse_preference, parse_ratings, parse_revision
+from .scoring import (
+    JudgeView,
+    compare_value,
+    margin_of,
+    pair_ranking,
+    pair_verdict,
+    position_bias_of,
+    priority_from,
+    ranking_from_ratings,
+    top_fields,
+    uncertainty_from_margin,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_KIND = "judge"
+JUDGE_FIELDS = ("name", "method", "aspect", "overall_mode", "template", "params", "max_parse_retries",
+                "use_structured_output")
+CLAIR_FIELDS = ("prompt", "response-1", "response-2")
+FLUSH_SECONDS = float(os.environ.get("PREFLAB_JUDGE_FLUSH_SECONDS", "1.0"))  # write batches at least this often
+FLUSH_RECORDS = 500
+
+
+# --- judges ------------------------------------------------------------------------------------
+
+def _judge_values_validate(values: dict, *, workspace: Workspace, instance: Judge | None = None) -> dict:
+    import re
+
+    clean = dict(values)
+    if "name" in clean:
+        name = clean["name"]
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name):
+            raise ValidationError({"name": "letters, digits, '-' and '_' only (1-100 characters)"})
+        clash = Judge.objects.filter(workspace=workspace, name=name)
+        if instance is not None:
+            clash = clash.exclude(pk=instance.pk)
+        if clash.exists():
+            raise ValidationError({"name": f"a judge named {name!r} exists in this workspace"})
+    for key, choices in (("method", Judge.Method), ("aspect", Judge.Aspect), ("overall_mode", Judge.OverallMode)):
+        if key in clean and clean[key] not in choices.values:
+            raise ValidationError({key: f"must be one of {', '.join(choices.values)}"})
+    if "params" in clean:
+        params = clean["params"]
+        if params is None:
+            params = clean["params"] = {}
+        if not isinstance(params, dict):
+            raise ValidationError({"params": "must be an object (temperature, max_tokens, seed, ...)"})
+        allowed = {"temperature", "top_p", "top_k", "max_tokens", "seed", "stop", "presence_penalty",
+                   "frequency_penalty"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise ValidationError({"params": f"unknown parameters: {', '.join(sorted(unknown))}; "
+                                             f"allowed: {', '.join(sorted(allowed))}"})
+        for k in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+            if k in params and (isinstance(params[k], bool) or not isinstance(params[k], (int, float))):
+                raise ValidationError({"params": f"{k} must be a number"})
+        for k in ("top_k", "max_tokens", "seed"):
+            if k in params and (isinstance(params[k], bool) or not isinstance(params[k], int)):
+                raise ValidationError({"params": f"{k} must be an integer"})
+    if "max_parse_retries" in clean:
+        v = clean["max_parse_retries"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10:
+            raise ValidationError({"max_parse_retries": "an integer from 0 to 10"})
+    if "use_structured_output" in clean and not isinstance(clean["use_structured_output"], bool):
+        raise ValidationError({"use_structured_output": "must be true or false"})
+    if "template" in clean:
+        if clean["template"] is None:
+            clean["template"] = ""
+        if not isinstance(clean["template"], str) or len(clean["template"]) > 50_000:
+            raise ValidationError({"template": "a string of at most 50,000 characters"})
+    return clean
+
+
+@transaction.atomic
+def judge_create(*, workspace: Workspace, name: str, endpoint: Endpoint, method: str = Judge.Method.ULTRAFEEDBACK,
+                 aspect: str = Judge.Aspect.OVERALL, overall_mode: str = Judge.OverallMode.RUBRIC,
+                 template: str = "", params: dict | None = None, max_parse_retries: int = 2,
+                 use_structured_output: bool = True) -> Judge:
+    if endpoint.workspace_id != workspace.pk:
+        raise ValidationError({"endpoint": "no such endpoint in this workspace"})
+    clean = _judge_values_validate(
+        {"name": name, "method": method, "aspect": aspect, "overall_mode": overall_mode, "template": template,
+         "params": params or {}, "max_parse_retries": max_parse_retries,
+         "use_structured_output": use_structured_output}, workspace=workspace)
+    return Judge.objects.create(workspace=workspace, endpoint=endpoint, **clean)
+
+
+@transaction.atomic
+def judge_update(*, judge: Judge, endpoint: Endpoint | None = None, **changes: Any) -> Judge:
+    unknown = set(changes) - set(JUDGE_FIELDS)
+    if unknown:
+        raise ValidationError({"judge": f"cannot change: {', '.join(sorted(unknown))}"})
+    clean = _judge_values_validate(changes, workspace=judge.workspace, instance=judge)
+    if endpoint is not None:
+        if endpoint.workspace_id != judge.workspace_id:
+            raise ValidationError({"endpoint": "no such endpoint in this workspace"})
+        judge.endpoint = endpoint
+    for k, v in clean.items():
+        setattr(judge, k, v)
+    judge.save()
+    return judge
+
+
+def judge_delete(*, judge: Judge) -> None:
+    if Job.objects.filter(kind=JOB_KIND, params__judge_id=judge.pk, status__in=Job.ACTIVE).exists():
+        raise ValidationError({"judge": "a job of this judge is running; cancel it first"})
+    judge.delete()
+
+
+# --- dataset layout ----------------------------------------------------------------------------
+
+@dataclass
+class Layout:
+    """Which fields and questions of a dataset a judge job reads and writes."""
+    prompt_field: str
+    fields: list[str]                  # the ranked fields (the ranking question's values)
+    ranking_question: str | None
+    compares_questions: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+def dataset_layout(dataset: Dataset) -> Layout:
+    questions = list(dataset.questions.all())
+    field_names = set(dataset.fields.values_list("name", flat=True))
+    ranking = next((q for q in questions if q.kind == Question.Kind.RANKING), None)
+    compares = [(q.name, list(q.options["compares"])) for q in questions
+                if q.kind == Question.Kind.RATING and (q.options or {}).get("compares")]
+    if ranking is not None:
+        fields = list(ranking.options.get("values", []))
+    elif compares:
+        fields = list(compares[0][1])
+    else:
+        fields = []
+    prompt_field = dataset.prompt_field if dataset.prompt_field in field_names else ""
+    return Layout(prompt_field=prompt_field, fields=fields, ranking_question=ranking.name if ranking else None,
+                  compares_questions=compares)
+
+
+def _clair_target_for(*, workspace: Workspace, source: Dataset, target: Dataset | str | None, created_by) -> Dataset:
+    """The dataset CLAIR pairs go to: given, or created with a pairwise layout."""
+    if isinstance(target, Dataset):
+        if target.workspace_id != workspace.pk:
+            raise ValidationError({"target_dataset": "no such dataset in this workspace"})
+        names = set(target.fields.values_list("name", flat=True))
+        ranking = target.questions.filter(kind=Question.Kind.RANKING).first()
+        if not set(CLAIR_FIELDS) <= names or ranking is None or \
+                set(ranking.options.get("values", [])) != {"response-1", "response-2"}:
+            raise ValidationError({"target_dataset": "needs fields prompt, response-1, response-2 and a ranking "
+                                                     "question over response-1 and response-2"})
+        return target
+    name = target or f"{source.name}-clair"
+    existing = Dataset.objects.filter(workspace=workspace, name=name).first()
+    if existing is not None:
+        return _clair_target_for(workspace=workspace, source=source, target=existing, created_by=created_by)
+    src_prompt = source.fields.filter(name=source.prompt_field).first()
+    prompt_kind = src_prompt.kind if src_prompt is not None else Field.Kind.TEXT
+    return dataset_create(
+        workspace=workspace, name=name, created_by=created_by,
+        guidelines=(f"Pairs built by CLAIR from dataset {source.name!r}: each record holds an answer and the "
+                    "judge's minimal revision of it. The record metadata says which field is the revision."),
+        shuffle_responses=True, allow_ties=True,
+        fields=[{"name": "prompt", "title": "Prompt", "kind": prompt_kind},
+                {"name": "response-1", "title": "Response 1", "kind": Field.Kind.MARKDOWN},
+                {"name": "response-2", "title": "Response 2", "kind": Field.Kind.MARKDOWN}],
+        questions=[{"name": "ranking", "title": "Rank the responses", "kind": "ranking",
+                    "options": {"values": ["response-1", "response-2"]}}])
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+def judge_job_create(*, workspace: Workspace, dataset: Dataset, judge: Judge, records: Iterable | None = None,
+                     created_by=None, target_dataset: Dataset | str | None = None, answer_field: str | None = None,
+                     chunk_size: int | None = None, start: bool = True) -> Job:
+    """Plan a judge job over `records` (ids or Records; None = every record of the dataset)."""
+    if dataset.workspace_id != workspace.pk:
+        raise ValidationError({"dataset": "no such dataset in this workspace"})
+    if judge.workspace_id != workspace.pk:
+        raise ValidationError({"judge": "no such judge in this workspace"})
+    layout = dataset_layout(dataset)
+    if not layout.prompt_field:
+        raise ValidationError({"dataset": f"the prompt field {dataset.prompt_field!r} is not a field of the dataset"})
+    params: dict[str, Any] = {"judge_id": judge.pk, "judge": judge.name, "method": judge.method,
+                              "agent": judge.agent, "aspect": judge.aspect}
+    if judge.method == Judge.Method.CLAIR:
+        field_names = set(dataset.fields.values_list("name", flat=True))
+        if answer_field is not None and answer_field not in field_names:
+            raise ValidationError({"answer_field": f"{answer_field!r} is not a field of this dataset"})
+        if answer_field is None and not layout.fields:
+            raise ValidationError({"answer_field": "name the field holding the answer to revise"})
+        params["answer_field"] = answer_field
+    else:
+        if len(layout.fields) < 2:
+            raise ValidationError({"dataset": "a judge needs a ranking question (or a comparison rating) over at "
+                                              "least two response fields"})
+        if answer_field is not None:
+            raise ValidationError({"answer_field": "only CLAIR judges revise one answer field"})
+        if target_dataset is not None:
+            raise ValidationError({"target_dataset": "only CLAIR judges write to a target dataset"})
+    if records is not None:
+        ids = sorted({r.pk if isinstance(r, Record) else r for r in records})
+        if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise ValidationError({"records": "a non-empty list of record ids"})
+        found = set(Record.objects.filter(dataset=dataset, pk__in=ids).values_list("pk", flat=True))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise ValidationError({"records": f"not records of this dataset: {', '.join(map(str, missing[:10]))}"})
+        params["record_ids"] = ids
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 5000:
+            raise ValidationError({"chunk_size": "an integer from 1 to 5000"})
+        params["chunk_size"] = chunk_size
+    with transaction.atomic():
+        if judge.method == Judge.Method.CLAIR:
+            target = _clair_target_for(workspace=workspace, source=dataset, target=target_dataset,
+                                       created_by=created_by)
+            if target.pk == dataset.pk:
+                raise ValidationError({"target_dataset": "must differ from the judged dataset"})
+            params["target_dataset_id"] = target.pk
+        job = job_create(kind=JOB_KIND, workspace=workspace, dataset=dataset, created_by=created_by,
+                         name=f"{judge.name} on {dataset.name}"[:200], params=params,
+                         queue=judge.endpoint.queue or settings.PREFLAB_CPU_QUEUE, start=start)
+    return job
+
+
+def default_chunk_size(judge: Judge) -> int:
+    """Enough records per chunk to keep the endpoint's concurrency busy (calls per record vary)."""
+    per_record = {Judge.Method.PAIRWISE: 2, Judge.Method.CLAIR: 1}.get(judge.method, len(J.aspects_for(judge)))
+    return max(50, min(5000, (16 * int(judge.endpoint.max_concurrency or 1)) // max(1, per_record)))
+
+
+# --- the job handler ---------------------------------------------------------------------------
+
+@dataclass
+class _Pending:
+    record: Record
+    calls: dict[str, J.PlannedCall]
+    outputs: dict[str, JudgeOutput]
+    answer_field: str | None = None
+    unresolved: set[str] = field(default_factory=set)
+
+
+class _ChunkRun:
+    """The state of one chunk while its calls are in flight; writes happen in `flush`."""
+
+    def __init__(self, job: Job, chunk: JobChunk, ctx: ChunkContext):
+        self.job, self.chunk, self.ctx = job, chunk, ctx
+        self.judge = Judge.objects.select_related("endpoint").get(pk=job.params["judge_id"])
+        self.dataset = job.dataset
+        self.layout = dataset_layout(self.dataset)
+        self.target = (Dataset.objects.get(pk=job.params["target_dataset_id"])
+                       if job.params.get("target_dataset_id") else None)
+        self.pending: dict[int, _Pending] = {}
+        self.dirty_outputs: dict[tuple[int, str], JudgeOutput] = {}
+        self.settled: list[int] = []
+        self.tokens = 0
+        self.last_flush = time.monotonic()
+
+    # -- planning --
+    def _answer_field(self, record: Record) -> str | None:
+        wanted = self.job.params.get("answer_field")
+        if wanted:
+            return wanted
+        chosen = (record.metadata or {}).get("original_chosen")
+        if isinstance(chosen, str) and chosen in record.fields:
+            return chosen
+        return self.layout.fields[0] if self.layout.fields else None
+
+    def plan(self) -> list[tuple[_Pending, str]]:
+        ids = list(self.chunk.spec.get("record_ids", []))
+        done = dict(JudgeVerdict.objects.filter(job=self.job, record_id__in=ids).values_list("record_id", "status"))
+        if done:
+            failed = sum(1 for s in done.values() if s == JudgeVerdict.Status.FAILED)
+            self.ctx.progress(done=len(done) - failed, failed=failed)
+        todo = [i for i in ids if i not in done]
+        stored: dict[tuple[int, str], JudgeOutput] = {
+            (o.record_id, o.call_key): o for o in JudgeOutput.objects.filter(job=self.job, record_id__in=todo)}
+        calls: list[tuple[_Pending, str]] = []
+        records = list(Record.objects.filter(pk__in=todo).order_by("pk"))
+        gone = len(todo) - len(records)
+        if gone:  # deleted since the job was planned: counted as failed, so the totals add up
+            self.ctx.error(item=f"chunk {self.chunk.index}", error=f"{gone} records were deleted before judging")
+            self.ctx.progress(failed=gone)
+        for record in records:
+            clair = self.judge.method == Judge.Method.CLAIR
+            answer_field = self._answer_field(record) if clair else None
+            needed = [answer_field] if clair else self.layout.fields
+            missing = [f or "(none)" for f in needed if not f or record.fields.get(f) in (None, "", [])]
+            if missing:
+                self._fail_unplanned(record, f"the record has no {', '.join(missing)} to judge")
+                continue
+            planned = J.calls_for(self.judge, record, prompt_field=self.layout.prompt_field, fields=self.layout.fields,
+                                  answer_field=answer_field)
+            p = _Pending(record=record, calls={c.call_key: c for c in planned}, outputs={}, answer_field=answer_field)
+            for key, call in p.calls.items():
+                out = stored.get((record.pk, key))
+                if out is None:
+                    out = JudgeOutput(job=self.job, record=record, judge=self.judge, call_key=key,
+                                      shown_order=call.shown_order)
+                p.outputs[key] = out
+                if not self._settled(out):
+                    p.unresolved.add(key)
+                    calls.append((p, key))
+            self.pending[record.pk] = p
+            if not p.unresolved:
+                self.settled.append(record.pk)
+        return calls
+
+    def _settled(self, out: JudgeOutput) -> bool:
+        """A stored output needs no more calls: parsed, a transport error, or out of parse retries."""
+        if out.pk is None and not out.attempts:
+            return False
+        if out.parsed is not None and not out.error:
+            return True
+        return out.attempts > self.judge.max_parse_retries or out.finish_reason == "transport-error"
+
+    def _fail_unplanned(self, record: Record, error: str) -> None:
+        with transaction.atomic():
+            _v, created = JudgeVerdict.objects.get_or_create(
+                job=self.job, record=record,
+                defaults={"judge": self.judge, "status": JudgeVerdict.Status.FAILED, "error": error})
+            self.ctx.error(item=f"record {record.external_id}", error=error)
+            if created:
+                self.ctx.progress(failed=1)
+
+    # -- results --
+    def request_for(self, p: _Pending, key: str) -> ChatRequest:
+        call = p.calls[key]
+        out = p.outputs[key]
+        if out.attempts and out.error:
+            messages = J.retry_messages(call, out.error)
+            params = J.retry_params(call, out.attempts)
+        else:
+            messages, params = call.messages, call.params
+        return ChatRequest(key=f"{p.record.pk}|{key}", messages=messages, params=params)
+
+    def on_result(self, result: ChatResult) -> None:
+        if result.cancelled:
+            return
+        record_id, key = result.key.split("|", 1)
+        p = self.pending[int(record_id)]
+        out, call = p.outputs[key], p.calls[key]
+        out.attempts += 1
+        out.prompt_tokens += result.prompt_tokens
+        out.completion_tokens += result.completion_tokens
+        self.tokens += result.prompt_tokens + result.completion_tokens
+        if result.error is not None:
+            out.raw_text, out.parsed, out.error = "", None, f"LLM call failed: {result.error}"
+            out.finish_reason = "transport-error"
+        else:
+            out.raw_text = result.text or ""
+            out.finish_reason = (result.finish_reason or "")[:40]
+            try:
+                out.parsed = self._parse(call, result)
+                out.error = ""
+            except JudgeParseError as exc:
+                out.parsed = None
+                out.error = str(exc) + (" (output cut off: finish_reason=length)"
+                                        if result.finish_reason == "length" else "")
+                out.failed_attempts = [*(out.failed_attempts or []), {"text": out.raw_text[:20_000], "error": out.error}]
+        self.dirty_outputs[(p.record.pk, key)] = out
+        if self._settled(out):
+            p.unresolved.discard(key)
+            if not p.unresolved:
+                self.settled.append(p.record.pk)
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS or len(self.settled) >= FLUSH_RECORDS:
+            self.flush()
+
+    def _parse(self, call: J.PlannedCall, result: ChatResult) -> dict:
+        text = result.text
+        if call.kind == "ratings":
+            parsed = parse_ratings(text, len(call.shown_order))
+            # map back from the shown order (Text 1..n) to the dataset's fields
+            return {"ratings": dict(zip(call.shown_order, parsed.ratings)),
+                    "rationales": dict(zip(call.shown_order, parsed.rationales)),
+                    "aspect": call.meta.get("aspect"), "format": parsed.format}
+        if call.kind == "pair":
+            pref = parse_preference(text)
+            return {"preferred": pref.preferred, "reasoning": pref.reasoning, "format": pref.format}
+        rev = parse_revision(text, finish_reason=result.finish_reason)
+        return {"revision": rev.revision, "reasoning": rev.reasoning, "format": rev.format}
+
+    def retry_round(self) -> list[tuple[_Pending, str]]:
+        return [(p, key) for p in self.pending.values() for key in sorted(p.unresolved)]
+
+    # -- writing --
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        settled, self.settled = self.settled, []
+        outputs, self.dirty_outputs = list(self.dirty_outputs.values()), {}
+        done = failed = 0
+        errors: list[tuple[Record, str, str]] = []
+        with transaction.atomic():
+            # The same chunk may run twice at once (a redelivered task while the first run is still
+            # going): the chunk row lock serializes the two runs' writes, and records another run
+            # already settled are neither rewritten nor counted again, so the totals stay exact.
+            list(JobChunk.objects.select_for_update().filter(pk=self.chunk.pk).values_list("pk", flat=True))
+            if settled:
+                already = set(JudgeVerdict.objects.filter(job=self.job, record_id__in=settled)
+                              .values_list("record_id", flat=True))
+                if already:
+                    for record_id in already:
+                        self.pending.pop(record_id, None)
+                    settled = [r for r in settled if r not in already]
+            if outputs:
+                JudgeOutput.objects.bulk_create(
+                    outputs, update_conflicts=True, unique_fields=["job", "record", "call_key"],
+                    update_fields=["raw_text", "parsed", "error", "attempts", "failed_attempts", "finish_reason",
+                                   "prompt_tokens", "completion_tokens", "shown_order", "updated_at"])
+            verdicts: list[JudgeVerdict] = []
+            suggestions: list[dict] = []
+            target_rows: list[dict] = []
+            target_suggestions: list[dict] = []
+            for record_id in settled:
+                p = self.pending.pop(record_id)
+                verdict, sugg, target = self._verdict(p)
+                verdicts.append(verdict)
+                suggestions.extend(sugg)
+                if target is not None:
+                    target_rows.append(target[0])
+                    target_suggestions.append(target[1])
+                if verdict.status == JudgeVerdict.Status.FAILED:
+                    failed += 1
+                    raw = "\n\n".join(f"[{k}] {o.raw_text}" for k, o in p.outputs.items() if o.error)
+                    errors.append((p.record, verdict.error, raw))
+                else:
+                    done += 1
+            if verdicts:
+                JudgeVerdict.objects.bulk_create(verdicts, ignore_conflicts=True)
+            if suggestions:
+                counts = suggestions_upsert(dataset=self.dataset, items=suggestions)
+                if counts.errors:  # a bug, not bad input: the values come from the dataset's own questions
+                    raise RuntimeError(f"suggestions rejected: {counts.errors[:3]}")
+                self._priorities_update({s["record"] for s in suggestions})
+            if target_rows:
+                records_upsert(dataset=self.target, rows=target_rows)
+                counts = suggestions_upsert(dataset=self.target, items=target_suggestions)
+                if counts.errors:
+                    raise RuntimeError(f"CLAIR suggestions rejected: {counts.errors[:3]}")
+            for record, error, raw in errors:
+                self.ctx.error(item=f"record {record.external_id}", error=error, raw=raw)
+            if done or failed or self.tokens:
+                self.ctx.progress(done=done, failed=failed, tokens=self.tokens)
+                self.tokens = 0
+        for record, _e, _r in errors:
+            log.info("judge job %s: record %s failed", self.job.pk, record.pk)
+
+    def _verdict(self, p: _Pending) -> tuple[JudgeVerdict, list[dict], tuple[dict, dict] | None]:
+        errors = [f"{k}: {o.error}" for k, o in p.outputs.items() if o.error or o.parsed is None]
+        if errors:
+            attempts = max(o.attempts for o in p.outputs.values())
+            msg = "; ".join(errors) + f" (after {attempts} attempt{'s' if attempts != 1 else ''})"
+            return (JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.FAILED,
+                                 error=msg[:10_000]), [], None)
+        if self.judge.method == Judge.Method.CLAIR:
+            return self._clair_verdict(p)
+        if self.judge.method == Judge.Method.PAIRWISE:
+            result, rationale, raw = self._pairwise_result(p)
+        else:
+            result, rationale, raw = self._ratings_result(p)
+        verdict = JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.OK,
+                               result=result)
+        return verdict, self._suggestions(p.record, result, rationale, raw), None
+
+    def _ratings_result(self, p: _Pending) -> tuple[dict, str, dict]:
+        fields = self.layout.fields
+        per_aspect = {o.parsed["aspect"]: o.parsed for o in p.outputs.values()}
+        if len(per_aspect) == 1:
+            only = next(iter(per_aspect.values()))
+            ratings = {f: only["ratings"][f] for f in fields}
+            rationales = {f: only["rationales"][f] for f in fields}
+            output: Any = next(iter(p.outputs.values())).raw_text
+        else:  # overall = mean of the four aspects
+            ratings = {f: round(sum(a["ratings"][f] for a in per_aspect.values()) / len(per_aspect), 4) for f in fields}
+            rationales = {f: "\n".join(f"{asp}: {a['rationales'][f]}" for asp, a in per_aspect.items()
+                                       if a["rationales"][f]) for f in fields}
+            output = {o.parsed["aspect"]: o.raw_text for o in p.outputs.values()}
+        ranking = ranking_from_ratings(ratings, fields)
+        margin = margin_of(ratings)
+        result = {"ratings": ratings, "ranking": ranking, "margin": margin,
+                  "uncertainty": uncertainty_from_margin(margin),
+                  "shown_order": next(iter(p.outputs.values())).shown_order,
+                  "aspects": {asp: a["ratings"] for asp, a in per_aspect.items()} if len(per_aspect) > 1 else None}
+        rationale = "\n\n".join(f"{f} ({_fmt(ratings[f])}/5): {rationales[f]}".rstrip(": ").rstrip() for f in fields)
+        raw = {"ratings": ratings, "rationales": rationales, "aspect": self.judge.aspect, "output": output,
+               "method": self.judge.method, "margin": margin, "uncertainty": result["uncertainty"],
+               "shown_order": result["shown_order"], "judge": self.judge.name, "job": self.job.pk}
+        if result["aspects"]:
+            raw["aspect_ratings"] = result["aspects"]
+        return result, rationale, raw
+
+    def _pairwise_result(self, p: _Pending) -> tuple[dict, str, dict]:
+        fields = self.layout.fields
+        verdicts = []
+        for key, a, b in J.pair_keys(fields)[::2]:
+            back = key[:-2] + "BA"
+            verdicts.append(pair_verdict(a, b, p.outputs[key].parsed["preferred"], p.outputs[back].parsed["preferred"]))
+        wins = {f: 0.0 for f in fields}
+        for v in verdicts:
+            if v.winner is None:
+                wins[v.first] += 0.5
+                wins[v.second] += 0.5
+            else:
+                wins[v.winner] += 1.0
+        ranking = pair_ranking(verdicts[0]) if len(verdicts) == 1 else ranking_from_ratings(wins, fields)
+        confidence = round(sum(v.confidence for v in verdicts) / len(verdicts), 4)
+        consistent = all(v.consistent for v in verdicts)
+        favoured = next((v.favoured_position for v in verdicts if v.favoured_position), None)
+        result = {"ranking": ranking, "wins": wins, "confidence": confidence, "margin": confidence,
+                  "uncertainty": round(1.0 - confidence, 4), "consistent": consistent,
+                  "pairs": [{"first": v.first, "second": v.second, "winner": v.winner, "confidence": v.confidence,
+                             "consistent": v.consistent, "favoured_position": v.favoured_position} for v in verdicts],
+                  "inconsistent_pairs": sum(1 for v in verdicts if not v.consistent),
+                  "favoured_position": favoured}
+        rationale = "\n\n".join(f"[{o.shown_order[0]} as A, {o.shown_order[1]} as B] preferred "
+                                f"{o.parsed['preferred']}: {o.parsed['reasoning']}".rstrip(": ")
+                                for o in p.outputs.values())
+        raw = {"method": "pairwise", "pairs": result["pairs"], "wins": wins, "confidence": confidence,
+               "consistent": consistent, "uncertainty": result["uncertainty"], "aspect": self.judge.aspect,
+               "output": {k: o.raw_text for k, o in p.outputs.items()}, "judge": self.judge.name,
+               "job": self.job.pk}
+        # compares questions read "ratings": wins stand in for them
+        result["ratings"] = wins
+        return result, rationale, raw
+
+    def _suggestions(self, record: Record, result: dict, rationale: str, raw: dict) -> list[dict]:
+        agent = self.judge.agent
+        out = []
+        score = result["margin"]
+        if self.layout.ranking_question:
+            out.append({"record": record.pk, "question": self.layout.ranking_question, "value": result["ranking"],
+                        "score": score, "agent": agent, "rationale": rationale, "raw": raw})
+        for qname, compares in self.layout.compares_questions:
+            if all(c in result["ratings"] for c in compares):
+                out.append({"record": record.pk, "question": qname,
+                            "value": compare_value(result["ratings"], compares),
+                            "score": score, "agent": agent, "rationale": rationale, "raw": raw})
+        return out
+
+    def _clair_verdict(self, p: _Pending) -> tuple[JudgeVerdict, list[dict], tuple[dict, dict] | None]:
+        out = p.outputs["clair"]
+        revision, reasoning = out.parsed["revision"], out.parsed["reasoning"]
+        original = J.text_of(p.record.fields.get(p.answer_field))
+        base = {"answer_field": p.answer_field, "reasoning": reasoning}
+        if revision.strip() == original.strip():
+            return (JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.SKIPPED,
+                                 result={**base, "note": "the judge left the answer unchanged; no pair written"}),
+                    [], None)
+        external_id = f"clair-{self.job.pk}-{p.record.pk}"
+        row = {"external_id": external_id,
+               "fields": {"prompt": p.record.fields.get(self.layout.prompt_field),
+                          "response-1": revision, "response-2": original},
+               "metadata": {"method": "clair", "source_record": p.record.pk,
+                            "source_external_id": p.record.external_id, "source_dataset": self.dataset.pk,
+                            "source_field": p.answer_field, "revision_field": "response-1",
+                            "original_field": "response-2", "judge": self.judge.name,
+                            "model": self.judge.endpoint.model, "job": self.job.pk},
+               "priority": 0.0}
+        suggestion = {"external_id": external_id, "question": "ranking",
+                      "value": [{"value": "response-1", "rank": 1}, {"value": "response-2", "rank": 2}],
+                      "score": 1.0, "agent": self.judge.agent, "rationale": reasoning,
+                      "raw": {"method": "clair", "source_record": p.record.pk, "reasoning": reasoning,
+                              "output": out.raw_text, "revision_field": "response-1"}}
+        verdict = JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.OK,
+                               result={**base, "target_dataset": self.target.pk, "target_external_id": external_id})
+        return verdict, [], (row, suggestion)
+
+    def _priorities_update(self, record_ids: set[int]) -> None:
+        if not self.layout.ranking_question:
+            return
+        views: dict[int, list[JudgeView]] = defaultdict(list)
+        rows = (Suggestion.objects.filter(record_id__in=record_ids, question__name=self.layout.ranking_question,
+                                          question__dataset=self.dataset)
+                .annotate(u=KT("raw__uncertainty"))
+                .values_list("record_id", "agent", "value", "score", "u"))
+        for record_id, agent, value, score, u in rows:
+            views[record_id].append(JudgeView(agent=agent, top=top_fields(value), uncertainty=_uncertainty(score, u)))
+        # few distinct priorities (margins are small integers): one UPDATE per distinct value
+        by_priority: dict[float, list[int]] = defaultdict(list)
+        for rid, v in views.items():
+            by_priority[priority_from(v)].append(rid)
+        for priority, ids in by_priority.items():
+            Record.objects.filter(pk__in=ids).update(priority=priority)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.2f}"
+
+
+def _uncertainty(score: Any, stated: Any) -> float:
+    """Uncertainty of any agent's ranking suggestion: the judge's own figure (raw.uncertainty), else
+    from its margin."""
+    if stated not in (None, ""):
+        try:
+            return min(1.0, max(0.0, float(stated)))
+        except (TypeError, ValueError):
+            pass
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        return uncertainty_from_margin(min(max(float(score), 0.0), 4.0))
+    return 0.5
+
+
+class JudgeJobHandler:
+    kind = JOB_KIND
+
+    def plan(self, job: Job) -> list[dict]:
+        ids = job.params.get("record_ids")
+        if ids is None:
+            ids = list(Record.objects.filter(dataset=job.dataset).order_by("pk").values_list("pk", flat=True))
+        judge = Judge.objects.select_related("endpoint").get(pk=job.params["judge_id"])
+        size = job.params.get("chunk_size") or default_chunk_size(judge)
+        job.total = len(ids)
+        return [{"record_ids": ids[i:i + size]} for i in range(0, len(ids), size)]
+
+    def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
+        ctx.check_cancelled()
+        run = _ChunkRun(job, chunk, ctx)
+        todo = run.plan()
+        stopped = {"flag": False}
+
+        def should_stop() -> bool:
+            try:
+                ctx.check_cancelled()
+            except JobCancelled:
+                stopped["flag"] = True
+            return stopped["flag"]
+
+        while todo:
+            requests = [run.request_for(p, key) for p, key in todo]
+            chat_many(run.judge.endpoint, requests, on_result=run.on_result, should_stop=should_stop)
+            run.flush()
+            if stopped["flag"]:
+                raise JobCancelled()
+            todo = run.retry_round()
+            if todo:
+                ctx.check_cancelled()
+        run.flush()
+
+    def finish(self, job: Job) -> None:
+        job.result = judge_job_summary(job=job)
+        judge = Judge.objects.filter(pk=job.params.get("judge_id")).first()
+        if judge is not None and judge.method == Judge.Method.PAIRWISE:
+            judge_position_bias_refresh(judge=judge)
+
+
+def judge_job_summary(*, job: Job) -> dict:
+    from .selectors import cleaning_flips_count
+
+    statuses = defaultdict(int)
+    bias_items = []
+    for status, result in JudgeVerdict.objects.filter(job=job).values_list("status", "result").iterator():
+        statuses[status] += 1
+        if status == JudgeVerdict.Status.OK and isinstance(result, dict):
+            for pair in result.get("pairs") or []:
+                bias_items.append((pair["consistent"], pair.get("favoured_position")))
+    summary: dict[str, Any] = {"verdicts": dict(statuses)}
+    if job.params.get("method") == Judge.Method.PAIRWISE:
+        summary["position_bias"] = position_bias_of(bias_items).as_dict()
+    if job.params.get("target_dataset_id"):
+        summary["target_dataset_id"] = job.params["target_dataset_id"]
+    if job.dataset_id and job.params.get("method") != Judge.Method.CLAIR:
+        summary["cleaning_flips"] = cleaning_flips_count(dataset=job.dataset, agent=job.params.get("agent"))
+    return summary
+
+
+def judge_position_bias_refresh(*, judge: Judge) -> dict:
+    """The judge's position-bias rate over every pair it judged in both orders."""
+    items = []
+    for result in JudgeVerdict.objects.filter(judge=judge, status=JudgeVerdict.Status.OK).values_list("result", flat=True).iterator():
+        for pair in (result or {}).get("pairs") or []:
+            items.append((pair["consistent"], pair.get("favoured_position")))
+    bias = position_bias_of(items).as_dict()
+    Judge.objects.filter(pk=judge.pk).update(position_bias=bias)
+    judge.position_bias = bias
+    return bias
+
+
+def judge_job_run_inline(*, job: Job, on_chunk=None) -> Job:
+    """Run every pending chunk of a job in this process (the CLI; no worker needed)."""
+    from annotation.jobs import job_chunk_execute
+
+    for index in list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True)):
+        status = job_chunk_execute(job_id=job.pk, index=index)
+        if on_chunk is not None:
+            on_chunk(index, status)
+        if status == "cancelled":
+            break
+    job.refresh_from_db()
+    return job

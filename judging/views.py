@@ -1,0 +1,139 @@
+"""Browser pages of the judging app (htmx), workspace admins only: judges, launching a judge job,
+its live progress, and the cleaning view of an imported preference set. LLM text is rendered
+escaped (Django autoescape; no |safe anywhere in templates/judging/)."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from annotation.jobs import job_cancel, job_resume
+from annotation.selectors import dataset_for_user
+
+from . import selectors, services
+from .apis import cleaned_export_url
+from .forms import JudgeForm, JudgeJobForm
+
+
+def _admin_workspaces_or_403(user):
+    workspaces = selectors.admin_workspaces(user).order_by("name")
+    if not workspaces.exists():
+        raise PermissionDenied("Only workspace admins manage judges.")
+    return workspaces
+
+
+def _form_errors(form, exc: ValidationError) -> None:
+    items = exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]
+    for key, msgs in items:
+        target = key if key in form.fields else None
+        form.add_error(target, "; ".join(msgs) if target else f"{key or 'error'}: {'; '.join(msgs)}")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def judge_list(request):
+    workspaces = _admin_workspaces_or_403(request.user)
+    form = JudgeForm(request.POST or None, workspaces=workspaces, initial={"workspace": workspaces.first()})
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        workspace = data.pop("workspace")
+        try:
+            judge = services.judge_create(workspace=workspace, **data)
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, f"Judge “{judge.name}” created.")
+            return redirect("judging-home")
+    judges = selectors.judges_for_user(request.user)
+    jobs = selectors.judge_jobs_for_user(request.user)[:20]
+    return render(request, "judging/judge_list.html", {"form": form, "judges": judges, "jobs": jobs},
+                  status=422 if request.method == "POST" else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_launch(request):
+    workspaces = _admin_workspaces_or_403(request.user)
+    initial = {}
+    if request.GET.get("dataset", "").isdigit():
+        initial["dataset"] = int(request.GET["dataset"])
+    form = JudgeJobForm(request.POST or None, workspaces=workspaces, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        dataset, judge = form.cleaned_data["dataset"], form.cleaned_data["judge"]
+        if dataset.workspace_id != judge.workspace_id:
+            form.add_error("judge", "the judge and the dataset must be in the same workspace")
+        else:
+            try:
+                job = services.judge_job_create(
+                    workspace=dataset.workspace, dataset=dataset, judge=judge, created_by=request.user,
+                    target_dataset=form.cleaned_data["target_dataset"] or None,
+                    answer_field=form.cleaned_data["answer_field"] or None)
+            except ValidationError as exc:
+                _form_errors(form, exc)
+            else:
+                return redirect("judging-job", job.pk)
+    return render(request, "judging/job_launch.html", {"form": form},
+                  status=422 if request.method == "POST" else 200)
+
+
+def _job_context(job) -> dict:
+    status = selectors.judge_job_status(job, errors=20)
+    latest = list(selectors.judge_job_verdicts(job=job).order_by("-id")[:10])
+    return {"job": job, "status": status, "bias": (job.result or {}).get("position_bias"), "latest": latest}
+
+
+@login_required
+@require_GET
+def job_detail(request, job_id: int):
+    job = selectors.judge_job_for_user(request.user, job_id)
+    return render(request, "judging/job_detail.html", _job_context(job))
+
+
+@login_required
+@require_GET
+def job_progress(request, job_id: int):
+    """The progress partial, polled every second; HTTP 286 stops the polling once the job ended."""
+    job = selectors.judge_job_for_user(request.user, job_id)
+    response = render(request, "judging/job_detail.html#progress", _job_context(job))
+    if not job.is_active:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+@login_required
+@require_POST
+def job_cancel_view(request, job_id: int):
+    job = selectors.judge_job_for_user(request.user, job_id)
+    try:
+        job_cancel(job=job)
+        messages.info(request, "The job was cancelled; what it wrote is kept. Resume it to finish.")
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+    return redirect("judging-job", job.pk)
+
+
+@login_required
+@require_POST
+def job_resume_view(request, job_id: int):
+    job = selectors.judge_job_for_user(request.user, job_id)
+    try:
+        job_resume(job=job)
+        messages.info(request, "The job was resumed.")
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+    return redirect("judging-job", job.pk)
+
+
+@login_required
+@require_GET
+def cleaning(request, dataset_id: int):
+    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    agent = request.GET.get("agent") or None
+    page = selectors.cleaning_page(dataset=dataset, agent=agent, limit=500)
+    return render(request, "judging/cleaning.html", {
+        "dataset": dataset, "summary": page, "flips": page["results"], "agent": agent,
+        "export_url": cleaned_export_url(dataset), "export_url_confident": cleaned_export_url(dataset, min_margin=2),
+        "imported": dataset.records.filter(metadata__has_key="original_chosen").exists()})
