@@ -1,4 +1,34 @@
-"""Browser pages (htmx). Owned by the UI work (issue #3)."""
-from django.urls import path  # noqa: F401
+"""Browser pages (htmx), mounted at "/". Owned by the UI work (issue #3)."""
+from django.contrib.auth import views as auth_views
+from django.urls import path
 
-urlpatterns: list = []
+from . import views
+
+urlpatterns: list = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(template_name="registration/login.html",
+                                                redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # annotator
+    path("datasets/<int:dataset_id>/annotate/", views.annotate, name="annotate"),
+    path("datasets/<int:dataset_id>/records/<int:record_id>/respond/", views.record_respond, name="record-respond"),
+    path("datasets/<int:dataset_id>/records/<int:record_id>/draft/", views.record_draft, name="record-draft"),
+    path("datasets/<int:dataset_id>/history/", views.history, name="history"),
+    path("datasets/<int:dataset_id>/history/<int:record_id>/", views.history_record, name="history-record"),
+    # admin
+    path("datasets/", views.dataset_list, name="dataset-list"),
+    path("datasets/new/", views.dataset_create_view, name="dataset-create"),
+    path("datasets/<int:dataset_id>/", views.dashboard, name="dashboard"),
+    path("datasets/<int:dataset_id>/dashboard/stats/", views.dashboard_stats, name="dashboard-stats"),
+    path("datasets/<int:dataset_id>/records/<int:record_id>/", views.record_detail, name="record-detail"),
+    path("datasets/<int:dataset_id>/publish/", views.dataset_publish_view, name="dataset-publish"),
+    path("datasets/<int:dataset_id>/import/", views.dataset_import, name="dataset-import"),
+    path("datasets/<int:dataset_id>/export/", views.dataset_export, name="dataset-export"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
+    path("jobs/<int:job_id>/progress/", views.job_progress, name="job-progress"),
+    path("jobs/<int:job_id>/download/", views.job_download, name="job-download"),
+    path("workspaces/", views.workspace_list, name="workspace-list"),
+    path("workspaces/<int:workspace_id>/members/", views.members, name="members"),
+    path("workspaces/<int:workspace_id>/members/<int:user_id>/remove/", views.member_remove_view,
+         name="member-remove"),
+]

@@ -1,0 +1,237 @@
+"""Forms of the browser UI: parsing the annotate form, creating datasets, uploads, members.
+
+The annotate form is not a Django Form (its inputs depend on the dataset's questions); its POST
+data is turned into the `values` dict that services.response_upsert validates:
+
+    rank__<question>__<field> = <int>      one per ranked field (empty = not ranked yet)
+    q__<question> = <value>                rating (int), label (one or several), text
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from .models import Membership, Question
+from .validation import question_value_validate
+
+
+def response_values_from_post(questions: list[Question], data) -> dict[str, Any]:
+    """The answers present in the POST data, by question name (unanswered questions left out)."""
+    values: dict[str, Any] = {}
+    for q in questions:
+        if q.kind == Question.Kind.RANKING:
+            items = []
+            for field_name in q.options.get("values", []):
+                raw = (data.get(f"rank__{q.name}__{field_name}") or "").strip()
+                if raw:
+                    try:
+                        rank = int(raw)
+                    except ValueError:
+                        rank = raw  # validation names it
+                    items.append({"value": field_name, "rank": rank})
+            if items:
+                values[q.name] = items
+        elif q.kind == Question.Kind.RATING:
+            raw = (data.get(f"q__{q.name}") or "").strip()
+            if raw:
+                try:
+                    values[q.name] = int(raw)
+                except ValueError:
+                    values[q.name] = raw
+        elif q.kind == Question.Kind.LABEL:
+            if q.options.get("multiple"):
+                chosen = [v for v in data.getlist(f"q__{q.name}") if v]
+                if chosen:
+                    values[q.name] = chosen
+            else:
+                raw = data.get(f"q__{q.name}") or ""
+                if raw:
+                    values[q.name] = raw
+        else:
+            raw = data.get(f"q__{q.name}")
+            if raw is not None and raw.strip():
+                values[q.name] = raw
+    return values
+
+
+def response_values_keep_valid(questions: list[Question], values: dict[str, Any], *, allow_ties: bool) -> dict[str, Any]:
+    """For drafts and discards: keep the answers that are valid on their own (a half-done ranking
+    is not stored), so saving a draft never fails."""
+    by_name = {q.name: q for q in questions}
+    kept = {}
+    for name, value in values.items():
+        try:
+            kept[name] = question_value_validate(by_name[name], value, allow_ties=allow_ties)
+        except (ValidationError, KeyError):
+            continue
+    return kept
+
+
+def duration_from_post(data) -> float | None:
+    raw = data.get("duration")
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    if value != value or value < 0:
+        return None
+    return min(value, 6 * 3600.0)  # an open tab over night is not annotation time
+
+
+def errors_by_question(exc: ValidationError) -> tuple[dict[str, str], list[str]]:
+    """Split a service ValidationError into per-question messages and general messages."""
+    per_question: dict[str, str] = {}
+    general: list[str] = []
+    if hasattr(exc, "error_dict"):
+        for key, messages in exc.message_dict.items():
+            text = "; ".join(messages)
+            if key.startswith("values."):
+                per_question[key.split(".", 1)[1].split("[", 1)[0]] = text
+            else:
+                general.append(f"{key}: {text}" if key not in ("__all__", "detail") else text)
+    else:
+        general.extend(exc.messages)
+    return per_question, general
+
+
+# --- dataset creation --------------------------------------------------------------------------
+
+PRESET_PAIRWISE = "pairwise"
+PRESET_ADVANCED = "advanced"
+
+
+class DatasetCreateForm(forms.Form):
+    workspace = forms.ModelChoiceField(queryset=None, empty_label=None)
+    name = forms.CharField(max_length=200)
+    preset = forms.ChoiceField(choices=[(PRESET_PAIRWISE, "Prompt + responses, ranked"),
+                                        (PRESET_ADVANCED, "Advanced: fields and questions as JSON")],
+                               initial=PRESET_PAIRWISE, widget=forms.RadioSelect)
+    responses = forms.IntegerField(min_value=2, max_value=8, initial=2,
+                                   help_text="Number of responses per prompt (response-1 … response-N).")
+    response_kind = forms.ChoiceField(choices=[("markdown", "Markdown"), ("text", "Plain text"), ("chat", "Chat")],
+                                      initial="markdown")
+    extra_questions = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[("rating", "Overall quality rating of the best response (1–5)"),
+                 ("flags", "Flags (harmful, factual error, refusal)"),
+                 ("comment", "Free-text comment")])
+    fields_json = forms.CharField(required=False, widget=forms.Textarea(attrs={"class": "code", "rows": 10}),
+                                  label="Fields (JSON)")
+    questions_json = forms.CharField(required=False, widget=forms.Textarea(attrs={"class": "code", "rows": 10}),
+                                     label="Questions (JSON)")
+    guidelines = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}),
+                                 help_text="Markdown, shown to annotators above every record.")
+    min_submitted = forms.IntegerField(min_value=1, max_value=100, initial=1, label="Overlap",
+                                       help_text="Submitted responses wanted per record.")
+    allow_ties = forms.BooleanField(required=False, help_text="Annotators may give two responses the same rank.")
+    show_suggestions = forms.BooleanField(required=False, initial=True,
+                                          help_text="Pre-fill answers from judge suggestions.")
+    shuffle_responses = forms.BooleanField(required=False, initial=True,
+                                           help_text="Show responses in a per-annotator order (position bias).")
+
+    def __init__(self, *args, workspaces=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["workspace"].queryset = workspaces
+
+    def _json_list(self, key: str) -> list | None:
+        raw = (self.cleaned_data.get(key) or "").strip()
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            self.add_error(key, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+            return None
+        if not isinstance(value, list):
+            self.add_error(key, "must be a JSON list")
+            return None
+        return value
+
+    def clean(self):
+        data = super().clean()
+        if data.get("preset") == PRESET_ADVANCED:
+            fields = self._json_list("fields_json")
+            questions = self._json_list("questions_json")
+            if fields is None and "fields_json" not in self.errors:
+                self.add_error("fields_json", "required for the advanced preset")
+            if questions is None and "questions_json" not in self.errors:
+                self.add_error("questions_json", "required for the advanced preset")
+            data["fields"], data["questions"] = fields, questions
+        else:
+            data["fields"], data["questions"] = pairwise_preset(
+                responses=data.get("responses") or 2, response_kind=data.get("response_kind") or "markdown",
+                extra=data.get("extra_questions") or [])
+        return data
+
+    def service_kwargs(self) -> dict[str, Any]:
+        d = self.cleaned_data
+        return {"workspace": d["workspace"], "name": d["name"], "fields": d["fields"], "questions": d["questions"],
+                "guidelines": d.get("guidelines") or "", "min_submitted": d["min_submitted"],
+                "allow_ties": bool(d.get("allow_ties")), "show_suggestions": bool(d.get("show_suggestions")),
+                "shuffle_responses": bool(d.get("shuffle_responses"))}
+
+
+def pairwise_preset(*, responses: int, response_kind: str = "markdown", extra: list[str] = ()) -> tuple[list, list]:
+    names = [f"response-{i}" for i in range(1, responses + 1)]
+    prompt_kind = "chat" if response_kind == "chat" else "markdown"
+    fields = [{"name": "prompt", "title": "Prompt", "kind": prompt_kind}]
+    fields += [{"name": n, "title": f"Response {i}", "kind": "markdown" if response_kind == "chat" else response_kind}
+               for i, n in enumerate(names, start=1)]
+    questions = [{"name": "ranking", "title": "Rank the responses, best first", "kind": "ranking",
+                  "options": {"values": names}}]
+    if "rating" in extra:
+        questions.append({"name": "quality", "title": "How good is the best response?", "kind": "rating",
+                          "required": False, "options": {"values": [1, 2, 3, 4, 5]}})
+    if "flags" in extra:
+        questions.append({"name": "flags", "title": "Flags", "kind": "label", "required": False,
+                          "options": {"values": ["harmful", "factual error", "refusal"], "multiple": True}})
+    if "comment" in extra:
+        questions.append({"name": "comment", "title": "Comment", "kind": "text", "required": False, "options": {}})
+    return fields, questions
+
+
+def advanced_example() -> tuple[str, str]:
+    fields, questions = pairwise_preset(responses=2, extra=["comment"])
+    return json.dumps(fields, indent=2), json.dumps(questions, indent=2)
+
+
+class ImportForm(forms.Form):
+    FORMATS = [("", "Detect from the file name"), ("ndjson", "NDJSON / JSONL"), ("json", "JSON array"),
+               ("csv", "CSV"), ("parquet", "Parquet"),
+               ("pairs", "Preference pairs: JSONL of {prompt, chosen, rejected} (shown blind, order shuffled)")]
+    file = forms.FileField()
+    format = forms.ChoiceField(choices=FORMATS, required=False)
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.ANNOTATOR)
+    password = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False), min_length=8,
+                               help_text="Only for a new user or to reset the password (8+ characters).")
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(choices=[("jsonl", "JSONL"), ("csv", "CSV"), ("parquet", "Parquet")])
+    style = forms.ChoiceField(choices=[("standard", "standard"), ("conversational", "conversational")],
+                              required=False, initial="standard")
+    pairs = forms.ChoiceField(choices=[("best_worst", "best vs worst"), ("all", "all pairs"),
+                                       ("best_vs_rest", "best vs rest")], required=False, initial="best_worst")
+    resolve = forms.ChoiceField(choices=[("majority", "majority"), ("mean_rank", "mean rank")],
+                                required=False, initial="majority")
+    source = forms.ChoiceField(choices=[("human", "human"), ("suggestions", "suggestions")],
+                               required=False, initial="human")
+    include_ties = forms.BooleanField(required=False)
+    question = forms.ChoiceField(required=False, choices=[("", "first ranking")])
+
+    def __init__(self, *args, dataset=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if dataset is not None:
+            self.fields["question"].choices = [("", "first ranking")] + [
+                (q.name, q.title or q.name) for q in dataset.questions.all()
+                if q.kind == Question.Kind.RANKING or (q.kind == Question.Kind.RATING and q.options.get("compares"))]
+

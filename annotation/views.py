@@ -1,0 +1,734 @@
+"""Browser pages of preflab (server-rendered, htmx). Thin: reads through selectors, writes through
+services; this module only turns requests into calls and results into templates.
+
+Access: every page goes through annotation.selectors (another workspace's dataset, record or job
+is a 404; an annotator on an admin page is a 403).
+"""
+from __future__ import annotations
+
+import mimetypes
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Count, Q, prefetch_related_objects
+from django.http import FileResponse, Http404, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, reswap, retarget
+
+from . import forms as ui_forms
+from .markdown import markdown_render, plain_render
+from .metrics import dataset_quality, ranking_from_value
+from .models import Dataset, Field, Job, JobError, Membership, Question, Record, Response, Suggestion
+from .selectors import (
+    dataset_for_user,
+    datasets_for_user,
+    datasets_progress,
+    members_of,
+    membership_role,
+    workspace_for_user,
+    workspaces_for_user,
+)
+from .services import (
+    dataset_create,
+    dataset_publish,
+    display_order_for,
+    member_remove,
+    member_upsert,
+    next_record_for,
+    response_upsert,
+)
+
+SLOTS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def _require_open(user, dataset: Dataset) -> None:
+    """Annotators work on published datasets only; admins may try a draft dataset out."""
+    if dataset.status == Dataset.Status.PUBLISHED:
+        return
+    if membership_role(user, dataset.workspace_id) != Membership.Role.ADMIN:
+        raise PermissionDenied("This dataset is not open for annotation.")
+
+
+def _with_definition(dataset: Dataset) -> Dataset:
+    """Load the dataset's fields and questions once; services reading dataset.questions reuse them."""
+    prefetch_related_objects([dataset], "fields", "questions")
+    return dataset
+
+
+def _shown_order(data, record: Record, user, dataset: Dataset, ranked: list[str]) -> list[str]:
+    """The order the annotator saw, as the page sent it back; computed when missing or not valid."""
+    sent = [x for x in (data.get("display_order") or "").split(",") if x]
+    if sorted(sent) == sorted(ranked):
+        return sent
+    return display_order_for(record=record, user_id=user.pk, field_names=ranked, shuffle=dataset.shuffle_responses)
+
+
+def _dataset_record(dataset: Dataset, record_id: int) -> Record:
+    record = Record.objects.filter(pk=record_id, dataset=dataset).first()
+    if record is None:
+        raise Http404("No such record.")
+    record.dataset = dataset
+    return record
+
+
+def _ranked_fields(questions: list[Question]) -> list[str]:
+    for q in questions:
+        if q.kind == Question.Kind.RANKING:
+            return list(q.options.get("values", []))
+    for q in questions:
+        if q.kind == Question.Kind.RATING and q.options.get("compares"):
+            return list(q.options["compares"])
+    return []
+
+
+def _slot_names(message: str, order: list[str]) -> str:
+    """Annotators see "Response A/B/…", not field names: say the same in error messages."""
+    for name in sorted(order, key=len, reverse=True):
+        message = message.replace(f"'{name}'", name).replace(name, f"Response {SLOTS[order.index(name)]}")
+    return message
+
+
+def _field_html(kind: str, value: Any) -> dict:
+    """A field value as safe HTML (markdown and chat rendered and sanitized; text escaped)."""
+    if kind == Field.Kind.CHAT and isinstance(value, list):
+        return {"chat": [{"role": str(m.get("role", "")), "html": markdown_render(str(m.get("content", "")))}
+                         for m in value if isinstance(m, dict)]}
+    if value is None:
+        return {"html": "", "plain": True}
+    if not isinstance(value, str):
+        import json
+
+        return {"html": plain_render(json.dumps(value, ensure_ascii=False, indent=2)), "plain": True}
+    if kind == Field.Kind.MARKDOWN:
+        return {"html": markdown_render(value), "plain": False}
+    return {"html": plain_render(value), "plain": True}
+
+
+@dataclass
+class AnnotateView:
+    """Everything the annotate partial needs for one record."""
+
+    dataset: Dataset
+    record: Record | None
+    mode: str = "queue"                      # queue | history
+    prompt: dict | None = None
+    context_fields: list[dict] = field(default_factory=list)
+    responses: list[dict] = field(default_factory=list)
+    questions: list[dict] = field(default_factory=list)
+    response: Response | None = None
+    display_order: list[str] = field(default_factory=list)
+    suggested: bool = False
+    errors: list[str] = field(default_factory=list)
+    notice: str = ""
+    submitted_by_me: int = 0
+    cols: int = 2
+    empty: bool = False                      # the dataset has no records at all
+
+
+def _pick_suggestions(suggestions: list[Suggestion]) -> dict[int, Suggestion]:
+    best: dict[int, Suggestion] = {}
+    for s in suggestions:
+        cur = best.get(s.question_id)
+        key = (s.score is not None, s.score or 0.0, s.updated_at)
+        if cur is None or key > (cur.score is not None, cur.score or 0.0, cur.updated_at):
+            best[s.question_id] = s
+    return best
+
+
+def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: str = "queue",
+                        response: Response | None = None, values: dict | None = None,
+                        fields: list[Field] | None = None, questions: list[Question] | None = None,
+                        question_errors: dict[str, str] | None = None) -> AnnotateView:
+    view = AnnotateView(dataset=dataset, record=record, mode=mode)
+    view.submitted_by_me = Response.objects.filter(dataset=dataset, user=user,
+                                                   status=Response.Status.SUBMITTED).count()
+    if record is None:
+        view.empty = not Record.objects.filter(dataset=dataset).exists()
+        return view
+    fields = fields if fields is not None else list(dataset.fields.all())
+    questions = questions if questions is not None else list(dataset.questions.all())
+    if response is None:
+        response = Response.objects.filter(record=record, user=user).first()
+    view.response = response
+    ranked = _ranked_fields(questions)
+    stored_order = response.display_order if response else None
+    if mode == "review":
+        order = list(ranked)  # admins compare answers by field name: canonical order, no shuffle
+    elif stored_order and sorted(stored_order) == sorted(ranked):
+        order = list(stored_order)
+    else:
+        order = display_order_for(record=record, user_id=user.pk, field_names=ranked,
+                                  shuffle=dataset.shuffle_responses)
+    view.display_order = order
+    slot_of = {name: SLOTS[i] for i, name in enumerate(order)}
+    by_name = {f.name: f for f in fields}
+    rec_fields = record.fields or {}
+    if values is None:
+        values = dict(response.values) if response else {}
+    suggestions: dict[int, Suggestion] = {}
+    if dataset.show_suggestions:
+        suggestions = _pick_suggestions(list(Suggestion.objects.filter(record=record)))
+    question_errors = question_errors or {}
+
+    # fields: the prompt, the responses in this annotator's order, the rest as context
+    prompt = by_name.get(dataset.prompt_field)
+    if prompt is not None and prompt.name in rec_fields:
+        view.prompt = {"name": prompt.name, "title": prompt.title or prompt.name,
+                       **_field_html(prompt.kind, rec_fields.get(prompt.name))}
+    for f in fields:
+        if f.name == dataset.prompt_field or f.name in slot_of or f.name not in rec_fields:
+            continue
+        view.context_fields.append({"name": f.name, "title": f.title or f.name, **_field_html(f.kind, rec_fields[f.name])})
+
+    first_ranking = next((q for q in questions if q.kind == Question.Kind.RANKING), None)
+    first_ranks: dict[str, int] = {}  # the first ranking's ranks, also shown on the response cards
+    for q in questions:
+        value = values.get(q.name)
+        suggestion = suggestions.get(q.pk)
+        prefilled = False
+        if value is None and suggestion is not None and q.name not in question_errors:
+            value, prefilled = suggestion.value, True
+            view.suggested = True
+        qv: dict[str, Any] = {"q": q, "name": q.name, "kind": q.kind, "title": q.title or q.name,
+                              "description": q.description, "required": q.required, "error": question_errors.get(q.name, ""),
+                              "prefilled": prefilled,
+                              "suggestion": None}
+        if suggestion is not None:
+            qv["suggestion"] = {"agent": suggestion.agent, "score": suggestion.score,
+                                "rationale_html": markdown_render(suggestion.rationale) if suggestion.rationale else ""}
+        if q.kind == Question.Kind.RANKING:
+            ranks = ranking_from_value(value) or {}
+            names = list(q.options.get("values", []))
+            shown = [n for n in order if n in names] + [n for n in names if n not in order]
+            items = [{"field": n, "slot": slot_of.get(n, "?"), "title": by_name[n].title if n in by_name else n,
+                      "rank": ranks.get(n)} for n in shown]
+            # the list shows the current ranking: ranked first (by rank), unranked after in display order
+            qv["items"] = sorted(items, key=lambda it: (it["rank"] is None, it["rank"] or 0, shown.index(it["field"])))
+            qv["count"] = len(items)
+            qv["rank_choices"] = list(range(1, len(items) + 1))
+            if q is first_ranking:
+                first_ranks = ranks
+        elif q.kind == Question.Kind.RATING:
+            compares = q.options.get("compares")
+            if compares:
+                a, b = sorted(compares, key=lambda n: order.index(n) if n in order else 99)
+                val_a = 1 if a == compares[0] else 2
+                qv["compare"] = [
+                    {"value": val_a, "label": f"{slot_of.get(a, a)} is better"},
+                    {"value": 0, "label": "Tie"},
+                    {"value": 3 - val_a, "label": f"{slot_of.get(b, b)} is better"},
+                ]
+            qv["choices"] = list(q.options.get("values", []))
+            qv["value"] = value
+        elif q.kind == Question.Kind.LABEL:
+            qv["choices"] = list(q.options.get("values", []))
+            qv["multiple"] = bool(q.options.get("multiple"))
+            qv["selected"] = set(value if isinstance(value, list) else ([value] if value else []))
+        else:
+            qv["value"] = value if isinstance(value, str) else ""
+            qv["placeholder"] = q.options.get("placeholder", "")
+        view.questions.append(qv)
+
+    for name in order:
+        f = by_name.get(name)
+        title = (f.title if f else name) or name
+        view.responses.append({"name": name, "slot": slot_of[name], "title": title,
+                               "label": f"{title} · {name}" if mode == "review" else f"Response {slot_of[name]}",
+                               "rank": first_ranks.get(name),
+                               **_field_html(f.kind if f else Field.Kind.TEXT, rec_fields.get(name))})
+    n = len(view.responses)
+    view.cols = 1 if n <= 1 else (2 if n in (2, 4) else 3)
+    return view
+
+
+def _annotate_response(request, view: AnnotateView, *, status: int = 200, full: bool | None = None):
+    first_ranking = next((q for q in view.questions if q["kind"] == Question.Kind.RANKING), None)
+    ctx = {"v": view, "dataset": view.dataset, "first_ranking": first_ranking,
+           "allow_ties": view.dataset.allow_ties}
+    if full is None:
+        full = not request.htmx or request.htmx.boosted
+    template = "annotation/annotate.html" if full else "annotation/annotate.html#panel"
+    return render(request, template, ctx, status=status)
+
+
+# --- home --------------------------------------------------------------------------------------
+
+@login_required
+@require_GET
+def home(request):
+    user = request.user
+    datasets = list(datasets_for_user(user))
+    roles = dict(Membership.objects.filter(user=user).values_list("workspace_id", "role"))
+    visible = [d for d in datasets if d.status == Dataset.Status.PUBLISHED
+               or user.is_staff or roles.get(d.workspace_id) == Membership.Role.ADMIN]
+    progress = datasets_progress([d.pk for d in visible])
+    mine = dict(Response.objects.filter(user=user, dataset_id__in=[d.pk for d in visible],
+                                        status=Response.Status.SUBMITTED)
+                .values_list("dataset_id").annotate(n=Count("id")).values_list("dataset_id", "n"))
+    cards = []
+    for d in visible:
+        p = progress.get(d.pk, {})
+        cards.append({"dataset": d, "records": p.get("records", 0), "completed": p.get("completed", 0),
+                      "mine": mine.get(d.pk, 0),
+                      "is_admin": user.is_staff or roles.get(d.workspace_id) == Membership.Role.ADMIN})
+    return render(request, "annotation/home.html", {"cards": cards})
+
+
+# --- annotator: focus view ---------------------------------------------------------------------
+
+@login_required
+@require_GET
+def annotate(request, dataset_id: int):
+    dataset = dataset_for_user(request.user, dataset_id)
+    if (dataset.status != Dataset.Status.PUBLISHED
+            and membership_role(request.user, dataset.workspace_id) != Membership.Role.ADMIN):
+        return render(request, "annotation/closed.html", {"dataset": dataset}, status=403)
+    _with_definition(dataset)
+    record = next_record_for(request.user, dataset)
+    if record is not None:
+        record.dataset = dataset
+    view = annotate_view_build(user=request.user, dataset=dataset, record=record)
+    return _annotate_response(request, view)
+
+
+def _posted_values(dataset: Dataset, questions: list[Question], data, action: str) -> dict:
+    values = ui_forms.response_values_from_post(questions, data)
+    if action != Response.Status.SUBMITTED:
+        values = ui_forms.response_values_keep_valid(questions, values, allow_ties=dataset.allow_ties)
+    return values
+
+
+@login_required
+@require_POST
+def record_respond(request, dataset_id: int, record_id: int):
+    """Submit or discard (or, without JavaScript, save a draft of) the user's response to a record.
+
+    htmx: answers with the next record's panel (queue) or navigates back to the history (history
+    mode); a validation error answers 422 with the messages, swapped into the form's error slots,
+    so nothing the annotator entered is lost.
+    """
+    dataset = _with_definition(dataset_for_user(request.user, dataset_id))
+    _require_open(request.user, dataset)
+    record = _dataset_record(dataset, record_id)
+    action = request.POST.get("action", "submit")
+    status = {"submit": Response.Status.SUBMITTED, "discard": Response.Status.DISCARDED,
+              "draft": Response.Status.DRAFT}.get(action)
+    mode = "history" if request.POST.get("mode") == "history" else "queue"
+    if status is None:
+        return HttpResponseBadRequest("action: must be submit, discard or draft")
+    questions = list(dataset.questions.all())
+    values = _posted_values(dataset, questions, request.POST, status)
+    order = _shown_order(request.POST, record, request.user, dataset, _ranked_fields(questions))
+    try:
+        result = response_upsert(user=request.user, record=record, values=values, status=status,
+                                 display_order=order, duration=ui_forms.duration_from_post(request.POST),
+                                 add_duration=True)
+    except ValidationError as exc:
+        per_question, general = ui_forms.errors_by_question(exc)
+        per_question = {k: _slot_names(v, order) for k, v in per_question.items()}
+        if request.htmx:
+            response = render(request, "annotation/partials/form_errors.html",
+                              {"record": record, "general": general, "per_question": per_question,
+                               "questions": questions}, status=422)
+            return reswap(retarget(response, f"#form-errors-{record.pk}"), "innerHTML")
+        view = annotate_view_build(user=request.user, dataset=dataset, record=record, mode=mode,
+                                   values=values, question_errors=per_question, questions=questions)
+        view.errors = general or ["Please fix the answers marked below."]
+        return _annotate_response(request, view, status=422, full=True)
+
+    done_word = {"submitted": "Submitted", "discarded": "Discarded", "draft": "Draft saved"}[status]
+    if mode == "history":
+        messages.success(request, f"{done_word}: record {record.external_id}.")
+        url = reverse("history", args=[dataset.pk])
+        return HttpResponseLocation(url, target="body") if request.htmx else redirect(url)
+    if not request.htmx:
+        for w in result.warnings:
+            messages.warning(request, w)
+        return redirect("annotate", dataset.pk)
+    nxt = next_record_for(request.user, dataset)
+    if nxt is not None:
+        nxt.dataset = dataset
+    view = annotate_view_build(user=request.user, dataset=dataset, record=nxt, questions=questions)
+    view.notice = f"{done_word} {record.external_id}." + (" " + " ".join(result.warnings) if result.warnings else "")
+    return _annotate_response(request, view, full=False)
+
+
+@login_required
+@require_POST
+def record_draft(request, dataset_id: int, record_id: int):
+    """Auto-save / Ctrl+S: store the valid answers as a draft. Never turns a submitted or discarded
+    response back into a draft (a late auto-save after Submit must not undo it)."""
+    dataset = _with_definition(dataset_for_user(request.user, dataset_id))
+    _require_open(request.user, dataset)
+    record = _dataset_record(dataset, record_id)
+    questions = list(dataset.questions.all())
+    values = _posted_values(dataset, questions, request.POST, Response.Status.DRAFT)
+    state, text = "saved", ""
+    with transaction.atomic():
+        Record.objects.select_for_update().filter(pk=record.pk).values_list("pk").first()
+        existing = Response.objects.filter(record=record, user=request.user).first()
+        if existing is not None and existing.status != Response.Status.DRAFT:
+            state, text = "kept", f"Already {existing.status}; not saved as a draft"
+        else:
+            order = _shown_order(request.POST, record, request.user, dataset, _ranked_fields(questions))
+            response_upsert(user=request.user, record=record, values=values, status=Response.Status.DRAFT,
+                            display_order=order, duration=ui_forms.duration_from_post(request.POST),
+                            add_duration=True)
+            text = f"Draft saved · {timezone.localtime():%H:%M:%S}"
+    return render(request, "annotation/partials/save_state.html", {"state": state, "text": text})
+
+
+# --- annotator: history ------------------------------------------------------------------------
+
+@login_required
+@require_GET
+def history(request, dataset_id: int):
+    dataset = dataset_for_user(request.user, dataset_id)
+    status = request.GET.get("status", "")
+    qs = (Response.objects.filter(dataset=dataset, user=request.user).select_related("record")
+          .order_by("-updated_at", "-id"))
+    if status in Response.Status.values:
+        qs = qs.filter(status=status)
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    rows = []
+    for r in page.object_list:
+        prompt = (r.record.fields or {}).get(dataset.prompt_field, "")
+        if isinstance(prompt, list):  # chat: the last user message
+            users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+            prompt = users[-1] if users else ""
+        rows.append({"response": r, "record": r.record, "prompt": str(prompt)[:160]})
+    return render(request, "annotation/history.html",
+                  {"dataset": dataset, "page": page, "rows": rows, "status": status,
+                   "statuses": Response.Status.choices})
+
+
+@login_required
+@require_GET
+def history_record(request, dataset_id: int, record_id: int):
+    dataset = dataset_for_user(request.user, dataset_id)
+    record = _dataset_record(dataset, record_id)
+    response = Response.objects.filter(record=record, user=request.user).first()
+    if response is None:
+        raise Http404("You have not answered this record.")
+    view = annotate_view_build(user=request.user, dataset=dataset, record=record, mode="history",
+                               response=response)
+    return _annotate_response(request, view, full=True)
+
+
+# --- admin: datasets ---------------------------------------------------------------------------
+
+def _admin_workspaces(user):
+    qs = workspaces_for_user(user)
+    if not user.is_staff:
+        qs = qs.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN)
+    return qs.order_by("name")
+
+
+@login_required
+@require_GET
+def dataset_list(request):
+    workspaces = list(_admin_workspaces(request.user))
+    if not workspaces:
+        raise PermissionDenied("Only workspace admins manage datasets.")
+    datasets = list(Dataset.objects.filter(workspace__in=workspaces).select_related("workspace")
+                    .order_by("workspace__name", "-created_at"))
+    progress = datasets_progress([d.pk for d in datasets])
+    rows = [{"dataset": d, **progress.get(d.pk, {})} for d in datasets]
+    return render(request, "annotation/dataset_list.html", {"rows": rows, "workspaces": workspaces})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def dataset_create_view(request):
+    workspaces = _admin_workspaces(request.user)
+    if not workspaces.exists():
+        raise PermissionDenied("Only workspace admins create datasets.")
+    example_fields, example_questions = ui_forms.advanced_example()
+    form = ui_forms.DatasetCreateForm(request.POST or None, workspaces=workspaces,
+                                      initial={"workspace": workspaces.first(), "fields_json": example_fields,
+                                               "questions_json": example_questions})
+    if request.method == "POST" and form.is_valid():
+        try:
+            dataset = dataset_create(created_by=request.user, **form.service_kwargs())
+        except ValidationError as exc:
+            for key, msgs in (exc.message_dict.items() if hasattr(exc, "error_dict") else [("__all__", exc.messages)]):
+                target = key if key in form.fields else None
+                if key.startswith("fields"):
+                    target = "fields_json" if form.cleaned_data.get("preset") == "advanced" else None
+                elif key.startswith("questions"):
+                    target = "questions_json" if form.cleaned_data.get("preset") == "advanced" else None
+                form.add_error(target, f"{key}: {'; '.join(msgs)}" if target is None or target.endswith("_json") else "; ".join(msgs))
+        else:
+            messages.success(request, f"Dataset “{dataset.name}” created. Import records, then publish it.")
+            return redirect("dashboard", dataset.pk)
+    return render(request, "annotation/dataset_create.html", {"form": form},
+                  status=422 if request.method == "POST" else 200)
+
+
+@login_required
+@require_POST
+def dataset_publish_view(request, dataset_id: int):
+    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    try:
+        dataset_publish(dataset=dataset)
+        messages.success(request, f"“{dataset.name}” is published: annotators can start.")
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+    return redirect("dashboard", dataset.pk)
+
+
+def _dashboard_counts(dataset: Dataset) -> dict:
+    """Records by state in one aggregate: completed, in progress (leased or partly answered), pending."""
+    c = Record.objects.filter(dataset=dataset).aggregate(
+        n_records=Count("id"),
+        n_completed=Count("id", filter=Q(completed=True)),
+        n_in_progress=Count("id", filter=Q(completed=False) & (Q(leased_count__gt=0) | Q(submitted_count__gt=0))),
+        n_leased=Count("id", filter=Q(completed=False, leased_count__gt=0)),
+    )
+    out = {k[2:]: v for k, v in c.items()}
+    out["pending"] = out["records"] - out["completed"] - out["in_progress"]
+    out["partial"] = out["in_progress"] - out["leased"]
+    return out
+
+
+def _dashboard_context(dataset: Dataset) -> dict:
+    counts = _dashboard_counts(dataset)
+    quality = dataset_quality(dataset)
+    record_ids = [d.record for d in quality.disagreements]
+    ext = dict(Record.objects.filter(pk__in=record_ids).values_list("pk", "external_id"))
+    disagreements = [{"d": d, "external_id": ext.get(d.record, d.record)} for d in quality.disagreements]
+    names = {a.user_id: a.username for a in quality.annotators}
+    pairs = [{"a": names.get(p.a, p.a), "b": names.get(p.b, p.b), "records": p.records, "agreement": p.agreement}
+             for p in quality.pairs]
+    # live refresh: every few seconds for a campaign-sized dataset, once a minute for huge ones
+    poll = 5 if counts["records"] <= 100_000 else 60
+    return {"dataset": dataset, "counts": counts, "quality": quality, "pairs": pairs,
+            "disagreements": disagreements, "refreshed": timezone.now(), "poll_seconds": poll}
+
+
+@login_required
+@require_GET
+def dashboard(request, dataset_id: int):
+    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    ctx = _dashboard_context(dataset)
+    ctx["jobs"] = list(Job.objects.filter(dataset=dataset).order_by("-created_at")[:8])
+    ctx["fields"] = list(dataset.fields.all())
+    ctx["questions"] = list(dataset.questions.all())
+    ctx["export_format_names"] = ["jsonl", "csv", "parquet"]
+    ctx["export_styles"] = ["standard", "conversational"]
+    ctx["export_form"] = ui_forms.ExportForm(dataset=dataset)
+    return render(request, "annotation/dashboard.html", ctx)
+
+
+@login_required
+@require_GET
+def dashboard_stats(request, dataset_id: int):
+    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    return render(request, "annotation/dashboard.html#stats", _dashboard_context(dataset))
+
+
+@login_required
+@require_GET
+def record_detail(request, dataset_id: int, record_id: int):
+    """A record with every annotator's answer and the judges' suggestions (admins)."""
+    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    record = _dataset_record(dataset, record_id)
+    view = annotate_view_build(user=request.user, dataset=dataset, record=record, mode="review")
+    questions = list(dataset.questions.all())
+    answers = []
+    for r in Response.objects.filter(record=record).select_related("user").order_by("status", "user__username"):
+        row = {"response": r, "answers": []}
+        for q in questions:
+            value = (r.values or {}).get(q.name)
+            ranks = ranking_from_value(value) if q.kind == Question.Kind.RANKING else None
+            if ranks:
+                value = " > ".join(" = ".join(sorted(n for n, k in ranks.items() if k == rank))
+                                   for rank in sorted(set(ranks.values())))
+            row["answers"].append({"q": q, "value": value})
+        answers.append(row)
+    suggestions = list(Suggestion.objects.filter(record=record).select_related("question").order_by("question__position", "agent"))
+    for s in suggestions:
+        s.rationale_html = markdown_render(s.rationale)
+    return render(request, "annotation/record_detail.html",
+                  {"dataset": dataset, "record": record, "v": view, "answers": answers, "questions": questions,
+                   "suggestions": suggestions})
+
+
+# --- admin: import / export / jobs -------------------------------------------------------------
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def dataset_import(request, dataset_id: int):
+    from .imports import format_from_name, import_file_save
+    from .jobs import job_create
+
+    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    form = ui_forms.ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        fmt = form.cleaned_data.get("format") or format_from_name(upload.name)
+        if not fmt:
+            form.add_error("format", "cannot tell the format from the file name: choose one")
+        else:
+            try:
+                path = import_file_save(dataset=dataset, uploaded_file=upload)
+                job = job_create(kind="import", workspace=dataset.workspace, dataset=dataset,
+                                 created_by=request.user, name=f"import {upload.name}"[:200],
+                                 input_file=path, params={"format": fmt})
+            except ValidationError as exc:
+                form.add_error(None, "; ".join(exc.messages))
+            else:
+                return redirect("job-detail", job.pk)
+    jobs = list(Job.objects.filter(dataset=dataset, kind="import").order_by("-created_at")[:10])
+    fields = list(dataset.fields.all())
+    return render(request, "annotation/import.html", {"dataset": dataset, "form": form, "jobs": jobs,
+                                                       "fields": fields},
+                  status=422 if request.method == "POST" else 200)
+
+
+@login_required
+@require_POST
+def dataset_export(request, dataset_id: int):
+    from .jobs import job_create
+
+    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    form = ui_forms.ExportForm(request.POST, dataset=dataset)
+    if not form.is_valid():
+        messages.error(request, "Export: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("dashboard", dataset.pk)
+    d = form.cleaned_data
+    params = {"format": d["format"], "style": d.get("style") or "standard", "pairs": d.get("pairs") or "best_worst",
+              "resolve": d.get("resolve") or "majority", "source": d.get("source") or "human",
+              "include_ties": bool(d.get("include_ties"))}
+    if d.get("question"):
+        params["question"] = d["question"]
+    try:
+        job = job_create(kind="export", workspace=dataset.workspace, dataset=dataset, created_by=request.user,
+                         name=f"export {params['format']} ({params['style']})", params=params)
+    except ValidationError as exc:
+        messages.error(request, "Export: " + "; ".join(exc.messages))
+        return redirect("dashboard", dataset.pk)
+    return redirect("job-detail", job.pk)
+
+
+def _job_for_user(user, job_id: int) -> Job:
+    job = Job.objects.select_related("dataset", "workspace").filter(pk=job_id).first()
+    if job is None or membership_role(user, job.workspace_id) is None:
+        raise Http404("No such job.")
+    return job
+
+
+@login_required
+@require_GET
+def job_detail(request, job_id: int):
+    job = _job_for_user(request.user, job_id)
+    errors = list(JobError.objects.filter(job=job).order_by("id")[:200])
+    return render(request, "annotation/job_detail.html",
+                  {"job": job, "errors": errors, "error_count": JobError.objects.filter(job=job).count()})
+
+
+@login_required
+@require_GET
+def job_progress(request, job_id: int):
+    """The live progress partial of any job (import, export, generation, judging). Polled every
+    second by templates/partials/job_progress.html; polling stops (286) once the job has ended."""
+    job = _job_for_user(request.user, job_id)
+    ctx = {"job": job}
+    if job.kind == "import" and not job.is_active:
+        ctx["errors"] = list(JobError.objects.filter(job=job).order_by("id")[:200])
+        ctx["show_errors"] = True
+    response = render(request, "partials/job_progress.html", ctx)
+    if not job.is_active:
+        stop = HttpResponseStopPolling(response.content)
+        return stop
+    return response
+
+
+@login_required
+@require_GET
+def job_download(request, job_id: int):
+    job = _job_for_user(request.user, job_id)
+    if membership_role(request.user, job.workspace_id) != Membership.Role.ADMIN:
+        raise PermissionDenied("Only workspace admins download job outputs.")
+    path = job.output_file
+    if not path or not os.path.isfile(path):
+        raise Http404("This job has no output file (yet).")
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=os.path.basename(path),  # noqa: SIM115
+                        content_type=content_type)
+
+
+# --- admin: workspaces and members -------------------------------------------------------------
+
+@login_required
+@require_GET
+def workspace_list(request):
+    workspaces = list(_admin_workspaces(request.user).annotate(n_members=Count("memberships", distinct=True),
+                                                                n_datasets=Count("datasets", distinct=True)))
+    if not workspaces:
+        raise PermissionDenied("Only workspace admins manage members.")
+    if len(workspaces) == 1:
+        return redirect("members", workspaces[0].pk)
+    return render(request, "annotation/workspace_list.html", {"workspaces": workspaces})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def members(request, workspace_id: int):
+    workspace = workspace_for_user(request.user, workspace_id, admin=True)
+    form = ui_forms.MemberForm(request.POST or None)
+    if request.method == "POST" and form.is_valid() and not _password_change_refused(request.user, form):
+        d = form.cleaned_data
+        try:
+            _, _, created = member_upsert(workspace=workspace, username=d["username"], role=d["role"],
+                                          password=d.get("password") or None)
+        except ValidationError as exc:
+            for key, msgs in exc.message_dict.items():
+                form.add_error(key if key in form.fields else None, "; ".join(msgs))
+        else:
+            what = "added" if created else "updated"
+            messages.success(request, f"{d['username']} {what} as {d['role']}.")
+            return redirect("members", workspace.pk)
+    rows = list(members_of(workspace))
+    counts = dict(Response.objects.filter(dataset__workspace=workspace, status=Response.Status.SUBMITTED)
+                  .values_list("user_id").annotate(n=Count("id")).values_list("user_id", "n"))
+    for m in rows:
+        m.submitted = counts.get(m.user_id, 0)
+    return render(request, "annotation/members.html",
+                  {"workspace": workspace, "members": rows, "form": form, "roles": Membership.Role.choices},
+                  status=422 if request.method == "POST" else 200)
+
+
+def _password_change_refused(actor, form) -> bool:
+    """A workspace admin sets the password of a user they create, not of an existing account (which
+    may belong to other workspaces too); staff may reset any."""
+    password, username = form.cleaned_data.get("password"), form.cleaned_data.get("username")
+    if not password or actor.is_staff or not get_user_model().objects.filter(username=username).exists():
+        return False
+    form.add_error("password", "this user already exists: leave the password empty (only staff can reset it)")
+    return True
+
+
+@login_required
+@require_POST
+def member_remove_view(request, workspace_id: int, user_id: int):
+    workspace = workspace_for_user(request.user, workspace_id, admin=True)
+    user = get_object_or_404(get_user_model(), pk=user_id, memberships__workspace=workspace)
+    if user == request.user:
+        messages.error(request, "You cannot remove yourself from the workspace.")
+    else:
+        member_remove(workspace=workspace, user=user)
+        messages.success(request, f"{user.username} removed from {workspace.name}.")
+    return redirect("members", workspace.pk)
