@@ -1,1 +1,184 @@
-"""Job handlers of the annotation app (import, export) — registered in AnnotationConfig.ready."""
+"""Job handlers of the annotation app (import, export) — registered in AnnotationConfig.ready.
+
+Both run as one chunk (a file is read, or written, front to back) through the one job mechanism
+(annotation.jobs): progress goes to the job's counters, rejected lines to JobError rows,
+cancellation is checked between batches, and a re-run of the chunk gives the same result
+(imports upsert on external_id; exports rewrite their file and rename it into place).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from .exports import (
+    EXTENSIONS,
+    export_params_parse,
+    export_target,
+    triplets_export,
+    triplets_export_count,
+    triplets_write,
+)
+from .imports import (
+    FORMATS,
+    MAX_REJECTED_KEPT,
+    ImportFormatError,
+    format_from_name,
+    pairs_import,
+    pipeline_possible,
+    records_import,
+)
+from .jobs import ChunkContext, job_handler_register
+from .models import Job, JobChunk, Record
+
+RAW_IN_ERROR = 2_000
+
+
+def count_lines(path: str) -> int:
+    """Newlines in a file (fast binary scan): the job total of an NDJSON/CSV import."""
+    n = 0
+    last = b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (0 if last == b"\n" else 1)
+
+
+def import_total(path: str, fmt: str) -> int:
+    if fmt == "ndjson":
+        return count_lines(path)
+    if fmt == "csv":
+        return max(0, count_lines(path) - 1)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:  # noqa: BLE001 - the run reports the unreadable file
+            return 0
+    return 0  # a JSON array: unknown until read
+
+
+class ImportJobHandler:
+    """kind "import": import a file saved on disk into the job's dataset.
+
+    job_create(kind="import", workspace=ws, dataset=ds, created_by=user,
+               input_file=imports.import_file_save(dataset=ds, uploaded_file=f),
+               params={"format": "ndjson" | "json" | "csv" | "parquet" | "pairs",
+                       "seed": <str|int, pairs only>})
+    `format` may be left out when the file name ends in .jsonl/.ndjson/.json/.csv/.parquet.
+    "pairs" imports a JSONL of {prompt, chosen, rejected} (see imports.pairs_import).
+    Progress: job.done = stored lines, job.failed = rejected lines (each a JobError whose item is
+    the line number, error the reason, raw the line, truncated); job.result holds the counts.
+    """
+
+    kind = "import"
+
+    def _format(self, job: Job) -> str:
+        fmt = (job.params or {}).get("format") or format_from_name(job.input_file) or ""
+        if fmt not in FORMATS + ("pairs",):
+            raise ValidationError({"format": f"must be one of {', '.join(FORMATS + ('pairs',))}"})
+        return fmt
+
+    def plan(self, job: Job) -> list[dict]:
+        if job.dataset_id is None:
+            raise ValidationError({"dataset": "an import job needs a dataset"})
+        if not job.input_file or not os.path.isfile(job.input_file):
+            raise ValidationError({"input_file": "no such file"})
+        fmt = self._format(job)
+        job.total = import_total(job.input_file, "ndjson" if fmt == "pairs" else fmt)
+        return [{"format": fmt}]
+
+    def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
+        fmt = chunk.spec.get("format") or self._format(job)
+        errors_kept = 0
+
+        def on_progress(stored: int, rejected: int, rejected_lines: list) -> None:
+            nonlocal errors_kept
+            for line, reason, raw in rejected_lines:
+                if errors_kept < MAX_REJECTED_KEPT:
+                    ctx.error(item=str(line), error=reason, raw=raw[:RAW_IN_ERROR])
+                    errors_kept += 1
+            ctx.progress(done=stored, failed=rejected)
+            ctx.check_cancelled()
+
+        dataset = job.dataset
+        try:
+            with open(job.input_file, "rb") as f:
+                if fmt == "pairs":
+                    report = pairs_import(dataset=dataset, stream=f, seed=(job.params or {}).get("seed", 0),
+                                          on_progress=on_progress, pipeline=pipeline_possible())
+                else:
+                    report = records_import(dataset=dataset, stream=f, fmt=fmt, on_progress=on_progress,
+                                            pipeline=pipeline_possible())
+        except (ImportFormatError, ValidationError) as exc:
+            message = str(exc) if isinstance(exc, ImportFormatError) else "; ".join(exc.messages)
+            ctx.error(item="file", error=message)
+            Job.objects.filter(pk=job.pk).update(result={"error": message}, error=message[:10_000])
+            return
+        result = {k: v for k, v in report.as_dict().items() if k != "rejected"}
+        if report.rejected_count > errors_kept:
+            result["note"] = (f"the first {errors_kept} rejected lines are listed as job errors; "
+                              f"{report.rejected_count} lines were rejected in all")
+        Job.objects.filter(pk=job.pk).update(result=result)
+
+    def finish(self, job: Job) -> None:
+        return None
+
+
+class ExportJobHandler:
+    """kind "export": write the dataset's triplets to MEDIA_ROOT/exports/<job id>.<ext>.
+
+    job_create(kind="export", workspace=ws, dataset=ds, created_by=user,
+               params={"format": "jsonl" | "csv" | "parquet", "question": None, "pairs": "best_worst",
+                       "resolve": "majority", "source": "human", "include_ties": False,
+                       "style": "standard", "min_margin": None})
+    (every key optional; the same options as GET /datasets/{id}/triplets/). job.total = records,
+    job.done = records walked; when done job.output_file is the file's path and job.result
+    {"rows", "format", "file"}.
+    """
+
+    kind = "export"
+
+    def plan(self, job: Job) -> list[dict]:
+        if job.dataset_id is None:
+            raise ValidationError({"dataset": "an export job needs a dataset"})
+        params = export_params_parse(job.params or {})
+        export_target(job.dataset, params["question"])  # a bad question fails now, not in the worker
+        job.params = params
+        job.total = triplets_export_count(job.dataset)
+        return [{}]
+
+    def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
+        params = export_params_parse(job.params or {})
+        fmt = params.pop("format")
+        directory = Path(settings.MEDIA_ROOT) / "exports"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{job.pk}.{EXTENSIONS[fmt]}"
+        part = path.with_suffix(path.suffix + ".part")
+
+        def on_progress(n: int) -> None:
+            ctx.progress(done=n)
+            ctx.check_cancelled()
+
+        rows = triplets_export(dataset=job.dataset, on_progress=on_progress, **params)
+        try:
+            with open(part, "wb") as out:
+                count = triplets_write(rows, out, fmt=fmt, style=params["style"], source=params["source"])
+            os.replace(part, path)
+        finally:
+            if part.exists():
+                part.unlink()
+        Job.objects.filter(pk=job.pk).update(
+            output_file=str(path), total=Record.objects.filter(dataset_id=job.dataset_id).count(),
+            result={"rows": count, "format": fmt, "file": path.name})
+
+    def finish(self, job: Job) -> None:
+        return None
+
+
+job_handler_register(ImportJobHandler())
+job_handler_register(ExportJobHandler())

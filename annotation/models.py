@@ -131,6 +131,8 @@ class Record(models.Model):
         indexes = [
             # next_record_for walks this index: open records of a dataset, highest priority first.
             models.Index(fields=["dataset", "completed", "-priority", "id"], name="record_next_idx"),
+            # exports and lists walk a dataset's records in id order (keyset pagination on id)
+            models.Index(fields=["dataset", "id"], name="record_dataset_id_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,235 @@
+"""REST API of imports and triplet export: bodies are read and answers written as streams.
+
+The import views never touch `request.body` / `request.data`: they read the Django request (or,
+for a chunked upload that has no Content-Length, the WSGI input) 64 KiB at a time, so a body of a
+million records is imported with flat memory.
+
+Who may do what: importing and exporting are workspace-admin operations. Exports are for admins
+only because a triplet file carries every annotator's work on every record (and the agreement
+between them), while an annotator's role is to see the records handed to them; an annotator who
+needs the data asks an admin (or is made one). Another workspace's dataset answers 404, an
+annotator 403 (annotation.selectors.dataset_for_user).
+"""
+from __future__ import annotations
+
+import tempfile
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response as ApiResponse
+from rest_framework.views import APIView
+
+from . import selectors
+from .exports import (
+    CONTENT_TYPES,
+    EXTENSIONS,
+    columns_for,
+    csv_chunks,
+    export_params_parse,
+    jsonl_chunks,
+    parquet_chunks,
+    triplets_export,
+)
+from .imports import (
+    CountingStream,
+    ImportFormatError,
+    ImportReport,
+    UploadTooLarge,
+    pairs_import,
+    pipeline_possible,
+    records_import,
+)
+
+STREAM_CHUNK = 1 << 16
+
+
+def _body_stream(request) -> CountingStream:
+    """The request body as a binary stream, never buffered whole.
+
+    Django reads at most Content-Length bytes; a chunked upload has none, and Django would see an
+    empty body, so then the server's decoded WSGI input is read (gunicorn de-chunks it).
+    """
+    django_request = getattr(request, "_request", request)
+    meta = django_request.META
+    source = django_request
+    if not meta.get("CONTENT_LENGTH") and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower() \
+            and "wsgi.input" in meta:
+        source = meta["wsgi.input"]
+    return CountingStream(source, limit=settings.PREFLAB_MAX_UPLOAD_BYTES)
+
+
+def _too_large(request) -> ApiResponse | None:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.PREFLAB_MAX_UPLOAD_BYTES
+    if length > limit:
+        return ApiResponse({"detail": f"the body is {length} bytes, over the upload limit of {limit} bytes "
+                                      "(PREFLAB_MAX_UPLOAD_BYTES); split it or upload it as a file"},
+                           status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    return None
+
+
+def _import_format(request) -> str:
+    ctype = (request.META.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+    if ctype in ("application/x-ndjson", "application/jsonl", "application/jsonlines", "application/ndjson",
+                 "application/x-jsonlines"):
+        return "ndjson"
+    if ctype in ("", "application/json"):
+        return "json"
+    if ctype == "text/csv":
+        return "csv"
+    if ctype in ("application/vnd.apache.parquet", "application/x-parquet", "application/parquet"):
+        return "parquet"
+    raise ValidationError({"Content-Type": f"{ctype!r} is not supported; send application/json (an array), "
+                                           "application/x-ndjson (one record per line), text/csv or "
+                                           "application/vnd.apache.parquet"})
+
+
+def _spooled(stream) -> BinaryIO:
+    """Parquet keeps its index at the end of the file: copy the body to a temp file (on disk,
+    64 KiB at a time) so the reader can seek."""
+    tmp = tempfile.TemporaryFile()
+    while chunk := stream.read(STREAM_CHUNK):
+        tmp.write(chunk)
+    tmp.seek(0)
+    return tmp
+
+
+def _run_import(run, *, stored: ImportReport) -> ApiResponse:
+    """Run an import and answer: 200 with the report, 400 when unreadable, 413 when too large."""
+    try:
+        report = run()
+    except ImportFormatError as exc:
+        return ApiResponse({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    except UploadTooLarge as exc:
+        return ApiResponse({"detail": f"{exc}; the {stored.created} records stored before the limit stay stored",
+                            "stored": stored.created}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    return ApiResponse(report.as_dict())
+
+
+class _ImportBase(APIView):
+    parser_classes: list = []  # the body is read as a stream by the view, never parsed by DRF
+
+    def _progress(self, stored: ImportReport):
+        def on_progress(n_stored, _n_rejected, _rejected):
+            stored.created += n_stored
+        return on_progress
+
+
+class RecordImportApi(_ImportBase):
+    """POST /datasets/{id}/records/ (dispatched here by apis.DatasetRecordsApi). Workspace admin.
+
+    Body: a JSON array (application/json), NDJSON (application/x-ndjson; one record per line),
+    CSV (text/csv) or Parquet (application/vnd.apache.parquet; spooled to a temp file, as Parquet
+    needs to seek) of {external_id, fields, metadata, priority}; CSV/Parquet columns are field
+    names plus `external_id`, `priority` and `metadata.<key>`. Answers 200 with
+    {created, updated, rejected: [{line, reason}], rejected_count, total_lines} even when lines
+    were rejected (valid ones are stored, batch by batch); 400 when the body cannot be read at
+    all; 413 over PREFLAB_MAX_UPLOAD_BYTES.
+    """
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        too_large = _too_large(request)
+        if too_large is not None:
+            return too_large
+        fmt = _import_format(request)
+        stream = _body_stream(request)
+        stored = ImportReport()
+
+        def run():
+            if fmt != "parquet":
+                return records_import(dataset=dataset, stream=stream, fmt=fmt, on_progress=self._progress(stored),
+                                      pipeline=pipeline_possible())
+            with _spooled(stream) as spooled:
+                return records_import(dataset=dataset, stream=spooled, fmt=fmt, on_progress=self._progress(stored),
+                                      pipeline=pipeline_possible())
+
+        return _run_import(run, stored=stored)
+
+
+class PairsImportApi(_ImportBase):
+    """POST /datasets/{id}/import-pairs/?seed=N: JSONL of {prompt, chosen, rejected, system?, id?}.
+
+    Workspace admin. The dataset needs the fields prompt, response-1, response-2 (400 otherwise).
+    Each pair's answers are shuffled into response-1/response-2 (stable for a given id and seed)
+    and metadata.original_chosen records where the original chosen answer went.
+    """
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,
+                   parameters=[OpenApiParameter("seed", str, description="shuffle seed (default 0)")])
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        too_large = _too_large(request)
+        if too_large is not None:
+            return too_large
+        seed = request.query_params.get("seed", "0")
+        if len(seed) > 100:
+            raise ValidationError({"seed": "at most 100 characters"})
+        stream = _body_stream(request)
+        stored = ImportReport()
+        return _run_import(lambda: pairs_import(dataset=dataset, stream=stream, seed=seed,
+                                                on_progress=self._progress(stored),
+                                                pipeline=pipeline_possible()), stored=stored)
+
+
+class _AnyFormatNegotiation:
+    """`?format=jsonl|csv|parquet` names the file format here, not a DRF renderer: errors stay JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return JSONRenderer(), JSONRenderer.media_type
+
+
+class TripletsExportApi(APIView):
+    """GET /datasets/{id}/triplets/: preference triplets, streamed. Workspace admins only.
+
+    Query: format=jsonl|csv|parquet, question, pairs=best_worst|all|best_vs_rest,
+    resolve=majority|mean_rank, source=human|suggestions|both, include_ties=false|true,
+    style=standard|conversational, min_margin=<number>. A bad parameter is a 400 naming it.
+    JSONL and CSV are streamed row by row; Parquet row group by row group (its footer last).
+    """
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _AnyFormatNegotiation
+
+    @extend_schema(
+        responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY},
+        parameters=[
+            OpenApiParameter("format", str, enum=["jsonl", "csv", "parquet"]),
+            OpenApiParameter("question", str),
+            OpenApiParameter("pairs", str, enum=["best_worst", "all", "best_vs_rest"]),
+            OpenApiParameter("resolve", str, enum=["majority", "mean_rank"]),
+            OpenApiParameter("source", str, enum=["human", "suggestions", "both"]),
+            OpenApiParameter("include_ties", bool),
+            OpenApiParameter("style", str, enum=["standard", "conversational"]),
+            OpenApiParameter("min_margin", float),
+        ])
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        params = export_params_parse({k: v for k, v in request.query_params.items()})
+        fmt = params.pop("format")
+        rows = triplets_export(dataset=dataset, **params)  # raises ValidationError before any byte
+        if fmt == "jsonl":
+            body = jsonl_chunks(rows)
+        elif fmt == "csv":
+            body = csv_chunks(rows, columns=columns_for(params["source"]))
+        else:
+            body = parquet_chunks(rows, style=params["style"], source=params["source"])
+        response = StreamingHttpResponse(body, content_type=CONTENT_TYPES[fmt])
+        safe_name = "".join(c if c.isalnum() or c in "-_" else "-" for c in dataset.name)[:80] or "dataset"
+        response["Content-Disposition"] = (f'attachment; filename="{safe_name}-{dataset.pk}-triplets.'
+                                           f'{EXTENSIONS[fmt]}"')
+        response["X-Accel-Buffering"] = "no"
+        return response
