@@ -1,8 +1,27 @@
-"""REST API of the annotation app (DRF): one small view per operation, logic in services."""
+"""REST API of the annotation app (DRF): one small view per operation, logic in services.
+
+Access rules live in annotation.selectors (dataset_for_user, record_for_user, workspace_for_user):
+objects of a workspace the caller is not a member of answer 404, a role too low answers 403,
+no credentials answer 401. Every 400 names the field and the reason.
+"""
+from collections.abc import Mapping
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions, status
+from django.db import connection
+from django.db.models import OuterRef, Prefetch, Subquery, Value
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response as ApiResponse
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from . import selectors, services
+from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
 
 
 def exception_handler(exc, context):
@@ -11,3 +30,627 @@ def exception_handler(exc, context):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return ApiResponse(detail, status=status.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)
+
+
+# --- shared serializers ------------------------------------------------------------------------
+
+class StrictInputSerializer(serializers.Serializer):
+    """An input serializer that rejects keys it does not know (a typo must not pass silently)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
+        return super().to_internal_value(data)
+
+
+def _input(serializer_class, data, **kwargs) -> dict:
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class FieldSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Field
+        fields = ["name", "title", "kind", "required", "position"]
+
+
+class QuestionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Question
+        fields = ["name", "title", "description", "kind", "required", "options", "position"]
+
+
+class ProgressSerializer(serializers.Serializer):
+    records = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    submitted_responses = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "DatasetProgress"
+
+
+class DatasetOutputSerializer(serializers.ModelSerializer):
+    fields = FieldSerializer(many=True, read_only=True)
+    questions = QuestionSerializer(many=True, read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        ref_name = "Dataset"
+        fields = ["id", "workspace", "name", "guidelines", "min_submitted", "allow_ties", "show_suggestions",
+                  "shuffle_responses", "prompt_field", "status", "created_at", "updated_at",
+                  "fields", "questions", "progress"]
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, obj) -> dict:
+        progress = self.context.get("progress")
+        if progress is not None and obj.pk in progress:
+            return progress[obj.pk]
+        return selectors.dataset_progress(obj)
+
+
+class ResponseOutputSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = Response
+        ref_name = "Response"
+        fields = ["id", "record", "user", "values", "status", "display_order", "duration",
+                  "created_at", "updated_at"]
+
+
+class SuggestionOutputSerializer(serializers.ModelSerializer):
+    question = serializers.CharField(source="question.name", read_only=True)
+
+    class Meta:
+        model = Suggestion
+        ref_name = "Suggestion"
+        fields = ["id", "question", "value", "score", "agent", "rationale", "updated_at"]
+
+
+class RecordOutputSerializer(serializers.ModelSerializer):
+    """A record as the caller sees it: their own response and, when visible, the suggestions."""
+
+    response = serializers.SerializerMethodField()
+    suggestions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Record
+        ref_name = "Record"
+        fields = ["id", "external_id", "fields", "metadata", "priority", "submitted_count", "completed",
+                  "response", "suggestions"]
+
+    @extend_schema_field(ResponseOutputSerializer(allow_null=True))
+    def get_response(self, obj) -> dict | None:
+        mine = getattr(obj, "my_responses", None)
+        if mine is None:
+            user = self.context["request"].user
+            mine = list(Response.objects.filter(record=obj, user=user).select_related("user"))
+        return ResponseOutputSerializer(mine[0]).data if mine else None
+
+    @extend_schema_field(SuggestionOutputSerializer(many=True))
+    def get_suggestions(self, obj) -> list[dict]:
+        if not self.context.get("show_suggestions"):
+            return []
+        items = getattr(obj, "visible_suggestions", None)
+        if items is None:
+            items = obj.suggestions.select_related("question").order_by("question__position", "agent", "id")
+        return SuggestionOutputSerializer(items, many=True).data
+
+
+def _records_with_context(queryset, user):
+    """Prefetch the caller's response and the suggestions of a page of records (no N+1)."""
+    return queryset.prefetch_related(
+        Prefetch("responses", queryset=Response.objects.filter(user=user).select_related("user"),
+                 to_attr="my_responses"),
+        Prefetch("suggestions", queryset=Suggestion.objects.select_related("question")
+                 .order_by("question__position", "agent", "id"), to_attr="visible_suggestions"),
+    )
+
+
+def _record_context(request, dataset) -> dict:
+    return {"request": request,
+            "show_suggestions": selectors.suggestions_visible(dataset=dataset, user=request.user)}
+
+
+# --- workspaces --------------------------------------------------------------------------------
+
+class WorkspaceOutputSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(read_only=True, allow_null=True, help_text="The caller's role here.")
+
+    class Meta:
+        model = Workspace
+        ref_name = "Workspace"
+        fields = ["id", "name", "created_at", "role"]
+
+
+class WorkspaceListCreateApi(APIView):
+    class InputSerializer(StrictInputSerializer):
+        name = serializers.CharField(max_length=120)
+
+        class Meta:
+            ref_name = "WorkspaceCreateInput"
+
+    @extend_schema(responses=WorkspaceOutputSerializer(many=True),
+                   description="Workspaces the caller is a member of (all of them for staff).")
+    def get(self, request):
+        user = request.user
+        role = Subquery(Membership.objects.filter(workspace=OuterRef("pk"), user=user).values("role")[:1])
+        qs = selectors.workspaces_for_user(user).annotate(role=Value("admin") if user.is_staff else role)
+        return ApiResponse(WorkspaceOutputSerializer(qs.order_by("name"), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: WorkspaceOutputSerializer},
+                   description="Staff only. The creator becomes an admin of the workspace.")
+    def post(self, request):
+        if not request.user.is_staff:
+            raise exceptions.PermissionDenied("Only staff may create workspaces.")
+        data = _input(self.InputSerializer, request.data)
+        workspace = services.workspace_create(name=data["name"], creator=request.user)
+        workspace.role = Membership.Role.ADMIN
+        return ApiResponse(WorkspaceOutputSerializer(workspace).data, status=status.HTTP_201_CREATED)
+
+
+class MemberOutputSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        ref_name = "Member"
+        fields = ["username", "role", "is_simulated", "created_at"]
+
+
+class MemberListCreateApi(APIView):
+    class InputSerializer(StrictInputSerializer):
+        username = serializers.CharField(max_length=150)
+        role = serializers.ChoiceField(choices=Membership.Role.choices)
+        password = serializers.CharField(required=False, write_only=True, allow_blank=False,
+                                         style={"input_type": "password"})
+        is_simulated = serializers.BooleanField(required=False, default=False)
+
+        class Meta:
+            ref_name = "MemberUpsertInput"
+
+    class OutputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        role = serializers.CharField()
+        token = serializers.CharField(allow_null=True, help_text=(
+            "The member's API token: given for a user created by this call (or to staff), "
+            "null for an existing user."))
+        created = serializers.BooleanField(help_text="Whether the user account was created by this call.")
+
+        class Meta:
+            ref_name = "MemberUpsertResult"
+
+    @extend_schema(responses=MemberOutputSerializer(many=True), description="Workspace admin or staff.")
+    def get(self, request, workspace_id: int):
+        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        return ApiResponse(MemberOutputSerializer(selectors.members_of(workspace), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer},
+                   description="Add a member (creating the user if needed) or change their role. "
+                               "Workspace admin or staff.")
+    def post(self, request, workspace_id: int):
+        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        data = _input(self.InputSerializer, request.data)
+        existing = get_user_model().objects.filter(username=data["username"]).first()
+        password = data.get("password")
+        if password is not None:
+            if existing is not None and not request.user.is_staff and existing != request.user:
+                # A workspace admin must not take over an account that exists elsewhere.
+                raise DjangoValidationError({"password": "this user already exists; only staff may set the "
+                                                         "password of an existing user"})
+            try:
+                validate_password(password, user=existing)
+            except DjangoValidationError as exc:
+                raise DjangoValidationError({"password": exc.messages}) from exc
+        membership, token, created = services.member_upsert(
+            workspace=workspace, username=data["username"], role=data["role"], password=password,
+            is_simulated=data.get("is_simulated", False))
+        reveal = created or request.user.is_staff or membership.user_id == request.user.pk
+        body = {"username": membership.user.username, "role": membership.role,
+                "token": token if reveal else None, "created": created}
+        return ApiResponse(self.OutputSerializer(body).data,
+                           status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class MemberDeleteApi(APIView):
+    @extend_schema(responses={204: None}, description="Remove a member from the workspace (their responses "
+                                                       "stay). Workspace admin or staff.")
+    def delete(self, request, workspace_id: int, username: str):
+        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        membership = selectors.members_of(workspace).filter(user__username=username).first()
+        if membership is None:
+            raise Http404("No such member.")
+        services.member_remove(workspace=workspace, user=membership.user)
+        return ApiResponse(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+class FieldInputSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=100)
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=Field.Kind.choices, required=False)
+    required = serializers.BooleanField(required=False)
+    position = serializers.IntegerField(required=False, min_value=0, max_value=32767)
+
+    class Meta:
+        ref_name = "FieldInput"
+
+
+class QuestionInputSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=100)
+    title = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=Question.Kind.choices)
+    required = serializers.BooleanField(required=False)
+    options = serializers.JSONField(required=False, help_text=(
+        'ranking: {"values": [field names]}; rating: {"values": [ints], "compares": [field, field]?}; '
+        'label: {"values": [labels], "multiple": bool}; text: {}'))
+    position = serializers.IntegerField(required=False, min_value=0, max_value=32767)
+
+    class Meta:
+        ref_name = "QuestionInput"
+
+
+class DatasetListCreateApi(APIView):
+    class InputSerializer(StrictInputSerializer):
+        workspace = serializers.IntegerField()
+        name = serializers.CharField(max_length=200)
+        guidelines = serializers.CharField(required=False, allow_blank=True)
+        min_submitted = serializers.IntegerField(required=False, min_value=1, max_value=100)
+        allow_ties = serializers.BooleanField(required=False)
+        show_suggestions = serializers.BooleanField(required=False)
+        shuffle_responses = serializers.BooleanField(required=False)
+        prompt_field = serializers.CharField(required=False, max_length=100)
+        fields = FieldInputSerializer(many=True, allow_empty=False)
+        questions = QuestionInputSerializer(many=True, allow_empty=False)
+
+        class Meta:
+            ref_name = "DatasetCreateInput"
+
+    @extend_schema(parameters=[OpenApiParameter("workspace", int, description="Only this workspace's datasets")],
+                   responses=DatasetOutputSerializer(many=True))
+    def get(self, request):
+        workspace_id = request.query_params.get("workspace")
+        if workspace_id not in (None, "") and not str(workspace_id).isdigit():
+            raise DjangoValidationError({"workspace": "must be a workspace id"})
+        datasets = list(selectors.datasets_for_user(request.user, workspace_id=workspace_id)
+                        .prefetch_related("fields", "questions"))
+        progress = selectors.datasets_progress([d.pk for d in datasets])
+        return ApiResponse(DatasetOutputSerializer(datasets, many=True, context={"progress": progress}).data)
+
+    @extend_schema(request=InputSerializer, responses={201: DatasetOutputSerializer},
+                   description="Create a dataset with its fields and questions (workspace admin).")
+    def post(self, request):
+        data = dict(_input(self.InputSerializer, request.data))
+        workspace = selectors.workspace_for_user(request.user, data.pop("workspace"), admin=True)
+        # the raw definitions go to the service, which validates names, options and references
+        fields = [dict(f) for f in data.pop("fields")]
+        questions = [dict(q) for q in data.pop("questions")]
+        dataset = services.dataset_create(workspace=workspace, fields=fields, questions=questions,
+                                          created_by=request.user, **data)
+        return ApiResponse(DatasetOutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(APIView):
+    class InputSerializer(StrictInputSerializer):
+        name = serializers.CharField(max_length=200, required=False)
+        guidelines = serializers.CharField(required=False, allow_blank=True)
+        min_submitted = serializers.IntegerField(required=False, min_value=1, max_value=100)
+        allow_ties = serializers.BooleanField(required=False)
+        show_suggestions = serializers.BooleanField(required=False)
+        shuffle_responses = serializers.BooleanField(required=False)
+        prompt_field = serializers.CharField(required=False, max_length=100)
+        status = serializers.ChoiceField(choices=Dataset.Status.choices, required=False)
+
+        class Meta:
+            ref_name = "DatasetUpdateInput"
+
+    @extend_schema(responses=DatasetOutputSerializer, description="Any member of the dataset's workspace.")
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id)
+        return ApiResponse(DatasetOutputSerializer(dataset).data)
+
+    @extend_schema(request=InputSerializer, responses=DatasetOutputSerializer,
+                   description="Change settings (workspace admin). Fields and questions are fixed once created.")
+    def patch(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        data = _input(self.InputSerializer, request.data)
+        dataset = services.dataset_update(dataset=dataset, **data)
+        return ApiResponse(DatasetOutputSerializer(dataset).data)
+
+    @extend_schema(responses={204: None}, description="Delete the dataset and everything in it (workspace admin).")
+    def delete(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        services.dataset_delete(dataset=dataset)
+        return ApiResponse(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetPublishApi(APIView):
+    @extend_schema(request=None, responses=DatasetOutputSerializer,
+                   description="Open the dataset to annotators (workspace admin).")
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = services.dataset_publish(dataset=dataset)
+        return ApiResponse(DatasetOutputSerializer(dataset).data)
+
+
+# --- records -----------------------------------------------------------------------------------
+
+class RecordCursorPagination(CursorPagination):
+    ordering = "id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+_PaginatedRecords = inline_serializer("PaginatedRecordList", fields={
+    "next": serializers.URLField(allow_null=True),
+    "previous": serializers.URLField(allow_null=True),
+    "results": RecordOutputSerializer(many=True),
+})
+
+
+class RecordListApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=list(selectors.RECORD_STATUS),
+                             description="Record completion (submitted responses reached min_submitted)"),
+            OpenApiParameter("response_status", str, enum=list(selectors.RESPONSE_STATUS),
+                             description="The caller's response status; 'missing' = no response"),
+            OpenApiParameter("has_my_response", bool),
+            OpenApiParameter("metadata.<key>", str, description="Metadata key equal to the value "
+                             "(as a string, number or boolean); nested keys with '.'"),
+            OpenApiParameter("cursor", str), OpenApiParameter("page_size", int),
+        ],
+        responses=_PaginatedRecords,
+        description="Records of the dataset (any member), oldest first, cursor-paginated.")
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id)
+        qs = selectors.records_for(dataset=dataset, user=request.user, filters=request.query_params)
+        paginator = RecordCursorPagination()
+        page = paginator.paginate_queryset(_records_with_context(qs, request.user), request, view=self)
+        data = RecordOutputSerializer(page, many=True, context=_record_context(request, dataset)).data
+        return paginator.get_paginated_response(data)
+
+
+class DatasetRecordsApi(RecordListApi):
+    """/datasets/{id}/records/: GET lists (RecordListApi), POST imports (annotation.apis_io.RecordImportApi)."""
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,
+                   description="Import records: a JSON array or NDJSON body (Content-Type: application/x-ndjson) "
+                               "of {external_id, fields, metadata, priority}. Workspace admin.")
+    def post(self, request, *args, **kwargs):
+        from .apis_io import RecordImportApi
+
+        return RecordImportApi.as_view()(request._request, *args, **kwargs)
+
+
+class RecordDetailApi(APIView):
+    @extend_schema(responses=RecordOutputSerializer, description="Any member of the record's workspace.")
+    def get(self, request, record_id: int):
+        record = selectors.record_for_user(request.user, record_id)
+        return ApiResponse(RecordOutputSerializer(record, context=_record_context(request, record.dataset)).data)
+
+
+class NextRecordApi(APIView):
+    class OutputSerializer(RecordOutputSerializer):
+        display_order = serializers.ListField(child=serializers.CharField(), help_text=(
+            "The ranked fields in the order to show them to this annotator (send it back with the response)."))
+        draft = serializers.JSONField(allow_null=True, help_text="The caller's draft values, if any.")
+
+        class Meta(RecordOutputSerializer.Meta):
+            ref_name = "NextRecord"
+            fields = RecordOutputSerializer.Meta.fields + ["display_order", "draft"]
+
+    @extend_schema(responses={200: OutputSerializer, 204: None},
+                   description="The next record for the caller (a lease is held for them), or 204 when "
+                               "none is left. Published datasets only.")
+    def get(self, request, dataset_id: int):
+        dataset = _dataset_for_member(request.user, dataset_id)
+        if dataset.status != Dataset.Status.PUBLISHED:
+            raise DjangoValidationError({"dataset": f"this dataset is {dataset.status}, not published: "
+                                                    "records are handed out only once it is published"})
+        record = services.next_record_for(request.user, dataset)
+        if record is None:
+            return ApiResponse(status=status.HTTP_204_NO_CONTENT)
+        record.dataset = dataset
+        # The hot path of every annotator: the output is built as a plain dict (same schema as
+        # OutputSerializer) and a freshly leased record needs no look-up of the caller's response.
+        if getattr(record, "_preflab_unanswered", False):
+            mine = []
+        else:
+            mine = list(Response.objects.filter(record=record, user=request.user).select_related("user"))
+        display_order = services.display_order_for(
+            record=record, user_id=request.user.pk, field_names=_ranked_fields(dataset),
+            shuffle=dataset.shuffle_responses)
+        if selectors.suggestions_visible(dataset=dataset, user=request.user) and _has_suggestions(record.pk):
+            items = record.suggestions.select_related("question").order_by("question__position", "agent", "id")
+            suggestions = SuggestionOutputSerializer(items, many=True).data
+        else:
+            suggestions = []
+        return ApiResponse({
+            "id": record.pk, "external_id": record.external_id, "fields": record.fields,
+            "metadata": record.metadata, "priority": record.priority, "submitted_count": record.submitted_count,
+            "completed": record.completed,
+            "response": ResponseOutputSerializer(mine[0]).data if mine else None,
+            "suggestions": suggestions,
+            "display_order": display_order,
+            "draft": mine[0].values if mine and mine[0].status == Response.Status.DRAFT else None,
+        })
+
+
+def _model_from_row(model, values):
+    """A model instance from raw column values, with the fields' own conversions (jsonb text)."""
+    values = list(values)
+    for i, f in enumerate(model._meta.concrete_fields):
+        if values[i] is not None and hasattr(f, "from_db_value"):
+            values[i] = f.from_db_value(values[i], None, connection)
+    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], values)
+
+
+def _columns(model, alias: str) -> str:
+    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
+
+
+def _member_fetch(user, sql: str, pk, what: str) -> tuple[list, str | None]:
+    """Run a raw object query whose last column is the caller's membership role; apply the
+    access rules of selectors (404 not a member / no such object)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user.pk, selectors._int_pk(pk)])
+        row = cursor.fetchone()
+    role = None
+    if row is not None:
+        role = selectors.ADMIN if user.is_staff else row[-1]
+    selectors._check_role(role, admin=False, what=what)
+    return list(row[:-1]), role
+
+
+def _dataset_for_member(user, pk) -> Dataset:
+    """selectors.dataset_for_user (any member) in one raw query on PostgreSQL: the same rules."""
+    if connection.vendor != "postgresql" or not user.is_authenticated:
+        return selectors.dataset_for_user(user, pk)
+    sql = (f"SELECT {_columns(Dataset, 'd')}, (SELECT m.role FROM {Membership._meta.db_table} m "
+           f"WHERE m.user_id = %s AND m.workspace_id = d.workspace_id LIMIT 1) "
+           f"FROM {Dataset._meta.db_table} d WHERE d.id = %s")
+    values, role = _member_fetch(user, sql, pk, "dataset")
+    dataset = _model_from_row(Dataset, values)
+    selectors._remember_role(dataset, user, role)
+    return dataset
+
+
+def _record_for_member(user, pk) -> Record:
+    """selectors.record_for_user (any member) in one raw query on PostgreSQL, record.dataset
+    included: the same rules."""
+    if connection.vendor != "postgresql" or not user.is_authenticated:
+        return selectors.record_for_user(user, pk)
+    sql = (f"SELECT {_columns(Record, 'rec')}, {_columns(Dataset, 'd')}, "
+           f"(SELECT m.role FROM {Membership._meta.db_table} m "
+           f"WHERE m.user_id = %s AND m.workspace_id = d.workspace_id LIMIT 1) "
+           f"FROM {Record._meta.db_table} rec JOIN {Dataset._meta.db_table} d ON d.id = rec.dataset_id "
+           f"WHERE rec.id = %s")
+    values, role = _member_fetch(user, sql, pk, "record")
+    n = len(Record._meta.concrete_fields)
+    record = _model_from_row(Record, values[:n])
+    record.dataset = _model_from_row(Dataset, values[n:])
+    selectors._remember_role(record.dataset, user, role)
+    return record
+
+
+def _has_suggestions(record_id: int) -> bool:
+    """A cheap probe before the suggestions query (most records handed out have none)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM annotation_suggestion WHERE record_id = %s LIMIT 1", [record_id])
+        return cursor.fetchone() is not None
+
+
+def _ranked_fields(dataset) -> list[str]:
+    """selectors.ranked_fields from the questions services keeps per dataset (no query per call)."""
+    questions = services._dataset_questions(dataset)
+    for q in questions:
+        if q.kind == Question.Kind.RANKING:
+            return list(q.options.get("values", []))
+    for q in questions:
+        if q.kind == Question.Kind.RATING and q.options.get("compares"):
+            return list(q.options["compares"])
+    return []
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+class ResponseListCreateApi(APIView):
+    class InputSerializer(StrictInputSerializer):
+        values = serializers.JSONField(help_text=(
+            'Question name to value. Ranking: [{"value": <field>, "rank": k}, ...]; equal ranks are ties.'))
+        status = serializers.ChoiceField(choices=Response.Status.choices)
+        display_order = serializers.ListField(child=serializers.CharField(), required=False)
+        duration = serializers.FloatField(required=False, min_value=0)
+
+        class Meta:
+            ref_name = "ResponseUpsertInput"
+
+    class OutputSerializer(ResponseOutputSerializer):
+        warnings = serializers.ListField(child=serializers.CharField(), read_only=True)
+        over_assigned = serializers.BooleanField(read_only=True)
+
+        class Meta(ResponseOutputSerializer.Meta):
+            ref_name = "ResponseUpsertResult"
+            fields = ResponseOutputSerializer.Meta.fields + ["warnings", "over_assigned"]
+
+    @extend_schema(responses=ResponseOutputSerializer(many=True),
+                   description="All responses of the record for a workspace admin, the caller's own otherwise.")
+    def get(self, request, record_id: int):
+        record = selectors.record_for_user(request.user, record_id)
+        return ApiResponse(ResponseOutputSerializer(selectors.responses_for(record=record, user=request.user),
+                                                    many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer},
+                   description="Create or replace the caller's response (201 created, 200 updated). A submit "
+                               "beyond min_submitted is stored and flagged in `warnings`.")
+    def post(self, request, record_id: int):
+        record = _record_for_member(request.user, record_id)
+        if record.dataset.status == Dataset.Status.ARCHIVED:
+            raise DjangoValidationError({"dataset": "this dataset is archived and takes no more responses"})
+        data = _input(self.InputSerializer, request.data)
+        result = services.response_upsert(user=request.user, record=record, values=data["values"],
+                                          status=data["status"], display_order=data.get("display_order"),
+                                          duration=data.get("duration"))
+        response = result.response
+        # the same fields as OutputSerializer, built as a plain dict (the submit hot path)
+        return ApiResponse({
+            "id": response.pk, "record": response.record_id, "user": request.user.username,
+            "values": response.values, "status": response.status, "display_order": response.display_order,
+            "duration": float(response.duration), "created_at": _DATETIME.to_representation(response.created_at),
+            "updated_at": _DATETIME.to_representation(response.updated_at),
+            "warnings": list(result.warnings), "over_assigned": result.over_assigned,
+        }, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+# --- suggestions -------------------------------------------------------------------------------
+
+MAX_SUGGESTIONS_PER_REQUEST = 10_000
+
+
+class SuggestionBulkApi(APIView):
+    class ItemSerializer(serializers.Serializer):
+        record = serializers.IntegerField(required=False, help_text="Record id (or give external_id)")
+        external_id = serializers.CharField(required=False)
+        question = serializers.CharField()
+        value = serializers.JSONField()
+        score = serializers.FloatField(required=False, allow_null=True)
+        agent = serializers.CharField(required=False, allow_blank=True)
+        rationale = serializers.CharField(required=False, allow_blank=True)
+        raw = serializers.JSONField(required=False, allow_null=True)
+
+        class Meta:
+            ref_name = "SuggestionInput"
+
+    class OutputSerializer(serializers.Serializer):
+        created = serializers.IntegerField()
+        updated = serializers.IntegerField()
+        errors = serializers.ListField(child=inline_serializer("SuggestionError", fields={
+            "index": serializers.IntegerField(), "errors": serializers.DictField()}))
+
+        class Meta:
+            ref_name = "SuggestionBulkResult"
+
+    @extend_schema(request=ItemSerializer(many=True), responses=OutputSerializer,
+                   description="Bulk add or replace suggestions (one per record, question and agent). Invalid "
+                               "items are reported by index and the valid ones stored. Workspace admin.")
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        items = request.data
+        if not isinstance(items, list):
+            raise DjangoValidationError({"body": "must be a JSON list of suggestions"})
+        if len(items) > MAX_SUGGESTIONS_PER_REQUEST:
+            raise DjangoValidationError({"body": f"at most {MAX_SUGGESTIONS_PER_REQUEST} suggestions per request"})
+        counts = services.suggestions_upsert(dataset=dataset, items=items)
+        return ApiResponse(self.OutputSerializer(
+            {"created": counts.created, "updated": counts.updated, "errors": counts.errors}).data)

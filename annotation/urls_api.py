@@ -1,4 +1,23 @@
 """REST API routes of the annotation app under /api/v1/."""
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import apis, apis_io
+
+urlpatterns: list = [
+    path("workspaces/", apis.WorkspaceListCreateApi.as_view(), name="api-workspaces"),
+    path("workspaces/<int:workspace_id>/members/", apis.MemberListCreateApi.as_view(), name="api-members"),
+    path("workspaces/<int:workspace_id>/members/<str:username>/", apis.MemberDeleteApi.as_view(),
+         name="api-member-delete"),
+    path("datasets/", apis.DatasetListCreateApi.as_view(), name="api-datasets"),
+    path("datasets/<int:dataset_id>/", apis.DatasetDetailApi.as_view(), name="api-dataset"),
+    path("datasets/<int:dataset_id>/publish/", apis.DatasetPublishApi.as_view(), name="api-dataset-publish"),
+    path("datasets/<int:dataset_id>/records/", apis.DatasetRecordsApi.as_view(), name="api-dataset-records"),
+    path("datasets/<int:dataset_id>/next/", apis.NextRecordApi.as_view(), name="api-dataset-next"),
+    path("datasets/<int:dataset_id>/suggestions/", apis.SuggestionBulkApi.as_view(), name="api-dataset-suggestions"),
+    path("records/<int:record_id>/", apis.RecordDetailApi.as_view(), name="api-record"),
+    path("records/<int:record_id>/responses/", apis.ResponseListCreateApi.as_view(), name="api-record-responses"),
+    # --- import/export (apis_io) ---
+    path("datasets/<int:dataset_id>/import-pairs/", apis_io.PairsImportApi.as_view(), name="api-dataset-import-pairs"),
+    path("datasets/<int:dataset_id>/triplets/", apis_io.TripletsExportApi.as_view(), name="api-dataset-triplets"),
+    # --- end import/export ---
+]

@@ -1,0 +1,285 @@
+"""Helpers shared by the bench/ scripts: a PostgreSQL bench database, Django set-up, a real
+gunicorn server, its memory (psutil) and latency percentiles.
+
+    from bench.common import database_prepare, django_setup, GunicornServer, RssSampler, summarize
+
+Nothing here is specific to one benchmark.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BENCH_DB = "postgres://postgres@127.0.0.1:5432/preflab_bench"
+
+
+# --- database ----------------------------------------------------------------------------------
+
+def database_url(default_name: str = "preflab_bench") -> str:
+    """BENCH_DATABASE_URL, else DATABASE_URL with the database name replaced by a bench database
+    (never the database tests or the app use), else the local default."""
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if url:
+        return url
+    base = os.environ.get("DATABASE_URL", "")
+    if base.startswith("postgres"):
+        return urlparse(base)._replace(path=f"/{default_name}").geturl()
+    return urlparse(DEFAULT_BENCH_DB)._replace(path=f"/{default_name}").geturl()
+
+
+def database_prepare(url: str, *, migrate: bool = True) -> None:
+    """Create the PostgreSQL database if missing, then migrate it (in a subprocess)."""
+    import psycopg
+
+    parsed = urlparse(url)
+    if not parsed.scheme.startswith("postgres"):
+        raise SystemExit(f"the benchmarks need PostgreSQL, got {url!r}")
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}", flush=True)
+    if migrate:
+        env = {**os.environ, "DATABASE_URL": url}
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+
+
+def django_setup(url: str) -> None:
+    """Point this process at the bench database and set Django up."""
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "preflab.settings")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+# --- a real server -----------------------------------------------------------------------------
+
+def port_wait(port: int, *, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout:.0f} s")
+
+
+class GunicornServer:
+    """gunicorn serving preflab.wsgi against `database_url`, with an access log whose last column
+    is the server time of each request in microseconds (gunicorn's %(D)s): time spent in the
+    worker, queueing before it excluded.
+
+        with GunicornServer(port=8101, database_url=url, workers=4) as server:
+            ...  # server.pid, server.request_times_ms(path_contains="/next/")
+    """
+
+    def __init__(self, *, port: int, database_url: str, workers: int = 2, threads: int = 1,
+                 worker_class: str = "sync", env: dict | None = None, log_dir: Path | None = None,
+                 timeout: int = 120):
+        self.port = port
+        self.database_url = database_url
+        self.workers = workers
+        self.threads = threads
+        self.worker_class = worker_class
+        self.extra_env = env or {}
+        self.log_dir = Path(log_dir or ROOT / "var" / "bench")
+        self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+        self.access_log = self.log_dir / f"access-{port}.log"
+        self.error_log = self.log_dir / f"error-{port}.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "GunicornServer":
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for f in (self.access_log, self.error_log):
+            f.write_text("")
+        env = {**os.environ, "DATABASE_URL": self.database_url, "DJANGO_SETTINGS_MODULE": "preflab.settings",
+               "DEBUG": "false", "SECRET_KEY": "bench-" + "k" * 50, "LOG_LEVEL": "WARNING", **self.extra_env}
+        cmd = [sys.executable, "-m", "gunicorn", "preflab.wsgi:application",
+               "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+               "--worker-class", self.worker_class, "--threads", str(self.threads),
+               "--timeout", str(self.timeout), "--backlog", "2048",
+               "--access-logfile", str(self.access_log),
+               "--access-logformat", '%(m)s %(U)s %(s)s %(D)s',
+               "--error-logfile", str(self.error_log)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+        try:
+            port_wait(self.port)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError(f"gunicorn did not start; see {self.error_log}:\n{self.error_log.read_text()[-2000:]}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> "GunicornServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log_mark(self) -> int:
+        """The access log's current size: pass it to request_times_ms to read only what follows."""
+        return self.access_log.stat().st_size if self.access_log.exists() else 0
+
+    def request_times_ms(self, *, method: str | None = None, path_contains: str = "", since: int = 0,
+                         statuses: tuple[str, ...] | None = None) -> list[float]:
+        """Server times (ms) of the logged requests matching method / path / status."""
+        out = []
+        with open(self.access_log, "rb") as f:
+            f.seek(since)
+            for line in f:
+                parts = line.decode("utf-8", "replace").split()
+                if len(parts) != 4:
+                    continue
+                m, path, status, micros = parts
+                if method and m != method:
+                    continue
+                if path_contains and path_contains not in path:
+                    continue
+                if statuses and status not in statuses:
+                    continue
+                out.append(int(micros) / 1000.0)
+        return out
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its children (a gunicorn master and its workers)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by a process and its live children."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def max_process_rss_bytes(pid: int) -> int:
+    """The largest single process RSS in the tree (one worker's footprint)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    best = 0
+    for p in procs:
+        try:
+            best = max(best, p.memory_info().rss)
+        except psutil.NoSuchProcess:
+            pass
+    return best
+
+
+class RssSampler:
+    """Samples a process tree's RSS in a background thread; .peak_tree / .peak_process in bytes."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        self.pid = pid
+        self.interval = interval
+        self.peak_tree = 0
+        self.peak_process = 0
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            tree = tree_rss_bytes(self.pid)
+            self.samples.append(tree)
+            self.peak_tree = max(self.peak_tree, tree)
+            self.peak_process = max(self.peak_process, max_process_rss_bytes(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100) with linear interpolation; nan for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100.0
+    lo, hi = math.floor(k), math.ceil(k)
+    if lo == hi:
+        return ordered[int(k)]
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
+            "p99": percentile(values, 99), "max": max(values) if values else float("nan")}
+
+
+def fmt_ms(stats: dict[str, float]) -> str:
+    return f"p50 {stats['p50']:.2f} ms  p95 {stats['p95']:.2f} ms  p99 {stats['p99']:.2f} ms  (n={stats['n']})"
+
+
+def mb(n_bytes: int) -> str:
+    return f"{n_bytes / 1024 / 1024:.0f} MB"
