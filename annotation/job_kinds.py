@@ -30,7 +30,7 @@ from .imports import (
     pipeline_possible,
     records_import,
 )
-from .jobs import ChunkContext, job_handler_register
+from .jobs import ChunkContext, JobFailed, job_handler_register
 from .models import Job, JobChunk, Record
 
 RAW_IN_ERROR = 2_000
@@ -117,8 +117,8 @@ class ImportJobHandler:
         except (ImportFormatError, ValidationError) as exc:
             message = str(exc) if isinstance(exc, ImportFormatError) else "; ".join(exc.messages)
             ctx.error(item="file", error=message)
-            Job.objects.filter(pk=job.pk).update(result={"error": message}, error=message[:10_000])
-            return
+            Job.objects.filter(pk=job.pk).update(result={"error": message})
+            raise JobFailed(f"the file cannot be read: {message}") from exc
         result = {k: v for k, v in report.as_dict().items() if k != "rejected"}
         if report.rejected_count > errors_kept:
             result["note"] = (f"the first {errors_kept} rejected lines are listed as job errors; "

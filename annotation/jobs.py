@@ -29,6 +29,13 @@ class JobCancelled(Exception):
     """Raised inside a chunk when its job was cancelled; the chunk stops, nothing is lost."""
 
 
+class JobFailed(Exception):
+    """Raised by a handler when retrying cannot help (unreadable file, missing API key...).
+
+    The job fails at once with this message, without Celery retries; the chunk stays resumable.
+    """
+
+
 class ChunkContext:
     """What a handler gets while running one chunk: counters, error records, cancellation."""
 
@@ -181,6 +188,9 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
     except JobCancelled:
         JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.PENDING)
         return "cancelled"
+    except JobFailed as exc:
+        job_chunk_give_up(job_id=job.pk, index=index, error=str(exc))
+        return "failed"
     except Exception as exc:  # noqa: BLE001 - recorded on the job, then re-raised for Celery's retry
         log.exception("job %s chunk %s failed", job.pk, index)
         JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.FAILED)

@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.db.models import ProtectedError, RestrictedError, Sum
 from django.utils import timezone
 
-from annotation.jobs import ChunkContext, JobCancelled, job_chunk_give_up, job_create, job_enqueue, job_resume
+from annotation.jobs import ChunkContext, JobCancelled, JobFailed, job_create, job_enqueue, job_resume
 from annotation.models import Dataset, Job, JobChunk, JobError, Question, Record, Workspace
 from annotation.services import dataset_create, records_upsert
 from annotation.validation import field_specs_of, record_validate
@@ -576,8 +576,7 @@ class GenerationJobHandler:
             # retrying cannot help. The job fails now with the reason; the chunk stays pending,
             # so a resume after the fix runs it.
             message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-            job_chunk_give_up(job_id=job.pk, index=chunk.index, error=message)
-            raise JobCancelled() from exc
+            raise JobFailed(message) from exc
 
     def finish(self, job: Job) -> None:
         outputs = GenerationOutput.objects.filter(job=job)

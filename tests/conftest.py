@@ -87,3 +87,57 @@ def admin_client_api(admin_user):
 @pytest.fixture
 def annotator_client_api(annotator):
     return client_for(annotator)
+
+
+# --- LLM test server fixtures (generation) ---
+# `llm_server`: the OpenAI-compatible test server of tests/llm_server.py on 127.0.0.1 (one per test).
+# `llm_endpoint(**fields)`: an Endpoint in the `workspace` fixture pointing at that server; fast retries.
+
+@pytest.fixture
+def llm_server():
+    from tests.llm_server import LLMTestServer
+
+    server = LLMTestServer(latency=0.0).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def llm_endpoint(workspace, llm_server, settings):
+    from generation.models import Endpoint
+
+    settings.PREFLAB_LLM_BACKOFF = 0.01  # retries in tests wait milliseconds, not seconds
+    settings.PREFLAB_LLM_BACKOFF_MAX = 0.2
+    counter = {"n": 0}
+
+    def make(**fields) -> Endpoint:
+        counter["n"] += 1
+        values = {"workspace": workspace, "name": f"test-llm-{counter['n']}", "model": f"test-model-{counter['n']}",
+                  "base_url": llm_server.base_url, "max_concurrency": 8, "timeout": 5.0, "max_retries": 3}
+        values.update(fields)
+        return Endpoint.objects.create(**values)
+
+    return make
+# --- end LLM test server fixtures (generation) ---
+
+
+# --- production (issue #7) ---
+# Login throttling counts failures per username+address in the cache; the in-memory cache lives as
+# long as the test process, so clear it between tests (never a shared Redis cache: no FLUSHDB).
+@pytest.fixture(autouse=True)
+def _fresh_local_cache():
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+    yield
+# --- end production ---
+
+
+# --- speed: factories hash a password per user; the default PBKDF2 costs ~0.3 s each ----------
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -272,7 +272,7 @@ def test_missing_api_key_variable_fails_the_job_clearly_and_resume_runs_it(works
     assert job.status == Job.Status.FAILED
     assert "PREFLAB_GEN_TEST_KEY" in job.error and "is not set" in job.error
     assert llm_server.count == 0
-    assert job.chunks.get().status == JobChunk.Status.PENDING
+    assert job.chunks.get().status == JobChunk.Status.FAILED  # not done: a resume runs it again
     monkeypatch.setenv("PREFLAB_GEN_TEST_KEY", "sk-test")
     job = run(generation_job_resume(job=job))
     assert job.status == Job.Status.SUCCEEDED and job.done == 24
