@@ -5,6 +5,7 @@ objects of a workspace the caller is not a member of answer 404, a role too low 
 no credentials answer 401. Every 400 names the field and the reason.
 """
 from collections.abc import Mapping
+from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
@@ -12,9 +13,11 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
 from django.db.models import OuterRef, Prefetch, Subquery, Value
 from django.http import Http404
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
@@ -437,7 +440,41 @@ class RecordDetailApi(APIView):
         return ApiResponse(RecordOutputSerializer(record, context=_record_context(request, record.dataset)).data)
 
 
-class NextRecordApi(APIView):
+def _token_credentials_raw(authenticator: TokenAuthentication, key: str):
+    """TokenAuthentication.authenticate_credentials (same rules and errors) with the token and its
+    user read in one raw query on PostgreSQL: the ORM's Python cost was a sixth of a request."""
+    if connection.vendor != "postgresql":
+        return TokenAuthentication.authenticate_credentials(authenticator, key)
+    model = authenticator.get_model()
+    user_model = model._meta.get_field("user").related_model
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_columns(model, 't')}, {_columns(user_model, 'u')} "
+                       f"FROM {model._meta.db_table} t JOIN {user_model._meta.db_table} u ON u.id = t.user_id "
+                       f"WHERE t.{model._meta.pk.column} = %s", [key])
+        row = cursor.fetchone()
+    if row is None:
+        raise exceptions.AuthenticationFailed(gettext_lazy("Invalid token."))
+    n = len(model._meta.concrete_fields)
+    token = _model_from_row(model, row[:n])
+    token.user = _model_from_row(user_model, row[n:])
+    if not token.user.is_active:
+        raise exceptions.AuthenticationFailed(gettext_lazy("User inactive or deleted."))
+    return (token.user, token)
+
+
+class _HotPathAuthMixin:
+    """The configured authenticators, with DRF's token lookup done by _token_credentials_raw
+    (the instances keep their class, so the OpenAPI schema is unchanged)."""
+
+    def get_authenticators(self):
+        authenticators = super().get_authenticators()
+        for authenticator in authenticators:
+            if type(authenticator) is TokenAuthentication:
+                authenticator.authenticate_credentials = partial(_token_credentials_raw, authenticator)
+        return authenticators
+
+
+class NextRecordApi(_HotPathAuthMixin, APIView):
     class OutputSerializer(RecordOutputSerializer):
         display_order = serializers.ListField(child=serializers.CharField(), help_text=(
             "The ranked fields in the order to show them to this annotator (send it back with the response)."))
@@ -544,7 +581,7 @@ def _record_for_member(user, pk) -> Record:
 def _has_suggestions(record_id: int) -> bool:
     """A cheap probe before the suggestions query (most records handed out have none)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM annotation_suggestion WHERE record_id = %s LIMIT 1", [record_id])
+        cursor.execute(f"SELECT 1 FROM {Suggestion._meta.db_table} WHERE record_id = %s LIMIT 1", [record_id])
         return cursor.fetchone() is not None
 
 
@@ -565,7 +602,7 @@ _DATETIME = serializers.DateTimeField()
 
 # --- responses ---------------------------------------------------------------------------------
 
-class ResponseListCreateApi(APIView):
+class ResponseListCreateApi(_HotPathAuthMixin, APIView):
     class InputSerializer(StrictInputSerializer):
         values = serializers.JSONField(help_text=(
             'Question name to value. Ranking: [{"value": <field>, "rank": k}, ...]; equal ranks are ties.'))

@@ -6,6 +6,7 @@ lease first, then record, so the two flows cannot deadlock each other.
 """
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from typing import Any, Iterable
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -145,6 +146,12 @@ def dataset_publish(*, dataset: Dataset) -> Dataset:
     return dataset
 
 
+@transaction.atomic
+def dataset_delete(*, dataset: Dataset) -> None:
+    """Delete a dataset with its records, responses, suggestions, leases and jobs."""
+    dataset.delete()
+
+
 # --- records -----------------------------------------------------------------------------------
 
 @dataclass
@@ -186,6 +193,12 @@ def _lease_expiry(now: datetime) -> datetime:
 def leases_reclaim(*, dataset: Dataset, now: datetime | None = None, limit: int = 500) -> int:
     """Release expired leases of a dataset so their records can be handed out again."""
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        # One statement: lock the expired leases (lease first, then record: the order every flow
+        # keeps), delete them and give their slots back to the records.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_RECLAIM_SQL, {"ds": dataset.pk, "now": now, "limit": limit})
+            return int(cursor.fetchone()[0])
     with transaction.atomic():
         expired = list(Lease.objects.filter(dataset=dataset, expires_at__lte=now)
                        .select_for_update(skip_locked=True).values_list("id", "record_id")[:limit])
@@ -197,6 +210,24 @@ def leases_reclaim(*, dataset: Dataset, now: datetime | None = None, limit: int 
     return len(expired)
 
 
+_RECLAIM_SQL = """
+WITH expired AS (
+    SELECT id FROM annotation_lease
+    WHERE dataset_id = %(ds)s AND expires_at <= %(now)s
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM annotation_lease l USING expired e WHERE l.id = e.id RETURNING l.record_id
+), per_record AS (
+    SELECT record_id, count(*) AS n FROM gone GROUP BY record_id
+), released AS (
+    UPDATE annotation_record rec SET leased_count = GREATEST(rec.leased_count - per_record.n, 0)
+    FROM per_record WHERE rec.id = per_record.record_id
+    RETURNING rec.id
+)
+SELECT coalesce(sum(n), 0) FROM per_record
+"""
+
+
 def next_record_for(user, dataset: Dataset, *, now: datetime | None = None) -> Record | None:
     """The next record this annotator should answer, or None when nothing is left for them.
 
@@ -206,6 +237,8 @@ def next_record_for(user, dataset: Dataset, *, now: datetime | None = None) -> R
     are locked with SKIP LOCKED so concurrent annotators never wait on or share the last slot.
     """
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        return _next_record_pg(user, dataset, now)
     own = (Lease.objects.filter(dataset=dataset, user=user, expires_at__gt=now)
            .order_by("created_at").values_list("id", "record_id").first())
     if own is not None:
@@ -244,6 +277,106 @@ def next_record_for(user, dataset: Dataset, *, now: datetime | None = None) -> R
     return None
 
 
+# PostgreSQL fast path of next_record_for: the same rules in two or three statements instead of
+# ~11 ORM queries (the ORM's Python cost per query dominated the SQL, which takes ~0.05 ms).
+_RECORD_ATTNAMES = [f.attname for f in Record._meta.concrete_fields]
+_RECORD_COLS = ", ".join(f'rec."{f.column}"' for f in Record._meta.concrete_fields)
+_RECORD_JSON_IDX = [i for i, f in enumerate(Record._meta.concrete_fields) if f.get_internal_type() == "JSONField"]
+
+# The caller's own open lease (its expiry pushed back), their oldest open draft, and whether the
+# dataset has expired leases to reclaim: one round trip.
+_RESUME_SQL = """
+WITH own AS (
+    UPDATE annotation_lease SET expires_at = %(exp)s
+    WHERE id = (SELECT id FROM annotation_lease
+                WHERE dataset_id = %(ds)s AND user_id = %(u)s AND expires_at > %(now)s
+                ORDER BY created_at LIMIT 1)
+    RETURNING record_id
+)
+SELECT (SELECT record_id FROM own),
+       (SELECT r.record_id FROM annotation_response r JOIN annotation_record d ON d.id = r.record_id
+        WHERE r.dataset_id = %(ds)s AND r.user_id = %(u)s AND r.status = 'draft' AND NOT d.completed
+        ORDER BY r.updated_at LIMIT 1),
+       EXISTS (SELECT 1 FROM annotation_lease WHERE dataset_id = %(ds)s AND expires_at <= %(now)s)
+"""
+
+# Pick the candidate (row lock, SKIP LOCKED), insert the lease (a concurrent request of the same
+# user that leased it first makes the insert a no-op) and count it on the record: one statement.
+# The result row says whether a candidate was found (cand.id) and, if the lease went in, the record.
+_CLAIM_SQL = """
+WITH cand AS (
+    SELECT rec.id FROM annotation_record rec
+    WHERE rec.dataset_id = %(ds)s AND NOT rec.completed AND {condition}
+    ORDER BY rec.priority DESC, rec.id
+    LIMIT 1
+    FOR UPDATE OF rec SKIP LOCKED
+), ins AS (
+    INSERT INTO annotation_lease (record_id, dataset_id, user_id, expires_at, created_at)
+    SELECT cand.id, %(ds)s, %(u)s, %(exp)s, %(now)s FROM cand
+    ON CONFLICT (record_id, user_id) DO NOTHING
+    RETURNING record_id
+), upd AS (
+    UPDATE annotation_record rec SET leased_count = rec.leased_count + 1
+    FROM ins WHERE rec.id = ins.record_id
+    RETURNING {cols}
+), async_commit AS (
+    -- A lease is a soft reservation: its commit need not wait for the WAL flush (one disk sync
+    -- less per call). A database crash can only forget the latest leases, together with their
+    -- leased_count (same transaction); responses stay fully durable.
+    SELECT set_config('synchronous_commit', 'off', true)
+)
+SELECT cand.id, upd.* FROM cand CROSS JOIN async_commit LEFT JOIN upd ON true
+"""
+_CLAIM_OPEN_SQL = _CLAIM_SQL.format(cols=_RECORD_COLS, condition=(
+    "rec.submitted_count + rec.leased_count < %(min)s "
+    "AND NOT EXISTS (SELECT 1 FROM annotation_response r WHERE r.record_id = rec.id AND r.user_id = %(u)s)"))
+_CLAIM_DRAFT_SQL = _CLAIM_SQL.format(cols=_RECORD_COLS, condition="rec.id = %(draft)s")
+
+
+def _record_from_row(values) -> Record:
+    values = list(values)
+    for i in _RECORD_JSON_IDX:  # Django reads jsonb as text and decodes it in the field
+        if isinstance(values[i], str):
+            values[i] = json.loads(values[i])
+    return Record.from_db(connection.alias, _RECORD_ATTNAMES, values)
+
+
+def _next_record_pg(user, dataset: Dataset, now: datetime) -> Record | None:
+    params = {"ds": dataset.pk, "u": user.pk, "now": now, "exp": _lease_expiry(now),
+              "min": dataset.min_submitted, "draft": None}
+    with connection.cursor() as cursor:
+        cursor.execute(_RESUME_SQL, params)
+        own_record_id, draft_record_id, has_expired = cursor.fetchone()
+        if own_record_id is not None:
+            cursor.execute(f"SELECT {_RECORD_COLS} FROM annotation_record rec WHERE rec.id = %s", [own_record_id])
+            row = cursor.fetchone()
+            if row is not None:
+                return _record_from_row(row)
+    if has_expired:
+        leases_reclaim(dataset=dataset, now=now)
+    for _attempt in range(3):
+        # One statement, so atomic on its own (no BEGIN/COMMIT round trips).
+        with connection.cursor() as cursor:
+            if draft_record_id is not None:
+                cursor.execute(_CLAIM_DRAFT_SQL, {**params, "draft": draft_record_id})
+            else:
+                cursor.execute(_CLAIM_OPEN_SQL, params)
+            row = cursor.fetchone()
+        if row is None:  # no candidate
+            if draft_record_id is not None:
+                draft_record_id = None
+                continue
+            return None
+        if row[1] is None:
+            continue  # this user's concurrent request leased it first: look again
+        record = _record_from_row(row[1:])
+        if draft_record_id is None:
+            # the search excluded records the user answered: the caller need not look for a response
+            record._preflab_unanswered = True
+        return record
+    return None
+
+
 # --- responses ---------------------------------------------------------------------------------
 
 @dataclass
@@ -276,7 +409,7 @@ def response_upsert(*, user, record: Record, values: Any, status: str,
     if status not in Response.Status.values:
         raise ValidationError({"status": f"must be one of {', '.join(Response.Status.values)}"})
     dataset = record.dataset
-    questions = list(dataset.questions.all())
+    questions = _dataset_questions(dataset)
     clean = response_values_validate(questions=questions, values=values, status=status,
                                      allow_ties=dataset.allow_ties)
     if display_order is not None:
@@ -286,6 +419,28 @@ def response_upsert(*, user, record: Record, values: Any, status: str,
         if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
             raise ValidationError({"duration": "a non-negative number of seconds"})
         duration = min(float(duration), 24 * 3600.0)
+    if connection.vendor == "postgresql":
+        response, created, submitted, leased, delta = _response_write_pg(
+            user=user, record=record, clean=clean, status=status, display_order=display_order,
+            duration=duration, add_duration=add_duration)
+    else:
+        response, created, submitted, leased, delta = _response_write_orm(
+            user=user, record=record, clean=clean, status=status, display_order=display_order,
+            duration=duration, add_duration=add_duration)
+    record.submitted_count, record.leased_count = submitted, leased
+    record.completed = submitted >= dataset.min_submitted
+    result = ResponseResult(response=response, created=created)
+    if delta > 0 and submitted > dataset.min_submitted:
+        result.over_assigned = True
+        result.warnings.append(
+            f"this record now has {submitted} submitted responses, more than the {dataset.min_submitted} wanted; "
+            "your response is stored")
+    return result
+
+
+def _response_write_orm(*, user, record: Record, clean: dict, status: str, display_order, duration,
+                        add_duration: bool):
+    dataset = record.dataset
     with transaction.atomic():
         released = 0
         if status != Response.Status.DRAFT:
@@ -308,15 +463,94 @@ def response_upsert(*, user, record: Record, values: Any, status: str,
         leased = max(0, locked.leased_count - released)
         Record.objects.filter(pk=locked.pk).update(
             submitted_count=submitted, leased_count=leased, completed=submitted >= dataset.min_submitted)
-        record.submitted_count, record.leased_count = submitted, leased
-        record.completed = submitted >= dataset.min_submitted
-    result = ResponseResult(response=response, created=created)
-    if delta > 0 and submitted > dataset.min_submitted:
-        result.over_assigned = True
-        result.warnings.append(
-            f"this record now has {submitted} submitted responses, more than the {dataset.min_submitted} wanted; "
-            "your response is stored")
-    return result
+    return response, created, submitted, leased, delta
+
+
+# PostgreSQL fast path of response_upsert: lease delete, record lock (with the caller's response
+# status read), then the response upsert and the counters in one statement.
+# Locks are taken lease first, then record, like every other flow.
+_RESPONSE_LOCK_SQL = "SELECT submitted_count, leased_count FROM annotation_record WHERE id = %s FOR UPDATE"
+# Read after the record lock (a statement of its own, so a fresh snapshot): every writer of a
+# response holds its record's lock, so the status read here stays true until commit.
+_RESPONSE_STATUS_SQL = "SELECT status FROM annotation_response WHERE record_id = %s AND user_id = %s"
+_RESPONSE_WRITE_SQL = """
+WITH up AS (
+    INSERT INTO annotation_response AS resp
+        (record_id, dataset_id, user_id, "values", status, display_order, duration, created_at, updated_at)
+    VALUES (%(rec)s, %(ds)s, %(u)s, %(values)s, %(status)s, %(order)s, %(duration)s, %(now)s, %(now)s)
+    ON CONFLICT (record_id, user_id) DO UPDATE SET
+        "values" = EXCLUDED."values",
+        status = EXCLUDED.status,
+        display_order = CASE WHEN %(set_order)s THEN EXCLUDED.display_order ELSE resp.display_order END,
+        duration = CASE WHEN %(keep_duration)s THEN resp.duration
+                        WHEN %(add_duration)s THEN resp.duration + EXCLUDED.duration
+                        ELSE EXCLUDED.duration END,
+        updated_at = EXCLUDED.updated_at
+    RETURNING resp.id, (resp.xmax = 0), resp.display_order, resp.duration, resp.created_at, resp.updated_at
+), counters AS (
+    UPDATE annotation_record SET submitted_count = %(submitted)s, leased_count = %(leased)s,
+        completed = %(completed)s
+    WHERE id = %(rec)s
+)
+SELECT * FROM up
+"""
+
+
+def _response_write_pg(*, user, record: Record, clean: dict, status: str, display_order, duration,
+                       add_duration: bool):
+    from psycopg.types.json import Jsonb
+
+    min_submitted = record.dataset.min_submitted
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        released = 0
+        if status != Response.Status.DRAFT:
+            cursor.execute("DELETE FROM annotation_lease WHERE record_id = %s AND user_id = %s",
+                           [record.pk, user.pk])
+            released = cursor.rowcount
+        cursor.execute(_RESPONSE_LOCK_SQL, [record.pk])
+        row = cursor.fetchone()
+        if row is None:
+            raise Record.DoesNotExist("Record matching query does not exist.")
+        old_submitted, old_leased = row
+        cursor.execute(_RESPONSE_STATUS_SQL, [record.pk, user.pk])
+        row = cursor.fetchone()
+        old_status = row[0] if row is not None else None
+        delta = int(status == Response.Status.SUBMITTED) - int(old_status == Response.Status.SUBMITTED)
+        submitted = old_submitted + delta
+        leased = max(0, old_leased - released)
+        cursor.execute(_RESPONSE_WRITE_SQL, {
+            "rec": record.pk, "ds": record.dataset_id, "u": user.pk, "values": Jsonb(clean), "status": status,
+            "order": Jsonb(display_order if display_order is not None else []),
+            "set_order": display_order is not None,
+            "duration": duration if duration is not None else 0.0,
+            "keep_duration": duration is None, "add_duration": bool(add_duration),
+            "now": now, "submitted": submitted, "leased": leased, "completed": submitted >= min_submitted})
+        response_id, created, stored_order, stored_duration, created_at, updated_at = cursor.fetchone()
+    if isinstance(stored_order, str):
+        stored_order = json.loads(stored_order)
+    response = Response(id=response_id, record=record, dataset_id=record.dataset_id, user=user, values=clean,
+                        status=status, display_order=stored_order, duration=stored_duration,
+                        created_at=created_at, updated_at=updated_at)
+    response._state.adding = False
+    response._state.db = connection.alias
+    return response, bool(created), submitted, leased, delta
+
+
+# The questions of a dataset, kept per process: every response submit validates against them.
+# Keyed by the dataset's updated_at, which dataset_update moves forward.
+_QUESTIONS_CACHE: dict[int, tuple[Any, list[Question]]] = {}
+
+
+def _dataset_questions(dataset: Dataset) -> list[Question]:
+    hit = _QUESTIONS_CACHE.get(dataset.pk)
+    if hit is not None and hit[0] == dataset.updated_at:
+        return hit[1]
+    questions = list(dataset.questions.all())
+    if len(_QUESTIONS_CACHE) > 1000:
+        _QUESTIONS_CACHE.clear()
+    _QUESTIONS_CACHE[dataset.pk] = (dataset.updated_at, questions)
+    return questions
 
 
 # --- suggestions -------------------------------------------------------------------------------
