@@ -205,7 +205,9 @@ class TripletsExportApi(APIView):
     content_negotiation_class = _AnyFormatNegotiation
 
     @extend_schema(
-        responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY},
+        responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY,
+                   (200, "text/csv"): OpenApiTypes.BINARY,
+                   (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY},
         parameters=[
             OpenApiParameter("format", str, enum=["jsonl", "csv", "parquet"]),
             OpenApiParameter("question", str),

@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
-from .models import Dataset, Membership, Question, Record, Response, Workspace
+from .models import Dataset, Job, Membership, Question, Record, Response, Workspace
 
 ADMIN = Membership.Role.ADMIN
 
@@ -80,6 +80,15 @@ def workspace_for_user(user, pk: Any, *, admin: bool = False) -> Workspace:
     ws = _with_role(Workspace.objects.filter(pk=_int_pk(pk)), user, "pk").first()
     _check_role(_role_of(ws, user) if ws else None, admin=admin, what="workspace")
     return ws
+
+
+def job_for_user(user, pk: Any, *, admin: bool = True) -> Job:
+    """A job if the user is an admin of its workspace (jobs are admin work: imports, exports,
+    generation, judging): else Http404 (not a member) / PermissionDenied (an annotator)."""
+    job = _with_role(Job.objects.select_related("dataset", "workspace").filter(pk=_int_pk(pk)),
+                     user, "workspace_id").first()
+    _check_role(_role_of(job, user) if job else None, admin=admin, what="job")
+    return job
 
 
 def dataset_for_user(user, pk: Any, *, admin: bool = False) -> Dataset:

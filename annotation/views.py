@@ -31,6 +31,7 @@ from .metrics import dataset_quality, ranking_from_value
 from .models import Dataset, Field, Job, JobError, Membership, Question, Record, Response, Suggestion
 from .selectors import (
     dataset_for_user,
+    job_for_user,
     datasets_for_user,
     datasets_progress,
     members_of,
@@ -624,10 +625,7 @@ def dataset_export(request, dataset_id: int):
 
 
 def _job_for_user(user, job_id: int) -> Job:
-    job = Job.objects.select_related("dataset", "workspace").filter(pk=job_id).first()
-    if job is None or membership_role(user, job.workspace_id) is None:
-        raise Http404("No such job.")
-    return job
+    return job_for_user(user, job_id, admin=True)
 
 
 @login_required
@@ -660,8 +658,6 @@ def job_progress(request, job_id: int):
 @require_GET
 def job_download(request, job_id: int):
     job = _job_for_user(request.user, job_id)
-    if membership_role(request.user, job.workspace_id) != Membership.Role.ADMIN:
-        raise PermissionDenied("Only workspace admins download job outputs.")
     path = job.output_file
     if not path or not os.path.isfile(path):
         raise Http404("This job has no output file (yet).")

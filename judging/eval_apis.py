@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from annotation import selectors
 from annotation.exports import jsonl_chunks
-from annotation.jobs import job_chunk_execute, job_summary
+from annotation.jobs import job_chunk_execute, job_chunk_give_up, job_summary
 from annotation.models import JobChunk, Membership
 
 from .bestofn import best_of_n_params, best_of_n_rows
@@ -91,6 +91,10 @@ def _board_response(board, fmt: str, filename: str):
     return ApiResponse(board.as_dict())
 
 
+# A leaderboard answers JSON, or CSV with ?format=csv.
+_BOARD_RESPONSES = {(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR}
+
+
 class DatasetLeaderboardApi(APIView):
     """GET /datasets/{id}/leaderboard/?reference=&source=human|suggestions|both&format=json|csv&length_controlled=
 
@@ -100,7 +104,7 @@ class DatasetLeaderboardApi(APIView):
 
     content_negotiation_class = _FormatParamNegotiation
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[
+    @extend_schema(responses=_BOARD_RESPONSES, parameters=[
         OpenApiParameter("reference", str), OpenApiParameter("source", str, enum=list(SOURCES)),
         OpenApiParameter("format", str, enum=["json", "csv"]), OpenApiParameter("length_controlled", bool)])
     def get(self, request, dataset_id: int):
@@ -125,7 +129,7 @@ class AlpacaEvalLeaderboardApi(APIView):
 
     content_negotiation_class = _FormatParamNegotiation
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, parameters=[
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=_BOARD_RESPONSES, parameters=[
         OpenApiParameter("reference", str), OpenApiParameter("format", str, enum=["json", "csv"]),
         OpenApiParameter("length_controlled", bool)])
     def post(self, request):
@@ -250,7 +254,8 @@ class DatasetSimulateApi(APIView):
 
     class InputSerializer(_Strict):
         annotators = _AnnotatorsField(required=False, default=list)
-        max_records = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+        max_records = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=10_000_000,
+                                               default=None)
         wait = serializers.BooleanField(default=False)
 
         class Meta:
@@ -265,7 +270,13 @@ class DatasetSimulateApi(APIView):
                                     created_by=request.user, start=not data["wait"])
         if data["wait"]:
             for index in job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True):
-                job_chunk_execute(job_id=job.pk, index=index)
+                try:
+                    job_chunk_execute(job_id=job.pk, index=index)
+                except Exception as exc:  # noqa: BLE001 - e.g. the judge's endpoint is down
+                    # No Celery retry inside a request: the job fails with the reason and stays
+                    # resumable; the caller gets the failed job, not a 500.
+                    job_chunk_give_up(job_id=job.pk, index=index, error=f"{type(exc).__name__}: {exc}")
+                    break
             job.refresh_from_db()
         body = {**asdict(job_summary(job)), "result": job.result}
         return ApiResponse(body, status=status.HTTP_200_OK if data["wait"] else status.HTTP_202_ACCEPTED)

@@ -138,6 +138,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # distinct names for the annotation app's choice sets (several models have a `status` / `kind`)
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetStatusEnum": "annotation.models.Dataset.Status",
+        "ResponseStatusEnum": "annotation.models.Response.Status",
+        "FieldKindEnum": "annotation.models.Field.Kind",
+        "QuestionKindEnum": "annotation.models.Question.Kind",
+        "MembershipRoleEnum": "annotation.models.Membership.Role",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -151,11 +159,18 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_queue_dir / "processed"),
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith("redis"):
     # Long LLM jobs: a task not acknowledged within this time is handed to another worker.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+    # Redelivery of a killed worker's chunk: after visibility_timeout, found by a sweep that runs
+    # every interval*throttle seconds (kombu's default is ~100 s).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+        "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+        "unacked_restore_throttle": env.int("CELERY_UNACKED_RESTORE_THROTTLE", default=3),
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -192,3 +207,48 @@ LOGGING = {
         "openai": {"level": "WARNING"},
     },
 }
+
+# --- production hardening (issue #7): every switch comes from the environment -----------------
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+# The built-in development key must never serve real traffic: with DEBUG off, refuse to start
+# unless SECRET_KEY comes from the environment and looks like a real key.
+_INSECURE_KEY_MARKERS = ("insecure", "change-me", "changeme")
+if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5
+                  or any(marker in SECRET_KEY.lower() for marker in _INSECURE_KEY_MARKERS)):
+    raise ImproperlyConfigured(
+        "DEBUG is false but SECRET_KEY is the development default or too weak: set SECRET_KEY in the "
+        "environment to a random string of at least 50 characters (python -c \"import secrets; "
+        "print(secrets.token_urlsafe(64))\").")
+
+# Shared cache (login throttling counters must be shared by every gunicorn worker and machine):
+# CACHE_URL=redis://redis:6379/1 in production, process-local memory by default.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# /healthz answers before host validation and the HTTPS redirect (container health checks).
+MIDDLEWARE.insert(0, "preflab.health.HealthCheckMiddleware")
+# Bodies declared over PREFLAB_MAX_UPLOAD_BYTES are refused (413) before any view reads them.
+MIDDLEWARE.insert(1, "preflab.security.RequestSizeLimitMiddleware")
+# Failed logins are counted per username+client IP; too many lock that pair out for a while.
+MIDDLEWARE.append("preflab.security.LoginThrottleMiddleware")
+AUTHENTICATION_BACKENDS = ["preflab.security.ThrottledModelBackend"]
+LOGIN_THROTTLE_FAILURES = env.int("LOGIN_THROTTLE_FAILURES", default=5)
+LOGIN_THROTTLE_WINDOW = env.int("LOGIN_THROTTLE_WINDOW", default=15 * 60)
+# DRF: views with throttle_scope = "login" (token endpoints) are rate limited per username+IP.
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["preflab.security.LoginRateThrottle"]
+
+SESSION_COOKIE_SAMESITE = "Lax"
+# Sessions read from the cache first (one query less per request), written through to the DB.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# A lost database connection answers 503 with a message instead of a bare 500.
+MIDDLEWARE.append("preflab.health.DatabaseUnavailableMiddleware")
+# Names for choice sets used by several serializers (keeps `check --deploy` free of schema warnings).
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
+    "EndpointBackendEnum": "generation.models.Endpoint.Backend",
+    "JudgeMethodEnum": "judging.models.Judge.Method",
+    "JudgeAspectEnum": "judging.models.Judge.Aspect",
+    "JudgeOverallModeEnum": "judging.models.Judge.OverallMode",
+})

@@ -99,8 +99,9 @@ def test_annotators_get_403_on_admin_pages_of_their_own_workspace(annotator, dat
         assert c.post(url, {"format": "jsonl", "username": "mallory", "role": "admin"}).status_code == 403, url
     assert not Membership.objects.filter(user__username="mallory").exists()
     assert not Job.objects.filter(kind="export").exclude(pk=job.pk).exists()
-    # the job's progress is visible to members (it is on pages they can open)
-    assert c.get(reverse("job-progress", args=[job.pk])).status_code == 286
+    # jobs are admin work: their pages and progress partials too
+    assert c.get(reverse("job-progress", args=[job.pk])).status_code == 403
+    assert c.get(reverse("job-detail", args=[job.pk])).status_code == 403
 
 
 @pytest.mark.django_db
@@ -171,3 +172,28 @@ def test_a_workspace_admin_cannot_reset_the_password_of_an_existing_account(admi
     # adding the existing user without a password is fine
     r = login(admin_user).post(reverse("members", args=[workspace.pk]), {"username": "other-admin", "role": "annotator"})
     assert r.status_code == 302 and Membership.objects.filter(workspace=workspace, user=victim).exists()
+
+
+@pytest.mark.django_db
+def test_job_pages_are_for_workspace_admins_only(client):
+    """Jobs (imports, exports, generation, judging) are admin work: an annotator of the same
+    workspace gets 403, a user of another workspace 404, on the page, the htmx partial and the download."""
+    from django.urls import reverse
+
+    from annotation.jobs import job_create
+    from annotation.models import Membership
+    from tests.factories import DatasetFactory, MembershipFactory, UserFactory
+
+    dataset = DatasetFactory()
+    annotator = UserFactory(username="job-annotator")
+    MembershipFactory(user=annotator, workspace=dataset.workspace, role=Membership.Role.ANNOTATOR)
+    outsider = UserFactory(username="job-outsider")
+    MembershipFactory(user=outsider, role=Membership.Role.ADMIN)
+    job = job_create(kind="export", workspace=dataset.workspace, dataset=dataset, params={"format": "jsonl"},
+                     start=False)
+    for name in ("job-detail", "job-progress", "job-download"):
+        url = reverse(name, args=[job.pk])
+        client.force_login(annotator)
+        assert client.get(url, HTTP_HX_REQUEST="true").status_code == 403, name
+        client.force_login(outsider)
+        assert client.get(url, HTTP_HX_REQUEST="true").status_code == 404, name

@@ -1,0 +1,46 @@
+# preflab image: one image for web (gunicorn + whitenoise), the CPU worker and, built with
+# PREFLAB_EXTRAS=vllm, the GPU worker. The RUN steps below are the commands tests/production/
+# test_deploy.py runs (it reads them from this file): pip install -e, collectstatic, check --deploy.
+FROM python:3.11-slim-bookworm
+
+ARG PREFLAB_EXTRAS=""
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PREFLAB_VAR_DIR=/app/var \
+    STATIC_ROOT=/app/staticfiles \
+    STATICFILES_STORAGE=whitenoise.storage.CompressedManifestStaticFilesStorage
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 1000 preflab
+
+WORKDIR /app
+COPY pyproject.toml README.md manage.py ./
+COPY preflab ./preflab
+COPY annotation ./annotation
+COPY generation ./generation
+COPY judging ./judging
+COPY templates ./templates
+COPY static ./static
+
+RUN pip install -e ".${PREFLAB_EXTRAS:+[$PREFLAB_EXTRAS]}"
+
+# Static files are collected at build time with throw-away production settings (no secret is baked
+# into the image: the real SECRET_KEY comes from the environment at run time).
+RUN DEBUG=false SECRET_KEY=build-only-not-a-secret-0123456789-abcdefghijklmnopqrstuvwxyz ALLOWED_HOSTS=localhost \
+    python manage.py collectstatic --noinput
+RUN DEBUG=false SECRET_KEY=build-only-not-a-secret-0123456789-abcdefghijklmnopqrstuvwxyz ALLOWED_HOSTS=localhost \
+    SECURE_SSL_REDIRECT=true python manage.py check --deploy --fail-level WARNING
+
+RUN mkdir -p /app/var && chown -R preflab:preflab /app/var
+USER preflab
+EXPOSE 8000
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
+
+# web: migrate, then serve (docker-compose.yml uses the same command).
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn preflab.wsgi:application --bind 0.0.0.0:8000 --workers ${GUNICORN_WORKERS:-4} --worker-class gthread --threads ${GUNICORN_THREADS:-8} --timeout 120 --max-requests 5000 --max-requests-jitter 500 --access-logfile -"]
