@@ -43,9 +43,9 @@ class JudgeOutputSerializer(serializers.ModelSerializer):
 class _JudgeFields(StrictInputSerializer):
     name = serializers.CharField(max_length=100)
     endpoint = serializers.CharField(help_text="Endpoint id or name (same workspace)")
-    method = serializers.ChoiceField(choices=Judge.Method.values, required=False)
-    aspect = serializers.ChoiceField(choices=Judge.Aspect.values, required=False)
-    overall_mode = serializers.ChoiceField(choices=Judge.OverallMode.values, required=False)
+    method = serializers.ChoiceField(choices=Judge.Method.choices, required=False)
+    aspect = serializers.ChoiceField(choices=Judge.Aspect.choices, required=False)
+    overall_mode = serializers.ChoiceField(choices=Judge.OverallMode.choices, required=False)
     template = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     params = serializers.JSONField(required=False)
     max_parse_retries = serializers.IntegerField(required=False)
