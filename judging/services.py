@@ -691,6 +691,13 @@ class JudgeJobHandler:
         run.flush()
 
     def finish(self, job: Job) -> None:
+        # The counters are recomputed from the verdicts (one per job and record): a chunk that ran
+        # twice at once after a worker was killed (redelivery) may have counted its records twice.
+        # Every planned record now has a verdict or was deleted (counted failed).
+        judged = JudgeVerdict.objects.filter(job=job).exclude(status=JudgeVerdict.Status.FAILED).count()
+        job.done = judged
+        job.failed = max(0, job.total - judged) if job.total else JudgeVerdict.objects.filter(
+            job=job, status=JudgeVerdict.Status.FAILED).count()
         job.result = judge_job_summary(job=job)
         judge = Judge.objects.filter(pk=job.params.get("judge_id")).first()
         if judge is not None and judge.method == Judge.Method.PAIRWISE:

@@ -19,8 +19,19 @@ from annotation.services import dataset_create, dataset_publish, member_upsert, 
 from annotation.validation import field_specs_of, record_validate
 from tests.conftest import _need
 
-# Playwright's sync API runs an event loop in this thread; the live server's ORM calls are safe.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _allow_orm_beside_playwright():
+    """Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    beside it are safe. Scoped to this module so it never leaks into other tests' subprocesses."""
+    old = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if old is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = old
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -17,7 +17,9 @@ REQUIRE_SERVICES = os.environ.get("PREFLAB_REQUIRE_SERVICES") == "1"
 # Variables a developer's shell or the CI may set that must not leak into a "production" subprocess.
 _STRIP = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
           "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS", "BEHIND_PROXY", "STATICFILES_STORAGE", "STATIC_ROOT",
-          "DJANGO_SETTINGS_MODULE", "CACHE_URL")
+          "DJANGO_SETTINGS_MODULE", "CACHE_URL",
+          # set by the browser tests for Playwright's event loop; a deployment never sets it
+          "DJANGO_ALLOW_ASYNC_UNSAFE")
 
 
 def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
