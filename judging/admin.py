@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Judge, JudgeOutput, JudgeVerdict
+from .models import Judge, JudgeOutput, JudgeVerdict, SimulatedAnnotator, SimulatedAnswer
 
 
 @admin.register(Judge)
@@ -24,3 +24,17 @@ class JudgeVerdictAdmin(admin.ModelAdmin):
     list_display = ["id", "job", "record", "status", "error"]
     list_filter = ["status"]
     raw_id_fields = ["job", "record", "judge"]
+
+
+@admin.register(SimulatedAnnotator)
+class SimulatedAnnotatorAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "judge", "flip_probability", "seed", "created_at"]
+    list_filter = ["workspace"]
+    raw_id_fields = ["user", "judge"]
+
+
+@admin.register(SimulatedAnswer)
+class SimulatedAnswerAdmin(admin.ModelAdmin):
+    list_display = ["id", "annotator", "record", "noised", "error"]
+    list_filter = ["noised"]
+    raw_id_fields = ["annotator", "record"]

@@ -46,6 +46,13 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"  Open http://{shown}:{port}/ and log in as:"))
         for username, password, role in DEMO_USERS:
             self.stdout.write(f"    {username:<6} / {password:<11} ({role}{', staff' if username == 'admin' else ''})")
+        from annotation.models import Dataset
+
+        first = Dataset.objects.filter(workspace__name="Demo").order_by("id").first()
+        if first is not None:  # the main job: ranking, straight after login
+            self.stdout.write(self.style.SUCCESS(
+                f"  Start ranking: http://{shown}:{port}/datasets/{first.pk}/annotate/   "
+                f"dashboard: http://{shown}:{port}/datasets/{first.pk}/"))
         self.stdout.write("")
 
     def _serve(self, host: str, port: int, *, worker: bool) -> None:
