@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -199,6 +199,27 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
     JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.DONE)
     job_finish_if_complete(job_id=job.pk)
     return "ok"
+
+
+def job_run_inline(*, job: Job, on_chunk: Callable[[int, str], None] | None = None) -> Job:
+    """Run every chunk that is not done in this process, one after the other (CLIs, `wait=true`
+    API calls, benches). No Celery retry here: a chunk that raises fails the job with the reason
+    (it stays resumable); a cancel stops the loop. `on_chunk(index, outcome)` follows progress."""
+    for index in list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True)):
+        job.refresh_from_db(fields=["status"])
+        if job.status in (Job.Status.CANCELLED, Job.Status.FAILED):
+            break
+        try:
+            outcome = job_chunk_execute(job_id=job.pk, index=index)
+        except Exception as exc:  # noqa: BLE001 - recorded on the job, which fails and can be resumed
+            job_chunk_give_up(job_id=job.pk, index=index, error=f"{type(exc).__name__}: {exc}")
+            outcome = "failed"
+        if on_chunk is not None:
+            on_chunk(index, outcome)
+        if outcome in ("cancelled", "failed"):
+            break
+    job.refresh_from_db()
+    return job
 
 
 def job_chunk_give_up(*, job_id: int, index: int, error: str) -> None:

@@ -5,7 +5,6 @@ Models hold data and constraints only; behaviour lives in services.py / selector
 """
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
 
 class Workspace(models.Model):

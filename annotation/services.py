@@ -615,6 +615,11 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
 
 
 def record_priority_set(*, record_ids_to_priority: dict[int, float]) -> None:
+    """Set record priorities (next_record_for serves higher first). Priorities take few distinct
+    values (they come from judge margins), so this is one UPDATE per distinct value, not per record."""
+    by_priority: dict[float, list[int]] = {}
+    for pk, priority in record_ids_to_priority.items():
+        by_priority.setdefault(float(priority), []).append(pk)
     with transaction.atomic():
-        for pk, priority in record_ids_to_priority.items():
-            Record.objects.filter(pk=pk).update(priority=priority)
+        for priority, ids in by_priority.items():
+            Record.objects.filter(pk__in=ids).update(priority=priority)

@@ -100,8 +100,8 @@ def bench_job(base_url: str, concurrency: int, prompts: int, latency: float, tra
 
     from annotation.models import Record, Workspace
     from generation.models import Endpoint
-    from generation.services import generation_job_create, generation_job_run_inline
-
+    from generation.services import generation_job_create
+    from annotation.jobs import job_run_inline
     call_command("migrate", verbosity=0)
     ws, _ = Workspace.objects.get_or_create(name=f"bench-{time.time_ns()}")
     a = Endpoint.objects.create(workspace=ws, name="a", model="bench-a", base_url=base_url,
@@ -114,7 +114,7 @@ def bench_job(base_url: str, concurrency: int, prompts: int, latency: float, tra
     job = generation_job_create(workspace=ws, dataset_name=f"bench-{time.time_ns()}", endpoints=[a, b], n=2,
                                 strategy="sample", prompts_source={"file": str(path)}, start=False)
     cpu0, t0 = cpu_seconds(), time.perf_counter()
-    job = generation_job_run_inline(job=job)
+    job = job_run_inline(job=job)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     records = Record.objects.filter(dataset=job.dataset).count()
     responses = job.done

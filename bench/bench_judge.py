@@ -5,7 +5,7 @@
     .venv/bin/python bench/bench_judge.py --concurrency 64 --records 2000
 
 1. Throughput: an UltraFeedback judge (one aspect, 2 responses per record) runs a whole judge job
-   in this process (judge_job_run_inline: chunks, parsing, outputs, verdicts, suggestions and
+   in this process (job_run_inline: chunks, parsing, outputs, verdicts, suggestions and
    priorities all written to the database) against the OpenAI-compatible test server of
    tests/llm_server.py, started in a SEPARATE process, answering after 200 ms with a valid
    UltraFeedback rating text. Figures: records/s over the whole job, the ideal bound
@@ -87,8 +87,8 @@ def throughput(concurrencies: list[int], records: int | None, latency: float) ->
     from annotation.models import Workspace
     from annotation.services import dataset_create, records_upsert, workspace_create
     from generation.models import Endpoint
-    from judging.services import judge_create, judge_job_create, judge_job_run_inline
-
+    from judging.services import judge_create, judge_job_create
+    from annotation.jobs import job_run_inline
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(port),
                              "--latency", str(latency)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -124,7 +124,7 @@ def throughput(concurrencies: list[int], records: int | None, latency: float) ->
                                  params={"temperature": 0})
             job = judge_job_create(workspace=ws, dataset=dataset, judge=judge, start=False)
             cpu0, t0 = time.process_time(), time.perf_counter()
-            job = judge_job_run_inline(job=job)
+            job = job_run_inline(job=job)
             wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             assert job.status == "succeeded" and job.done == n, (job.status, job.done, job.failed, job.error)
             ideal = c / latency

@@ -18,7 +18,6 @@ import os
 import random
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import threading

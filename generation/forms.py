@@ -8,7 +8,7 @@ from django import forms
 from annotation.models import Dataset
 
 from .models import Endpoint
-from .services import PROMPT_FORMATS, STRATEGIES
+from .services import PROMPT_FORMATS
 
 
 def _json_object(raw: str, what: str) -> dict:

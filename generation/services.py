@@ -16,7 +16,6 @@ task, a worker killed with SIGKILL, a resume) only calls the LLM for the slots s
 from __future__ import annotations
 
 import csv
-import io
 import os
 import random
 import re
@@ -796,22 +795,3 @@ class GenerationChunkRun:
 
     def _external_id(self, key: str) -> str:
         return self.prompts[key].get("external_id") or f"gen-{self.job.pk}-{key}"
-
-
-# --- running a job in this process (CLI) --------------------------------------------------------
-
-def generation_job_run_inline(*, job: Job) -> Job:
-    """Run every chunk that is not done in this process, one after the other (manage.py generate)."""
-    from annotation.jobs import job_chunk_execute, job_chunk_give_up
-
-    for index in list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True)):
-        job.refresh_from_db(fields=["status"])
-        if job.status in (Job.Status.CANCELLED, Job.Status.FAILED):
-            break
-        try:
-            job_chunk_execute(job_id=job.pk, index=index)
-        except Exception as exc:  # noqa: BLE001 - no Celery retry here: the job fails, resumable
-            job_chunk_give_up(job_id=job.pk, index=index, error=f"{type(exc).__name__}: {exc}")
-            break
-    job.refresh_from_db()
-    return job

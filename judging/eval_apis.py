@@ -17,8 +17,8 @@ from rest_framework.views import APIView
 
 from annotation import selectors
 from annotation.exports import jsonl_chunks
-from annotation.jobs import job_chunk_execute, job_chunk_give_up, job_summary
-from annotation.models import JobChunk, Membership
+from annotation.jobs import job_run_inline, job_summary
+from annotation.models import Membership
 
 from .bestofn import best_of_n_params, best_of_n_rows
 from .eval_selectors import dataset_agreement_with_judges as dataset_agreement
@@ -269,15 +269,9 @@ class DatasetSimulateApi(APIView):
         job = simulation_job_create(dataset=dataset, annotators=annotators, max_records=data["max_records"],
                                     created_by=request.user, start=not data["wait"])
         if data["wait"]:
-            for index in job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True):
-                try:
-                    job_chunk_execute(job_id=job.pk, index=index)
-                except Exception as exc:  # noqa: BLE001 - e.g. the judge's endpoint is down
-                    # No Celery retry inside a request: the job fails with the reason and stays
-                    # resumable; the caller gets the failed job, not a 500.
-                    job_chunk_give_up(job_id=job.pk, index=index, error=f"{type(exc).__name__}: {exc}")
-                    break
-            job.refresh_from_db()
+            # no Celery retry inside a request: a failure (e.g. the judge's endpoint is down) fails
+            # the job with the reason, resumable; the caller gets the failed job, not a 500
+            job = job_run_inline(job=job)
         body = {**asdict(job_summary(job)), "result": job.result}
         return ApiResponse(body, status=status.HTTP_200_OK if data["wait"] else status.HTTP_202_ACCEPTED)
 

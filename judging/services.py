@@ -47,7 +47,7 @@ from django.db.models.fields.json import KT
 
 from annotation.jobs import ChunkContext, JobCancelled, job_create
 from annotation.models import Dataset, Field, Job, JobChunk, Question, Record, Suggestion, Workspace
-from annotation.services import dataset_create, records_upsert, suggestions_upsert
+from annotation.services import dataset_create, record_priority_set, records_upsert, suggestions_upsert
 from generation.llm import ChatRequest, ChatResult, chat_many
 from generation.models import Endpoint
 
@@ -629,12 +629,7 @@ class _ChunkRun:
                 .values_list("record_id", "agent", "value", "score", "u"))
         for record_id, agent, value, score, u in rows:
             views[record_id].append(JudgeView(agent=agent, top=top_fields(value), uncertainty=_uncertainty(score, u)))
-        # few distinct priorities (margins are small integers): one UPDATE per distinct value
-        by_priority: dict[float, list[int]] = defaultdict(list)
-        for rid, v in views.items():
-            by_priority[priority_from(v)].append(rid)
-        for priority, ids in by_priority.items():
-            Record.objects.filter(pk__in=ids).update(priority=priority)
+        record_priority_set(record_ids_to_priority={rid: priority_from(v) for rid, v in views.items()})
 
 
 def _fmt(x: float) -> str:
@@ -736,15 +731,3 @@ def judge_position_bias_refresh(*, judge: Judge) -> dict:
     return bias
 
 
-def judge_job_run_inline(*, job: Job, on_chunk=None) -> Job:
-    """Run every pending chunk of a job in this process (the CLI; no worker needed)."""
-    from annotation.jobs import job_chunk_execute
-
-    for index in list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True)):
-        status = job_chunk_execute(job_id=job.pk, index=index)
-        if on_chunk is not None:
-            on_chunk(index, status)
-        if status == "cancelled":
-            break
-    job.refresh_from_db()
-    return job

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 
 from annotation.jobs import ChunkContext, job_create, job_handler_register
 from annotation.models import Dataset, Job, JobChunk, Membership, Question, Record, Response, Workspace

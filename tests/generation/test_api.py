@@ -3,9 +3,9 @@ import io
 
 import pytest
 
+from annotation.jobs import job_run_inline
 from annotation.models import Job, JobError, Membership, Record
 from generation.models import Endpoint
-from generation.services import generation_job_run_inline
 from tests.conftest import client_for
 from tests.factories import DatasetFactory, MembershipFactory, UserFactory, WorkspaceFactory
 
@@ -85,7 +85,7 @@ def test_generation_job_create_inline_status_cancel_resume(admin_client_api, wor
     assert data["status"] == "queued" and data["total"] == 4 and data["endpoints"] == [a.name, b.name]
     job = Job.objects.get(pk=data["id"])
     assert job.kind == "generation" and job.dataset.name == "api-gen"
-    generation_job_run_inline(job=job)
+    job_run_inline(job=job)
     r = admin_client_api.get(f"/api/v1/generation-jobs/{job.pk}/")
     data = r.json()
     assert data["status"] == "succeeded" and data["done"] == 4 and data["tokens"] > 0
@@ -110,7 +110,7 @@ def test_generation_job_from_uploaded_csv(admin_client_api, workspace, llm_endpo
     assert r.status_code == 201, r.json()
     job = Job.objects.get(pk=r.json()["id"])
     assert job.input_file.endswith("prompts.csv") and "/generation/" in job.input_file
-    generation_job_run_inline(job=job)
+    job_run_inline(job=job)
     assert set(Record.objects.filter(dataset=target).values_list("external_id", flat=True)) == {"q1", "q2"}
 
 
@@ -150,7 +150,7 @@ def test_job_errors_visible_in_status(admin_client_api, workspace, llm_endpoint,
     r = admin_client_api.post("/api/v1/generation-jobs/", {
         "workspace": workspace.pk, "dataset_name": "err", "endpoints": [ep.name], "strategy": "samples",
         "prompts": ["a"]}, format="json")
-    job = generation_job_run_inline(job=Job.objects.get(pk=r.json()["id"]))
+    job = job_run_inline(job=Job.objects.get(pk=r.json()["id"]))
     data = admin_client_api.get(f"/api/v1/generation-jobs/{job.pk}/").json()
     assert data["failed"] == 1 and data["done"] == 1
     assert data["last_errors"][0]["item"] in ("1#0", "1#1") and "HTTP 500" in data["last_errors"][0]["error"]

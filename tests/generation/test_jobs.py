@@ -7,13 +7,12 @@ import orjson
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotation.jobs import job_cancel, job_chunk_execute
+from annotation.jobs import job_cancel, job_chunk_execute, job_run_inline
 from annotation.models import Job, JobChunk, JobError, Record
 from generation.models import GenerationOutput
 from generation.services import (
     generation_job_create,
     generation_job_resume,
-    generation_job_run_inline,
     slot_plan,
 )
 from tests.factories import DatasetFactory, RecordFactory
@@ -34,7 +33,7 @@ def prompt_file(tmp_path):
 
 
 def run(job):
-    return generation_job_run_inline(job=job)
+    return job_run_inline(job=job)
 
 
 def test_sample_strategy_is_seeded_and_reproducible(workspace, llm_endpoint, prompt_file):

@@ -1,13 +1,13 @@
 """Browser pages of generation: endpoint form, job launch, live progress that stops polling."""
-import io
 
 import pytest
+from annotation.jobs import job_run_inline
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from annotation.models import Job, JobError, Record
 from generation.models import Endpoint
-from generation.services import generation_job_create, generation_job_run_inline
+from generation.services import generation_job_create
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +50,7 @@ def test_launch_form_and_live_progress(web, workspace, llm_endpoint):
     assert r["Location"] == f"/generation/jobs/{job.pk}/"
     r = web.get(f"/generation/jobs/{job.pk}/progress/")
     assert r.status_code == 200 and b'hx-trigger="every 1s"' in r.content  # queued: keeps polling
-    generation_job_run_inline(job=job)
+    job_run_inline(job=job)
     r = web.get(f"/generation/jobs/{job.pk}/progress/")
     assert r.status_code == 286  # finished: htmx stops polling
     html = r.content.decode()

@@ -1,6 +1,7 @@
 """The vllm_offline backend with a stand-in `vllm` module that records every call (no GPU here)."""
 import sys
 import types
+from annotation.jobs import job_run_inline
 from dataclasses import dataclass, field
 
 import pytest
@@ -9,7 +10,7 @@ from annotation.models import Record
 from generation.backends import vllm_offline
 from generation.llm import ChatRequest, chat_many
 from generation.models import Endpoint
-from generation.services import generation_job_create, generation_job_run_inline
+from generation.services import generation_job_create
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +101,7 @@ def test_samples_strategy_folds_into_n(workspace, fake_vllm, tmp_path):
     job = generation_job_create(workspace=workspace, dataset_name="vllm-ds", endpoints=[ep], strategy="samples", n=3,
                                 prompts_source={"file": str(path)}, start=False)
     assert job.queue == "gpu"  # settings.PREFLAB_GPU_QUEUE
-    job = generation_job_run_inline(job=job)
+    job = job_run_inline(job=job)
     assert job.done == 6
     [call] = fake_vllm["generate"]
     assert len(call["prompts"]) == 2 and [s["n"] for s in call["sampling_params"]] == [3, 3]

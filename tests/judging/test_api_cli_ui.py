@@ -3,13 +3,14 @@ import io
 import json
 
 import pytest
+from annotation.jobs import job_run_inline
 from django.core.management import CommandError, call_command
 from django.test import Client
 
 from annotation.imports import pairs_dataset_create, pairs_import
 from annotation.models import Job, Membership, Record, Suggestion
 from judging.models import Judge
-from judging.services import judge_job_create, judge_job_run_inline
+from judging.services import judge_job_create
 from tests.conftest import client_for
 from tests.factories import DatasetFactory, MembershipFactory, UserFactory, WorkspaceFactory
 from tests.judging.helpers import content_rater, make_judge
@@ -131,7 +132,7 @@ def test_cleaning_api_and_page(workspace, admin_user, admin_client_api, llm_serv
     ds = _imported(workspace)
     llm_server.responder = content_rater("markdown")
     judge = make_judge(workspace, llm_endpoint(supports_json_schema=False), name="cleaner")
-    judge_job_run_inline(job=judge_job_create(workspace=workspace, dataset=ds, judge=judge, start=False))
+    job_run_inline(job=judge_job_create(workspace=workspace, dataset=ds, judge=judge, start=False))
     r = admin_client_api.get(f"/api/v1/datasets/{ds.pk}/cleaning/")
     assert r.status_code == 200
     body = r.json()
@@ -186,7 +187,7 @@ def test_pages_judge_create_launch_and_progress(workspace, dataset, admin_user, 
     assert web.get(f"/judging/jobs/{job.pk}/progress/").status_code == 200  # still queued: keep polling
     llm_server.responder = lambda body: ("#### Output for Text 1\nRating: N/A\n#### Output for Text 2\nRating: 2\n"
                                          "<script>alert(2)</script>")
-    judge_job_run_inline(job=job)
+    job_run_inline(job=job)
     done = web.get(f"/judging/jobs/{job.pk}/progress/")
     assert done.status_code == 286  # HttpResponseStopPolling
     html = done.content.decode()
@@ -250,7 +251,7 @@ def test_outputs_api_shows_raw_text_and_parse_errors(workspace, dataset, admin_c
     judge = make_judge(workspace, llm_endpoint(), max_parse_retries=1)
     rec = Record.objects.create(dataset=dataset, external_id="o", fields={"prompt": "Q", "response-1": "a",
                                                                           "response-2": "b"})
-    job = judge_job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False))
+    job = job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False))
     r = admin_client_api.get(f"/api/v1/judge-jobs/{job.pk}/outputs/?errors=1&record={rec.pk}")
     assert r.status_code == 200
     (out,) = r.json()["results"]

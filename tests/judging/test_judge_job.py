@@ -1,9 +1,10 @@
 """A full judge job against the OpenAI-compatible test server."""
 import pytest
 
+from annotation.jobs import job_run_inline
 from annotation.models import JobError, Suggestion
 from judging.models import JudgeOutput, JudgeVerdict
-from judging.services import judge_job_create, judge_job_run_inline
+from judging.services import judge_job_create
 from tests.judging.helpers import add_records, content_rater, make_judge, ratings_as_json, shown_texts
 
 pytestmark = pytest.mark.django_db
@@ -11,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 def _run(workspace, dataset, judge, **kw):
     job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False, **kw)
-    return judge_job_run_inline(job=job)
+    return job_run_inline(job=job)
 
 
 def test_ultrafeedback_job_writes_ranking_suggestions_mapped_back_to_fields(workspace, dataset, llm_server, llm_endpoint):

@@ -7,11 +7,11 @@ import re
 import pytest
 
 from annotation.imports import pairs_dataset_create, pairs_import
-from annotation.jobs import ChunkContext, job_resume
+from annotation.jobs import ChunkContext, job_resume, job_run_inline
 from annotation.models import Dataset, Question, Record, Suggestion
 from judging.models import JudgeVerdict
 from judging.selectors import cleaning_flips
-from judging.services import judge_job_create, judge_job_run_inline
+from judging.services import judge_job_create
 from tests.judging.helpers import content_rater, make_judge, rate_by_content, shown_texts, user_prompt
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +40,7 @@ def test_pairwise_both_orders_consistent_inconsistent_and_position_bias(workspac
     recs = [Record.objects.create(dataset=dataset, external_id=f"p{i}",
                                   fields={"prompt": "Q", "response-1": a, "response-2": b})
             for i, (a, b) in enumerate(rows)]
-    job = judge_job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False))
+    job = job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False))
     assert job.status == "succeeded" and job.done == 4
     assert llm_server.count == 8  # two orders per record
     orders = {(m.groups()) for m in (ANS_RE.search(user_prompt(b)) for b in llm_server.requests)}
@@ -76,14 +76,14 @@ def test_several_judges_disagreeing_raise_priority(workspace, dataset, llm_serve
         "prompt": "Q", "response-1": "GOOD a", "response-2": "OK b"})]
     llm_server.responder = content_rater("json")
     j1 = make_judge(workspace, llm_endpoint(), name="j1")
-    judge_job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=j1, start=False))
+    job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=j1, start=False))
     rec.refresh_from_db()
     alone = rec.priority
     assert alone == pytest.approx(0.5)  # margin 2 of 4
     llm_server.responder = lambda body: json.dumps({"ratings": [
         {"text": i + 1, "rating": 1 if "GOOD" in t else 5, "rationale": ""} for i, t in enumerate(shown_texts(body))]})
     j2 = make_judge(workspace, llm_endpoint(), name="j2")
-    judge_job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=j2, start=False))
+    job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=j2, start=False))
     rec.refresh_from_db()
     assert Suggestion.objects.filter(record=rec).count() == 2
     # mean uncertainty (0.5 + 0.0) / 2 + disagreement 1.0
@@ -105,7 +105,7 @@ def test_cleaning_flips_lists_records_where_the_judge_prefers_the_rejected(works
     ds = _import_pairs(workspace, pairs)
     llm_server.responder = content_rater("json")
     judge = make_judge(workspace, llm_endpoint(), name="cleaner")
-    job = judge_job_run_inline(job=judge_job_create(workspace=workspace, dataset=ds, judge=judge, start=False))
+    job = job_run_inline(job=judge_job_create(workspace=workspace, dataset=ds, judge=judge, start=False))
     assert job.done == 9
     # blind: the judge never saw which answer was chosen
     for body in llm_server.requests:
@@ -138,7 +138,7 @@ def test_clair_writes_contrastive_pairs_into_a_target_dataset(workspace, llm_ser
     endpoint = llm_endpoint(supports_json_schema=False)
     judge = make_judge(workspace, endpoint, name="clair", method="clair")
     job = judge_job_create(workspace=workspace, dataset=ds, judge=judge, start=False)
-    job = judge_job_run_inline(job=job)
+    job = job_run_inline(job=job)
     assert job.status == "succeeded" and job.done == 3
     target = Dataset.objects.get(pk=job.params["target_dataset_id"])
     assert target.name == "src-clair"
@@ -180,12 +180,12 @@ def test_cancel_then_resume_finishes_exactly_once(workspace, dataset, llm_server
 
     cancelled: list = []
     monkeypatch.setattr(ChunkContext, "check_cancelled", cancel_midway)
-    job = judge_job_run_inline(job=job)
+    job = job_run_inline(job=job)
     assert job.status == "cancelled"
     assert 0 < job.done < 10  # stopped in the middle of the first chunk's calls
     monkeypatch.setattr(ChunkContext, "check_cancelled", original)
     job = job_resume(job=job)
-    job = judge_job_run_inline(job=job)
+    job = job_run_inline(job=job)
     assert job.status == "succeeded"
     assert (job.done, job.failed) == (20, 0)
     assert Suggestion.objects.filter(record__dataset=dataset).count() == 20

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from preflab.security import LoginRateThrottle
 from tests.conftest import client_for
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import UserFactory
 
 from .helpers import REPO
 

@@ -18,14 +18,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from tqdm import tqdm
 
-from annotation.jobs import job_cancel
+from annotation.jobs import job_cancel, job_run_inline
 from annotation.models import Dataset, Job
 from generation.services import (
     PROMPT_FORMATS,
     STRATEGIES,
     generation_job_create,
     generation_job_resume,
-    generation_job_run_inline,
 )
 
 from ._common import params_arg, validation_message, workspace_arg
@@ -138,7 +137,7 @@ class Command(BaseCommand):
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
         try:
-            job = generation_job_run_inline(job=job)
+            job = job_run_inline(job=job)
         except KeyboardInterrupt:
             job.refresh_from_db()
             if job.is_active:

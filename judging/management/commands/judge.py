@@ -15,10 +15,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from annotation.jobs import job_run_inline
 from annotation.models import Dataset
 from generation.models import Endpoint
 from judging.models import Judge
-from judging.services import judge_create, judge_job_create, judge_job_run_inline
+from judging.services import judge_create, judge_job_create
 
 
 def _message(exc: ValidationError) -> str:
@@ -74,7 +75,7 @@ class Command(BaseCommand):
             bar.refresh()
 
         try:
-            job = judge_job_run_inline(job=job, on_chunk=on_chunk)
+            job = job_run_inline(job=job, on_chunk=on_chunk)
         finally:
             bar.close()
         self.stdout.write(f"{job.status}: {job.done} judged, {job.failed} failed, {job.tokens} tokens")
