@@ -6,6 +6,7 @@ SQLite under var/, Celery over kombu's filesystem transport (no server needed), 
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PREFLAB_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -38,6 +39,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz answers before host validation and the HTTPS redirect (container health checks).
+    "preflab.health.HealthCheckMiddleware",
+    # Bodies declared over PREFLAB_MAX_UPLOAD_BYTES are refused (413) before any view reads them.
+    "preflab.security.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -47,6 +52,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Failed logins are counted per username+client IP; too many lock that pair out for a while.
+    "preflab.security.LoginThrottleMiddleware",
+    # A lost database connection answers 503 with a message instead of a bare 500.
+    "preflab.health.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "preflab.urls"
@@ -133,6 +142,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "EXCEPTION_HANDLER": "annotation.apis.exception_handler",
+    # views with throttle_scope = "login" (token endpoints) are rate limited per username+IP
+    "DEFAULT_THROTTLE_CLASSES": ["preflab.security.LoginRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="10/min")},
 }
 SPECTACULAR_SETTINGS = {
@@ -142,13 +153,18 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    # distinct names for the annotation app's choice sets (several models have a `status` / `kind`)
+    # distinct names for choice sets used by several serializers (several models have a `status` /
+    # `kind`); keeps `check --deploy` free of schema warnings
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "annotation.models.Dataset.Status",
         "ResponseStatusEnum": "annotation.models.Response.Status",
         "FieldKindEnum": "annotation.models.Field.Kind",
         "QuestionKindEnum": "annotation.models.Question.Kind",
         "MembershipRoleEnum": "annotation.models.Membership.Role",
+        "EndpointBackendEnum": "generation.models.Endpoint.Backend",
+        "JudgeMethodEnum": "judging.models.Judge.Method",
+        "JudgeAspectEnum": "judging.models.Judge.Aspect",
+        "JudgeOverallModeEnum": "judging.models.Judge.OverallMode",
     },
 }
 
@@ -212,9 +228,7 @@ LOGGING = {
     },
 }
 
-# --- production hardening (issue #7): every switch comes from the environment -----------------
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
-
+# --- production hardening: every switch comes from the environment -----------------
 # The built-in development key must never serve real traffic: with DEBUG off, refuse to start
 # unless SECRET_KEY comes from the environment and looks like a real key.
 _INSECURE_KEY_MARKERS = ("insecure", "change-me", "changeme")
@@ -229,17 +243,9 @@ if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5
 # CACHE_URL=redis://redis:6379/1 in production, process-local memory by default.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
-# /healthz answers before host validation and the HTTPS redirect (container health checks).
-MIDDLEWARE.insert(0, "preflab.health.HealthCheckMiddleware")
-# Bodies declared over PREFLAB_MAX_UPLOAD_BYTES are refused (413) before any view reads them.
-MIDDLEWARE.insert(1, "preflab.security.RequestSizeLimitMiddleware")
-# Failed logins are counted per username+client IP; too many lock that pair out for a while.
-MIDDLEWARE.append("preflab.security.LoginThrottleMiddleware")
 AUTHENTICATION_BACKENDS = ["preflab.security.ThrottledModelBackend"]
 LOGIN_THROTTLE_FAILURES = env.int("LOGIN_THROTTLE_FAILURES", default=5)
 LOGIN_THROTTLE_WINDOW = env.int("LOGIN_THROTTLE_WINDOW", default=15 * 60)
-# DRF: views with throttle_scope = "login" (token endpoints) are rate limited per username+IP.
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["preflab.security.LoginRateThrottle"]
 
 SESSION_COOKIE_SAMESITE = "Lax"
 # Sessions read from the cache first (one query less per request), written through to the DB.
@@ -247,12 +253,3 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-# A lost database connection answers 503 with a message instead of a bare 500.
-MIDDLEWARE.append("preflab.health.DatabaseUnavailableMiddleware")
-# Names for choice sets used by several serializers (keeps `check --deploy` free of schema warnings).
-SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
-    "EndpointBackendEnum": "generation.models.Endpoint.Backend",
-    "JudgeMethodEnum": "judging.models.Judge.Method",
-    "JudgeAspectEnum": "judging.models.Judge.Aspect",
-    "JudgeOverallModeEnum": "judging.models.Judge.OverallMode",
-})
