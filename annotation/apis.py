@@ -1,6 +1,6 @@
 """REST API of the annotation app (DRF): one small view per operation, logic in services.
 
-Access rules live in annotation.selectors (dataset_for_user, record_for_user, workspace_for_user):
+Access rules live in annotation.access (dataset_for_user, record_for_user, workspace_for_user):
 objects of a workspace the caller is not a member of answer 404, a role too low answers 403,
 no credentials answer 401. Every 400 names the field and the reason.
 """
@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
-from django.db.models import OuterRef, Prefetch, Subquery, Value
+from django.db.models import Prefetch
 from django.http import Http404
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -23,7 +23,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from . import selectors, services
+from . import access, selectors, services
 from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
 
 
@@ -180,10 +180,8 @@ class WorkspaceListCreateApi(APIView):
     @extend_schema(responses=WorkspaceOutputSerializer(many=True),
                    description="Workspaces the caller is a member of (all of them for staff).")
     def get(self, request):
-        user = request.user
-        role = Subquery(Membership.objects.filter(workspace=OuterRef("pk"), user=user).values("role")[:1])
-        qs = selectors.workspaces_for_user(user).annotate(role=Value("admin") if user.is_staff else role)
-        return ApiResponse(WorkspaceOutputSerializer(qs.order_by("name"), many=True).data)
+        qs = access.workspaces_with_role(request.user).order_by("name")
+        return ApiResponse(WorkspaceOutputSerializer(qs, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: WorkspaceOutputSerializer},
                    description="Staff only. The creator becomes an admin of the workspace.")
@@ -229,14 +227,14 @@ class MemberListCreateApi(APIView):
 
     @extend_schema(responses=MemberOutputSerializer(many=True), description="Workspace admin or staff.")
     def get(self, request, workspace_id: int):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         return ApiResponse(MemberOutputSerializer(selectors.members_of(workspace), many=True).data)
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer},
                    description="Add a member (creating the user if needed) or change their role. "
                                "Workspace admin or staff.")
     def post(self, request, workspace_id: int):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         data = _input(self.InputSerializer, request.data)
         existing = get_user_model().objects.filter(username=data["username"]).first()
         password = data.get("password")
@@ -263,7 +261,7 @@ class MemberDeleteApi(APIView):
     @extend_schema(responses={204: None}, description="Remove a member from the workspace (their responses "
                                                        "stay). Workspace admin or staff.")
     def delete(self, request, workspace_id: int, username: str):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         membership = selectors.members_of(workspace).filter(user__username=username).first()
         if membership is None:
             raise Http404("No such member.")
@@ -330,7 +328,7 @@ class DatasetListCreateApi(APIView):
                    description="Create a dataset with its fields and questions (workspace admin).")
     def post(self, request):
         data = dict(_input(self.InputSerializer, request.data))
-        workspace = selectors.workspace_for_user(request.user, data.pop("workspace"), admin=True)
+        workspace = access.workspace_for_user(request.user, data.pop("workspace"), role=access.ADMIN)
         # the raw definitions go to the service, which validates names, options and references
         fields = [dict(f) for f in data.pop("fields")]
         questions = [dict(q) for q in data.pop("questions")]
@@ -355,20 +353,20 @@ class DatasetDetailApi(APIView):
 
     @extend_schema(responses=DatasetOutputSerializer, description="Any member of the dataset's workspace.")
     def get(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id)
+        dataset = access.dataset_for_user(request.user, dataset_id)
         return ApiResponse(DatasetOutputSerializer(dataset).data)
 
     @extend_schema(request=InputSerializer, responses=DatasetOutputSerializer,
                    description="Change settings (workspace admin). Fields and questions are fixed once created.")
     def patch(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         data = _input(self.InputSerializer, request.data)
         dataset = services.dataset_update(dataset=dataset, **data)
         return ApiResponse(DatasetOutputSerializer(dataset).data)
 
     @extend_schema(responses={204: None}, description="Delete the dataset and everything in it (workspace admin).")
     def delete(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         services.dataset_delete(dataset=dataset)
         return ApiResponse(status=status.HTTP_204_NO_CONTENT)
 
@@ -377,7 +375,7 @@ class DatasetPublishApi(APIView):
     @extend_schema(request=None, responses=DatasetOutputSerializer,
                    description="Open the dataset to annotators (workspace admin).")
     def post(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         dataset = services.dataset_publish(dataset=dataset)
         return ApiResponse(DatasetOutputSerializer(dataset).data)
 
@@ -413,7 +411,7 @@ class RecordListApi(APIView):
         responses=_PaginatedRecords,
         description="Records of the dataset (any member), oldest first, cursor-paginated.")
     def get(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id)
+        dataset = access.dataset_for_user(request.user, dataset_id)
         qs = selectors.records_for(dataset=dataset, user=request.user, filters=request.query_params)
         paginator = RecordCursorPagination()
         page = paginator.paginate_queryset(_records_with_context(qs, request.user), request, view=self)
@@ -436,7 +434,7 @@ class DatasetRecordsApi(RecordListApi):
 class RecordDetailApi(APIView):
     @extend_schema(responses=RecordOutputSerializer, description="Any member of the record's workspace.")
     def get(self, request, record_id: int):
-        record = selectors.record_for_user(request.user, record_id)
+        record = access.record_for_user(request.user, record_id)
         return ApiResponse(RecordOutputSerializer(record, context=_record_context(request, record.dataset)).data)
 
 
@@ -536,35 +534,33 @@ def _columns(model, alias: str) -> str:
 
 def _member_fetch(user, sql: str, pk, what: str) -> tuple[list, str | None]:
     """Run a raw object query whose last column is the caller's membership role; apply the
-    access rules of selectors (404 not a member / no such object)."""
+    access rules of annotation.access (404 not a member / no such object)."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, [user.pk, selectors._int_pk(pk)])
+        cursor.execute(sql, [user.pk, access.parse_pk(pk)])
         row = cursor.fetchone()
-    role = None
-    if row is not None:
-        role = selectors.ADMIN if user.is_staff else row[-1]
-    selectors._check_role(role, admin=False, what=what)
+    role = access.effective_role(user, row[-1]) if row is not None else None
+    access.role_require(role, minimum=access.ANNOTATOR, what=what)
     return list(row[:-1]), role
 
 
 def _dataset_for_member(user, pk) -> Dataset:
-    """selectors.dataset_for_user (any member) in one raw query on PostgreSQL: the same rules."""
+    """access.dataset_for_user (any member) in one raw query on PostgreSQL: the same rules."""
     if connection.vendor != "postgresql" or not user.is_authenticated:
-        return selectors.dataset_for_user(user, pk)
+        return access.dataset_for_user(user, pk)
     sql = (f"SELECT {_columns(Dataset, 'd')}, (SELECT m.role FROM {Membership._meta.db_table} m "
            f"WHERE m.user_id = %s AND m.workspace_id = d.workspace_id LIMIT 1) "
            f"FROM {Dataset._meta.db_table} d WHERE d.id = %s")
     values, role = _member_fetch(user, sql, pk, "dataset")
     dataset = _model_from_row(Dataset, values)
-    selectors._remember_role(dataset, user, role)
+    access.dataset_role_remember(dataset, user, role)
     return dataset
 
 
 def _record_for_member(user, pk) -> Record:
-    """selectors.record_for_user (any member) in one raw query on PostgreSQL, record.dataset
+    """access.record_for_user (any member) in one raw query on PostgreSQL, record.dataset
     included: the same rules."""
     if connection.vendor != "postgresql" or not user.is_authenticated:
-        return selectors.record_for_user(user, pk)
+        return access.record_for_user(user, pk)
     sql = (f"SELECT {_columns(Record, 'rec')}, {_columns(Dataset, 'd')}, "
            f"(SELECT m.role FROM {Membership._meta.db_table} m "
            f"WHERE m.user_id = %s AND m.workspace_id = d.workspace_id LIMIT 1) "
@@ -574,7 +570,7 @@ def _record_for_member(user, pk) -> Record:
     n = len(Record._meta.concrete_fields)
     record = _model_from_row(Record, values[:n])
     record.dataset = _model_from_row(Dataset, values[n:])
-    selectors._remember_role(record.dataset, user, role)
+    access.dataset_role_remember(record.dataset, user, role)
     return record
 
 
@@ -624,7 +620,7 @@ class ResponseListCreateApi(_HotPathAuthMixin, APIView):
     @extend_schema(responses=ResponseOutputSerializer(many=True),
                    description="All responses of the record for a workspace admin, the caller's own otherwise.")
     def get(self, request, record_id: int):
-        record = selectors.record_for_user(request.user, record_id)
+        record = access.record_for_user(request.user, record_id)
         return ApiResponse(ResponseOutputSerializer(selectors.responses_for(record=record, user=request.user),
                                                     many=True).data)
 
@@ -682,7 +678,7 @@ class SuggestionBulkApi(APIView):
                    description="Bulk add or replace suggestions (one per record, question and agent). Invalid "
                                "items are reported by index and the valid ones stored. Workspace admin.")
     def post(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         items = request.data
         if not isinstance(items, list):
             raise DjangoValidationError({"body": "must be a JSON list of suggestions"})
