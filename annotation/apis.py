@@ -5,25 +5,21 @@ objects of a workspace the caller is not a member of answer 404, a role too low 
 no credentials answer 401. Every 400 names the field and the reason.
 """
 from collections.abc import Mapping
-from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connection
 from django.db.models import Prefetch
 from django.http import Http404
-from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from . import access, selectors, services
+from . import access, hotpath, selectors, services
 from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
 
 
@@ -438,41 +434,7 @@ class RecordDetailApi(APIView):
         return ApiResponse(RecordOutputSerializer(record, context=_record_context(request, record.dataset)).data)
 
 
-def _token_credentials_raw(authenticator: TokenAuthentication, key: str):
-    """TokenAuthentication.authenticate_credentials (same rules and errors) with the token and its
-    user read in one raw query on PostgreSQL: the ORM's Python cost was a sixth of a request."""
-    if connection.vendor != "postgresql":
-        return TokenAuthentication.authenticate_credentials(authenticator, key)
-    model = authenticator.get_model()
-    user_model = model._meta.get_field("user").related_model
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {_columns(model, 't')}, {_columns(user_model, 'u')} "
-                       f"FROM {model._meta.db_table} t JOIN {user_model._meta.db_table} u ON u.id = t.user_id "
-                       f"WHERE t.{model._meta.pk.column} = %s", [key])
-        row = cursor.fetchone()
-    if row is None:
-        raise exceptions.AuthenticationFailed(gettext_lazy("Invalid token."))
-    n = len(model._meta.concrete_fields)
-    token = _model_from_row(model, row[:n])
-    token.user = _model_from_row(user_model, row[n:])
-    if not token.user.is_active:
-        raise exceptions.AuthenticationFailed(gettext_lazy("User inactive or deleted."))
-    return (token.user, token)
-
-
-class _HotPathAuthMixin:
-    """The configured authenticators, with DRF's token lookup done by _token_credentials_raw
-    (the instances keep their class, so the OpenAPI schema is unchanged)."""
-
-    def get_authenticators(self):
-        authenticators = super().get_authenticators()
-        for authenticator in authenticators:
-            if type(authenticator) is TokenAuthentication:
-                authenticator.authenticate_credentials = partial(_token_credentials_raw, authenticator)
-        return authenticators
-
-
-class NextRecordApi(_HotPathAuthMixin, APIView):
+class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
     class OutputSerializer(RecordOutputSerializer):
         display_order = serializers.ListField(child=serializers.CharField(), help_text=(
             "The ranked fields in the order to show them to this annotator (send it back with the response)."))
@@ -486,7 +448,7 @@ class NextRecordApi(_HotPathAuthMixin, APIView):
                    description="The next record for the caller (a lease is held for them), or 204 when "
                                "none is left. Published datasets only.")
     def get(self, request, dataset_id: int):
-        dataset = _dataset_for_member(request.user, dataset_id)
+        dataset = hotpath.dataset_for_member(request.user, dataset_id)
         if dataset.status != Dataset.Status.PUBLISHED:
             raise DjangoValidationError({"dataset": f"this dataset is {dataset.status}, not published: "
                                                     "records are handed out only once it is published"})
@@ -501,9 +463,10 @@ class NextRecordApi(_HotPathAuthMixin, APIView):
         else:
             mine = list(Response.objects.filter(record=record, user=request.user).select_related("user"))
         display_order = services.display_order_for(
-            record=record, user_id=request.user.pk, field_names=_ranked_fields(dataset),
+            record=record, user_id=request.user.pk, field_names=hotpath.ranked_fields(dataset),
             shuffle=dataset.shuffle_responses)
-        if selectors.suggestions_visible(dataset=dataset, user=request.user) and _has_suggestions(record.pk):
+        if (selectors.suggestions_visible(dataset=dataset, user=request.user)
+                and hotpath.record_has_suggestions(record.pk)):
             items = record.suggestions.select_related("question").order_by("question__position", "agent", "id")
             suggestions = SuggestionOutputSerializer(items, many=True).data
         else:
@@ -519,86 +482,12 @@ class NextRecordApi(_HotPathAuthMixin, APIView):
         })
 
 
-def _model_from_row(model, values):
-    """A model instance from raw column values, with the fields' own conversions (jsonb text)."""
-    values = list(values)
-    for i, f in enumerate(model._meta.concrete_fields):
-        if values[i] is not None and hasattr(f, "from_db_value"):
-            values[i] = f.from_db_value(values[i], None, connection)
-    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], values)
-
-
-def _columns(model, alias: str) -> str:
-    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
-
-
-def _member_fetch(user, sql: str, pk, what: str) -> tuple[list, str | None]:
-    """Run a raw object query whose last column is the caller's membership role; apply the
-    access rules of annotation.access (404 not a member / no such object)."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [user.pk, access.parse_pk(pk)])
-        row = cursor.fetchone()
-    role = access.effective_role(user, row[-1]) if row is not None else None
-    access.role_require(role, minimum=access.ANNOTATOR, what=what)
-    return list(row[:-1]), role
-
-
-def _dataset_for_member(user, pk) -> Dataset:
-    """access.dataset_for_user (any member) in one raw query on PostgreSQL: the same rules."""
-    if connection.vendor != "postgresql" or not user.is_authenticated:
-        return access.dataset_for_user(user, pk)
-    sql = (f"SELECT {_columns(Dataset, 'd')}, (SELECT m.role FROM {Membership._meta.db_table} m "
-           f"WHERE m.user_id = %s AND m.workspace_id = d.workspace_id LIMIT 1) "
-           f"FROM {Dataset._meta.db_table} d WHERE d.id = %s")
-    values, role = _member_fetch(user, sql, pk, "dataset")
-    dataset = _model_from_row(Dataset, values)
-    access.dataset_role_remember(dataset, user, role)
-    return dataset
-
-
-def _record_for_member(user, pk) -> Record:
-    """access.record_for_user (any member) in one raw query on PostgreSQL, record.dataset
-    included: the same rules."""
-    if connection.vendor != "postgresql" or not user.is_authenticated:
-        return access.record_for_user(user, pk)
-    sql = (f"SELECT {_columns(Record, 'rec')}, {_columns(Dataset, 'd')}, "
-           f"(SELECT m.role FROM {Membership._meta.db_table} m "
-           f"WHERE m.user_id = %s AND m.workspace_id = d.workspace_id LIMIT 1) "
-           f"FROM {Record._meta.db_table} rec JOIN {Dataset._meta.db_table} d ON d.id = rec.dataset_id "
-           f"WHERE rec.id = %s")
-    values, role = _member_fetch(user, sql, pk, "record")
-    n = len(Record._meta.concrete_fields)
-    record = _model_from_row(Record, values[:n])
-    record.dataset = _model_from_row(Dataset, values[n:])
-    access.dataset_role_remember(record.dataset, user, role)
-    return record
-
-
-def _has_suggestions(record_id: int) -> bool:
-    """A cheap probe before the suggestions query (most records handed out have none)."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {Suggestion._meta.db_table} WHERE record_id = %s LIMIT 1", [record_id])
-        return cursor.fetchone() is not None
-
-
-def _ranked_fields(dataset) -> list[str]:
-    """selectors.ranked_fields from the questions services keeps per dataset (no query per call)."""
-    questions = services._dataset_questions(dataset)
-    for q in questions:
-        if q.kind == Question.Kind.RANKING:
-            return list(q.options.get("values", []))
-    for q in questions:
-        if q.kind == Question.Kind.RATING and q.options.get("compares"):
-            return list(q.options["compares"])
-    return []
-
-
 _DATETIME = serializers.DateTimeField()
 
 
 # --- responses ---------------------------------------------------------------------------------
 
-class ResponseListCreateApi(_HotPathAuthMixin, APIView):
+class ResponseListCreateApi(hotpath.HotPathAuthMixin, APIView):
     class InputSerializer(StrictInputSerializer):
         values = serializers.JSONField(help_text=(
             'Question name to value. Ranking: [{"value": <field>, "rank": k}, ...]; equal ranks are ties.'))
@@ -628,7 +517,7 @@ class ResponseListCreateApi(_HotPathAuthMixin, APIView):
                    description="Create or replace the caller's response (201 created, 200 updated). A submit "
                                "beyond min_submitted is stored and flagged in `warnings`.")
     def post(self, request, record_id: int):
-        record = _record_for_member(request.user, record_id)
+        record = hotpath.record_for_member(request.user, record_id)
         if record.dataset.status == Dataset.Status.ARCHIVED:
             raise DjangoValidationError({"dataset": "this dataset is archived and takes no more responses"})
         data = _input(self.InputSerializer, request.data)

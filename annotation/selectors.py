@@ -114,6 +114,23 @@ def suggestions_visible(*, dataset: Dataset, user) -> bool:
     return dataset.show_suggestions or role_at_least(dataset_role(dataset, user), ADMIN)
 
 
+# The questions of a dataset, kept per process: every response submit validates against them.
+# Keyed by the dataset's updated_at, which dataset_update moves forward.
+_QUESTIONS_CACHE: dict[int, tuple[Any, list[Question]]] = {}
+
+
+def dataset_questions(dataset: Dataset) -> list[Question]:
+    """The dataset's questions, from a per-process cache while the dataset is unchanged."""
+    hit = _QUESTIONS_CACHE.get(dataset.pk)
+    if hit is not None and hit[0] == dataset.updated_at:
+        return hit[1]
+    questions = list(dataset.questions.all())
+    if len(_QUESTIONS_CACHE) > 1000:
+        _QUESTIONS_CACHE.clear()
+    _QUESTIONS_CACHE[dataset.pk] = (dataset.updated_at, questions)
+    return questions
+
+
 def ranking_question(dataset: Dataset) -> Question | None:
     return dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from .models import Dataset, Field, Lease, Membership, Question, Record, Response, Suggestion, Workspace
+from .selectors import dataset_questions
 from .validation import (
     field_specs_validate,
     question_specs_validate,
@@ -409,7 +410,7 @@ def response_upsert(*, user, record: Record, values: Any, status: str,
     if status not in Response.Status.values:
         raise ValidationError({"status": f"must be one of {', '.join(Response.Status.values)}"})
     dataset = record.dataset
-    questions = _dataset_questions(dataset)
+    questions = dataset_questions(dataset)
     clean = response_values_validate(questions=questions, values=values, status=status,
                                      allow_ties=dataset.allow_ties)
     if display_order is not None:
@@ -535,22 +536,6 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
     response._state.adding = False
     response._state.db = connection.alias
     return response, bool(created), submitted, leased, delta
-
-
-# The questions of a dataset, kept per process: every response submit validates against them.
-# Keyed by the dataset's updated_at, which dataset_update moves forward.
-_QUESTIONS_CACHE: dict[int, tuple[Any, list[Question]]] = {}
-
-
-def _dataset_questions(dataset: Dataset) -> list[Question]:
-    hit = _QUESTIONS_CACHE.get(dataset.pk)
-    if hit is not None and hit[0] == dataset.updated_at:
-        return hit[1]
-    questions = list(dataset.questions.all())
-    if len(_QUESTIONS_CACHE) > 1000:
-        _QUESTIONS_CACHE.clear()
-    _QUESTIONS_CACHE[dataset.pk] = (dataset.updated_at, questions)
-    return questions
 
 
 # --- suggestions -------------------------------------------------------------------------------
