@@ -235,10 +235,7 @@ class MemberListCreateApi(APIView):
         existing = get_user_model().objects.filter(username=data["username"]).first()
         password = data.get("password")
         if password is not None:
-            if existing is not None and not request.user.is_staff and existing != request.user:
-                # A workspace admin must not take over an account that exists elsewhere.
-                raise DjangoValidationError({"password": "this user already exists; only staff may set the "
-                                                         "password of an existing user"})
+            services.member_password_check(actor=request.user, username=data["username"], password=password)
             try:
                 validate_password(password, user=existing)
             except DjangoValidationError as exc:

@@ -69,6 +69,16 @@ def member_upsert(*, workspace: Workspace, username: str, role: str, password: s
     return membership, token.key, created
 
 
+def member_password_check(*, actor, username: str, password: str | None) -> None:
+    """Who may set a password through the members page and API: a workspace admin sets the
+    password of a user they create, never of an existing account (it may belong to other
+    workspaces, or be staff, or be their own); staff may set any. ValidationError on "password"."""
+    if not password or actor.is_staff or not User.objects.filter(username=username).exists():
+        return
+    raise ValidationError({"password": "this user already exists: leave the password empty "
+                                       "(only staff may set the password of an existing user)"})
+
+
 @transaction.atomic
 def member_remove(*, workspace: Workspace, user) -> None:
     Membership.objects.filter(workspace=workspace, user=user).delete()

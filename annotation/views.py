@@ -43,6 +43,7 @@ from .services import (
     dataset_create,
     dataset_publish,
     display_order_for,
+    member_password_check,
     member_remove,
     member_upsert,
     next_record_for,
@@ -666,9 +667,10 @@ def workspace_list(request):
 def members(request, workspace_id: int):
     workspace = workspace_for_user(request.user, workspace_id, role=ADMIN)
     form = ui_forms.MemberForm(request.POST or None)
-    if request.method == "POST" and form.is_valid() and not _password_change_refused(request.user, form):
+    if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
+            member_password_check(actor=request.user, username=d["username"], password=d.get("password") or None)
             _, _, created = member_upsert(workspace=workspace, username=d["username"], role=d["role"],
                                           password=d.get("password") or None)
         except ValidationError as exc:
@@ -686,16 +688,6 @@ def members(request, workspace_id: int):
     return render(request, "annotation/members.html",
                   {"workspace": workspace, "members": rows, "form": form, "roles": Membership.Role.choices},
                   status=422 if request.method == "POST" else 200)
-
-
-def _password_change_refused(actor, form) -> bool:
-    """A workspace admin sets the password of a user they create, not of an existing account (which
-    may belong to other workspaces too); staff may reset any."""
-    password, username = form.cleaned_data.get("password"), form.cleaned_data.get("username")
-    if not password or actor.is_staff or not get_user_model().objects.filter(username=username).exists():
-        return False
-    form.add_error("password", "this user already exists: leave the password empty (only staff can reset it)")
-    return True
 
 
 @login_required
