@@ -1,29 +1,25 @@
 """REST API of the annotation app (DRF): one small view per operation, logic in services.
 
-Access rules live in annotation.selectors (dataset_for_user, record_for_user, workspace_for_user):
+Access rules live in annotation.access (dataset_for_user, record_for_user, workspace_for_user):
 objects of a workspace the caller is not a member of answer 404, a role too low answers 403,
 no credentials answer 401. Every 400 names the field and the reason.
 """
 from collections.abc import Mapping
-from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connection
-from django.db.models import OuterRef, Prefetch, Subquery, Value
+from django.db.models import Prefetch
 from django.http import Http404
-from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from . import selectors, services
+from . import access, hotpath, selectors, services
 from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
 
 
@@ -180,10 +176,8 @@ class WorkspaceListCreateApi(APIView):
     @extend_schema(responses=WorkspaceOutputSerializer(many=True),
                    description="Workspaces the caller is a member of (all of them for staff).")
     def get(self, request):
-        user = request.user
-        role = Subquery(Membership.objects.filter(workspace=OuterRef("pk"), user=user).values("role")[:1])
-        qs = selectors.workspaces_for_user(user).annotate(role=Value("admin") if user.is_staff else role)
-        return ApiResponse(WorkspaceOutputSerializer(qs.order_by("name"), many=True).data)
+        qs = access.workspaces_with_role(request.user).order_by("name")
+        return ApiResponse(WorkspaceOutputSerializer(qs, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: WorkspaceOutputSerializer},
                    description="Staff only. The creator becomes an admin of the workspace.")
@@ -229,22 +223,19 @@ class MemberListCreateApi(APIView):
 
     @extend_schema(responses=MemberOutputSerializer(many=True), description="Workspace admin or staff.")
     def get(self, request, workspace_id: int):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         return ApiResponse(MemberOutputSerializer(selectors.members_of(workspace), many=True).data)
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer},
                    description="Add a member (creating the user if needed) or change their role. "
                                "Workspace admin or staff.")
     def post(self, request, workspace_id: int):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         data = _input(self.InputSerializer, request.data)
         existing = get_user_model().objects.filter(username=data["username"]).first()
         password = data.get("password")
         if password is not None:
-            if existing is not None and not request.user.is_staff and existing != request.user:
-                # A workspace admin must not take over an account that exists elsewhere.
-                raise DjangoValidationError({"password": "this user already exists; only staff may set the "
-                                                         "password of an existing user"})
+            services.member_password_check(actor=request.user, username=data["username"], password=password)
             try:
                 validate_password(password, user=existing)
             except DjangoValidationError as exc:
@@ -263,7 +254,7 @@ class MemberDeleteApi(APIView):
     @extend_schema(responses={204: None}, description="Remove a member from the workspace (their responses "
                                                        "stay). Workspace admin or staff.")
     def delete(self, request, workspace_id: int, username: str):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         membership = selectors.members_of(workspace).filter(user__username=username).first()
         if membership is None:
             raise Http404("No such member.")
@@ -330,7 +321,7 @@ class DatasetListCreateApi(APIView):
                    description="Create a dataset with its fields and questions (workspace admin).")
     def post(self, request):
         data = dict(_input(self.InputSerializer, request.data))
-        workspace = selectors.workspace_for_user(request.user, data.pop("workspace"), admin=True)
+        workspace = access.workspace_for_user(request.user, data.pop("workspace"), role=access.ADMIN)
         # the raw definitions go to the service, which validates names, options and references
         fields = [dict(f) for f in data.pop("fields")]
         questions = [dict(q) for q in data.pop("questions")]
@@ -355,20 +346,20 @@ class DatasetDetailApi(APIView):
 
     @extend_schema(responses=DatasetOutputSerializer, description="Any member of the dataset's workspace.")
     def get(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id)
+        dataset = access.dataset_for_user(request.user, dataset_id)
         return ApiResponse(DatasetOutputSerializer(dataset).data)
 
     @extend_schema(request=InputSerializer, responses=DatasetOutputSerializer,
                    description="Change settings (workspace admin). Fields and questions are fixed once created.")
     def patch(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         data = _input(self.InputSerializer, request.data)
         dataset = services.dataset_update(dataset=dataset, **data)
         return ApiResponse(DatasetOutputSerializer(dataset).data)
 
     @extend_schema(responses={204: None}, description="Delete the dataset and everything in it (workspace admin).")
     def delete(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         services.dataset_delete(dataset=dataset)
         return ApiResponse(status=status.HTTP_204_NO_CONTENT)
 
@@ -377,7 +368,7 @@ class DatasetPublishApi(APIView):
     @extend_schema(request=None, responses=DatasetOutputSerializer,
                    description="Open the dataset to annotators (workspace admin).")
     def post(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         dataset = services.dataset_publish(dataset=dataset)
         return ApiResponse(DatasetOutputSerializer(dataset).data)
 
@@ -413,7 +404,7 @@ class RecordListApi(APIView):
         responses=_PaginatedRecords,
         description="Records of the dataset (any member), oldest first, cursor-paginated.")
     def get(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id)
+        dataset = access.dataset_for_user(request.user, dataset_id)
         qs = selectors.records_for(dataset=dataset, user=request.user, filters=request.query_params)
         paginator = RecordCursorPagination()
         page = paginator.paginate_queryset(_records_with_context(qs, request.user), request, view=self)
@@ -436,45 +427,11 @@ class DatasetRecordsApi(RecordListApi):
 class RecordDetailApi(APIView):
     @extend_schema(responses=RecordOutputSerializer, description="Any member of the record's workspace.")
     def get(self, request, record_id: int):
-        record = selectors.record_for_user(request.user, record_id)
+        record = access.record_for_user(request.user, record_id)
         return ApiResponse(RecordOutputSerializer(record, context=_record_context(request, record.dataset)).data)
 
 
-def _token_credentials_raw(authenticator: TokenAuthentication, key: str):
-    """TokenAuthentication.authenticate_credentials (same rules and errors) with the token and its
-    user read in one raw query on PostgreSQL: the ORM's Python cost was a sixth of a request."""
-    if connection.vendor != "postgresql":
-        return TokenAuthentication.authenticate_credentials(authenticator, key)
-    model = authenticator.get_model()
-    user_model = model._meta.get_field("user").related_model
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {_columns(model, 't')}, {_columns(user_model, 'u')} "
-                       f"FROM {model._meta.db_table} t JOIN {user_model._meta.db_table} u ON u.id = t.user_id "
-                       f"WHERE t.{model._meta.pk.column} = %s", [key])
-        row = cursor.fetchone()
-    if row is None:
-        raise exceptions.AuthenticationFailed(gettext_lazy("Invalid token."))
-    n = len(model._meta.concrete_fields)
-    token = _model_from_row(model, row[:n])
-    token.user = _model_from_row(user_model, row[n:])
-    if not token.user.is_active:
-        raise exceptions.AuthenticationFailed(gettext_lazy("User inactive or deleted."))
-    return (token.user, token)
-
-
-class _HotPathAuthMixin:
-    """The configured authenticators, with DRF's token lookup done by _token_credentials_raw
-    (the instances keep their class, so the OpenAPI schema is unchanged)."""
-
-    def get_authenticators(self):
-        authenticators = super().get_authenticators()
-        for authenticator in authenticators:
-            if type(authenticator) is TokenAuthentication:
-                authenticator.authenticate_credentials = partial(_token_credentials_raw, authenticator)
-        return authenticators
-
-
-class NextRecordApi(_HotPathAuthMixin, APIView):
+class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
     class OutputSerializer(RecordOutputSerializer):
         display_order = serializers.ListField(child=serializers.CharField(), help_text=(
             "The ranked fields in the order to show them to this annotator (send it back with the response)."))
@@ -488,7 +445,7 @@ class NextRecordApi(_HotPathAuthMixin, APIView):
                    description="The next record for the caller (a lease is held for them), or 204 when "
                                "none is left. Published datasets only.")
     def get(self, request, dataset_id: int):
-        dataset = _dataset_for_member(request.user, dataset_id)
+        dataset = hotpath.dataset_for_member(request.user, dataset_id)
         if dataset.status != Dataset.Status.PUBLISHED:
             raise DjangoValidationError({"dataset": f"this dataset is {dataset.status}, not published: "
                                                     "records are handed out only once it is published"})
@@ -503,9 +460,10 @@ class NextRecordApi(_HotPathAuthMixin, APIView):
         else:
             mine = list(Response.objects.filter(record=record, user=request.user).select_related("user"))
         display_order = services.display_order_for(
-            record=record, user_id=request.user.pk, field_names=_ranked_fields(dataset),
+            record=record, user_id=request.user.pk, field_names=hotpath.ranked_fields(dataset),
             shuffle=dataset.shuffle_responses)
-        if selectors.suggestions_visible(dataset=dataset, user=request.user) and _has_suggestions(record.pk):
+        if (selectors.suggestions_visible(dataset=dataset, user=request.user)
+                and hotpath.record_has_suggestions(record.pk)):
             items = record.suggestions.select_related("question").order_by("question__position", "agent", "id")
             suggestions = SuggestionOutputSerializer(items, many=True).data
         else:
@@ -521,88 +479,12 @@ class NextRecordApi(_HotPathAuthMixin, APIView):
         })
 
 
-def _model_from_row(model, values):
-    """A model instance from raw column values, with the fields' own conversions (jsonb text)."""
-    values = list(values)
-    for i, f in enumerate(model._meta.concrete_fields):
-        if values[i] is not None and hasattr(f, "from_db_value"):
-            values[i] = f.from_db_value(values[i], None, connection)
-    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], values)
-
-
-def _columns(model, alias: str) -> str:
-    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
-
-
-def _member_fetch(user, sql: str, pk, what: str) -> tuple[list, str | None]:
-    """Run a raw object query whose last column is the caller's membership role; apply the
-    access rules of selectors (404 not a member / no such object)."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [user.pk, selectors._int_pk(pk)])
-        row = cursor.fetchone()
-    role = None
-    if row is not None:
-        role = selectors.ADMIN if user.is_staff else row[-1]
-    selectors._check_role(role, admin=False, what=what)
-    return list(row[:-1]), role
-
-
-def _dataset_for_member(user, pk) -> Dataset:
-    """selectors.dataset_for_user (any member) in one raw query on PostgreSQL: the same rules."""
-    if connection.vendor != "postgresql" or not user.is_authenticated:
-        return selectors.dataset_for_user(user, pk)
-    sql = (f"SELECT {_columns(Dataset, 'd')}, (SELECT m.role FROM {Membership._meta.db_table} m "
-           f"WHERE m.user_id = %s AND m.workspace_id = d.workspace_id LIMIT 1) "
-           f"FROM {Dataset._meta.db_table} d WHERE d.id = %s")
-    values, role = _member_fetch(user, sql, pk, "dataset")
-    dataset = _model_from_row(Dataset, values)
-    selectors._remember_role(dataset, user, role)
-    return dataset
-
-
-def _record_for_member(user, pk) -> Record:
-    """selectors.record_for_user (any member) in one raw query on PostgreSQL, record.dataset
-    included: the same rules."""
-    if connection.vendor != "postgresql" or not user.is_authenticated:
-        return selectors.record_for_user(user, pk)
-    sql = (f"SELECT {_columns(Record, 'rec')}, {_columns(Dataset, 'd')}, "
-           f"(SELECT m.role FROM {Membership._meta.db_table} m "
-           f"WHERE m.user_id = %s AND m.workspace_id = d.workspace_id LIMIT 1) "
-           f"FROM {Record._meta.db_table} rec JOIN {Dataset._meta.db_table} d ON d.id = rec.dataset_id "
-           f"WHERE rec.id = %s")
-    values, role = _member_fetch(user, sql, pk, "record")
-    n = len(Record._meta.concrete_fields)
-    record = _model_from_row(Record, values[:n])
-    record.dataset = _model_from_row(Dataset, values[n:])
-    selectors._remember_role(record.dataset, user, role)
-    return record
-
-
-def _has_suggestions(record_id: int) -> bool:
-    """A cheap probe before the suggestions query (most records handed out have none)."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {Suggestion._meta.db_table} WHERE record_id = %s LIMIT 1", [record_id])
-        return cursor.fetchone() is not None
-
-
-def _ranked_fields(dataset) -> list[str]:
-    """selectors.ranked_fields from the questions services keeps per dataset (no query per call)."""
-    questions = services._dataset_questions(dataset)
-    for q in questions:
-        if q.kind == Question.Kind.RANKING:
-            return list(q.options.get("values", []))
-    for q in questions:
-        if q.kind == Question.Kind.RATING and q.options.get("compares"):
-            return list(q.options["compares"])
-    return []
-
-
 _DATETIME = serializers.DateTimeField()
 
 
 # --- responses ---------------------------------------------------------------------------------
 
-class ResponseListCreateApi(_HotPathAuthMixin, APIView):
+class ResponseListCreateApi(hotpath.HotPathAuthMixin, APIView):
     class InputSerializer(StrictInputSerializer):
         values = serializers.JSONField(help_text=(
             'Question name to value. Ranking: [{"value": <field>, "rank": k}, ...]; equal ranks are ties.'))
@@ -624,7 +506,7 @@ class ResponseListCreateApi(_HotPathAuthMixin, APIView):
     @extend_schema(responses=ResponseOutputSerializer(many=True),
                    description="All responses of the record for a workspace admin, the caller's own otherwise.")
     def get(self, request, record_id: int):
-        record = selectors.record_for_user(request.user, record_id)
+        record = access.record_for_user(request.user, record_id)
         return ApiResponse(ResponseOutputSerializer(selectors.responses_for(record=record, user=request.user),
                                                     many=True).data)
 
@@ -632,7 +514,7 @@ class ResponseListCreateApi(_HotPathAuthMixin, APIView):
                    description="Create or replace the caller's response (201 created, 200 updated). A submit "
                                "beyond min_submitted is stored and flagged in `warnings`.")
     def post(self, request, record_id: int):
-        record = _record_for_member(request.user, record_id)
+        record = hotpath.record_for_member(request.user, record_id)
         if record.dataset.status == Dataset.Status.ARCHIVED:
             raise DjangoValidationError({"dataset": "this dataset is archived and takes no more responses"})
         data = _input(self.InputSerializer, request.data)
@@ -682,7 +564,7 @@ class SuggestionBulkApi(APIView):
                    description="Bulk add or replace suggestions (one per record, question and agent). Invalid "
                                "items are reported by index and the valid ones stored. Workspace admin.")
     def post(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         items = request.data
         if not isinstance(items, list):
             raise DjangoValidationError({"body": "must be a JSON list of suggestions"})

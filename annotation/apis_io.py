@@ -8,7 +8,7 @@ Who may do what: importing and exporting are workspace-admin operations. Exports
 only because a triplet file carries every annotator's work on every record (and the agreement
 between them), while an annotator's role is to see the records handed to them; an annotator who
 needs the data asks an admin (or is made one). Another workspace's dataset answers 404, an
-annotator 403 (annotation.selectors.dataset_for_user).
+annotator 403 (annotation.access.dataset_for_user).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
-from . import selectors
+from . import access
 from .exports import (
     CONTENT_TYPES,
     EXTENSIONS,
@@ -138,7 +138,7 @@ class RecordImportApi(_ImportBase):
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         too_large = _too_large(request)
         if too_large is not None:
             return too_large
@@ -168,7 +168,7 @@ class PairsImportApi(_ImportBase):
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,
                    parameters=[OpenApiParameter("seed", str, description="shuffle seed (default 0)")])
     def post(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         too_large = _too_large(request)
         if too_large is not None:
             return too_large
@@ -219,7 +219,7 @@ class TripletsExportApi(APIView):
             OpenApiParameter("min_margin", float),
         ])
     def get(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         params = export_params_parse({k: v for k, v in request.query_params.items()})
         fmt = params.pop("format")
         rows = triplets_export(dataset=dataset, **params)  # raises ValidationError before any byte

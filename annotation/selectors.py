@@ -1,131 +1,32 @@
-"""Reads of the annotation app (HackSoft style): who may see what, lists with filters, progress.
+"""Reads of the annotation app (HackSoft style): lists with filters, progress, a dataset's definition.
 
-Access rules, shared by the REST API and the browser UI:
-- an object of a workspace the user is not a member of does not exist for them (Http404, never 403,
-  so its existence is not leaked);
-- a member whose role is too low for the operation gets PermissionDenied (403);
-- staff users act as admins of every workspace.
-Both exceptions are Django's, so plain Django views and DRF views answer 404 / 403 alike.
+Who may see what is annotation.access (dataset_for_user, record_for_user, ...); the lists here
+start from what it allows.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
-from django.http import Http404
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from .models import Dataset, Job, Membership, Question, Record, Response, Workspace
-
-ADMIN = Membership.Role.ADMIN
-
-
-# --- access ------------------------------------------------------------------------------------
-
-def membership_role(user, workspace: Workspace | int) -> str | None:
-    """The user's role in a workspace ("admin" | "annotator"), "admin" for staff, else None."""
-    if user is None or not user.is_authenticated:
-        return None
-    if user.is_staff:
-        return ADMIN
-    workspace_id = workspace.pk if isinstance(workspace, Workspace) else workspace
-    return (Membership.objects.filter(user=user, workspace_id=workspace_id)
-            .values_list("role", flat=True).first())
-
-
-def _check_role(role: str | None, *, admin: bool, what: str) -> None:
-    if role is None:
-        raise Http404(f"No such {what}.")
-    if admin and role != ADMIN:
-        raise PermissionDenied("Only an admin of this workspace may do this.")
-
-
-def _with_role(qs: QuerySet, user, workspace_ref: str) -> QuerySet:
-    """Annotate the caller's role in the object's workspace (one query for object and access)."""
-    if user is None or not user.is_authenticated or user.is_staff:
-        return qs
-    return qs.annotate(caller_role=Subquery(
-        Membership.objects.filter(user=user, workspace_id=OuterRef(workspace_ref)).values("role")[:1]))
-
-
-def _role_of(obj, user) -> str | None:
-    if user is None or not user.is_authenticated:
-        return None
-    return ADMIN if user.is_staff else getattr(obj, "caller_role", None)
-
-
-def _remember_role(dataset: Dataset, user, role: str | None) -> None:
-    dataset._caller_role = (user.pk, role)
-
-
-def dataset_role(dataset: Dataset, user) -> str | None:
-    """The user's role in the dataset's workspace, without a query when dataset_for_user fetched it."""
-    cached = getattr(dataset, "_caller_role", None)
-    if cached is not None and cached[0] == getattr(user, "pk", None):
-        return cached[1]
-    return membership_role(user, dataset.workspace_id)
-
-
-def workspaces_for_user(user) -> QuerySet[Workspace]:
-    """Workspaces the user is a member of (all of them for staff)."""
-    if user is None or not user.is_authenticated:
-        return Workspace.objects.none()
-    if user.is_staff:
-        return Workspace.objects.all()
-    return Workspace.objects.filter(memberships__user=user).distinct()
-
-
-def workspace_for_user(user, pk: Any, *, admin: bool = False) -> Workspace:
-    """The workspace if the user is a member (an admin when `admin`): else Http404 / PermissionDenied."""
-    ws = _with_role(Workspace.objects.filter(pk=_int_pk(pk)), user, "pk").first()
-    _check_role(_role_of(ws, user) if ws else None, admin=admin, what="workspace")
-    return ws
-
-
-def job_for_user(user, pk: Any, *, admin: bool = True) -> Job:
-    """A job if the user is an admin of its workspace (jobs are admin work: imports, exports,
-    generation, judging): else Http404 (not a member) / PermissionDenied (an annotator)."""
-    job = _with_role(Job.objects.select_related("dataset", "workspace").filter(pk=_int_pk(pk)),
-                     user, "workspace_id").first()
-    _check_role(_role_of(job, user) if job else None, admin=admin, what="job")
-    return job
-
-
-def dataset_for_user(user, pk: Any, *, admin: bool = False) -> Dataset:
-    """The dataset if the user is a member of its workspace (an admin when `admin`):
-    else Http404 (not a member, or no such dataset) / PermissionDenied (role too low)."""
-    dataset = _with_role(Dataset.objects.select_related("workspace").filter(pk=_int_pk(pk)),
-                         user, "workspace_id").first()
-    role = _role_of(dataset, user) if dataset else None
-    _check_role(role, admin=admin, what="dataset")
-    _remember_role(dataset, user, role)
-    return dataset
-
-
-def record_for_user(user, pk: Any, *, admin: bool = False) -> Record:
-    """The record if the user is a member of its dataset's workspace (an admin when `admin`):
-    else Http404 / PermissionDenied. record.dataset and record.dataset.workspace come with it."""
-    record = _with_role(Record.objects.select_related("dataset", "dataset__workspace").filter(pk=_int_pk(pk)),
-                        user, "dataset__workspace_id").first()
-    role = _role_of(record, user) if record else None
-    _check_role(role, admin=admin, what="record")
-    _remember_role(record.dataset, user, role)
-    return record
-
-
-def _int_pk(pk: Any) -> int:
-    try:
-        return int(pk)
-    except (TypeError, ValueError):
-        return -1
-
+from .access import (
+    ADMIN,
+    ANNOTATOR,
+    dataset_role,
+    parse_pk,
+    role_at_least,
+    workspaces_for_user,
+)
+from .models import Dataset, Membership, Question, Record, Response, Workspace
 
 # --- lists -------------------------------------------------------------------------------------
 
-def datasets_for_user(user, *, workspace_id: Any = None) -> QuerySet[Dataset]:
-    qs = Dataset.objects.select_related("workspace").filter(workspace__in=workspaces_for_user(user))
+def datasets_for_user(user, *, workspace_id: Any = None, role: str = ANNOTATOR) -> QuerySet[Dataset]:
+    """Datasets of the workspaces where the user's role is at least `role` (annotation.access)."""
+    qs = Dataset.objects.select_related("workspace").filter(workspace__in=workspaces_for_user(user, role=role))
     if workspace_id not in (None, ""):
-        qs = qs.filter(workspace_id=_int_pk(workspace_id))
+        qs = qs.filter(workspace_id=parse_pk(workspace_id))
     return qs.order_by("-created_at", "-id")
 
 
@@ -204,13 +105,30 @@ def _metadata_equals(lookup: str, raw: Any) -> Q:
 def responses_for(*, record: Record, user) -> QuerySet[Response]:
     """All responses of a record for a workspace admin, the user's own otherwise."""
     qs = Response.objects.filter(record=record).select_related("user").order_by("id")
-    if dataset_role(record.dataset, user) != ADMIN:
+    if not role_at_least(dataset_role(record.dataset, user), ADMIN):
         qs = qs.filter(user=user)
     return qs
 
 
 def suggestions_visible(*, dataset: Dataset, user) -> bool:
-    return dataset.show_suggestions or dataset_role(dataset, user) == ADMIN
+    return dataset.show_suggestions or role_at_least(dataset_role(dataset, user), ADMIN)
+
+
+# The questions of a dataset, kept per process: every response submit validates against them.
+# Keyed by the dataset's updated_at, which dataset_update moves forward.
+_QUESTIONS_CACHE: dict[int, tuple[Any, list[Question]]] = {}
+
+
+def dataset_questions(dataset: Dataset) -> list[Question]:
+    """The dataset's questions, from a per-process cache while the dataset is unchanged."""
+    hit = _QUESTIONS_CACHE.get(dataset.pk)
+    if hit is not None and hit[0] == dataset.updated_at:
+        return hit[1]
+    questions = list(dataset.questions.all())
+    if len(_QUESTIONS_CACHE) > 1000:
+        _QUESTIONS_CACHE.clear()
+    _QUESTIONS_CACHE[dataset.pk] = (dataset.updated_at, questions)
+    return questions
 
 
 def ranking_question(dataset: Dataset) -> Question | None:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from .models import Dataset, Field, Lease, Membership, Question, Record, Response, Suggestion, Workspace
+from .selectors import dataset_questions
 from .validation import (
     field_specs_validate,
     question_specs_validate,
@@ -66,6 +67,16 @@ def member_upsert(*, workspace: Workspace, username: str, role: str, password: s
         user=user, workspace=workspace, defaults={"role": role, "is_simulated": is_simulated})
     token, _ = Token.objects.get_or_create(user=user)
     return membership, token.key, created
+
+
+def member_password_check(*, actor, username: str, password: str | None) -> None:
+    """Who may set a password through the members page and API: a workspace admin sets the
+    password of a user they create, never of an existing account (it may belong to other
+    workspaces, or be staff, or be their own); staff may set any. ValidationError on "password"."""
+    if not password or actor.is_staff or not User.objects.filter(username=username).exists():
+        return
+    raise ValidationError({"password": "this user already exists: leave the password empty "
+                                       "(only staff may set the password of an existing user)"})
 
 
 @transaction.atomic
@@ -409,7 +420,7 @@ def response_upsert(*, user, record: Record, values: Any, status: str,
     if status not in Response.Status.values:
         raise ValidationError({"status": f"must be one of {', '.join(Response.Status.values)}"})
     dataset = record.dataset
-    questions = _dataset_questions(dataset)
+    questions = dataset_questions(dataset)
     clean = response_values_validate(questions=questions, values=values, status=status,
                                      allow_ties=dataset.allow_ties)
     if display_order is not None:
@@ -535,22 +546,6 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
     response._state.adding = False
     response._state.db = connection.alias
     return response, bool(created), submitted, leased, delta
-
-
-# The questions of a dataset, kept per process: every response submit validates against them.
-# Keyed by the dataset's updated_at, which dataset_update moves forward.
-_QUESTIONS_CACHE: dict[int, tuple[Any, list[Question]]] = {}
-
-
-def _dataset_questions(dataset: Dataset) -> list[Question]:
-    hit = _QUESTIONS_CACHE.get(dataset.pk)
-    if hit is not None and hit[0] == dataset.updated_at:
-        return hit[1]
-    questions = list(dataset.questions.all())
-    if len(_QUESTIONS_CACHE) > 1000:
-        _QUESTIONS_CACHE.clear()
-    _QUESTIONS_CACHE[dataset.pk] = (dataset.updated_at, questions)
-    return questions
 
 
 # --- suggestions -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Browser pages of preflab (server-rendered, htmx). Thin: reads through selectors, writes through
 services; this module only turns requests into calls and results into templates.
 
-Access: every page goes through annotation.selectors (another workspace's dataset, record or job
+Access: every page goes through annotation.access (another workspace's dataset, record or job
 is a 404; an annotator on an admin page is a 403).
 """
 from __future__ import annotations
@@ -26,23 +26,24 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, reswap, retarget
 
 from . import forms as ui_forms
+from .access import (
+    ADMIN,
+    admin_workspaces,
+    dataset_for_user,
+    dataset_role,
+    job_for_user,
+    role_at_least,
+    workspace_for_user,
+)
 from .markdown import markdown_render, plain_render
 from .metrics import dataset_quality, ranking_from_value
 from .models import Dataset, Field, Job, JobError, Membership, Question, Record, Response, Suggestion
-from .selectors import (
-    dataset_for_user,
-    job_for_user,
-    datasets_for_user,
-    datasets_progress,
-    members_of,
-    membership_role,
-    workspace_for_user,
-    workspaces_for_user,
-)
+from .selectors import datasets_for_user, datasets_progress, members_of
 from .services import (
     dataset_create,
     dataset_publish,
     display_order_for,
+    member_password_check,
     member_remove,
     member_upsert,
     next_record_for,
@@ -58,7 +59,7 @@ def _require_open(user, dataset: Dataset) -> None:
     """Annotators work on published datasets only; admins may try a draft dataset out."""
     if dataset.status == Dataset.Status.PUBLISHED:
         return
-    if membership_role(user, dataset.workspace_id) != Membership.Role.ADMIN:
+    if not role_at_least(dataset_role(dataset, user), ADMIN):
         raise PermissionDenied("This dataset is not open for annotation.")
 
 
@@ -271,9 +272,8 @@ def _annotate_response(request, view: AnnotateView, *, status: int = 200, full: 
 def home(request):
     user = request.user
     datasets = list(datasets_for_user(user))
-    roles = dict(Membership.objects.filter(user=user).values_list("workspace_id", "role"))
-    visible = [d for d in datasets if d.status == Dataset.Status.PUBLISHED
-               or user.is_staff or roles.get(d.workspace_id) == Membership.Role.ADMIN]
+    administered = set(admin_workspaces(user).values_list("pk", flat=True))
+    visible = [d for d in datasets if d.status == Dataset.Status.PUBLISHED or d.workspace_id in administered]
     progress = datasets_progress([d.pk for d in visible])
     mine = dict(Response.objects.filter(user=user, dataset_id__in=[d.pk for d in visible],
                                         status=Response.Status.SUBMITTED)
@@ -283,7 +283,7 @@ def home(request):
         p = progress.get(d.pk, {})
         cards.append({"dataset": d, "records": p.get("records", 0), "completed": p.get("completed", 0),
                       "mine": mine.get(d.pk, 0),
-                      "is_admin": user.is_staff or roles.get(d.workspace_id) == Membership.Role.ADMIN})
+                      "is_admin": d.workspace_id in administered})
     return render(request, "annotation/home.html", {"cards": cards})
 
 
@@ -293,8 +293,7 @@ def home(request):
 @require_GET
 def annotate(request, dataset_id: int):
     dataset = dataset_for_user(request.user, dataset_id)
-    if (dataset.status != Dataset.Status.PUBLISHED
-            and membership_role(request.user, dataset.workspace_id) != Membership.Role.ADMIN):
+    if dataset.status != Dataset.Status.PUBLISHED and not role_at_least(dataset_role(dataset, request.user), ADMIN):
         return render(request, "annotation/closed.html", {"dataset": dataset}, status=403)
     _with_definition(dataset)
     record = next_record_for(request.user, dataset)
@@ -430,19 +429,10 @@ def history_record(request, dataset_id: int, record_id: int):
 
 # --- admin: datasets ---------------------------------------------------------------------------
 
-def _admin_workspaces(user):
-    qs = workspaces_for_user(user)
-    if not user.is_staff:
-        qs = qs.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN)
-    return qs.order_by("name")
-
-
 @login_required
 @require_GET
 def dataset_list(request):
-    workspaces = list(_admin_workspaces(request.user))
-    if not workspaces:
-        raise PermissionDenied("Only workspace admins manage datasets.")
+    workspaces = list(admin_workspaces(request.user, refuse="Only workspace admins manage datasets."))
     datasets = list(Dataset.objects.filter(workspace__in=workspaces).select_related("workspace")
                     .order_by("workspace__name", "-created_at"))
     progress = datasets_progress([d.pk for d in datasets])
@@ -453,9 +443,7 @@ def dataset_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def dataset_create_view(request):
-    workspaces = _admin_workspaces(request.user)
-    if not workspaces.exists():
-        raise PermissionDenied("Only workspace admins create datasets.")
+    workspaces = admin_workspaces(request.user, refuse="Only workspace admins create datasets.")
     example_fields, example_questions = ui_forms.advanced_example()
     form = ui_forms.DatasetCreateForm(request.POST or None, workspaces=workspaces,
                                       initial={"workspace": workspaces.first(), "fields_json": example_fields,
@@ -481,7 +469,7 @@ def dataset_create_view(request):
 @login_required
 @require_POST
 def dataset_publish_view(request, dataset_id: int):
-    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
     try:
         dataset_publish(dataset=dataset)
         messages.success(request, f"“{dataset.name}” is published: annotators can start.")
@@ -522,7 +510,7 @@ def _dashboard_context(dataset: Dataset) -> dict:
 @login_required
 @require_GET
 def dashboard(request, dataset_id: int):
-    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
     ctx = _dashboard_context(dataset)
     ctx["jobs"] = list(Job.objects.filter(dataset=dataset).order_by("-created_at")[:8])
     ctx["fields"] = list(dataset.fields.all())
@@ -536,7 +524,7 @@ def dashboard(request, dataset_id: int):
 @login_required
 @require_GET
 def dashboard_stats(request, dataset_id: int):
-    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
     return render(request, "annotation/dashboard.html#stats", _dashboard_context(dataset))
 
 
@@ -544,7 +532,7 @@ def dashboard_stats(request, dataset_id: int):
 @require_GET
 def record_detail(request, dataset_id: int, record_id: int):
     """A record with every annotator's answer and the judges' suggestions (admins)."""
-    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
     record = _dataset_record(dataset, record_id)
     view = annotate_view_build(user=request.user, dataset=dataset, record=record, mode="review")
     questions = list(dataset.questions.all())
@@ -575,7 +563,7 @@ def dataset_import(request, dataset_id: int):
     from .imports import format_from_name, import_file_save
     from .jobs import job_create
 
-    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
     form = ui_forms.ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
@@ -604,7 +592,7 @@ def dataset_import(request, dataset_id: int):
 def dataset_export(request, dataset_id: int):
     from .jobs import job_create
 
-    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
     form = ui_forms.ExportForm(request.POST, dataset=dataset)
     if not form.is_valid():
         messages.error(request, "Export: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
@@ -624,14 +612,10 @@ def dataset_export(request, dataset_id: int):
     return redirect("job-detail", job.pk)
 
 
-def _job_for_user(user, job_id: int) -> Job:
-    return job_for_user(user, job_id, admin=True)
-
-
 @login_required
 @require_GET
 def job_detail(request, job_id: int):
-    job = _job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id)
     errors = list(JobError.objects.filter(job=job).order_by("id")[:200])
     return render(request, "annotation/job_detail.html",
                   {"job": job, "errors": errors, "error_count": JobError.objects.filter(job=job).count()})
@@ -642,7 +626,7 @@ def job_detail(request, job_id: int):
 def job_progress(request, job_id: int):
     """The live progress partial of any job (import, export, generation, judging). Polled every
     second by templates/partials/job_progress.html; polling stops (286) once the job has ended."""
-    job = _job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id)
     ctx = {"job": job}
     if job.kind == "import" and not job.is_active:
         ctx["errors"] = list(JobError.objects.filter(job=job).order_by("id")[:200])
@@ -657,7 +641,7 @@ def job_progress(request, job_id: int):
 @login_required
 @require_GET
 def job_download(request, job_id: int):
-    job = _job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id)
     path = job.output_file
     if not path or not os.path.isfile(path):
         raise Http404("This job has no output file (yet).")
@@ -671,10 +655,8 @@ def job_download(request, job_id: int):
 @login_required
 @require_GET
 def workspace_list(request):
-    workspaces = list(_admin_workspaces(request.user).annotate(n_members=Count("memberships", distinct=True),
-                                                                n_datasets=Count("datasets", distinct=True)))
-    if not workspaces:
-        raise PermissionDenied("Only workspace admins manage members.")
+    workspaces = list(admin_workspaces(request.user, refuse="Only workspace admins manage members.")
+                      .annotate(n_members=Count("memberships", distinct=True), n_datasets=Count("datasets", distinct=True)))
     if len(workspaces) == 1:
         return redirect("members", workspaces[0].pk)
     return render(request, "annotation/workspace_list.html", {"workspaces": workspaces})
@@ -683,11 +665,12 @@ def workspace_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def members(request, workspace_id: int):
-    workspace = workspace_for_user(request.user, workspace_id, admin=True)
+    workspace = workspace_for_user(request.user, workspace_id, role=ADMIN)
     form = ui_forms.MemberForm(request.POST or None)
-    if request.method == "POST" and form.is_valid() and not _password_change_refused(request.user, form):
+    if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
+            member_password_check(actor=request.user, username=d["username"], password=d.get("password") or None)
             _, _, created = member_upsert(workspace=workspace, username=d["username"], role=d["role"],
                                           password=d.get("password") or None)
         except ValidationError as exc:
@@ -707,20 +690,10 @@ def members(request, workspace_id: int):
                   status=422 if request.method == "POST" else 200)
 
 
-def _password_change_refused(actor, form) -> bool:
-    """A workspace admin sets the password of a user they create, not of an existing account (which
-    may belong to other workspaces too); staff may reset any."""
-    password, username = form.cleaned_data.get("password"), form.cleaned_data.get("username")
-    if not password or actor.is_staff or not get_user_model().objects.filter(username=username).exists():
-        return False
-    form.add_error("password", "this user already exists: leave the password empty (only staff can reset it)")
-    return True
-
-
 @login_required
 @require_POST
 def member_remove_view(request, workspace_id: int, user_id: int):
-    workspace = workspace_for_user(request.user, workspace_id, admin=True)
+    workspace = workspace_for_user(request.user, workspace_id, role=ADMIN)
     user = get_object_or_404(get_user_model(), pk=user_id, memberships__workspace=workspace)
     if user == request.user:
         messages.error(request, "You cannot remove yourself from the workspace.")

@@ -13,10 +13,10 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
+from annotation.access import ADMIN, job_for_user, workspace_for_user
 from annotation.apis import StrictInputSerializer
 from annotation.jobs import job_cancel
 from annotation.models import Dataset
-from annotation.selectors import workspace_for_user
 
 from . import selectors, services
 from .models import Endpoint
@@ -77,7 +77,7 @@ class EndpointListCreateApi(APIView):
                                "environment variable of the workers; keys are never stored.")
     def post(self, request):
         data = _input(self.InputSerializer, request.data)
-        workspace = workspace_for_user(request.user, data.pop("workspace"), admin=True)
+        workspace = workspace_for_user(request.user, data.pop("workspace"), role=ADMIN)
         endpoint = services.endpoint_create(workspace=workspace, **data)
         return ApiResponse(EndpointOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
@@ -179,7 +179,7 @@ class GenerationJobListCreateApi(APIView):
         if hasattr(data, "getlist"):  # multipart: lists and objects come as repeated or JSON-encoded fields
             data = _form_to_json(data)
         data = _input(self.InputSerializer, data)
-        workspace = workspace_for_user(request.user, data.pop("workspace"), admin=True)
+        workspace = workspace_for_user(request.user, data.pop("workspace"), role=ADMIN)
         sources = [s for s in ("prompts_file", "prompts", "prompts_dataset") if data.get(s) not in (None, [])]
         if len(sources) != 1:
             raise DjangoValidationError({"prompts": "give exactly one of prompts_file, prompts, prompts_dataset"})
@@ -244,13 +244,13 @@ def _inline_jsonl(prompts: list, column: str) -> bytes:
 class GenerationJobDetailApi(APIView):
     @extend_schema(responses=JobStatusSerializer, description="Live status: counters, throughput, tokens, last errors.")
     def get(self, request, job_id: int):
-        return ApiResponse(selectors.generation_job_status(selectors.generation_job_for_user(request.user, job_id)))
+        return ApiResponse(selectors.generation_job_status(job_for_user(request.user, job_id, kind=services.JOB_KIND)))
 
 
 class GenerationJobCancelApi(APIView):
     @extend_schema(request=None, responses=JobStatusSerializer)
     def post(self, request, job_id: int):
-        job = job_cancel(job=selectors.generation_job_for_user(request.user, job_id))
+        job = job_cancel(job=job_for_user(request.user, job_id, kind=services.JOB_KIND))
         return ApiResponse(selectors.generation_job_status(job))
 
 
@@ -258,5 +258,5 @@ class GenerationJobResumeApi(APIView):
     @extend_schema(request=None, responses=JobStatusSerializer,
                    description="Resume a cancelled or failed job, or retry the failed responses of a finished one.")
     def post(self, request, job_id: int):
-        job = services.generation_job_resume(job=selectors.generation_job_for_user(request.user, job_id))
+        job = services.generation_job_resume(job=job_for_user(request.user, job_id, kind=services.JOB_KIND))
         return ApiResponse(selectors.generation_job_status(job))

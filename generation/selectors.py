@@ -1,67 +1,37 @@
-"""Reads of the generation app: endpoints and generation jobs a user may see, live job status."""
+"""Reads of the generation app: endpoints and generation jobs a user may see (by annotation.access's
+rule), live job status. One generation job: annotation.access.job_for_user(user, pk, kind=JOB_KIND)."""
 from __future__ import annotations
 
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import Http404
 
+from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
 from annotation.jobs import job_summary
 from annotation.models import Job, JobError
-from annotation.selectors import membership_role, workspaces_for_user
 
 from .models import Endpoint, GenerationOutput
 from .services import JOB_KIND
 
 
-def _admin_check(user, workspace_id: int | None, what: str) -> None:
-    from django.core.exceptions import PermissionDenied
-
-    role = membership_role(user, workspace_id) if workspace_id is not None else None
-    if role is None:
-        raise Http404(f"No such {what}.")
-    if role != "admin":
-        raise PermissionDenied("Only an admin of this workspace may do this.")
-
-
-def _pk(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
-
-
 def endpoints_for_user(user, *, workspace_id: Any = None) -> QuerySet[Endpoint]:
     """Endpoints of the workspaces the user administers (staff: all)."""
-    workspaces = workspaces_for_user(user)
-    if not user.is_staff:
-        workspaces = workspaces.filter(memberships__user=user, memberships__role="admin")
-    qs = Endpoint.objects.filter(workspace__in=workspaces).select_related("workspace")
+    qs = Endpoint.objects.filter(workspace__in=admin_workspaces(user)).select_related("workspace")
     if workspace_id not in (None, ""):
-        qs = qs.filter(workspace_id=_pk(workspace_id))
+        qs = qs.filter(workspace_id=parse_pk(workspace_id))
     return qs.order_by("workspace__name", "name")
 
 
 def endpoint_for_user(user, pk: Any) -> Endpoint:
-    endpoint = Endpoint.objects.select_related("workspace").filter(pk=_pk(pk)).first()
-    _admin_check(user, endpoint.workspace_id if endpoint else None, "endpoint")
-    return endpoint
+    """An endpoint of a workspace the user administers: else Http404 / PermissionDenied (annotation.access)."""
+    return object_for_user(user, Endpoint.objects.select_related("workspace"), pk, role=ADMIN, what="endpoint")
 
 
 def generation_jobs_for_user(user, *, workspace_id: Any = None) -> QuerySet[Job]:
-    workspaces = workspaces_for_user(user)
-    if not user.is_staff:
-        workspaces = workspaces.filter(memberships__user=user, memberships__role="admin")
-    qs = Job.objects.filter(kind=JOB_KIND, workspace__in=workspaces).select_related("dataset", "workspace")
+    qs = Job.objects.filter(kind=JOB_KIND, workspace__in=admin_workspaces(user)).select_related("dataset", "workspace")
     if workspace_id not in (None, ""):
-        qs = qs.filter(workspace_id=_pk(workspace_id))
+        qs = qs.filter(workspace_id=parse_pk(workspace_id))
     return qs.order_by("-created_at", "-id")
-
-
-def generation_job_for_user(user, pk: Any) -> Job:
-    job = Job.objects.select_related("dataset", "workspace").filter(pk=_pk(pk), kind=JOB_KIND).first()
-    _admin_check(user, job.workspace_id if job else None, "generation job")
-    return job
 
 
 def generation_job_status(job: Job, *, errors: int = 10) -> dict:

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from annotation.access import admin_workspaces, job_for_user
 from annotation.jobs import job_cancel
-from annotation.models import Workspace
 
 from . import selectors, services
 from .forms import EndpointForm, GenerationJobForm
 
-
-def _admin_workspaces_or_403(user):
-    qs = Workspace.objects.all() if user.is_staff else Workspace.objects.filter(
-        memberships__user=user, memberships__role="admin").distinct()
-    qs = qs.order_by("name")
-    if not qs.exists():
-        raise PermissionDenied("Only workspace admins run generation.")
-    return qs
+REFUSED = "Only workspace admins run generation."
 
 
 def _form_errors(form, exc: ValidationError) -> None:
@@ -35,7 +28,7 @@ def _form_errors(form, exc: ValidationError) -> None:
 @login_required
 @require_GET
 def home(request):
-    _admin_workspaces_or_403(request.user)
+    admin_workspaces(request.user, refuse=REFUSED)
     endpoints = selectors.endpoints_for_user(request.user)
     jobs = [selectors.generation_job_status(j, errors=0) for j in selectors.generation_jobs_for_user(request.user)[:30]]
     return render(request, "generation/home.html", {"endpoints": endpoints, "jobs": jobs})
@@ -44,7 +37,7 @@ def home(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def endpoint_create(request):
-    workspaces = _admin_workspaces_or_403(request.user)
+    workspaces = admin_workspaces(request.user, refuse=REFUSED)
     form = EndpointForm(request.POST or None, workspaces=workspaces, initial={"workspace": workspaces.first()})
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
@@ -63,7 +56,7 @@ def endpoint_create(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def job_launch(request):
-    workspaces = _admin_workspaces_or_403(request.user)
+    workspaces = admin_workspaces(request.user, refuse=REFUSED)
     form = GenerationJobForm(request.POST or None, request.FILES or None, workspaces=workspaces,
                              initial={"workspace": workspaces.first()})
     if request.method == "POST" and form.is_valid():
@@ -96,7 +89,7 @@ def _job_context(job) -> dict:
 @login_required
 @require_GET
 def job_detail(request, job_id: int):
-    job = selectors.generation_job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id, kind=services.JOB_KIND)
     return render(request, "generation/job_detail.html", _job_context(job))
 
 
@@ -104,7 +97,7 @@ def job_detail(request, job_id: int):
 @require_GET
 def job_progress(request, job_id: int):
     """The progress partial, polled every second; HTTP 286 stops the polling once the job ended."""
-    job = selectors.generation_job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id, kind=services.JOB_KIND)
     response = render(request, "generation/job_detail.html#progress", _job_context(job))
     if not job.is_active:
         return HttpResponseStopPolling(response.content)
@@ -114,7 +107,7 @@ def job_progress(request, job_id: int):
 @login_required
 @require_POST
 def job_cancel_view(request, job_id: int):
-    job = selectors.generation_job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id, kind=services.JOB_KIND)
     try:
         job_cancel(job=job)
     except ValidationError as exc:
@@ -125,7 +118,7 @@ def job_cancel_view(request, job_id: int):
 @login_required
 @require_POST
 def job_resume_view(request, job_id: int):
-    job = selectors.generation_job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id, kind=services.JOB_KIND)
     try:
         services.generation_job_resume(job=job)
     except ValidationError as exc:

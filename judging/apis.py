@@ -11,10 +11,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
+from annotation.access import ADMIN, dataset_for_user, job_for_user, workspace_for_user
 from annotation.apis import StrictInputSerializer
 from annotation.jobs import job_cancel, job_resume
 from annotation.models import Dataset
-from annotation.selectors import dataset_for_user, workspace_for_user
 from generation.models import Endpoint
 
 from . import selectors, services
@@ -75,7 +75,7 @@ class JudgeListCreateApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: JudgeOutputSerializer})
     def post(self, request):
         data = _input(self.InputSerializer, request.data)
-        workspace = workspace_for_user(request.user, data.pop("workspace"), admin=True)
+        workspace = workspace_for_user(request.user, data.pop("workspace"), role=ADMIN)
         data["endpoint"] = _endpoint_of(workspace.pk, data["endpoint"])
         judge = services.judge_create(workspace=workspace, **data)
         return ApiResponse(JudgeOutputSerializer(judge).data, status=status.HTTP_201_CREATED)
@@ -155,7 +155,7 @@ class JudgeJobListCreateApi(APIView):
                                "written as the job runs. CLAIR judges write revision pairs to `target_dataset`.")
     def post(self, request):
         data = _input(self.InputSerializer, request.data)
-        dataset = dataset_for_user(request.user, data["dataset"], admin=True)
+        dataset = dataset_for_user(request.user, data["dataset"], role=ADMIN)
         ref = data["judge"]
         judges = Judge.objects.filter(workspace_id=dataset.workspace_id).select_related("endpoint")
         judge = judges.filter(pk=int(ref)).first() if ref.isdigit() else judges.filter(name=ref).first()
@@ -175,20 +175,20 @@ class JudgeJobListCreateApi(APIView):
 class JudgeJobDetailApi(APIView):
     @extend_schema(responses=JobStatusSerializer(), description="Live status: counters, rate, tokens, last errors.")
     def get(self, request, job_id: int):
-        return ApiResponse(selectors.judge_job_status(selectors.judge_job_for_user(request.user, job_id)))
+        return ApiResponse(selectors.judge_job_status(job_for_user(request.user, job_id, kind=selectors.JOB_KIND)))
 
 
 class JudgeJobCancelApi(APIView):
     @extend_schema(request=None, responses=JobStatusSerializer())
     def post(self, request, job_id: int):
-        job = job_cancel(job=selectors.judge_job_for_user(request.user, job_id))
+        job = job_cancel(job=job_for_user(request.user, job_id, kind=selectors.JOB_KIND))
         return ApiResponse(selectors.judge_job_status(job))
 
 
 class JudgeJobResumeApi(APIView):
     @extend_schema(request=None, responses=JobStatusSerializer())
     def post(self, request, job_id: int):
-        job = job_resume(job=selectors.judge_job_for_user(request.user, job_id))
+        job = job_resume(job=job_for_user(request.user, job_id, kind=selectors.JOB_KIND))
         return ApiResponse(selectors.judge_job_status(job))
 
 
@@ -206,7 +206,7 @@ class CleaningFlipsApi(APIView):
                     "response, most confident first; export_url downloads the cleaned set (triplets from "
                     "suggestions).")
     def get(self, request, dataset_id: int):
-        dataset = dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
         q = request.query_params
         agent = q.get("agent") or None
         try:
@@ -242,7 +242,7 @@ class JudgeJobOutputsApi(APIView):
         description="The judge's raw outputs of a job, what was parsed from them, or why they could not be "
                     "read (with the earlier failed attempts).")
     def get(self, request, job_id: int):
-        job = selectors.judge_job_for_user(request.user, job_id)
+        job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
         q = request.query_params
         record = q.get("record")
         if record not in (None, "") and not str(record).isdigit():

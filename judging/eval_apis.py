@@ -1,6 +1,6 @@
 """REST API of the evaluation side (issue #6): agreement, leaderboards, best-of-n, simulated annotators.
 
-Mounted at /api/v1/ (judging/eval_urls.py). Access as everywhere (annotation.selectors): workspace
+Mounted at /api/v1/ (judging/eval_urls.py). Access as everywhere (annotation.access): workspace
 admins only; another workspace's objects answer 404; every 400 names the field and the reason.
 """
 from __future__ import annotations
@@ -15,10 +15,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
-from annotation import selectors
+from annotation import access
 from annotation.exports import jsonl_chunks
 from annotation.jobs import job_run_inline, job_summary
-from annotation.models import Membership
 
 from .bestofn import best_of_n_params, best_of_n_rows
 from .eval_selectors import dataset_agreement_with_judges as dataset_agreement
@@ -77,7 +76,7 @@ class DatasetAgreementApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         return ApiResponse(dataset_agreement(dataset))
 
 
@@ -108,7 +107,7 @@ class DatasetLeaderboardApi(APIView):
         OpenApiParameter("reference", str), OpenApiParameter("source", str, enum=list(SOURCES)),
         OpenApiParameter("format", str, enum=["json", "csv"]), OpenApiParameter("length_controlled", bool)])
     def get(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         params = request.query_params
         fmt = _format(params, ("json", "csv"))
         source = params.get("source") or "human"
@@ -134,7 +133,7 @@ class AlpacaEvalLeaderboardApi(APIView):
         OpenApiParameter("length_controlled", bool)])
     def post(self, request):
         user = request.user
-        if not user.is_staff and not Membership.objects.filter(user=user, role=Membership.Role.ADMIN).exists():
+        if not access.admin_workspaces(user).exists():
             raise exceptions.PermissionDenied("Only workspace admins may compute leaderboards.")
         data = request.data
         params = request.query_params
@@ -167,7 +166,7 @@ class BestOfNApi(APIView):
         OpenApiParameter("agent", str), OpenApiParameter("min_score", float),
         OpenApiParameter("include_ties", bool), OpenApiParameter("min_n", int)])
     def get(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         options = best_of_n_params({k: v for k, v in request.query_params.items()})
         rows = best_of_n_rows(dataset=dataset, **options)
         first = next(rows, None)  # validation errors surface before the first byte
@@ -225,13 +224,13 @@ class SimulatedAnnotatorListCreateApi(APIView):
 
     @extend_schema(responses=SimulatedAnnotatorOutputSerializer(many=True))
     def get(self, request, workspace_id: int):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         qs = SimulatedAnnotator.objects.filter(workspace=workspace).select_related("user", "judge")
         return ApiResponse(SimulatedAnnotatorOutputSerializer(qs, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: SimulatedAnnotatorOutputSerializer})
     def post(self, request, workspace_id: int):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         data = _input(self.InputSerializer, request.data)
         ref = data["judge"]
         judges = Judge.objects.filter(workspace=workspace)
@@ -263,7 +262,7 @@ class DatasetSimulateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={202: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
     def post(self, request, dataset_id: int):
-        dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         data = _input(self.InputSerializer, request.data)
         annotators = simulated_annotators_resolve(workspace=dataset.workspace, names=data["annotators"])
         job = simulation_job_create(dataset=dataset, annotators=annotators, max_records=data["max_records"],
@@ -291,7 +290,7 @@ class AnnotatePairsApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, workspace_id: int):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         data = _input(self.InputSerializer, request.data)
         if isinstance(data["pairs"], list) and len(data["pairs"]) > API_MAX_PAIRS:
             raise serializers.ValidationError({"pairs": [f"at most {API_MAX_PAIRS} pairs per request (the answer waits "
@@ -316,7 +315,7 @@ class AnnotateSamplesApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, workspace_id: int):
-        workspace = selectors.workspace_for_user(request.user, workspace_id, admin=True)
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         data = _input(self.InputSerializer, request.data)
         samples = data["samples"]
         if isinstance(samples, list) and len(samples) * data["pairs_per_instruction"] > API_MAX_PAIRS:

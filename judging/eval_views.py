@@ -7,13 +7,12 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotation import selectors
-from annotation.models import Membership
+from annotation import access, selectors
 
 from .eval_selectors import dataset_agreement_with_judges as dataset_agreement
 from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, dataset_models, leaderboard_svg
@@ -21,11 +20,7 @@ from .models_eval import SimulatedAnnotator
 from .simulation import simulated_annotators_resolve, simulation_job_create
 
 MAX_UPLOAD = 50 * 1024 * 1024
-
-
-def _admin_anywhere(user) -> None:
-    if not (user.is_staff or Membership.objects.filter(user=user, role=Membership.Role.ADMIN).exists()):
-        raise PermissionDenied("Only workspace admins see the evaluation pages.")
+REFUSED = "Only workspace admins see the evaluation pages."
 
 
 def _errors(exc: ValidationError) -> list[str]:
@@ -36,18 +31,15 @@ def _errors(exc: ValidationError) -> list[str]:
 
 @login_required
 def evaluation_home(request):
-    _admin_anywhere(request.user)
-    datasets = selectors.datasets_for_user(request.user)
-    if not request.user.is_staff:
-        admin_ws = Membership.objects.filter(user=request.user, role=Membership.Role.ADMIN).values("workspace_id")
-        datasets = datasets.filter(workspace_id__in=admin_ws)
+    access.admin_workspaces(request.user, refuse=REFUSED)
+    datasets = selectors.datasets_for_user(request.user, role=access.ADMIN)
     datasets = datasets.exclude(name__startswith="scratch-annotate-pairs-")
     return render(request, "evaluation/home.html", {"datasets": datasets[:200]})
 
 
 @login_required
 def dataset_evaluation(request, dataset_id: int):
-    dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+    dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
     agreement = dataset_agreement(dataset)
     source = request.GET.get("source") or "human"
     reference = request.GET.get("reference") or None
@@ -72,7 +64,7 @@ def dataset_evaluation(request, dataset_id: int):
 @login_required
 @require_POST
 def dataset_simulate(request, dataset_id: int):
-    dataset = selectors.dataset_for_user(request.user, dataset_id, admin=True)
+    dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
     names = request.POST.getlist("annotators")
     max_records = request.POST.get("max_records") or None
     try:
@@ -95,7 +87,7 @@ def dataset_simulate(request, dataset_id: int):
 @login_required
 @require_http_methods(["GET", "POST"])
 def alpaca_eval_page(request):
-    _admin_anywhere(request.user)
+    access.admin_workspaces(request.user, refuse=REFUSED)
     context = {"board": None, "errors": [], "svg": "", "reference": "", "lc": False}
     if request.method == "POST":
         reference = (request.POST.get("reference") or "").strip()

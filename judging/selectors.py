@@ -6,6 +6,7 @@ from typing import Iterator
 
 from django.db.models import QuerySet
 
+from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
 from annotation.models import Dataset, Job, JobError, Question, Suggestion, Workspace
 
 from .models import Judge, JudgeOutput, JudgeVerdict
@@ -148,61 +149,26 @@ def cleaning_page(*, dataset: Dataset, agent: str | None = None, min_margin: flo
 
 # --- access (workspace admins only; another workspace's object is a 404) ------------------------
 
-def _pk(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
-
-
-def _admin_check(user, workspace_id: int | None, what: str) -> None:
-    from django.core.exceptions import PermissionDenied
-    from django.http import Http404
-
-    from annotation.selectors import membership_role
-
-    role = membership_role(user, workspace_id) if workspace_id is not None else None
-    if role is None:
-        raise Http404(f"No such {what}.")
-    if role != "admin":
-        raise PermissionDenied("Only an admin of this workspace may do this.")
-
-
-def admin_workspaces(user) -> QuerySet[Workspace]:
-    from annotation.selectors import workspaces_for_user
-
-    if user.is_staff:
-        return workspaces_for_user(user)
-    return workspaces_for_user(user).filter(memberships__user=user, memberships__role="admin")
-
-
 def judges_for_user(user, *, workspace_id=None) -> QuerySet[Judge]:
     qs = Judge.objects.filter(workspace__in=admin_workspaces(user)).select_related("endpoint").order_by("name")
     if workspace_id not in (None, ""):
-        qs = qs.filter(workspace_id=_pk(workspace_id))
+        qs = qs.filter(workspace_id=parse_pk(workspace_id))
     return qs
 
 
 def judge_for_user(user, pk) -> Judge:
-    judge = Judge.objects.select_related("endpoint", "workspace").filter(pk=_pk(pk)).first()
-    _admin_check(user, judge.workspace_id if judge else None, "judge")
-    return judge
+    """A judge of a workspace the user administers: else Http404 / PermissionDenied (annotation.access)."""
+    return object_for_user(user, Judge.objects.select_related("endpoint", "workspace"), pk, role=ADMIN, what="judge")
 
 
 def judge_jobs_for_user(user, *, workspace_id=None, dataset_id=None) -> QuerySet[Job]:
     qs = (Job.objects.filter(kind=JOB_KIND, workspace__in=admin_workspaces(user))
           .select_related("dataset").order_by("-created_at"))
     if workspace_id not in (None, ""):
-        qs = qs.filter(workspace_id=_pk(workspace_id))
+        qs = qs.filter(workspace_id=parse_pk(workspace_id))
     if dataset_id not in (None, ""):
-        qs = qs.filter(dataset_id=_pk(dataset_id))
+        qs = qs.filter(dataset_id=parse_pk(dataset_id))
     return qs
-
-
-def judge_job_for_user(user, pk) -> Job:
-    job = Job.objects.select_related("dataset").filter(pk=_pk(pk), kind=JOB_KIND).first()
-    _admin_check(user, job.workspace_id if job else None, "judge job")
-    return job
 
 
 def judge_job_status(job: Job, *, errors: int = 10) -> dict:

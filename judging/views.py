@@ -5,24 +5,19 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from annotation.access import ADMIN, admin_workspaces, dataset_for_user, job_for_user
 from annotation.jobs import job_cancel, job_resume
-from annotation.selectors import dataset_for_user
 
 from . import selectors, services
 from .apis import cleaned_export_url
 from .forms import JudgeForm, JudgeJobForm
 
-
-def _admin_workspaces_or_403(user):
-    workspaces = selectors.admin_workspaces(user).order_by("name")
-    if not workspaces.exists():
-        raise PermissionDenied("Only workspace admins manage judges.")
-    return workspaces
+REFUSED = "Only workspace admins manage judges."
 
 
 def _form_errors(form, exc: ValidationError) -> None:
@@ -35,7 +30,7 @@ def _form_errors(form, exc: ValidationError) -> None:
 @login_required
 @require_http_methods(["GET", "POST"])
 def judge_list(request):
-    workspaces = _admin_workspaces_or_403(request.user)
+    workspaces = admin_workspaces(request.user, refuse=REFUSED)
     form = JudgeForm(request.POST or None, workspaces=workspaces, initial={"workspace": workspaces.first()})
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
@@ -56,7 +51,7 @@ def judge_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def job_launch(request):
-    workspaces = _admin_workspaces_or_403(request.user)
+    workspaces = admin_workspaces(request.user, refuse=REFUSED)
     initial = {}
     if request.GET.get("dataset", "").isdigit():
         initial["dataset"] = int(request.GET["dataset"])
@@ -88,7 +83,7 @@ def _job_context(job) -> dict:
 @login_required
 @require_GET
 def job_detail(request, job_id: int):
-    job = selectors.judge_job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
     return render(request, "judging/job_detail.html", _job_context(job))
 
 
@@ -96,7 +91,7 @@ def job_detail(request, job_id: int):
 @require_GET
 def job_progress(request, job_id: int):
     """The progress partial, polled every second; HTTP 286 stops the polling once the job ended."""
-    job = selectors.judge_job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
     response = render(request, "judging/job_detail.html#progress", _job_context(job))
     if not job.is_active:
         return HttpResponseStopPolling(response.content)
@@ -106,7 +101,7 @@ def job_progress(request, job_id: int):
 @login_required
 @require_POST
 def job_cancel_view(request, job_id: int):
-    job = selectors.judge_job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
     try:
         job_cancel(job=job)
         messages.info(request, "The job was cancelled; what it wrote is kept. Resume it to finish.")
@@ -118,7 +113,7 @@ def job_cancel_view(request, job_id: int):
 @login_required
 @require_POST
 def job_resume_view(request, job_id: int):
-    job = selectors.judge_job_for_user(request.user, job_id)
+    job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
     try:
         job_resume(job=job)
         messages.info(request, "The job was resumed.")
@@ -130,7 +125,7 @@ def job_resume_view(request, job_id: int):
 @login_required
 @require_GET
 def cleaning(request, dataset_id: int):
-    dataset = dataset_for_user(request.user, dataset_id, admin=True)
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
     agent = request.GET.get("agent") or None
     page = selectors.cleaning_page(dataset=dataset, agent=agent, limit=500)
     return render(request, "judging/cleaning.html", {

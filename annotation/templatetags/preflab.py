@@ -4,8 +4,8 @@ from __future__ import annotations
 from django import template
 from django.utils.safestring import mark_safe
 
+from annotation.access import admin_workspaces
 from annotation.markdown import markdown_render
-from annotation.models import Membership
 
 register = template.Library()
 
@@ -19,7 +19,7 @@ def workspace_admin_flag(context) -> bool:
         return False
     cached = getattr(request, "_preflab_ws_admin", None)
     if cached is None:
-        cached = user.is_staff or Membership.objects.filter(user=user, role=Membership.Role.ADMIN).exists()
+        cached = admin_workspaces(user).exists()
         request._preflab_ws_admin = cached
     return cached
 
