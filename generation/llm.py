@@ -22,7 +22,8 @@ Transports (`transport=` or PREFLAB_LLM_TRANSPORT; bench/bench_generation.py mea
   "openai-httpx"  the AsyncOpenAI client over its default httpx transport (the slowest; kept for comparison).
 All three send the same body and are parsed by the same code, so results do not depend on the choice.
 
-Endpoints with backend "vllm_offline" are run in-process by generation/backends/vllm_offline.py.
+Endpoints with backend "vllm_offline" are run in-process by generation/backends/vllm_offline.py; the
+types both share (ChatRequest, ChatResult, ...) live in generation/llm_types.py.
 """
 from __future__ import annotations
 
@@ -33,11 +34,21 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from .backends import vllm_offline
+from .llm_types import (  # noqa: F401 - re-exported: callers import the types from here
+    CANCELLED,
+    SAMPLING_KEYS,
+    ChatRequest,
+    ChatResult,
+    messages_for,
+    params_for,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Endpoint
@@ -45,36 +56,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("aiohttp", "openai", "openai-httpx")
-CANCELLED = "cancelled before completion"  # ChatResult.error of items a should_stop() cut off
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop")
-
-
-@dataclass
-class ChatRequest:
-    key: str                      # caller's id for the item (unique within a call)
-    messages: list[dict]          # OpenAI chat messages
-    params: dict = field(default_factory=dict)  # overrides: temperature, top_p, top_k, max_tokens, seed, stop, response_format ...
-
-
-@dataclass
-class ChatResult:
-    key: str
-    text: str | None
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float              # duration of the final attempt
-    attempts: int
-    error: str | None             # final error after retries; None on success
-    raw: Any                      # raw response JSON, or raw body text when it was not valid JSON
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def cancelled(self) -> bool:
-        return self.error == CANCELLED
 
 
 class LLMConfigError(ValueError):
@@ -122,21 +103,6 @@ def api_key_for(endpoint: "Endpoint") -> str | None:
             f"endpoint {endpoint.name!r}: the environment variable {name} (api_key_env) is not set "
             "in this process; export it where the worker runs")
     return value
-
-
-def messages_for(endpoint: "Endpoint", messages: list[dict]) -> list[dict]:
-    """The endpoint's system prompt goes first unless the messages bring their own."""
-    system = (endpoint.system_prompt or "").strip()
-    if system and not any(m.get("role") == "system" for m in messages):
-        return [{"role": "system", "content": system}, *messages]
-    return messages
-
-
-def params_for(endpoint: "Endpoint", request: ChatRequest) -> dict:
-    """Endpoint defaults, overridden by the request's params; None means "leave out"."""
-    merged = {**(endpoint.params or {}), **(request.params or {})}
-    # "engine" holds vllm_offline engine options (vllm.LLM arguments), never request parameters
-    return {k: v for k, v in merged.items() if v is not None and k != "engine"}
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -496,8 +462,6 @@ def chat_many_groups(groups: list[tuple["Endpoint", Iterable[ChatRequest]]], *,
     for endpoint, reqs, off in offline:
         if stopping():
             break
-        from .backends import vllm_offline
-
         for i, result in enumerate(vllm_offline.chat_offline(endpoint, reqs)):
             results[off + i] = result
             if on_result is not None:
