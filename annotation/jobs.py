@@ -21,6 +21,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from .models import Job, JobChunk, JobError
+from .tasks import job_chunk_run
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,6 @@ def job_create(*, kind: str, workspace, dataset=None, created_by=None, name: str
 
 def job_enqueue(*, job: Job) -> int:
     """Send every chunk that is not done to the job's queue; returns how many were sent."""
-    from .tasks import job_chunk_run  # the task module imports this one
-
     pending = list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True))
     if not pending:
         job_finish_if_complete(job_id=job.pk)
