@@ -69,8 +69,10 @@ class ChunkContext:
 class JobHandler(Protocol):
     kind: str
 
-    def plan(self, job: Job) -> list[dict]:
-        """Split the job into chunk specs (JSON); also sets job.total if known."""
+    def plan(self, job: Job, plan_input: Any = None) -> list[dict]:
+        """Split the job into chunk specs (JSON); also sets job.total if known. `plan_input` is what
+        the creating service already read and checked (job_create's argument, e.g. generation's
+        prompts), so the plan need not read it again; None when the job alone says what to do."""
 
     def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
         """Do the chunk's work, idempotently, reporting progress through ctx."""
@@ -109,14 +111,16 @@ def job_error_record(*, job: Job, item: Any, error: str, raw: str = "") -> None:
 # --- life cycle --------------------------------------------------------------------------------
 
 def job_create(*, kind: str, workspace, dataset=None, created_by=None, name: str = "",
-               params: dict | None = None, queue: str = "", input_file: str = "", start: bool = True) -> Job:
-    """Create a job, plan its chunks and (after commit) enqueue them."""
+               params: dict | None = None, queue: str = "", input_file: str = "", start: bool = True,
+               plan_input: Any = None) -> Job:
+    """Create a job, plan its chunks (handing `plan_input` to the handler's plan) and (after
+    commit) enqueue them."""
     handler = job_handler_for(kind)
     with transaction.atomic():
         job = Job.objects.create(kind=kind, workspace=workspace, dataset=dataset, created_by=created_by,
                                  name=name or kind, params=params or {}, input_file=input_file,
                                  queue=queue or settings.PREFLAB_CPU_QUEUE)
-        specs = handler.plan(job)
+        specs = handler.plan(job, plan_input)
         JobChunk.objects.bulk_create(JobChunk(job=job, index=i, spec=s) for i, s in enumerate(specs))
         job.save()
     if start:

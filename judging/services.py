@@ -652,7 +652,7 @@ def _uncertainty(score: Any, stated: Any) -> float:
 class JudgeJobHandler:
     kind = JOB_KIND
 
-    def plan(self, job: Job) -> list[dict]:
+    def plan(self, job: Job, plan_input: object = None) -> list[dict]:
         ids = job.params.get("record_ids")
         if ids is None:
             ids = list(Record.objects.filter(dataset=job.dataset).order_by("pk").values_list("pk", flat=True))
