@@ -420,6 +420,7 @@ atexit.register(_ENGINE.shutdown)
 if hasattr(os, "register_at_fork"):  # a forked child (Celery prefork) starts with a fresh engine
     os.register_at_fork(after_in_child=_ENGINE.__init__)
 
+
 def chat_many_groups(groups: list[tuple["Endpoint", Iterable[ChatRequest]]], *,
                      on_result: Callable[[ChatResult], None] | None = None,
                      should_stop: Callable[[], bool] | None = None,
@@ -429,26 +430,8 @@ def chat_many_groups(groups: list[tuple["Endpoint", Iterable[ChatRequest]]], *,
     transport = transport or default_transport()
     if transport not in TRANSPORTS:
         raise LLMConfigError(f"unknown LLM transport {transport!r}; one of {', '.join(TRANSPORTS)}")
-    prepared: list[_Group] = []
-    offline: list[tuple[Any, list[ChatRequest], int]] = []
-    keys: set[str] = set()
-    offset = 0
-    for endpoint, reqs in groups:
-        reqs = list(reqs)
-        for r in reqs:
-            if r.key in keys:
-                raise ValueError(f"duplicate ChatRequest key {r.key!r}")
-            keys.add(r.key)
-        if not reqs:
-            continue
-        if endpoint.backend == "vllm_offline":
-            offline.append((endpoint, reqs, offset))
-        else:
-            if not (endpoint.base_url or "").strip():
-                raise LLMConfigError(f"endpoint {endpoint.name!r} has no base URL")
-            prepared.append(_Group(endpoint=endpoint, requests=reqs, api_key=api_key_for(endpoint), offset=offset))
-        offset += len(reqs)
-    results: list[ChatResult | None] = [None] * offset
+    prepared, offline, size = _groups_prepare(groups)
+    results: list[ChatResult | None] = [None] * size
     stop_flag = threading.Event()
 
     def stopping() -> bool:
@@ -468,49 +451,82 @@ def chat_many_groups(groups: list[tuple["Endpoint", Iterable[ChatRequest]]], *,
                 on_result(result)
 
     if prepared and not stop_flag.is_set():
-        out: deque = deque()
-        finished_event = threading.Event()
-        backoff = (float(_setting("PREFLAB_LLM_BACKOFF", 1.0)), float(_setting("PREFLAB_LLM_BACKOFF_MAX", 60.0)))
-        failure: list[BaseException] = []
-
-        future = asyncio.run_coroutine_threadsafe(
-            _run_groups(prepared, results, out, stop_flag, transport, backoff), _ENGINE.loop_for_call())
-
-        def finished(f):
-            if not f.cancelled() and f.exception() is not None:
-                failure.append(f.exception())
-            finished_event.set()
-
-        future.add_done_callback(finished)
-        next_check = time.monotonic() + 0.25
-        try:
-            while True:
-                # Drain in batches every 20 ms rather than waking this thread once per result:
-                # at ~1000 results/s, per-item wake-ups cost the loop thread the GIL.
-                ended = finished_event.wait(0.02)
-                while out:
-                    item = out.popleft()
-                    if on_result is not None:
-                        on_result(item)
-                if ended and not out:
-                    break
-                if should_stop is not None and time.monotonic() >= next_check:
-                    next_check = time.monotonic() + 0.25
-                    stopping()
-        finally:
-            stop_flag.set()  # normal end: a no-op; an exception here (on_result raised): stop the loop
-            try:
-                future.result()
-            except BaseException:  # noqa: BLE001 - kept in `failure` by finished()
-                pass
-        if failure:
-            raise failure[0]
+        _http_groups_run(prepared, results, stop_flag, transport, on_result=on_result,
+                         check_stop=stopping if should_stop is not None else None)
     for i, r in enumerate(results):
         if r is None:
             key = _key_at(groups_flat=[g for g in prepared], offline=offline, index=i)
             results[i] = ChatResult(key=key, text=None, finish_reason=None, prompt_tokens=0, completion_tokens=0,
                                     latency_s=0.0, attempts=0, error=CANCELLED, raw=None)
     return results  # type: ignore[return-value]
+
+
+def _groups_prepare(groups) -> tuple[list[_Group], list[tuple[Any, list[ChatRequest], int]], int]:
+    """(HTTP groups, in-process vLLM groups with their offsets, number of requests); checks the keys
+    are unique and every HTTP endpoint can be called."""
+    prepared: list[_Group] = []
+    offline: list[tuple[Any, list[ChatRequest], int]] = []
+    keys: set[str] = set()
+    offset = 0
+    for endpoint, reqs in groups:
+        reqs = list(reqs)
+        for r in reqs:
+            if r.key in keys:
+                raise ValueError(f"duplicate ChatRequest key {r.key!r}")
+            keys.add(r.key)
+        if not reqs:
+            continue
+        if endpoint.backend == "vllm_offline":
+            offline.append((endpoint, reqs, offset))
+        else:
+            if not (endpoint.base_url or "").strip():
+                raise LLMConfigError(f"endpoint {endpoint.name!r} has no base URL")
+            prepared.append(_Group(endpoint=endpoint, requests=reqs, api_key=api_key_for(endpoint), offset=offset))
+        offset += len(reqs)
+    return prepared, offline, offset
+
+
+def _http_groups_run(prepared: list[_Group], results: list, stop_flag: threading.Event, transport: str, *,
+                     on_result: Callable[[ChatResult], None] | None,
+                     check_stop: Callable[[], bool] | None) -> None:
+    """Run the HTTP groups on the engine's loop; hand results to on_result in this thread."""
+    out: deque = deque()
+    finished_event = threading.Event()
+    backoff = (float(_setting("PREFLAB_LLM_BACKOFF", 1.0)), float(_setting("PREFLAB_LLM_BACKOFF_MAX", 60.0)))
+    failure: list[BaseException] = []
+
+    future = asyncio.run_coroutine_threadsafe(
+        _run_groups(prepared, results, out, stop_flag, transport, backoff), _ENGINE.loop_for_call())
+
+    def finished(f):
+        if not f.cancelled() and f.exception() is not None:
+            failure.append(f.exception())
+        finished_event.set()
+
+    future.add_done_callback(finished)
+    next_check = time.monotonic() + 0.25
+    try:
+        while True:
+            # Drain in batches every 20 ms rather than waking this thread once per result:
+            # at ~1000 results/s, per-item wake-ups cost the loop thread the GIL.
+            ended = finished_event.wait(0.02)
+            while out:
+                item = out.popleft()
+                if on_result is not None:
+                    on_result(item)
+            if ended and not out:
+                break
+            if check_stop is not None and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 0.25
+                check_stop()
+    finally:
+        stop_flag.set()  # normal end: a no-op; an exception here (on_result raised): stop the loop
+        try:
+            future.result()
+        except BaseException:  # noqa: BLE001 - kept in `failure` by finished()
+            pass
+    if failure:
+        raise failure[0]
 
 
 def _key_at(*, groups_flat: list[_Group], offline: list, index: int) -> str:
