@@ -6,7 +6,11 @@ A kind registers a JobHandler (generation and judging do it in their AppConfig.r
 again after a worker was killed (acks_late), so everything it writes has a unique key.
 
 Cancel marks the job cancelled; handlers call `ctx.check_cancelled()` between items and stop.
-Resume re-enqueues the chunks that are not done.
+Resume re-enqueues the chunks that are not done; a kind with a `retry_failed` hook can also run the
+failed items of a finished job again (job_retry_failed).
+
+Reads of the one job surface (status words, the status the APIs show, the job page) are in
+annotation/job_selectors.py.
 """
 from __future__ import annotations
 
@@ -67,6 +71,19 @@ class ChunkContext:
 
 
 class JobHandler(Protocol):
+    """What a job kind implements: plan, run_chunk, finish. Optional hooks (looked up with
+    job_handler_hook; a kind leaves out what it does not need):
+
+    items_word: str              what the job's items are called ("responses", "records"); "items"
+    status_words: dict           how its pages say a status ({status: word}); see job_selectors
+    detail_template: str         a template with the partials "head" and "panel": the kind's own
+                                 part of the one job page (annotation.views.job_detail)
+    detail_context(job) -> dict  what that template gets (as `panel`)
+    retry_failed(job) -> bool    make the failed items of a finished job run again: reset what they
+                                 wrote and set the chunks holding them to pending (inside the
+                                 caller's transaction); False when there is nothing to retry
+    """
+
     kind: str
 
     def plan(self, job: Job, plan_input: Any = None) -> list[dict]:
@@ -97,6 +114,12 @@ def job_handler_for(kind: str) -> JobHandler:
 
 def job_kinds() -> list[str]:
     return sorted(_HANDLERS)
+
+
+def job_handler_hook(kind: str, name: str, default: Any = None) -> Any:
+    """An optional hook or attribute of a kind's handler (see JobHandler), or `default`."""
+    handler = _HANDLERS.get(kind)
+    return getattr(handler, name, default) if handler is not None else default
 
 
 def job_error_record(*, job: Job, item: Any, error: str, raw: str = "") -> None:
@@ -159,6 +182,30 @@ def job_resume(*, job: Job) -> Job:
     job.refresh_from_db()
     transaction.on_commit(lambda: job_enqueue(job=job))
     return job
+
+
+def job_retry_failed(*, job: Job) -> Job:
+    """Run the failed items of a finished job again, when its kind can (a `retry_failed` hook)."""
+    retry = job_handler_hook(job.kind, "retry_failed")
+    if retry is None:
+        raise ValidationError({"status": f"{job.kind} jobs cannot retry their failed items"})
+    if job.status != Job.Status.SUCCEEDED:
+        raise ValidationError({"status": f"a {job.status} job is resumed, not retried"})
+    items = job_handler_hook(job.kind, "items_word", "items")
+    with transaction.atomic():
+        if not retry(job):
+            raise ValidationError({"status": f"the job has finished with no failed {items}; nothing to resume"})
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, finished_at=None, error="")
+    job.refresh_from_db()
+    transaction.on_commit(lambda: job_enqueue(job=job))
+    return job
+
+
+def job_resume_or_retry(*, job: Job) -> Job:
+    """Resume a cancelled or failed job; retry the failed items of a finished one (when its kind can)."""
+    if job.status == Job.Status.SUCCEEDED and job_handler_hook(job.kind, "retry_failed") is not None:
+        return job_retry_failed(job=job)
+    return job_resume(job=job)
 
 
 def job_chunk_execute(*, job_id: int, index: int) -> str:

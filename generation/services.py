@@ -32,15 +32,14 @@ from django.db import connection, transaction
 from django.db.models import ProtectedError, RestrictedError, Sum
 from django.utils import timezone
 
-from annotation.jobs import ChunkContext, JobCancelled, JobFailed, job_create, job_enqueue, job_resume
+from annotation.jobs import ChunkContext, JobCancelled, JobFailed, job_create, job_resume_or_retry
 from annotation.models import Dataset, Job, JobChunk, JobError, Question, Record, Workspace
 from annotation.services import dataset_create, records_upsert
 from annotation.validation import field_specs_of, record_validate
 
 from .llm import CANCELLED, ChatRequest, ChatResult, LLMConfigError, chat_many_groups
 from .models import Endpoint, GenerationOutput
-
-JOB_KIND = "generation"
+from .selectors import JOB_KIND, generation_job_panel
 STRATEGIES = ("sample", "each", "samples")
 PROMPT_FORMATS = ("jsonl", "csv", "parquet")
 PARAM_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop", "presence_penalty",
@@ -556,22 +555,25 @@ def generation_job_resume(*, job: Job) -> Job:
     """Resume a cancelled/failed job, or retry the failed slots of a finished one."""
     if job.kind != JOB_KIND:
         raise ValidationError({"job": "not a generation job"})
-    if job.status == Job.Status.SUCCEEDED:
-        if not job.failed and not JobError.objects.filter(job=job).exists():
-            raise ValidationError({"status": "the job has finished with no failed responses; nothing to resume"})
-        with transaction.atomic():
-            job.chunks.filter(failed__gt=0).update(status=JobChunk.Status.PENDING)
-            Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, finished_at=None, error="")
-        job.refresh_from_db()
-        transaction.on_commit(lambda: job_enqueue(job=job))
-        return job
-    return job_resume(job=job)
+    return job_resume_or_retry(job=job)
 
 
 # --- the job handler ---------------------------------------------------------------------------
 
 class GenerationJobHandler:
     kind = JOB_KIND
+    items_word = "responses"
+    detail_template = "generation/partials/job_panel.html"
+
+    def detail_context(self, job: Job) -> dict:
+        return generation_job_panel(job)
+
+    def retry_failed(self, job: Job) -> bool:
+        """The chunks with failed slots run again; a re-run only calls the LLM for missing slots."""
+        if not job.failed and not JobError.objects.filter(job=job).exists():
+            return False
+        job.chunks.filter(failed__gt=0).update(status=JobChunk.Status.PENDING)
+        return True
 
     def plan(self, job: Job, plan_input: list[Prompt] | None = None) -> list[dict]:
         """plan_input: the prompts generation_job_create read; without them, read from the source."""
