@@ -83,7 +83,7 @@ class ImportJobHandler:
             raise ValidationError({"format": f"must be one of {', '.join(FORMATS + ('pairs',))}"})
         return fmt
 
-    def plan(self, job: Job) -> list[dict]:
+    def plan(self, job: Job, plan_input: object = None) -> list[dict]:
         if job.dataset_id is None:
             raise ValidationError({"dataset": "an import job needs a dataset"})
         if not job.input_file or not os.path.isfile(job.input_file):
@@ -143,7 +143,7 @@ class ExportJobHandler:
 
     kind = "export"
 
-    def plan(self, job: Job) -> list[dict]:
+    def plan(self, job: Job, plan_input: object = None) -> list[dict]:
         if job.dataset_id is None:
             raise ValidationError({"dataset": "an export job needs a dataset"})
         params = export_params_parse(job.params or {})

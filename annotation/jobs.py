@@ -6,7 +6,11 @@ A kind registers a JobHandler (generation and judging do it in their AppConfig.r
 again after a worker was killed (acks_late), so everything it writes has a unique key.
 
 Cancel marks the job cancelled; handlers call `ctx.check_cancelled()` between items and stop.
-Resume re-enqueues the chunks that are not done.
+Resume re-enqueues the chunks that are not done; a kind with a `retry_failed` hook can also run the
+failed items of a finished job again (job_retry_failed).
+
+Reads of the one job surface (status words, the status the APIs show, the job page) are in
+annotation/job_selectors.py.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from .models import Job, JobChunk, JobError
+from .tasks import job_chunk_run
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +71,25 @@ class ChunkContext:
 
 
 class JobHandler(Protocol):
+    """What a job kind implements: plan, run_chunk, finish. Optional hooks (looked up with
+    job_handler_hook; a kind leaves out what it does not need):
+
+    items_word: str              what the job's items are called ("responses", "records"); "items"
+    status_words: dict           how its pages say a status ({status: word}); see job_selectors
+    detail_template: str         a template with the partials "head" and "panel": the kind's own
+                                 part of the one job page (annotation.views.job_detail)
+    detail_context(job) -> dict  what that template gets (as `panel`)
+    retry_failed(job) -> bool    make the failed items of a finished job run again: reset what they
+                                 wrote and set the chunks holding them to pending (inside the
+                                 caller's transaction); False when there is nothing to retry
+    """
+
     kind: str
 
-    def plan(self, job: Job) -> list[dict]:
-        """Split the job into chunk specs (JSON); also sets job.total if known."""
+    def plan(self, job: Job, plan_input: Any = None) -> list[dict]:
+        """Split the job into chunk specs (JSON); also sets job.total if known. `plan_input` is what
+        the creating service already read and checked (job_create's argument, e.g. generation's
+        prompts), so the plan need not read it again; None when the job alone says what to do."""
 
     def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
         """Do the chunk's work, idempotently, reporting progress through ctx."""
@@ -96,6 +116,12 @@ def job_kinds() -> list[str]:
     return sorted(_HANDLERS)
 
 
+def job_handler_hook(kind: str, name: str, default: Any = None) -> Any:
+    """An optional hook or attribute of a kind's handler (see JobHandler), or `default`."""
+    handler = _HANDLERS.get(kind)
+    return getattr(handler, name, default) if handler is not None else default
+
+
 def job_error_record(*, job: Job, item: Any, error: str, raw: str = "") -> None:
     item = str(item)[:255]
     try:
@@ -108,14 +134,16 @@ def job_error_record(*, job: Job, item: Any, error: str, raw: str = "") -> None:
 # --- life cycle --------------------------------------------------------------------------------
 
 def job_create(*, kind: str, workspace, dataset=None, created_by=None, name: str = "",
-               params: dict | None = None, queue: str = "", input_file: str = "", start: bool = True) -> Job:
-    """Create a job, plan its chunks and (after commit) enqueue them."""
+               params: dict | None = None, queue: str = "", input_file: str = "", start: bool = True,
+               plan_input: Any = None) -> Job:
+    """Create a job, plan its chunks (handing `plan_input` to the handler's plan) and (after
+    commit) enqueue them."""
     handler = job_handler_for(kind)
     with transaction.atomic():
         job = Job.objects.create(kind=kind, workspace=workspace, dataset=dataset, created_by=created_by,
                                  name=name or kind, params=params or {}, input_file=input_file,
                                  queue=queue or settings.PREFLAB_CPU_QUEUE)
-        specs = handler.plan(job)
+        specs = handler.plan(job, plan_input)
         JobChunk.objects.bulk_create(JobChunk(job=job, index=i, spec=s) for i, s in enumerate(specs))
         job.save()
     if start:
@@ -125,8 +153,6 @@ def job_create(*, kind: str, workspace, dataset=None, created_by=None, name: str
 
 def job_enqueue(*, job: Job) -> int:
     """Send every chunk that is not done to the job's queue; returns how many were sent."""
-    from .tasks import job_chunk_run  # the task module imports this one
-
     pending = list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True))
     if not pending:
         job_finish_if_complete(job_id=job.pk)
@@ -156,6 +182,30 @@ def job_resume(*, job: Job) -> Job:
     job.refresh_from_db()
     transaction.on_commit(lambda: job_enqueue(job=job))
     return job
+
+
+def job_retry_failed(*, job: Job) -> Job:
+    """Run the failed items of a finished job again, when its kind can (a `retry_failed` hook)."""
+    retry = job_handler_hook(job.kind, "retry_failed")
+    if retry is None:
+        raise ValidationError({"status": f"{job.kind} jobs cannot retry their failed items"})
+    if job.status != Job.Status.SUCCEEDED:
+        raise ValidationError({"status": f"a {job.status} job is resumed, not retried"})
+    items = job_handler_hook(job.kind, "items_word", "items")
+    with transaction.atomic():
+        if not retry(job):
+            raise ValidationError({"status": f"the job has finished with no failed {items}; nothing to resume"})
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, finished_at=None, error="")
+    job.refresh_from_db()
+    transaction.on_commit(lambda: job_enqueue(job=job))
+    return job
+
+
+def job_resume_or_retry(*, job: Job) -> Job:
+    """Resume a cancelled or failed job; retry the failed items of a finished one (when its kind can)."""
+    if job.status == Job.Status.SUCCEEDED and job_handler_hook(job.kind, "retry_failed") is not None:
+        return job_retry_failed(job=job)
+    return job_resume(job=job)
 
 
 def job_chunk_execute(*, job_id: int, index: int) -> str:

@@ -1,8 +1,10 @@
-"""Celery tasks of the job mechanism: thin, take primary keys, call one service."""
+"""Celery tasks of the job mechanism: thin, take primary keys, call one service.
+
+The services are imported inside the task body (HackSoft's styleguide): annotation.jobs enqueues
+this task, so this module must not import annotation.jobs at load time.
+"""
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-
-from .jobs import job_chunk_execute, job_chunk_give_up
 
 
 @shared_task(
@@ -18,6 +20,8 @@ from .jobs import job_chunk_execute, job_chunk_give_up
     max_retries=5,
 )
 def job_chunk_run(self, job_id: int, index: int) -> str:
+    from .jobs import job_chunk_execute, job_chunk_give_up
+
     try:
         return job_chunk_execute(job_id=job_id, index=index)
     except Exception as exc:

@@ -35,9 +35,11 @@ from .access import (
     role_at_least,
     workspace_for_user,
 )
+from .job_selectors import job_page_context, job_progress_context
+from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
 from .markdown import markdown_render, plain_render
 from .metrics import dataset_quality, ranking_from_value
-from .models import Dataset, Field, Job, JobError, Membership, Question, Record, Response, Suggestion
+from .models import Dataset, Field, Job, Membership, Question, Record, Response, Suggestion
 from .selectors import datasets_for_user, datasets_progress, members_of
 from .services import (
     dataset_create,
@@ -612,30 +614,59 @@ def dataset_export(request, dataset_id: int):
     return redirect("job-detail", job.pk)
 
 
+# --- the one job surface (every kind): page, progress partial, stop / resume / retry ------------
+
 @login_required
 @require_GET
-def job_detail(request, job_id: int):
-    job = job_for_user(request.user, job_id)
-    errors = list(JobError.objects.filter(job=job).order_by("id")[:200])
-    return render(request, "annotation/job_detail.html",
-                  {"job": job, "errors": errors, "error_count": JobError.objects.filter(job=job).count()})
+def job_detail(request, job_id: int, kind: str | None = None):
+    job = job_for_user(request.user, job_id, kind=kind)
+    if kind is not None:  # an old per-app job URL: the page lives at /jobs/<id>/
+        return redirect("job-detail", job.pk)
+    return render(request, "annotation/job_detail.html", job_page_context(job))
 
 
 @login_required
 @require_GET
-def job_progress(request, job_id: int):
-    """The live progress partial of any job (import, export, generation, judging). Polled every
-    second by templates/partials/job_progress.html; polling stops (286) once the job has ended."""
-    job = job_for_user(request.user, job_id)
-    ctx = {"job": job}
-    if job.kind == "import" and not job.is_active:
-        ctx["errors"] = list(JobError.objects.filter(job=job).order_by("id")[:200])
-        ctx["show_errors"] = True
-    response = render(request, "partials/job_progress.html", ctx)
+def job_progress(request, job_id: int, kind: str | None = None, detail: bool | None = None):
+    """The live progress partial of any job, compact (lists) or `?detail=1` (the job page). Polled
+    every second by templates/partials/job_progress.html; polling stops (286) once the job has ended."""
+    job = job_for_user(request.user, job_id, kind=kind)
+    detail = request.GET.get("detail") == "1" if detail is None else detail
+    response = render(request, "partials/job_progress.html", job_progress_context(job, detail=detail))
     if not job.is_active:
-        stop = HttpResponseStopPolling(response.content)
-        return stop
+        return HttpResponseStopPolling(response.content)
     return response
+
+
+def _job_action(request, job_id: int, kind: str | None, action, done: str):
+    job = job_for_user(request.user, job_id, kind=kind)
+    try:
+        action(job=job)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+    else:
+        messages.info(request, done)
+    return redirect("job-detail", job.pk)
+
+
+@login_required
+@require_POST
+def job_cancel_view(request, job_id: int, kind: str | None = None):
+    return _job_action(request, job_id, kind, job_cancel,
+                       "The job was cancelled; what it wrote is kept. Resume it to finish.")
+
+
+@login_required
+@require_POST
+def job_resume_view(request, job_id: int, kind: str | None = None):
+    """Resume a stopped job; a finished one retries its failed items when its kind can."""
+    return _job_action(request, job_id, kind, job_resume_or_retry, "The job was resumed.")
+
+
+@login_required
+@require_POST
+def job_retry_view(request, job_id: int, kind: str | None = None):
+    return _job_action(request, job_id, kind, job_retry_failed, "The failed items run again.")
 
 
 @login_required

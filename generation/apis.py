@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from annotation.access import ADMIN, job_for_user, workspace_for_user
 from annotation.apis import StrictInputSerializer
+from annotation.job_apis import JobStatusOutputSerializer
 from annotation.jobs import job_cancel
 from annotation.models import Dataset
 
@@ -107,30 +108,13 @@ class EndpointDetailApi(APIView):
         return ApiResponse(status=status.HTTP_204_NO_CONTENT)
 
 
-class JobStatusSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    status = serializers.CharField()
-    workspace = serializers.IntegerField()
-    dataset = serializers.IntegerField(allow_null=True)
-    dataset_name = serializers.CharField(allow_null=True)
+class JobStatusSerializer(JobStatusOutputSerializer):
     endpoints = serializers.ListField(child=serializers.CharField())
     strategy = serializers.CharField()
     n = serializers.IntegerField()
     seed = serializers.IntegerField()
     prompts = serializers.IntegerField()
-    total = serializers.IntegerField()
-    done = serializers.IntegerField()
-    failed = serializers.IntegerField()
-    progress = serializers.FloatField()
-    tokens = serializers.IntegerField()
     responses_per_second = serializers.FloatField(allow_null=True)
-    error = serializers.CharField()
-    result = serializers.JSONField()
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    last_errors = serializers.ListField(child=serializers.JSONField())
 
     class Meta:
         ref_name = "GenerationJobStatus"

@@ -22,7 +22,8 @@ Transports (`transport=` or PREFLAB_LLM_TRANSPORT; bench/bench_generation.py mea
   "openai-httpx"  the AsyncOpenAI client over its default httpx transport (the slowest; kept for comparison).
 All three send the same body and are parsed by the same code, so results do not depend on the choice.
 
-Endpoints with backend "vllm_offline" are run in-process by generation/backends/vllm_offline.py.
+Endpoints with backend "vllm_offline" are run in-process by generation/backends/vllm_offline.py; the
+types both share (ChatRequest, ChatResult, ...) live in generation/llm_types.py.
 """
 from __future__ import annotations
 
@@ -33,11 +34,21 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from .backends import vllm_offline
+from .llm_types import (  # noqa: F401 - re-exported: callers import the types from here
+    CANCELLED,
+    SAMPLING_KEYS,
+    ChatRequest,
+    ChatResult,
+    messages_for,
+    params_for,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Endpoint
@@ -45,36 +56,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("aiohttp", "openai", "openai-httpx")
-CANCELLED = "cancelled before completion"  # ChatResult.error of items a should_stop() cut off
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop")
-
-
-@dataclass
-class ChatRequest:
-    key: str                      # caller's id for the item (unique within a call)
-    messages: list[dict]          # OpenAI chat messages
-    params: dict = field(default_factory=dict)  # overrides: temperature, top_p, top_k, max_tokens, seed, stop, response_format ...
-
-
-@dataclass
-class ChatResult:
-    key: str
-    text: str | None
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float              # duration of the final attempt
-    attempts: int
-    error: str | None             # final error after retries; None on success
-    raw: Any                      # raw response JSON, or raw body text when it was not valid JSON
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def cancelled(self) -> bool:
-        return self.error == CANCELLED
 
 
 class LLMConfigError(ValueError):
@@ -122,21 +103,6 @@ def api_key_for(endpoint: "Endpoint") -> str | None:
             f"endpoint {endpoint.name!r}: the environment variable {name} (api_key_env) is not set "
             "in this process; export it where the worker runs")
     return value
-
-
-def messages_for(endpoint: "Endpoint", messages: list[dict]) -> list[dict]:
-    """The endpoint's system prompt goes first unless the messages bring their own."""
-    system = (endpoint.system_prompt or "").strip()
-    if system and not any(m.get("role") == "system" for m in messages):
-        return [{"role": "system", "content": system}, *messages]
-    return messages
-
-
-def params_for(endpoint: "Endpoint", request: ChatRequest) -> dict:
-    """Endpoint defaults, overridden by the request's params; None means "leave out"."""
-    merged = {**(endpoint.params or {}), **(request.params or {})}
-    # "engine" holds vllm_offline engine options (vllm.LLM arguments), never request parameters
-    return {k: v for k, v in merged.items() if v is not None and k != "engine"}
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -454,6 +420,7 @@ atexit.register(_ENGINE.shutdown)
 if hasattr(os, "register_at_fork"):  # a forked child (Celery prefork) starts with a fresh engine
     os.register_at_fork(after_in_child=_ENGINE.__init__)
 
+
 def chat_many_groups(groups: list[tuple["Endpoint", Iterable[ChatRequest]]], *,
                      on_result: Callable[[ChatResult], None] | None = None,
                      should_stop: Callable[[], bool] | None = None,
@@ -463,6 +430,40 @@ def chat_many_groups(groups: list[tuple["Endpoint", Iterable[ChatRequest]]], *,
     transport = transport or default_transport()
     if transport not in TRANSPORTS:
         raise LLMConfigError(f"unknown LLM transport {transport!r}; one of {', '.join(TRANSPORTS)}")
+    prepared, offline, size = _groups_prepare(groups)
+    results: list[ChatResult | None] = [None] * size
+    stop_flag = threading.Event()
+
+    def stopping() -> bool:
+        if stop_flag.is_set():
+            return True
+        if should_stop is not None and should_stop():
+            stop_flag.set()
+        return stop_flag.is_set()
+
+    # In-process vLLM first (it runs in this thread), then the HTTP endpoints.
+    for endpoint, reqs, off in offline:
+        if stopping():
+            break
+        for i, result in enumerate(vllm_offline.chat_offline(endpoint, reqs)):
+            results[off + i] = result
+            if on_result is not None:
+                on_result(result)
+
+    if prepared and not stop_flag.is_set():
+        _http_groups_run(prepared, results, stop_flag, transport, on_result=on_result,
+                         check_stop=stopping if should_stop is not None else None)
+    for i, r in enumerate(results):
+        if r is None:
+            key = _key_at(groups_flat=[g for g in prepared], offline=offline, index=i)
+            results[i] = ChatResult(key=key, text=None, finish_reason=None, prompt_tokens=0, completion_tokens=0,
+                                    latency_s=0.0, attempts=0, error=CANCELLED, raw=None)
+    return results  # type: ignore[return-value]
+
+
+def _groups_prepare(groups) -> tuple[list[_Group], list[tuple[Any, list[ChatRequest], int]], int]:
+    """(HTTP groups, in-process vLLM groups with their offsets, number of requests); checks the keys
+    are unique and every HTTP endpoint can be called."""
     prepared: list[_Group] = []
     offline: list[tuple[Any, list[ChatRequest], int]] = []
     keys: set[str] = set()
@@ -482,71 +483,50 @@ def chat_many_groups(groups: list[tuple["Endpoint", Iterable[ChatRequest]]], *,
                 raise LLMConfigError(f"endpoint {endpoint.name!r} has no base URL")
             prepared.append(_Group(endpoint=endpoint, requests=reqs, api_key=api_key_for(endpoint), offset=offset))
         offset += len(reqs)
-    results: list[ChatResult | None] = [None] * offset
-    stop_flag = threading.Event()
+    return prepared, offline, offset
 
-    def stopping() -> bool:
-        if stop_flag.is_set():
-            return True
-        if should_stop is not None and should_stop():
-            stop_flag.set()
-        return stop_flag.is_set()
 
-    # In-process vLLM first (it runs in this thread), then the HTTP endpoints.
-    for endpoint, reqs, off in offline:
-        if stopping():
-            break
-        from .backends import vllm_offline
+def _http_groups_run(prepared: list[_Group], results: list, stop_flag: threading.Event, transport: str, *,
+                     on_result: Callable[[ChatResult], None] | None,
+                     check_stop: Callable[[], bool] | None) -> None:
+    """Run the HTTP groups on the engine's loop; hand results to on_result in this thread."""
+    out: deque = deque()
+    finished_event = threading.Event()
+    backoff = (float(_setting("PREFLAB_LLM_BACKOFF", 1.0)), float(_setting("PREFLAB_LLM_BACKOFF_MAX", 60.0)))
+    failure: list[BaseException] = []
 
-        for i, result in enumerate(vllm_offline.chat_offline(endpoint, reqs)):
-            results[off + i] = result
-            if on_result is not None:
-                on_result(result)
+    future = asyncio.run_coroutine_threadsafe(
+        _run_groups(prepared, results, out, stop_flag, transport, backoff), _ENGINE.loop_for_call())
 
-    if prepared and not stop_flag.is_set():
-        out: deque = deque()
-        finished_event = threading.Event()
-        backoff = (float(_setting("PREFLAB_LLM_BACKOFF", 1.0)), float(_setting("PREFLAB_LLM_BACKOFF_MAX", 60.0)))
-        failure: list[BaseException] = []
+    def finished(f):
+        if not f.cancelled() and f.exception() is not None:
+            failure.append(f.exception())
+        finished_event.set()
 
-        future = asyncio.run_coroutine_threadsafe(
-            _run_groups(prepared, results, out, stop_flag, transport, backoff), _ENGINE.loop_for_call())
-
-        def finished(f):
-            if not f.cancelled() and f.exception() is not None:
-                failure.append(f.exception())
-            finished_event.set()
-
-        future.add_done_callback(finished)
-        next_check = time.monotonic() + 0.25
+    future.add_done_callback(finished)
+    next_check = time.monotonic() + 0.25
+    try:
+        while True:
+            # Drain in batches every 20 ms rather than waking this thread once per result:
+            # at ~1000 results/s, per-item wake-ups cost the loop thread the GIL.
+            ended = finished_event.wait(0.02)
+            while out:
+                item = out.popleft()
+                if on_result is not None:
+                    on_result(item)
+            if ended and not out:
+                break
+            if check_stop is not None and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 0.25
+                check_stop()
+    finally:
+        stop_flag.set()  # normal end: a no-op; an exception here (on_result raised): stop the loop
         try:
-            while True:
-                # Drain in batches every 20 ms rather than waking this thread once per result:
-                # at ~1000 results/s, per-item wake-ups cost the loop thread the GIL.
-                ended = finished_event.wait(0.02)
-                while out:
-                    item = out.popleft()
-                    if on_result is not None:
-                        on_result(item)
-                if ended and not out:
-                    break
-                if should_stop is not None and time.monotonic() >= next_check:
-                    next_check = time.monotonic() + 0.25
-                    stopping()
-        finally:
-            stop_flag.set()  # normal end: a no-op; an exception here (on_result raised): stop the loop
-            try:
-                future.result()
-            except BaseException:  # noqa: BLE001 - kept in `failure` by finished()
-                pass
-        if failure:
-            raise failure[0]
-    for i, r in enumerate(results):
-        if r is None:
-            key = _key_at(groups_flat=[g for g in prepared], offline=offline, index=i)
-            results[i] = ChatResult(key=key, text=None, finish_reason=None, prompt_tokens=0, completion_tokens=0,
-                                    latency_s=0.0, attempts=0, error=CANCELLED, raw=None)
-    return results  # type: ignore[return-value]
+            future.result()
+        except BaseException:  # noqa: BLE001 - kept in `failure` by finished()
+            pass
+    if failure:
+        raise failure[0]
 
 
 def _key_at(*, groups_flat: list[_Group], offline: list, index: int) -> str:

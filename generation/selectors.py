@@ -7,11 +7,12 @@ from typing import Any
 from django.db.models import QuerySet
 
 from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
-from annotation.jobs import job_summary
+from annotation.job_selectors import job_status
 from annotation.models import Job, JobError
 
 from .models import Endpoint, GenerationOutput
-from .services import JOB_KIND
+
+JOB_KIND = "generation"
 
 
 def endpoints_for_user(user, *, workspace_id: Any = None) -> QuerySet[Endpoint]:
@@ -35,20 +36,22 @@ def generation_jobs_for_user(user, *, workspace_id: Any = None) -> QuerySet[Job]
 
 
 def generation_job_status(job: Job, *, errors: int = 10) -> dict:
-    """What the API and the live UI show: counters, throughput, tokens, failures, last errors."""
-    s = job_summary(job)
+    """What the API and the live UI show: the status every job has (annotation.job_selectors), the
+    job's pool and strategy, responses per second, and its last errors (newest first)."""
+    status = job_status(job)
+    rate = status.pop("rate")
     p = job.params or {}
     return {
-        "id": job.pk, "name": job.name, "status": s.status, "workspace": job.workspace_id,
-        "dataset": job.dataset_id, "dataset_name": job.dataset.name if job.dataset_id else None,
-        "endpoints": p.get("endpoints", []), "strategy": p.get("strategy"), "n": p.get("n"),
-        "seed": p.get("seed"), "prompts": p.get("prompt_count"),
-        "total": s.total, "done": s.done, "failed": s.failed, "progress": s.progress, "tokens": s.tokens,
-        "responses_per_second": s.rate, "error": s.error, "result": job.result,
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        **status, "endpoints": p.get("endpoints", []), "strategy": p.get("strategy"), "n": p.get("n"),
+        "seed": p.get("seed"), "prompts": p.get("prompt_count"), "responses_per_second": rate,
         "last_errors": list(JobError.objects.filter(job=job).order_by("-id")
                             .values("item", "error", "created_at")[:errors]),
     }
+
+
+def generation_job_panel(job: Job) -> dict:
+    """What the generation panel of the one job page shows (GenerationJobHandler.detail_context)."""
+    return {"status": generation_job_status(job, errors=15)}
 
 
 def generation_outputs_of(job: Job) -> QuerySet[GenerationOutput]:

@@ -32,15 +32,14 @@ from django.db import connection, transaction
 from django.db.models import ProtectedError, RestrictedError, Sum
 from django.utils import timezone
 
-from annotation.jobs import ChunkContext, JobCancelled, JobFailed, job_create, job_enqueue, job_resume
+from annotation.jobs import ChunkContext, JobCancelled, JobFailed, job_create, job_resume_or_retry
 from annotation.models import Dataset, Job, JobChunk, JobError, Question, Record, Workspace
 from annotation.services import dataset_create, records_upsert
 from annotation.validation import field_specs_of, record_validate
 
 from .llm import CANCELLED, ChatRequest, ChatResult, LLMConfigError, chat_many_groups
 from .models import Endpoint, GenerationOutput
-
-JOB_KIND = "generation"
+from .selectors import JOB_KIND, generation_job_panel
 STRATEGIES = ("sample", "each", "samples")
 PROMPT_FORMATS = ("jsonl", "csv", "parquet")
 PARAM_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop", "presence_penalty",
@@ -428,8 +427,35 @@ def generation_job_create(*, workspace: Workspace, dataset: Dataset | None = Non
     "column": "prompt", "id_column": None} or {"dataset": Dataset | id, "field": None}.
     n defaults to 2 (`each`: the pool size). The target is `dataset` (checked: prompt + response-1..n + a ranking question) or a new
     dataset named `dataset_name`. Nothing is written if anything is wrong (ValidationError).
+    The prompts are read once, here, and handed to the handler's plan() through job_create.
     """
     pool = _endpoints_resolve(workspace, endpoints)
+    n = _responses_per_prompt(pool=pool, strategy=strategy, n=n, k=k)
+    temperatures = _temperatures_check(temperatures, strategy=strategy, n=n)
+    overrides = _options_check(pool=pool, seed=seed, overrides=overrides, chunk_size=chunk_size)
+    prompts, source = _prompts_load(workspace=workspace, prompts_source=prompts_source)
+    with transaction.atomic():
+        dataset = _target_dataset(workspace=workspace, dataset=dataset, dataset_name=dataset_name, n=n,
+                                  prompts=prompts, created_by=created_by)
+        if source["type"] == "dataset" and source["dataset"] != dataset.pk:
+            for p in prompts:
+                p.external_id = None  # another dataset: records get the job's own ids
+        if chunk_size is None:
+            in_flight = sum(e.max_concurrency for e in pool)
+            chunk_size = max(128, min(2048, (in_flight * 16) // n))  # ~16 pipe-fulls of requests per chunk
+        params = {
+            "endpoints": [e.name for e in pool], "endpoint_ids": [e.pk for e in pool], "n": n,
+            "strategy": strategy, "seed": seed, "temperatures": temperatures, "overrides": overrides,
+            "source": source, "chunk_size": chunk_size, "prompt_count": len(prompts),
+        }
+        return job_create(kind=JOB_KIND, workspace=workspace, dataset=dataset, created_by=created_by,
+                          name=name or f"generate {len(prompts)} prompts × {n}", params=params,
+                          queue=_queue_for(pool), input_file=source.get("path", ""), start=start,
+                          plan_input=prompts)
+
+
+def _responses_per_prompt(*, pool: list[Endpoint], strategy: str, n: int | None, k: int | None) -> int:
+    """n, the responses per prompt, checked against the strategy and the pool."""
     if strategy not in STRATEGIES:
         raise ValidationError({"strategy": f"must be one of {', '.join(STRATEGIES)}"})
     if strategy == "each":
@@ -447,13 +473,22 @@ def generation_job_create(*, workspace: Workspace, dataset: Dataset | None = Non
         raise ValidationError({"n": f"cannot draw {n} different endpoints from a pool of {len(pool)}"})
     if strategy == "samples" and len(pool) != 1:
         raise ValidationError({"endpoints": "strategy 'samples' uses exactly one endpoint"})
-    if temperatures is not None:
-        if strategy != "samples":
-            raise ValidationError({"temperatures": "only for strategy 'samples'"})
-        if (not isinstance(temperatures, list) or len(temperatures) != n
-                or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 5 for t in temperatures)):
-            raise ValidationError({"temperatures": f"a list of {n} numbers from 0 to 5, one per response"})
-        temperatures = [float(t) for t in temperatures]
+    return n
+
+
+def _temperatures_check(temperatures: Any, *, strategy: str, n: int) -> list[float] | None:
+    if temperatures is None:
+        return None
+    if strategy != "samples":
+        raise ValidationError({"temperatures": "only for strategy 'samples'"})
+    if (not isinstance(temperatures, list) or len(temperatures) != n
+            or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 5 for t in temperatures)):
+        raise ValidationError({"temperatures": f"a list of {n} numbers from 0 to 5, one per response"})
+    return [float(t) for t in temperatures]
+
+
+def _options_check(*, pool: list[Endpoint], seed: Any, overrides: Any, chunk_size: Any) -> dict:
+    """Checks the seed, the per-endpoint overrides and the chunk size; returns the overrides."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValidationError({"seed": "must be an integer"})
     overrides = overrides or {}
@@ -467,61 +502,43 @@ def generation_job_create(*, workspace: Workspace, dataset: Dataset | None = Non
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
                                    or not 1 <= chunk_size <= 10_000):
         raise ValidationError({"chunk_size": "an integer from 1 to 10000"})
+    return overrides
 
-    # prompts (validated before anything is written)
+
+def _prompts_load(*, workspace: Workspace, prompts_source: Any) -> tuple[list[Prompt], dict]:
+    """The prompts (read and checked before anything is written) and the source as stored in params."""
     if not isinstance(prompts_source, dict):
         raise ValidationError({"prompts": "give a prompt file or a source dataset"})
-    source: dict[str, Any]
     if prompts_source.get("file"):
         path = str(prompts_source["file"])
         fmt = prompt_format_of(path, prompts_source.get("format") or None)
-        prompts = prompts_read(path=path, fmt=fmt, column=prompts_source.get("column") or "prompt",
-                               id_column=prompts_source.get("id_column") or None)
-        source = {"type": "file", "path": path, "format": fmt, "column": prompts_source.get("column") or "prompt",
-                  "id_column": prompts_source.get("id_column") or None}
-    elif prompts_source.get("dataset") is not None:
+        column = prompts_source.get("column") or "prompt"
+        id_column = prompts_source.get("id_column") or None
+        prompts = prompts_read(path=path, fmt=fmt, column=column, id_column=id_column)
+        return prompts, {"type": "file", "path": path, "format": fmt, "column": column, "id_column": id_column}
+    if prompts_source.get("dataset") is not None:
         src = prompts_source["dataset"]
         if not isinstance(src, Dataset):
             src = Dataset.objects.filter(pk=src, workspace=workspace).first()
         if src is None or src.workspace_id != workspace.pk:
             raise ValidationError({"prompts_dataset": "no such dataset in this workspace"})
         prompts = prompts_from_dataset(dataset=src, field=prompts_source.get("field"))
-        source = {"type": "dataset", "dataset": src.pk, "field": prompts_source.get("field") or src.prompt_field}
-    else:
-        raise ValidationError({"prompts": "give a prompt file or a source dataset"})
-
-    with transaction.atomic():
-        if dataset is None:
-            if not dataset_name:
-                raise ValidationError({"dataset": "choose a target dataset or give a name for a new one"})
-            dataset = generation_dataset_create(workspace=workspace, name=dataset_name, n=n, created_by=created_by,
-                                                chat_prompts=any(isinstance(p.prompt, list) for p in prompts))
-        elif dataset.workspace_id != workspace.pk:
-            raise ValidationError({"dataset": "no such dataset in this workspace"})
-        generation_dataset_check(dataset=dataset, n=n)
-        if source["type"] == "dataset" and source["dataset"] != dataset.pk:
-            for p in prompts:
-                p.external_id = None  # another dataset: records get the job's own ids
-        if chunk_size is None:
-            in_flight = sum(e.max_concurrency for e in pool)
-            chunk_size = max(128, min(2048, (in_flight * 16) // n))  # ~16 pipe-fulls of requests per chunk
-        params = {
-            "endpoints": [e.name for e in pool], "endpoint_ids": [e.pk for e in pool], "n": n,
-            "strategy": strategy, "seed": seed, "temperatures": temperatures, "overrides": overrides,
-            "source": source, "chunk_size": chunk_size, "prompt_count": len(prompts),
-        }
-        _PLAN_PROMPTS[id(params)] = prompts
-        try:
-            job = job_create(kind=JOB_KIND, workspace=workspace, dataset=dataset, created_by=created_by,
-                             name=name or f"generate {len(prompts)} prompts × {n}", params=params,
-                             queue=_queue_for(pool), input_file=source.get("path", ""), start=start)
-        finally:
-            _PLAN_PROMPTS.pop(id(params), None)
-    return job
+        return prompts, {"type": "dataset", "dataset": src.pk, "field": prompts_source.get("field") or src.prompt_field}
+    raise ValidationError({"prompts": "give a prompt file or a source dataset"})
 
 
-# plan() gets the job only; the prompts read (and validated) above are handed over here.
-_PLAN_PROMPTS: dict[int, list[Prompt]] = {}
+def _target_dataset(*, workspace: Workspace, dataset: Dataset | None, dataset_name: str | None, n: int,
+                    prompts: list[Prompt], created_by) -> Dataset:
+    """The dataset the records go to: given (and checked), or created as `dataset_name`."""
+    if dataset is None:
+        if not dataset_name:
+            raise ValidationError({"dataset": "choose a target dataset or give a name for a new one"})
+        dataset = generation_dataset_create(workspace=workspace, name=dataset_name, n=n, created_by=created_by,
+                                            chat_prompts=any(isinstance(p.prompt, list) for p in prompts))
+    elif dataset.workspace_id != workspace.pk:
+        raise ValidationError({"dataset": "no such dataset in this workspace"})
+    generation_dataset_check(dataset=dataset, n=n)
+    return dataset
 
 
 def _queue_for(pool: list[Endpoint]) -> str:
@@ -538,27 +555,29 @@ def generation_job_resume(*, job: Job) -> Job:
     """Resume a cancelled/failed job, or retry the failed slots of a finished one."""
     if job.kind != JOB_KIND:
         raise ValidationError({"job": "not a generation job"})
-    if job.status == Job.Status.SUCCEEDED:
-        if not job.failed and not JobError.objects.filter(job=job).exists():
-            raise ValidationError({"status": "the job has finished with no failed responses; nothing to resume"})
-        with transaction.atomic():
-            job.chunks.filter(failed__gt=0).update(status=JobChunk.Status.PENDING)
-            Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, finished_at=None, error="")
-        job.refresh_from_db()
-        transaction.on_commit(lambda: job_enqueue(job=job))
-        return job
-    return job_resume(job=job)
+    return job_resume_or_retry(job=job)
 
 
 # --- the job handler ---------------------------------------------------------------------------
 
 class GenerationJobHandler:
     kind = JOB_KIND
+    items_word = "responses"
+    detail_template = "generation/partials/job_panel.html"
 
-    def plan(self, job: Job) -> list[dict]:
-        prompts = _PLAN_PROMPTS.get(id(job.params))
-        if prompts is None:  # planned again from the source (e.g. a job created by other code)
-            prompts = _prompts_for_params(job.params)
+    def detail_context(self, job: Job) -> dict:
+        return generation_job_panel(job)
+
+    def retry_failed(self, job: Job) -> bool:
+        """The chunks with failed slots run again; a re-run only calls the LLM for missing slots."""
+        if not job.failed and not JobError.objects.filter(job=job).exists():
+            return False
+        job.chunks.filter(failed__gt=0).update(status=JobChunk.Status.PENDING)
+        return True
+
+    def plan(self, job: Job, plan_input: list[Prompt] | None = None) -> list[dict]:
+        """plan_input: the prompts generation_job_create read; without them, read from the source."""
+        prompts = plan_input if plan_input is not None else _prompts_for_params(job.params)
         n = int(job.params["n"])
         size = int(job.params.get("chunk_size") or 256)
         job.total = len(prompts) * n

@@ -1,16 +1,15 @@
 """Browser pages of the generation app (htmx), workspace admins only: endpoints, launching a
-generation job, and its live progress. Model output is rendered escaped (Django autoescape)."""
+generation job. A job's page, progress, stop and resume are the one job surface of annotation
+(annotation.views.job_detail ...); generation adds its panel through GenerationJobHandler."""
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
+from django.views.decorators.http import require_GET, require_http_methods
 
-from annotation.access import admin_workspaces, job_for_user
-from annotation.jobs import job_cancel
+from annotation.access import admin_workspaces
 
 from . import selectors, services
 from .forms import EndpointForm, GenerationJobForm
@@ -30,7 +29,8 @@ def _form_errors(form, exc: ValidationError) -> None:
 def home(request):
     admin_workspaces(request.user, refuse=REFUSED)
     endpoints = selectors.endpoints_for_user(request.user)
-    jobs = [selectors.generation_job_status(j, errors=0) for j in selectors.generation_jobs_for_user(request.user)[:30]]
+    jobs = [{"job": j, "status": selectors.generation_job_status(j, errors=0)}
+            for j in selectors.generation_jobs_for_user(request.user)[:30]]
     return render(request, "generation/home.html", {"endpoints": endpoints, "jobs": jobs})
 
 
@@ -77,50 +77,6 @@ def job_launch(request):
         except ValidationError as exc:
             _form_errors(form, exc)
         else:
-            return redirect("generation-job", job.pk)
+            return redirect("job-detail", job.pk)
     return render(request, "generation/job_launch.html", {"form": form},
                   status=422 if request.method == "POST" and form.errors else 200)
-
-
-def _job_context(job) -> dict:
-    return {"job": job, "status": selectors.generation_job_status(job, errors=15)}
-
-
-@login_required
-@require_GET
-def job_detail(request, job_id: int):
-    job = job_for_user(request.user, job_id, kind=services.JOB_KIND)
-    return render(request, "generation/job_detail.html", _job_context(job))
-
-
-@login_required
-@require_GET
-def job_progress(request, job_id: int):
-    """The progress partial, polled every second; HTTP 286 stops the polling once the job ended."""
-    job = job_for_user(request.user, job_id, kind=services.JOB_KIND)
-    response = render(request, "generation/job_detail.html#progress", _job_context(job))
-    if not job.is_active:
-        return HttpResponseStopPolling(response.content)
-    return response
-
-
-@login_required
-@require_POST
-def job_cancel_view(request, job_id: int):
-    job = job_for_user(request.user, job_id, kind=services.JOB_KIND)
-    try:
-        job_cancel(job=job)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-    return redirect("generation-job", job.pk)
-
-
-@login_required
-@require_POST
-def job_resume_view(request, job_id: int):
-    job = job_for_user(request.user, job_id, kind=services.JOB_KIND)
-    try:
-        services.generation_job_resume(job=job)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-    return redirect("generation-job", job.pk)

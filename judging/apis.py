@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from annotation.access import ADMIN, dataset_for_user, job_for_user, workspace_for_user
 from annotation.apis import StrictInputSerializer
+from annotation.job_apis import JobStatusOutputSerializer
 from annotation.jobs import job_cancel, job_resume
 from annotation.models import Dataset
 from generation.models import Endpoint
@@ -108,22 +109,17 @@ class JudgeDetailApi(APIView):
         return ApiResponse(status=status.HTTP_204_NO_CONTENT)
 
 
-_JOB_STATUS_FIELDS = {
-    "id": serializers.IntegerField(), "name": serializers.CharField(), "status": serializers.CharField(),
-    "workspace": serializers.IntegerField(), "dataset": serializers.IntegerField(allow_null=True),
-    "dataset_name": serializers.CharField(allow_null=True), "judge": serializers.IntegerField(),
-    "judge_name": serializers.CharField(), "method": serializers.CharField(), "agent": serializers.CharField(),
-    "aspect": serializers.CharField(), "target_dataset": serializers.IntegerField(allow_null=True),
-    "total": serializers.IntegerField(), "done": serializers.IntegerField(), "failed": serializers.IntegerField(),
-    "progress": serializers.FloatField(), "tokens": serializers.IntegerField(),
-    "records_per_second": serializers.FloatField(allow_null=True), "error": serializers.CharField(),
-    "result": serializers.JSONField(), "created_at": serializers.DateTimeField(),
-    "started_at": serializers.DateTimeField(allow_null=True), "finished_at": serializers.DateTimeField(allow_null=True),
-    "last_errors": serializers.ListField(child=serializers.JSONField()),
-}
+class _JobStatus(JobStatusOutputSerializer):
+    judge = serializers.IntegerField()
+    judge_name = serializers.CharField()
+    method = serializers.CharField()
+    agent = serializers.CharField()
+    aspect = serializers.CharField()
+    target_dataset = serializers.IntegerField(allow_null=True)
+    records_per_second = serializers.FloatField(allow_null=True)
 
-
-_JobStatus = inline_serializer("JudgeJobStatus", fields=_JOB_STATUS_FIELDS).__class__
+    class Meta:
+        ref_name = "JudgeJobStatus"
 
 
 def JobStatusSerializer(many: bool = False):  # noqa: N802 - reads like a serializer class in the schema decorators

@@ -7,6 +7,7 @@ from typing import Iterator
 from django.db.models import QuerySet
 
 from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
+from annotation.job_selectors import job_status
 from annotation.models import Dataset, Job, JobError, Question, Suggestion, Workspace
 
 from .models import Judge, JudgeOutput, JudgeVerdict
@@ -172,20 +173,21 @@ def judge_jobs_for_user(user, *, workspace_id=None, dataset_id=None) -> QuerySet
 
 
 def judge_job_status(job: Job, *, errors: int = 10) -> dict:
-    """What the API and the progress page show about a judge job."""
-    from annotation.jobs import job_summary
-
-    s = job_summary(job)
+    """What the API and the progress page show about a judge job: the status every job has
+    (annotation.job_selectors), the judge, records per second, and its first errors."""
+    status = job_status(job)
+    rate = status.pop("rate")
     params = job.params or {}
     return {
-        "id": job.pk, "name": job.name, "status": job.status, "workspace": job.workspace_id,
-        "dataset": job.dataset_id, "dataset_name": job.dataset.name if job.dataset_id else None,
-        "judge": params.get("judge_id"), "judge_name": params.get("judge"), "method": params.get("method"),
+        **status, "judge": params.get("judge_id"), "judge_name": params.get("judge"), "method": params.get("method"),
         "agent": params.get("agent"), "aspect": params.get("aspect"),
-        "target_dataset": params.get("target_dataset_id"),
-        "total": s.total, "done": s.done, "failed": s.failed, "progress": s.progress, "tokens": s.tokens,
-        "records_per_second": s.rate, "error": s.error, "result": job.result,
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "target_dataset": params.get("target_dataset_id"), "records_per_second": rate,
         "last_errors": [{"item": e.item, "error": e.error} for e in judge_job_errors(job=job, limit=errors)]
         if errors else [],
     }
+
+
+def judge_job_panel(job: Job) -> dict:
+    """What the judge panel of the one job page shows (JudgeJobHandler.detail_context)."""
+    return {"status": judge_job_status(job, errors=20), "bias": (job.result or {}).get("position_bias"),
+            "latest": list(judge_job_verdicts(job=job).order_by("-id")[:10])}

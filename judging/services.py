@@ -43,10 +43,11 @@ from typing import Any, Iterable
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.fields.json import KT
 
 from annotation.jobs import ChunkContext, JobCancelled, job_create
-from annotation.models import Dataset, Field, Job, JobChunk, Question, Record, Suggestion, Workspace
+from annotation.models import Dataset, Field, Job, JobChunk, JobError, Question, Record, Suggestion, Workspace
 from annotation.services import dataset_create, record_priority_set, records_upsert, suggestions_upsert
 from generation.llm import ChatRequest, ChatResult, chat_many
 from generation.models import Endpoint
@@ -54,6 +55,7 @@ from generation.models import Endpoint
 from . import judges as J
 from .models import Judge, JudgeOutput, JudgeVerdict
 from .parsers import JudgeParseError, parse_preference, parse_ratings, parse_revision
+from .selectors import JOB_KIND, cleaning_flips_count, judge_job_panel
 from .scoring import (
     JudgeView,
     compare_value,
@@ -69,7 +71,6 @@ from .scoring import (
 
 log = logging.getLogger(__name__)
 
-JOB_KIND = "judge"
 JUDGE_FIELDS = ("name", "method", "aspect", "overall_mode", "template", "params", "max_parse_retries",
                 "use_structured_output")
 CLAIR_FIELDS = ("prompt", "response-1", "response-2")
@@ -651,8 +652,16 @@ def _uncertainty(score: Any, stated: Any) -> float:
 
 class JudgeJobHandler:
     kind = JOB_KIND
+    items_word = "records"
+    detail_template = "judging/partials/job_panel.html"
 
-    def plan(self, job: Job) -> list[dict]:
+    def detail_context(self, job: Job) -> dict:
+        return judge_job_panel(job)
+
+    def retry_failed(self, job: Job) -> bool:
+        return judge_job_failed_reset(job=job)
+
+    def plan(self, job: Job, plan_input: object = None) -> list[dict]:
         ids = job.params.get("record_ids")
         if ids is None:
             ids = list(Record.objects.filter(dataset=job.dataset).order_by("pk").values_list("pk", flat=True))
@@ -699,9 +708,28 @@ class JudgeJobHandler:
             judge_position_bias_refresh(judge=judge)
 
 
-def judge_job_summary(*, job: Job) -> dict:
-    from .selectors import cleaning_flips_count
+def judge_job_failed_reset(*, job: Job) -> bool:
+    """Make the failed records of a finished judge job be judged again (JudgeJobHandler.retry_failed).
 
+    Their failed verdicts and job errors go; their unsettled outputs start over from attempt 0 (the
+    raw text and error of every failed attempt stay in failed_attempts, the parsed outputs are
+    kept and not asked again); the chunks holding them are set to pending. False if none failed."""
+    failed = set(JudgeVerdict.objects.filter(job=job, status=JudgeVerdict.Status.FAILED)
+                 .values_list("record_id", flat=True))
+    if not failed:
+        return False
+    external_ids = Record.objects.filter(pk__in=failed).values_list("external_id", flat=True)
+    JobError.objects.filter(job=job, item__in=[f"record {e}" for e in external_ids]).delete()
+    JudgeVerdict.objects.filter(job=job, record_id__in=failed).delete()
+    unsettled = Q(parsed__isnull=True) | ~Q(error="")
+    JudgeOutput.objects.filter(unsettled, job=job, record_id__in=failed).update(attempts=0, finish_reason="")
+    chunks = [index for index, spec in job.chunks.values_list("index", "spec")
+              if failed.intersection((spec or {}).get("record_ids", []))]
+    job.chunks.filter(index__in=chunks).update(status=JobChunk.Status.PENDING)
+    return True
+
+
+def judge_job_summary(*, job: Job) -> dict:
     statuses = defaultdict(int)
     bias_items = []
     for status, result in JudgeVerdict.objects.filter(job=job).values_list("status", "result").iterator():

@@ -522,7 +522,7 @@ class SimulationJobHandler:
 
     kind = JOB_KIND
 
-    def plan(self, job: Job) -> list[dict]:
+    def plan(self, job: Job, plan_input: object = None) -> list[dict]:
         annotators = list(SimulatedAnnotator.objects.filter(pk__in=job.params.get("annotators") or []).order_by("name"))
         records = Record.objects.filter(dataset_id=job.dataset_id).count()
         cap = job.params.get("max_records")

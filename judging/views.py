@@ -1,5 +1,6 @@
 """Browser pages of the judging app (htmx), workspace admins only: judges, launching a judge job,
-its live progress, and the cleaning view of an imported preference set. LLM text is rendered
+and the cleaning view of an imported preference set. A job's page, progress, stop and resume are the
+one job surface of annotation; judging adds its panel through JudgeJobHandler. LLM text is rendered
 escaped (Django autoescape; no |safe anywhere in templates/judging/)."""
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
+from django.views.decorators.http import require_GET, require_http_methods
 
-from annotation.access import ADMIN, admin_workspaces, dataset_for_user, job_for_user
-from annotation.jobs import job_cancel, job_resume
+from annotation.access import ADMIN, admin_workspaces, dataset_for_user
 
 from . import selectors, services
 from .apis import cleaned_export_url
@@ -69,57 +68,9 @@ def job_launch(request):
             except ValidationError as exc:
                 _form_errors(form, exc)
             else:
-                return redirect("judging-job", job.pk)
+                return redirect("job-detail", job.pk)
     return render(request, "judging/job_launch.html", {"form": form},
                   status=422 if request.method == "POST" else 200)
-
-
-def _job_context(job) -> dict:
-    status = selectors.judge_job_status(job, errors=20)
-    latest = list(selectors.judge_job_verdicts(job=job).order_by("-id")[:10])
-    return {"job": job, "status": status, "bias": (job.result or {}).get("position_bias"), "latest": latest}
-
-
-@login_required
-@require_GET
-def job_detail(request, job_id: int):
-    job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
-    return render(request, "judging/job_detail.html", _job_context(job))
-
-
-@login_required
-@require_GET
-def job_progress(request, job_id: int):
-    """The progress partial, polled every second; HTTP 286 stops the polling once the job ended."""
-    job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
-    response = render(request, "judging/job_detail.html#progress", _job_context(job))
-    if not job.is_active:
-        return HttpResponseStopPolling(response.content)
-    return response
-
-
-@login_required
-@require_POST
-def job_cancel_view(request, job_id: int):
-    job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
-    try:
-        job_cancel(job=job)
-        messages.info(request, "The job was cancelled; what it wrote is kept. Resume it to finish.")
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-    return redirect("judging-job", job.pk)
-
-
-@login_required
-@require_POST
-def job_resume_view(request, job_id: int):
-    job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
-    try:
-        job_resume(job=job)
-        messages.info(request, "The job was resumed.")
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-    return redirect("judging-job", job.pk)
 
 
 @login_required

@@ -5,6 +5,7 @@ from django import template
 from django.utils.safestring import mark_safe
 
 from annotation.access import admin_workspaces
+from annotation.job_selectors import job_status_tone, job_status_word
 from annotation.markdown import markdown_render
 
 register = template.Library()
@@ -61,3 +62,9 @@ def seconds(value) -> str:
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+@register.inclusion_tag("partials/job_status_badge.html")
+def job_status_badge(job) -> dict:
+    """A job's status badge, its word and colour from annotation.job_selectors (the one place)."""
+    return {"job": job, "word": job_status_word(job), "tone": job_status_tone(job)}

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ..llm import SAMPLING_KEYS, ChatRequest, ChatResult, messages_for, params_for
+from ..llm_types import SAMPLING_KEYS, ChatRequest, ChatResult, messages_for, params_for
 
 _ENGINES: dict[tuple, Any] = {}
 _LOCK = threading.Lock()

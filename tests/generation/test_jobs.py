@@ -275,3 +275,21 @@ def test_missing_api_key_variable_fails_the_job_clearly_and_resume_runs_it(works
     monkeypatch.setenv("PREFLAB_GEN_TEST_KEY", "sk-test")
     job = run(generation_job_resume(job=job))
     assert job.status == Job.Status.SUCCEEDED and job.done == 24
+
+
+def test_the_prompts_are_read_once_and_handed_to_the_plan(workspace, llm_endpoint, prompt_file, monkeypatch):
+    import generation.services as gs
+
+    reads = []
+    real = gs.prompts_read
+    monkeypatch.setattr(gs, "prompts_read", lambda **kw: reads.append(kw) or real(**kw))
+    job = generation_job_create(workspace=workspace, dataset_name="once", endpoints=[llm_endpoint()],
+                                strategy="samples", prompts_source={"file": prompt_file}, start=False)
+    assert len(reads) == 1 and job.total == 24
+    assert sum(len(c.spec["prompts"]) for c in job.chunks.all()) == 12
+    assert not hasattr(gs, "_PLAN_PROMPTS")
+    # planned from the job alone (no plan_input), the handler reads the stored source again
+    from annotation.jobs import job_handler_for
+
+    assert job_handler_for("generation").plan(job) == [{"prompts": c.spec["prompts"]} for c in job.chunks.all()]
+    assert len(reads) == 2

@@ -47,16 +47,22 @@ def test_launch_form_and_live_progress(web, workspace, llm_endpoint):
                                             "dataset_name": "ui-gen"})
     assert r.status_code == 302, r.content.decode()[:2000]
     job = Job.objects.get(kind="generation")
-    assert r["Location"] == f"/generation/jobs/{job.pk}/"
-    r = web.get(f"/generation/jobs/{job.pk}/progress/")
+    assert r["Location"] == f"/jobs/{job.pk}/"  # the one job page
+    page = web.get(r["Location"]).content.decode()
+    assert f'hx-get="/jobs/{job.pk}/progress/?detail=1"' in page and 'id="generation-counters"' in page
+    r = web.get(f"/jobs/{job.pk}/progress/?detail=1")
     assert r.status_code == 200 and b'hx-trigger="every 1s"' in r.content  # queued: keeps polling
     job_run_inline(job=job)
-    r = web.get(f"/generation/jobs/{job.pk}/progress/")
+    r = web.get(f"/jobs/{job.pk}/progress/?detail=1")
     assert r.status_code == 286  # finished: htmx stops polling
     html = r.content.decode()
     assert "succeeded" in html and "hx-trigger" not in html and ">4</strong> / 4" in html
-    page = web.get(f"/generation/jobs/{job.pk}/").content.decode()
+    page = web.get(f"/jobs/{job.pk}/").content.decode()
     assert "2 records written" in page
+    # the old generation job URLs still lead there
+    assert web.get(f"/generation/jobs/{job.pk}/")["Location"] == f"/jobs/{job.pk}/"
+    old = web.get(f"/generation/jobs/{job.pk}/progress/")
+    assert old.status_code == 286 and ">4</strong> / 4" in old.content.decode()
     assert Record.objects.filter(dataset=job.dataset).count() == 2
 
 
@@ -78,7 +84,7 @@ def test_errors_are_shown_escaped(web, workspace, llm_endpoint, llm_server):
     job = generation_job_create(workspace=workspace, dataset_name="esc", endpoints=[ep], strategy="samples",
                                 prompts_source={"file": _file(b'{"prompt": "a"}\n')}, start=False)
     JobError.objects.create(job=job, item="1#0", error="<script>alert(1)</script>")
-    page = web.get(f"/generation/jobs/{job.pk}/").content.decode()
+    page = web.get(f"/jobs/{job.pk}/").content.decode()
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
 
 
@@ -90,6 +96,7 @@ def test_annotator_and_other_workspace_cannot_see(annotator, workspace):
     assert c.get("/generation/").status_code == 403
     other = Job.objects.create(kind="generation", workspace=WorkspaceFactory(), params={})
     assert c.get(f"/generation/jobs/{other.pk}/").status_code == 404
+    assert c.get(f"/jobs/{other.pk}/").status_code == 404
 
 
 def _file(content: bytes) -> str:
@@ -112,3 +119,24 @@ def test_admin_endpoint_form_rejects_a_key(workspace):
     form = EndpointAdminForm(data={**data, "api_key_env": "OPENAI_API_KEY"})
     assert form.is_valid(), form.errors
     assert form.save().api_key_env == "OPENAI_API_KEY"
+
+
+def test_the_job_page_retries_the_failed_responses(web, workspace, llm_endpoint, llm_server,
+                                                   django_capture_on_commit_callbacks, monkeypatch):
+    enqueued = []
+    monkeypatch.setattr("annotation.jobs.job_enqueue", lambda *, job: enqueued.append(job.pk))
+    ep = llm_endpoint(max_retries=0)
+    llm_server.fail("500", times=1)
+    job = job_run_inline(job=generation_job_create(
+        workspace=workspace, dataset_name="retry", endpoints=[ep], strategy="samples",
+        prompts_source={"file": _file(b'{"prompt": "a"}\n')}, start=False))
+    assert (job.status, job.done, job.failed) == ("succeeded", 1, 1)
+    page = web.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'action="/jobs/{job.pk}/retry/"' in page and "Retry the 1 failed responses" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        r = web.post(f"/jobs/{job.pk}/retry/")
+    assert r.status_code == 302 and enqueued == [job.pk]
+    job = job_run_inline(job=Job.objects.get(pk=job.pk))
+    assert (job.status, job.done, job.failed) == ("succeeded", 2, 0)
+    assert "Retry" not in web.get(f"/jobs/{job.pk}/").content.decode()
+    assert Record.objects.filter(dataset=job.dataset).count() == 1

@@ -180,15 +180,17 @@ def test_pages_judge_create_launch_and_progress(workspace, dataset, admin_user, 
     r = web.post("/judging/jobs/new/", {"dataset": dataset.pk, "judge": judge.pk})
     assert r.status_code == 302
     job = Job.objects.get(kind="judge")
+    assert r["Location"] == f"/jobs/{job.pk}/"  # the one job page
     page = web.get(r["Location"])
     assert page.status_code == 200
-    assert f'hx-get="/judging/jobs/{job.pk}/progress/"' in page.content.decode()
+    assert f'hx-get="/jobs/{job.pk}/progress/?detail=1"' in page.content.decode()
     assert 'hx-trigger="every 1s"' in page.content.decode()
-    assert web.get(f"/judging/jobs/{job.pk}/progress/").status_code == 200  # still queued: keep polling
+    assert web.get(f"/jobs/{job.pk}/progress/?detail=1").status_code == 200  # still queued: keep polling
+    assert web.get(f"/judging/jobs/{job.pk}/progress/").status_code == 200  # the old URL too
     llm_server.responder = lambda body: ("#### Output for Text 1\nRating: N/A\n#### Output for Text 2\nRating: 2\n"
                                          "<script>alert(2)</script>")
     job_run_inline(job=job)
-    done = web.get(f"/judging/jobs/{job.pk}/progress/")
+    done = web.get(f"/jobs/{job.pk}/progress/?detail=1")
     assert done.status_code == 286  # HttpResponseStopPolling
     html = done.content.decode()
     assert "N/A" in html and "<script>" not in html
@@ -196,6 +198,7 @@ def test_pages_judge_create_launch_and_progress(workspace, dataset, admin_user, 
     member.force_login(annotator)
     assert member.get("/judging/").status_code == 403
     assert member.get(f"/judging/jobs/{job.pk}/").status_code == 403
+    assert member.get(f"/jobs/{job.pk}/").status_code == 403
 
 
 def test_cli_judge_with_inline_judge_and_progress(workspace, dataset, llm_server, llm_endpoint):
@@ -261,5 +264,6 @@ def test_outputs_api_shows_raw_text_and_parse_errors(workspace, dataset, admin_c
     assert admin_client_api.get(f"/api/v1/judge-jobs/{job.pk}/outputs/?record=x").status_code == 400
     web = Client()
     web.force_login(admin_user)
-    html = web.get(f"/judging/jobs/{job.pk}/").content.decode()
+    assert web.get(f"/judging/jobs/{job.pk}/")["Location"] == f"/jobs/{job.pk}/"
+    html = web.get(f"/jobs/{job.pk}/").content.decode()
     assert 'id="judge-latest"' in html and "failed" in html

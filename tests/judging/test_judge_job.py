@@ -198,3 +198,39 @@ def test_template_override_and_pairwise_schema(workspace, dataset, llm_server, l
     # "A" in both orders: inconsistent -> a tie with score 0
     s = Suggestion.objects.get(agent=pw.agent)
     assert s.score == 0.0 and s.raw["consistent"] is False
+
+
+def test_retry_judges_the_failed_records_again_and_keeps_the_failed_output(workspace, dataset, llm_server,
+                                                                            llm_endpoint):
+    from annotation.jobs import job_retry_failed
+
+    refuse = {"on": True}
+
+    def respond(body):
+        texts = shown_texts(body)
+        if refuse["on"] and any("NEVER" in t for t in texts):
+            return "I'm sorry, but I can't help with rating these texts."
+        return ratings_as_json([5 if "GOOD" in t else 1 for t in texts])
+
+    llm_server.responder = respond
+    judge = make_judge(workspace, llm_endpoint(), max_parse_retries=1)
+    ok, never = add_records(dataset, [{"prompt": "Q", "response-1": "GOOD", "response-2": "y"},
+                                      {"prompt": "Q", "response-1": "NEVER GOOD", "response-2": "y"}])
+    job = _run(workspace, dataset, judge, chunk_size=1)
+    assert (job.status, job.done, job.failed) == ("succeeded", 1, 1)
+    assert JobError.objects.filter(job=job).count() == 1
+    sent = llm_server.count
+    refuse["on"] = False
+    job = job_retry_failed(job=job)
+    assert job.status == "queued"
+    assert list(job.chunks.filter(status="pending").values_list("index", flat=True)) == [1]  # only never's chunk
+    job = job_run_inline(job=job)
+    assert (job.status, job.done, job.failed) == ("succeeded", 2, 0)
+    assert llm_server.count == sent + 1  # the failed record alone was asked again, once
+    assert JudgeVerdict.objects.get(job=job, record=never).status == "ok"
+    assert Suggestion.objects.filter(record=never).count() == 1 and not JobError.objects.filter(job=job).exists()
+    out = JudgeOutput.objects.get(record=never)
+    assert out.error == "" and len(out.failed_attempts) == 2  # the refusals are kept
+    assert "can't help" in out.failed_attempts[0]["text"]
+    with pytest.raises(Exception, match="no failed records; nothing to resume"):
+        job_retry_failed(job=job)

@@ -1,0 +1,82 @@
+"""Reads of the one job surface (DESIGN.md "Jobs"): the word a status is shown with, the status
+every job API returns, and what the one job page and its progress partial show.
+
+A kind adds its own part through the optional hooks of its JobHandler (annotation.jobs): the words
+for its statuses and items, a page panel (`detail_template` + `detail_context`), a retry of its
+failed items. Access checks stay with annotation.access.job_for_user.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .jobs import job_handler_hook, job_summary
+from .models import Job, JobError
+
+# How pages say each status: today the status itself, for every kind. A handler's `status_words`
+# may say it in the kind's own terms; job_status_word is the one place pages read the words from.
+STATUS_WORDS: dict[str, str] = {value: value for value in Job.Status.values}
+STATUS_TONES: dict[str, str] = {Job.Status.SUCCEEDED: "ok", Job.Status.FAILED: "danger",
+                                Job.Status.CANCELLED: "danger"}  # the others (running, queued): "accent"
+
+ERRORS_SHOWN = 200  # error rows on the job page of a kind without its own panel
+
+
+def job_status_word(job: Job) -> str:
+    words = job_handler_hook(job.kind, "status_words") or {}
+    return words.get(job.status) or STATUS_WORDS.get(job.status, job.status)
+
+
+def job_status_tone(job: Job) -> str:
+    """The badge colour of a status: ok, danger or accent."""
+    return STATUS_TONES.get(job.status, "accent")
+
+
+def job_status(job: Job) -> dict:
+    """What every job API returns about any job; a kind's API adds its own fields (its params, its
+    throughput under its own name, its last errors): generation.selectors, judging.selectors."""
+    s = job_summary(job)
+    return {
+        "id": job.pk, "name": job.name, "status": s.status, "workspace": job.workspace_id,
+        "dataset": job.dataset_id, "dataset_name": job.dataset.name if job.dataset_id else None,
+        "total": s.total, "done": s.done, "failed": s.failed, "progress": s.progress, "tokens": s.tokens,
+        "rate": s.rate, "error": s.error, "result": job.result,
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+    }
+
+
+def job_actions(job: Job) -> dict:
+    """Which of stop / resume / retry the job page offers now."""
+    can_retry = (job.status == Job.Status.SUCCEEDED and job.failed > 0
+                 and job_handler_hook(job.kind, "retry_failed") is not None)
+    actions = {"cancel": job.is_active, "resume": job.status in (Job.Status.CANCELLED, Job.Status.FAILED),
+               "retry": can_retry}
+    return {**actions, "any": any(actions.values()), "items_word": job_handler_hook(job.kind, "items_word", "items")}
+
+
+def job_progress_context(job: Job, *, detail: bool) -> dict:
+    """The context of the one progress partial (templates/partials/job_progress.html).
+
+    detail=False: the compact form listed on dashboards and the import page (counters and bar; the
+    error rows once the job has ended). detail=True: the job page's form, with the stop / resume /
+    retry buttons and the kind's panel (or the error rows when the kind has no panel)."""
+    template = job_handler_hook(job.kind, "detail_template")
+    ctx: dict[str, Any] = {"job": job, "detail": detail}
+    if detail:
+        ctx["actions"] = job_actions(job)
+    if detail and template:
+        ctx["panel_template"] = f"{template}#panel"
+        ctx["counters_template"] = f"{template}#counters"
+        ctx["panel"] = job_handler_hook(job.kind, "detail_context")(job)
+    elif not template and (detail or not job.is_active):
+        ctx["errors"] = list(JobError.objects.filter(job=job).order_by("id")[:ERRORS_SHOWN])
+        ctx["show_errors"] = True
+    return ctx
+
+
+def job_page_context(job: Job) -> dict:
+    """The context of the one job page (templates/annotation/job_detail.html)."""
+    ctx = job_progress_context(job, detail=True)
+    template = job_handler_hook(job.kind, "detail_template")
+    if template:
+        ctx["head_template"] = f"{template}#head"
+    return ctx
