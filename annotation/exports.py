@@ -46,6 +46,7 @@ from django.db import connection
 from django.db.models.fields.json import KT
 
 from .models import Dataset, Field, Question, Record, Response, Suggestion
+from .validation import bool_param
 
 PAIRS = ("best_worst", "all", "best_vs_rest")
 RESOLVE = ("majority", "mean_rank")
@@ -72,17 +73,6 @@ def columns_for(source: str) -> tuple[str, ...]:
 
 # --- parameters --------------------------------------------------------------------------------
 
-def _bool_param(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValidationError({name: f"must be true or false, not {str(value)[:40]!r}"})
-
-
 def export_params_parse(params: dict, *, with_format: bool = True) -> dict:
     """Check export options (query string, CLI or job params). Raises ValidationError naming the bad one."""
     allowed = {"format", "question", "pairs", "resolve", "source", "include_ties", "style", "min_margin"}
@@ -101,7 +91,7 @@ def export_params_parse(params: dict, *, with_format: bool = True) -> dict:
         if fmt not in FORMATS:
             raise ValidationError({"format": f"must be one of {', '.join(FORMATS)}, not {str(fmt)[:40]!r}"})
         out["format"] = fmt
-    out["include_ties"] = _bool_param("include_ties", params.get("include_ties", False))
+    out["include_ties"] = bool_param("include_ties", params.get("include_ties"))
     question = params.get("question")
     out["question"] = question or None
     min_margin = params.get("min_margin")

@@ -16,6 +16,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
 from .models import Dataset, Job, Membership, Question, Record, Response, Workspace
+from .validation import bool_param
 
 ADMIN = Membership.Role.ADMIN
 
@@ -170,10 +171,7 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
             qs = qs.filter(Exists(mine.filter(status=response_status)))
     has_mine = filters.get("has_my_response")
     if has_mine not in (None, ""):
-        flag = str(has_mine).lower()
-        if flag not in ("true", "false", "1", "0"):
-            raise ValidationError({"has_my_response": "must be true or false"})
-        qs = qs.filter(Exists(mine)) if flag in ("true", "1") else qs.exclude(Exists(mine))
+        qs = qs.filter(Exists(mine)) if bool_param("has_my_response", has_mine) else qs.exclude(Exists(mine))
     for key, value in filters.items():
         if not key.startswith("metadata."):
             continue
