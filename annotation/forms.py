@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from .errors import validation_items
 from .models import Membership, Question
 from .validation import question_value_validate
 
@@ -87,15 +88,14 @@ def errors_by_question(exc: ValidationError) -> tuple[dict[str, str], list[str]]
     """Split a service ValidationError into per-question messages and general messages."""
     per_question: dict[str, str] = {}
     general: list[str] = []
-    if hasattr(exc, "error_dict"):
-        for key, messages in exc.message_dict.items():
-            text = "; ".join(messages)
-            if key.startswith("values."):
-                per_question[key.split(".", 1)[1].split("[", 1)[0]] = text
-            else:
-                general.append(f"{key}: {text}" if key not in ("__all__", "detail") else text)
-    else:
-        general.extend(exc.messages)
+    for key, messages in validation_items(exc):
+        text = "; ".join(messages)
+        if key is None:
+            general.extend(messages)
+        elif key.startswith("values."):
+            per_question[key.split(".", 1)[1].split("[", 1)[0]] = text
+        else:
+            general.append(f"{key}: {text}" if key not in ("__all__", "detail") else text)
     return per_question, general
 
 
@@ -167,6 +167,16 @@ class DatasetCreateForm(forms.Form):
                 responses=data.get("responses") or 2, response_kind=data.get("response_kind") or "markdown",
                 extra=data.get("extra_questions") or [])
         return data
+
+    def field_for_error(self, key: str | None) -> str | None:
+        """Where a dataset_create error goes: a fields/questions error on its JSON box (advanced
+        preset; the form as a whole otherwise), any other on the form field of its name, if any."""
+        if key is None:
+            return None
+        for definition in ("fields", "questions"):
+            if key.startswith(definition):
+                return f"{definition}_json" if self.cleaned_data.get("preset") == PRESET_ADVANCED else None
+        return key if key in self.fields else None
 
     def service_kwargs(self) -> dict[str, Any]:
         d = self.cleaned_data

@@ -39,6 +39,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from .errors import validation_message
 from .models import Dataset, Field, Question, Workspace
 from .services import UpsertCounts, dataset_create, records_upsert
 from .validation import FieldSpec, field_specs_of, record_validate
@@ -89,12 +90,6 @@ class ImportReport:
             out["note"] = (f"only the first {MAX_REJECTED_KEPT} rejected lines are listed; "
                            f"{self.rejected_not_listed} more were rejected")
         return out
-
-
-def validation_reason(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-    return " ".join(exc.messages)
 
 
 # --- byte streams ------------------------------------------------------------------------------
@@ -351,7 +346,7 @@ def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> 
         try:
             yield line_no, _flat_row_to_record(dict(zip(header, values)), chat_fields), size
         except ValidationError as exc:
-            yield line_no, LineError(validation_reason(exc), ",".join(values)[:RAW_KEEP]), size
+            yield line_no, LineError(validation_message(exc), ",".join(values)[:RAW_KEEP]), size
 
 
 def read_parquet(source, *, max_bytes: int, chat_fields: set[str] = frozenset(),
@@ -369,7 +364,7 @@ def read_parquet(source, *, max_bytes: int, chat_fields: set[str] = frozenset(),
             try:
                 yield line_no, _flat_row_to_record(row, chat_fields), None
             except ValidationError as exc:
-                yield line_no, LineError(validation_reason(exc)), None
+                yield line_no, LineError(validation_message(exc)), None
 
 
 def records_read(*, stream, fmt: str, max_bytes: int, chat_fields: set[str] = frozenset()):
@@ -590,7 +585,7 @@ def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None
                         del clean["fields"], clean["metadata"]
                     batch.append(clean)
                 except ValidationError as exc:
-                    reason = validation_reason(exc)
+                    reason = validation_message(exc)
                     report.reject(line_no, reason)
                     batch_rejected.append((line_no, reason, _raw_text(raw)))
             if len(batch) >= batch_size or len(batch_rejected) >= batch_size:
@@ -806,7 +801,7 @@ def pairs_import(*, dataset: Dataset, stream, seed: int | str = 0, batch_size: i
             try:
                 yield line_no, pair_to_record(raw, seed=seed), None
             except ValidationError as exc:
-                yield line_no, LineError(validation_reason(exc), _raw_text(raw)), size
+                yield line_no, LineError(validation_message(exc), _raw_text(raw)), size
 
     return records_import(dataset=dataset, stream=None, fmt="ndjson", batch_size=batch_size,
                           on_progress=on_progress, items=items(), pipeline=pipeline)

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, reswap, retarget
 
 from . import forms as ui_forms
+from .errors import form_errors_from
 from .markdown import markdown_render, plain_render
 from .metrics import dataset_quality, ranking_from_value
 from .models import Dataset, Field, Job, JobError, Membership, Question, Record, Response, Suggestion
@@ -464,13 +465,7 @@ def dataset_create_view(request):
         try:
             dataset = dataset_create(created_by=request.user, **form.service_kwargs())
         except ValidationError as exc:
-            for key, msgs in (exc.message_dict.items() if hasattr(exc, "error_dict") else [("__all__", exc.messages)]):
-                target = key if key in form.fields else None
-                if key.startswith("fields"):
-                    target = "fields_json" if form.cleaned_data.get("preset") == "advanced" else None
-                elif key.startswith("questions"):
-                    target = "questions_json" if form.cleaned_data.get("preset") == "advanced" else None
-                form.add_error(target, f"{key}: {'; '.join(msgs)}" if target is None or target.endswith("_json") else "; ".join(msgs))
+            form_errors_from(form, exc, field_for=form.field_for_error)
         else:
             messages.success(request, f"Dataset “{dataset.name}” created. Import records, then publish it.")
             return redirect("dashboard", dataset.pk)
@@ -691,8 +686,7 @@ def members(request, workspace_id: int):
             _, _, created = member_upsert(workspace=workspace, username=d["username"], role=d["role"],
                                           password=d.get("password") or None)
         except ValidationError as exc:
-            for key, msgs in exc.message_dict.items():
-                form.add_error(key if key in form.fields else None, "; ".join(msgs))
+            form_errors_from(form, exc)
         else:
             what = "added" if created else "updated"
             messages.success(request, f"{d['username']} {what} as {d['role']}.")

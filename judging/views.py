@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from annotation.errors import form_errors_from as _form_errors
 from annotation.jobs import job_cancel, job_resume
 from annotation.selectors import dataset_for_user
 
@@ -23,13 +24,6 @@ def _admin_workspaces_or_403(user):
     if not workspaces.exists():
         raise PermissionDenied("Only workspace admins manage judges.")
     return workspaces
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    items = exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]
-    for key, msgs in items:
-        target = key if key in form.fields else None
-        form.add_error(target, "; ".join(msgs) if target else f"{key or 'error'}: {'; '.join(msgs)}")
 
 
 @login_required
