@@ -565,14 +565,7 @@ def _has_suggestions(record_id: int) -> bool:
 
 def _ranked_fields(dataset) -> list[str]:
     """selectors.ranked_fields from the questions services keeps per dataset (no query per call)."""
-    questions = services._dataset_questions(dataset)
-    for q in questions:
-        if q.kind == Question.Kind.RANKING:
-            return list(q.options.get("values", []))
-    for q in questions:
-        if q.kind == Question.Kind.RATING and q.options.get("compares"):
-            return list(q.options["compares"])
-    return []
+    return selectors.ranked_fields_of(services._dataset_questions(dataset))
 
 
 _DATETIME = serializers.DateTimeField()

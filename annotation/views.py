@@ -37,6 +37,7 @@ from .selectors import (
     datasets_progress,
     members_of,
     membership_role,
+    ranked_fields_of,
     workspace_for_user,
     workspaces_for_user,
 )
@@ -83,16 +84,6 @@ def _dataset_record(dataset: Dataset, record_id: int) -> Record:
         raise Http404("No such record.")
     record.dataset = dataset
     return record
-
-
-def _ranked_fields(questions: list[Question]) -> list[str]:
-    for q in questions:
-        if q.kind == Question.Kind.RANKING:
-            return list(q.options.get("values", []))
-    for q in questions:
-        if q.kind == Question.Kind.RATING and q.options.get("compares"):
-            return list(q.options["compares"])
-    return []
 
 
 def _slot_names(message: str, order: list[str]) -> str:
@@ -164,7 +155,7 @@ def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: 
     if response is None:
         response = Response.objects.filter(record=record, user=user).first()
     view.response = response
-    ranked = _ranked_fields(questions)
+    ranked = ranked_fields_of(questions)
     stored_order = response.display_order if response else None
     if mode == "review":
         order = list(ranked)  # admins compare answers by field name: canonical order, no shuffle
@@ -332,7 +323,7 @@ def record_respond(request, dataset_id: int, record_id: int):
         return HttpResponseBadRequest("action: must be submit, discard or draft")
     questions = list(dataset.questions.all())
     values = _posted_values(dataset, questions, request.POST, status)
-    order = _shown_order(request.POST, record, request.user, dataset, _ranked_fields(questions))
+    order = _shown_order(request.POST, record, request.user, dataset, ranked_fields_of(questions))
     try:
         result = response_upsert(user=request.user, record=record, values=values, status=status,
                                  display_order=order, duration=ui_forms.duration_from_post(request.POST),
@@ -384,7 +375,7 @@ def record_draft(request, dataset_id: int, record_id: int):
         if existing is not None and existing.status != Response.Status.DRAFT:
             state, text = "kept", f"Already {existing.status}; not saved as a draft"
         else:
-            order = _shown_order(request.POST, record, request.user, dataset, _ranked_fields(questions))
+            order = _shown_order(request.POST, record, request.user, dataset, ranked_fields_of(questions))
             response_upsert(user=request.user, record=record, values=values, status=Response.Status.DRAFT,
                             display_order=order, duration=ui_forms.duration_from_post(request.POST),
                             add_duration=True)
