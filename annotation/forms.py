@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 
 from .errors import validation_items
 from .models import Membership, Question
+from .services import pairwise_dataset_spec
 from .validation import question_value_validate
 
 
@@ -163,8 +164,12 @@ class DatasetCreateForm(forms.Form):
                 self.add_error("questions_json", "required for the advanced preset")
             data["fields"], data["questions"] = fields, questions
         else:
-            data["fields"], data["questions"] = pairwise_preset(
-                responses=data.get("responses") or 2, response_kind=data.get("response_kind") or "markdown",
+            kind = data.get("response_kind") or "markdown"
+            data["fields"], data["questions"] = pairwise_dataset_spec(
+                responses=data.get("responses") or 2,
+                # chat: the prompt is the conversation so far, each response one (markdown) answer
+                prompt_kind="chat" if kind == "chat" else "markdown",
+                response_kind="markdown" if kind == "chat" else kind,
                 extra=data.get("extra_questions") or [])
         return data
 
@@ -186,27 +191,8 @@ class DatasetCreateForm(forms.Form):
                 "shuffle_responses": bool(d.get("shuffle_responses"))}
 
 
-def pairwise_preset(*, responses: int, response_kind: str = "markdown", extra: list[str] = ()) -> tuple[list, list]:
-    names = [f"response-{i}" for i in range(1, responses + 1)]
-    prompt_kind = "chat" if response_kind == "chat" else "markdown"
-    fields = [{"name": "prompt", "title": "Prompt", "kind": prompt_kind}]
-    fields += [{"name": n, "title": f"Response {i}", "kind": "markdown" if response_kind == "chat" else response_kind}
-               for i, n in enumerate(names, start=1)]
-    questions = [{"name": "ranking", "title": "Rank the responses, best first", "kind": "ranking",
-                  "options": {"values": names}}]
-    if "rating" in extra:
-        questions.append({"name": "quality", "title": "How good is the best response?", "kind": "rating",
-                          "required": False, "options": {"values": [1, 2, 3, 4, 5]}})
-    if "flags" in extra:
-        questions.append({"name": "flags", "title": "Flags", "kind": "label", "required": False,
-                          "options": {"values": ["harmful", "factual error", "refusal"], "multiple": True}})
-    if "comment" in extra:
-        questions.append({"name": "comment", "title": "Comment", "kind": "text", "required": False, "options": {}})
-    return fields, questions
-
-
 def advanced_example() -> tuple[str, str]:
-    fields, questions = pairwise_preset(responses=2, extra=["comment"])
+    fields, questions = pairwise_dataset_spec(responses=2, extra=["comment"])
     return json.dumps(fields, indent=2), json.dumps(questions, indent=2)
 
 

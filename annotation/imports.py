@@ -40,8 +40,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .errors import validation_message
-from .models import Dataset, Field, Question, Workspace
-from .services import UpsertCounts, dataset_create, records_upsert
+from .models import Dataset, Field, Workspace
+from .services import UpsertCounts, dataset_create, pairwise_dataset_spec, records_upsert, response_field_names
 from .validation import FieldSpec, field_specs_of, record_validate
 
 FORMATS = ("json", "ndjson", "csv", "parquet")
@@ -717,7 +717,7 @@ def import_file_save(*, dataset: Dataset, uploaded_file) -> str:
 
 # --- existing preference pairs -----------------------------------------------------------------
 
-PAIR_FIELDS = ("prompt", "response-1", "response-2")
+PAIR_FIELDS = ("prompt", *response_field_names(2))
 PAIR_KEYS = {"prompt", "chosen", "rejected", "system", "id", "external_id", "metadata"}
 
 
@@ -811,11 +811,7 @@ def pairs_import(*, dataset: Dataset, stream, seed: int | str = 0, batch_size: i
 def pairs_dataset_create(*, workspace: Workspace, name: str, created_by=None, guidelines: str = "",
                          min_submitted: int = 1, allow_ties: bool = False) -> Dataset:
     """A ready pairwise dataset: prompt (text), response-1/response-2 (markdown), ranking `ranking`."""
-    return dataset_create(
-        workspace=workspace, name=name, created_by=created_by, guidelines=guidelines,
-        min_submitted=min_submitted, allow_ties=allow_ties,
-        fields=[{"name": "prompt", "title": "Prompt", "kind": Field.Kind.TEXT},
-                {"name": "response-1", "title": "Response 1", "kind": Field.Kind.MARKDOWN},
-                {"name": "response-2", "title": "Response 2", "kind": Field.Kind.MARKDOWN}],
-        questions=[{"name": "ranking", "title": "Which response is better?", "kind": Question.Kind.RANKING,
-                    "options": {"values": ["response-1", "response-2"]}}])
+    fields, questions = pairwise_dataset_spec(responses=2, prompt_kind="text",
+                                              ranking_title="Which response is better?")
+    return dataset_create(workspace=workspace, name=name, created_by=created_by, guidelines=guidelines,
+                          min_submitted=min_submitted, allow_ties=allow_ties, fields=fields, questions=questions)
