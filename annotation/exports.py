@@ -45,7 +45,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models.fields.json import KT
 
+from .agreement import ranks_from_value
 from .models import Dataset, Field, Question, Record, Response, Suggestion
+from .selectors import ranked_question_of
 from .validation import bool_param
 
 PAIRS = ("best_worst", "all", "best_vs_rest")
@@ -122,8 +124,7 @@ def export_target(dataset: Dataset, question: str | None = None) -> Target:
         if q is None:
             raise ValidationError({"question": f"no question {question!r} in this dataset"})
     else:
-        q = next((q for q in questions if q.kind == Question.Kind.RANKING), None) or next(
-            (q for q in questions if q.kind == Question.Kind.RATING and (q.options or {}).get("compares")), None)
+        q = ranked_question_of(questions)
         if q is None:
             raise ValidationError({"question": "this dataset has no ranking question and no comparison rating "
                                                "(a rating with options.compares) to export"})
@@ -137,37 +138,6 @@ def export_target(dataset: Dataset, question: str | None = None) -> Target:
 
 
 # --- resolution --------------------------------------------------------------------------------
-
-def _ranks_of(value: Any, target: Target) -> dict[str, int] | None:
-    """A stored answer as {field: rank}; None when it cannot be read."""
-    if isinstance(value, str):
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return None
-    if value is None:
-        return None
-    if target.compares:
-        if isinstance(value, dict):
-            value = value.get("value")
-        a, b = target.fields
-        if value == 0:
-            return {a: 1, b: 1}
-        if value == 1:
-            return {a: 1, b: 2}
-        if value == 2:
-            return {a: 2, b: 1}
-        return None
-    if not isinstance(value, list):
-        return None
-    ranks = {}
-    for item in value:
-        if isinstance(item, dict) and "value" in item and isinstance(item.get("rank"), (int, float)):
-            ranks[item["value"]] = item["rank"]
-        elif isinstance(item, str):  # shorthand: an ordered list of names
-            ranks[item] = len(ranks) + 1
-    return ranks or None
-
 
 @dataclass
 class PairResult:
@@ -473,6 +443,7 @@ def _triplets_iter(*, dataset, target, kinds, prompt_field, pairs, resolve, sour
     prompt_is_chat = kinds.get(prompt_field) == Field.Kind.CHAT
     chat_fields = {f for f in target.fields if kinds.get(f) == Field.Kind.CHAT}
     fields = target.fields
+    compares = fields if target.compares else None  # how ranks_from_value reads a comparison rating
     plain_text = not conversational and not chat_fields
     sizes: dict[str, int] = {}  # text bytes per record, measured on the rows: sizes the chunks
 
@@ -503,7 +474,7 @@ def _triplets_iter(*, dataset, target, kinds, prompt_field, pairs, resolve, sour
                     # answers repeat (a two-field ranking has three possible ones): parse each once
                     ranks = rank_cache.get(value, _MISSING) if isinstance(value, str) else _MISSING
                     if ranks is _MISSING:
-                        ranks = _ranks_of(value, target)
+                        ranks = ranks_from_value(value, compares=compares)
                         if isinstance(value, str) and len(rank_cache) < 10_000:
                             rank_cache[value] = ranks
                     if ranks is not None:
@@ -514,7 +485,7 @@ def _triplets_iter(*, dataset, target, kinds, prompt_field, pairs, resolve, sour
                                                                          record_id__gte=lo, record_id__lte=hi)
                                                .order_by("record_id", "agent")
                                                .values_list("record_id", "value", "score", "raw")):
-                    ranks = _ranks_of(value, target)
+                    ranks = ranks_from_value(value, compares=compares)
                     if ranks is not None:
                         suggested.setdefault(rid, []).append((ranks, score, raw))
             yield rows, human, suggested, dense

@@ -28,7 +28,7 @@ from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, resw
 from . import forms as ui_forms
 from .errors import form_errors_from
 from .markdown import markdown_render, plain_render
-from .metrics import dataset_quality, ranking_from_value
+from .agreement import dataset_quality, ranks_from_value
 from .models import Dataset, Field, Job, JobError, Membership, Question, Record, Response, Suggestion
 from .selectors import (
     dataset_for_user,
@@ -202,7 +202,7 @@ def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: 
             qv["suggestion"] = {"agent": suggestion.agent, "score": suggestion.score,
                                 "rationale_html": markdown_render(suggestion.rationale) if suggestion.rationale else ""}
         if q.kind == Question.Kind.RANKING:
-            ranks = ranking_from_value(value) or {}
+            ranks = ranks_from_value(value) or {}
             names = list(q.options.get("values", []))
             shown = [n for n in order if n in names] + [n for n in names if n not in order]
             items = [{"field": n, "slot": slot_of.get(n, "?"), "title": by_name[n].title if n in by_name else n,
@@ -539,7 +539,7 @@ def record_detail(request, dataset_id: int, record_id: int):
         row = {"response": r, "answers": []}
         for q in questions:
             value = (r.values or {}).get(q.name)
-            ranks = ranking_from_value(value) if q.kind == Question.Kind.RANKING else None
+            ranks = ranks_from_value(value) if q.kind == Question.Kind.RANKING else None
             if ranks:
                 value = " > ".join(" = ".join(sorted(n for n, k in ranks.items() if k == rank))
                                    for rank in sorted(set(ranks.values())))

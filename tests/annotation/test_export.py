@@ -343,10 +343,10 @@ def test_prefetching_export_raises_the_reader_error(require_postgres, monkeypatc
     answer(RecordFactory(dataset=ds), ranking("response-1", "response-2"))
     from annotation import exports
 
-    def broken(value, target):
+    def broken(value, compares=None):
         raise RuntimeError("cannot read answers")
 
-    monkeypatch.setattr(exports, "_ranks_of", broken)
+    monkeypatch.setattr(exports, "ranks_from_value", broken)
     with pytest.raises(RuntimeError, match="cannot read answers"):
         list(triplets_export(dataset=ds))
 
