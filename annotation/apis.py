@@ -4,7 +4,6 @@ Access rules live in annotation.access (dataset_for_user, record_for_user, works
 objects of a workspace the caller is not a member of answer 404, a role too low answers 403,
 no credentials answer 401. Every 400 names the field and the reason.
 """
-from collections.abc import Mapping
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
@@ -17,37 +16,14 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from . import access, hotpath, selectors, services
+from .api_common import StrictInputSerializer, validated_input
 from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
-
-
-def exception_handler(exc, context):
-    """Turn service-layer ValidationErrors into 400s naming the field and the reason."""
-    if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        return ApiResponse(detail, status=status.HTTP_400_BAD_REQUEST)
-    return drf_exception_handler(exc, context)
 
 
 # --- shared serializers ------------------------------------------------------------------------
 
-class StrictInputSerializer(serializers.Serializer):
-    """An input serializer that rejects keys it does not know (a typo must not pass silently)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
-        return super().to_internal_value(data)
-
-
-def _input(serializer_class, data, **kwargs) -> dict:
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class FieldSerializer(serializers.ModelSerializer):
@@ -184,7 +160,7 @@ class WorkspaceListCreateApi(APIView):
     def post(self, request):
         if not request.user.is_staff:
             raise exceptions.PermissionDenied("Only staff may create workspaces.")
-        data = _input(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         workspace = services.workspace_create(name=data["name"], creator=request.user)
         workspace.role = Membership.Role.ADMIN
         return ApiResponse(WorkspaceOutputSerializer(workspace).data, status=status.HTTP_201_CREATED)
@@ -231,7 +207,7 @@ class MemberListCreateApi(APIView):
                                "Workspace admin or staff.")
     def post(self, request, workspace_id: int):
         workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
-        data = _input(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         existing = get_user_model().objects.filter(username=data["username"]).first()
         password = data.get("password")
         if password is not None:
@@ -320,7 +296,7 @@ class DatasetListCreateApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: DatasetOutputSerializer},
                    description="Create a dataset with its fields and questions (workspace admin).")
     def post(self, request):
-        data = dict(_input(self.InputSerializer, request.data))
+        data = validated_input(self.InputSerializer, request.data)
         workspace = access.workspace_for_user(request.user, data.pop("workspace"), role=access.ADMIN)
         # the raw definitions go to the service, which validates names, options and references
         fields = [dict(f) for f in data.pop("fields")]
@@ -353,7 +329,7 @@ class DatasetDetailApi(APIView):
                    description="Change settings (workspace admin). Fields and questions are fixed once created.")
     def patch(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
-        data = _input(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         dataset = services.dataset_update(dataset=dataset, **data)
         return ApiResponse(DatasetOutputSerializer(dataset).data)
 
@@ -460,7 +436,7 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
         else:
             mine = list(Response.objects.filter(record=record, user=request.user).select_related("user"))
         display_order = services.display_order_for(
-            record=record, user_id=request.user.pk, field_names=hotpath.ranked_fields(dataset),
+            record=record, user_id=request.user.pk, field_names=selectors.ranked_fields_of(selectors.dataset_questions(dataset)),
             shuffle=dataset.shuffle_responses)
         if (selectors.suggestions_visible(dataset=dataset, user=request.user)
                 and hotpath.record_has_suggestions(record.pk)):
@@ -517,7 +493,7 @@ class ResponseListCreateApi(hotpath.HotPathAuthMixin, APIView):
         record = hotpath.record_for_member(request.user, record_id)
         if record.dataset.status == Dataset.Status.ARCHIVED:
             raise DjangoValidationError({"dataset": "this dataset is archived and takes no more responses"})
-        data = _input(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         result = services.response_upsert(user=request.user, record=record, values=data["values"],
                                           status=data["status"], display_order=data.get("display_order"),
                                           duration=data.get("duration"))

@@ -26,16 +26,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from . import access
-from .exports import (
-    CONTENT_TYPES,
-    EXTENSIONS,
-    columns_for,
-    csv_chunks,
-    export_params_parse,
-    jsonl_chunks,
-    parquet_chunks,
-    triplets_export,
-)
+from .exports import CONTENT_TYPES, EXTENSIONS, export_params_parse, triplets_chunks, triplets_export
 from .imports import (
     CountingStream,
     ImportFormatError,
@@ -223,12 +214,7 @@ class TripletsExportApi(APIView):
         params = export_params_parse({k: v for k, v in request.query_params.items()})
         fmt = params.pop("format")
         rows = triplets_export(dataset=dataset, **params)  # raises ValidationError before any byte
-        if fmt == "jsonl":
-            body = jsonl_chunks(rows)
-        elif fmt == "csv":
-            body = csv_chunks(rows, columns=columns_for(params["source"]))
-        else:
-            body = parquet_chunks(rows, style=params["style"], source=params["source"])
+        body = triplets_chunks(rows, fmt=fmt, style=params["style"], source=params["source"])
         response = StreamingHttpResponse(body, content_type=CONTENT_TYPES[fmt])
         safe_name = "".join(c if c.isalnum() or c in "-_" else "-" for c in dataset.name)[:80] or "dataset"
         response["Content-Disposition"] = (f'attachment; filename="{safe_name}-{dataset.pk}-triplets.'

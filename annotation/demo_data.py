@@ -382,11 +382,11 @@ DATASETS = [
 
 def demo_records(items: list[dict]) -> list[dict]:
     """Records in the shape of the import API: {external_id, fields, metadata}."""
+    from .services import response_field_names
+
     out = []
     for item in items:
-        fields = {"prompt": item["prompt"]}
-        for i, text in enumerate(item["responses"], start=1):
-            fields[f"response-{i}"] = text
+        fields = {"prompt": item["prompt"], **dict(zip(response_field_names(len(item["responses"])), item["responses"]))}
         out.append({"external_id": item["id"], "fields": fields,
                     "metadata": {"topic": item["topic"], "source": "preflab demo"}})
     return out

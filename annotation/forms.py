@@ -14,7 +14,9 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from .errors import validation_items
 from .models import Membership, Question
+from .services import pairwise_dataset_spec
 from .validation import question_value_validate
 
 
@@ -87,15 +89,14 @@ def errors_by_question(exc: ValidationError) -> tuple[dict[str, str], list[str]]
     """Split a service ValidationError into per-question messages and general messages."""
     per_question: dict[str, str] = {}
     general: list[str] = []
-    if hasattr(exc, "error_dict"):
-        for key, messages in exc.message_dict.items():
-            text = "; ".join(messages)
-            if key.startswith("values."):
-                per_question[key.split(".", 1)[1].split("[", 1)[0]] = text
-            else:
-                general.append(f"{key}: {text}" if key not in ("__all__", "detail") else text)
-    else:
-        general.extend(exc.messages)
+    for key, messages in validation_items(exc):
+        text = "; ".join(messages)
+        if key is None:
+            general.extend(messages)
+        elif key.startswith("values."):
+            per_question[key.split(".", 1)[1].split("[", 1)[0]] = text
+        else:
+            general.append(f"{key}: {text}" if key not in ("__all__", "detail") else text)
     return per_question, general
 
 
@@ -163,10 +164,24 @@ class DatasetCreateForm(forms.Form):
                 self.add_error("questions_json", "required for the advanced preset")
             data["fields"], data["questions"] = fields, questions
         else:
-            data["fields"], data["questions"] = pairwise_preset(
-                responses=data.get("responses") or 2, response_kind=data.get("response_kind") or "markdown",
+            kind = data.get("response_kind") or "markdown"
+            data["fields"], data["questions"] = pairwise_dataset_spec(
+                responses=data.get("responses") or 2,
+                # chat: the prompt is the conversation so far, each response one (markdown) answer
+                prompt_kind="chat" if kind == "chat" else "markdown",
+                response_kind="markdown" if kind == "chat" else kind,
                 extra=data.get("extra_questions") or [])
         return data
+
+    def field_for_error(self, key: str | None) -> str | None:
+        """Where a dataset_create error goes: a fields/questions error on its JSON box (advanced
+        preset; the form as a whole otherwise), any other on the form field of its name, if any."""
+        if key is None:
+            return None
+        for definition in ("fields", "questions"):
+            if key.startswith(definition):
+                return f"{definition}_json" if self.cleaned_data.get("preset") == PRESET_ADVANCED else None
+        return key if key in self.fields else None
 
     def service_kwargs(self) -> dict[str, Any]:
         d = self.cleaned_data
@@ -176,27 +191,8 @@ class DatasetCreateForm(forms.Form):
                 "shuffle_responses": bool(d.get("shuffle_responses"))}
 
 
-def pairwise_preset(*, responses: int, response_kind: str = "markdown", extra: list[str] = ()) -> tuple[list, list]:
-    names = [f"response-{i}" for i in range(1, responses + 1)]
-    prompt_kind = "chat" if response_kind == "chat" else "markdown"
-    fields = [{"name": "prompt", "title": "Prompt", "kind": prompt_kind}]
-    fields += [{"name": n, "title": f"Response {i}", "kind": "markdown" if response_kind == "chat" else response_kind}
-               for i, n in enumerate(names, start=1)]
-    questions = [{"name": "ranking", "title": "Rank the responses, best first", "kind": "ranking",
-                  "options": {"values": names}}]
-    if "rating" in extra:
-        questions.append({"name": "quality", "title": "How good is the best response?", "kind": "rating",
-                          "required": False, "options": {"values": [1, 2, 3, 4, 5]}})
-    if "flags" in extra:
-        questions.append({"name": "flags", "title": "Flags", "kind": "label", "required": False,
-                          "options": {"values": ["harmful", "factual error", "refusal"], "multiple": True}})
-    if "comment" in extra:
-        questions.append({"name": "comment", "title": "Comment", "kind": "text", "required": False, "options": {}})
-    return fields, questions
-
-
 def advanced_example() -> tuple[str, str]:
-    fields, questions = pairwise_preset(responses=2, extra=["comment"])
+    fields, questions = pairwise_dataset_spec(responses=2, extra=["comment"])
     return json.dumps(fields, indent=2), json.dumps(questions, indent=2)
 
 

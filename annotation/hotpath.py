@@ -17,8 +17,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
 from . import access
-from .models import Dataset, Membership, Question, Record, Suggestion
-from .selectors import dataset_questions
+from .models import Dataset, Membership, Record, Suggestion
 
 
 def _model_from_row(model, values):
@@ -123,15 +122,3 @@ def record_has_suggestions(record_id: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {Suggestion._meta.db_table} WHERE record_id = %s LIMIT 1", [record_id])
         return cursor.fetchone() is not None
-
-
-def ranked_fields(dataset: Dataset) -> list[str]:
-    """selectors.ranked_fields from the questions selectors keeps per dataset (no query per call)."""
-    questions = dataset_questions(dataset)
-    for q in questions:
-        if q.kind == Question.Kind.RANKING:
-            return list(q.options.get("values", []))
-    for q in questions:
-        if q.kind == Question.Kind.RATING and q.options.get("compares"):
-            return list(q.options["compares"])
-    return []

@@ -5,10 +5,11 @@ start from what it allows.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+
 
 from .access import (
     ADMIN,
@@ -19,6 +20,7 @@ from .access import (
     workspaces_for_user,
 )
 from .models import Dataset, Membership, Question, Record, Response, Workspace
+from .validation import bool_param
 
 # --- lists -------------------------------------------------------------------------------------
 
@@ -71,10 +73,7 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
             qs = qs.filter(Exists(mine.filter(status=response_status)))
     has_mine = filters.get("has_my_response")
     if has_mine not in (None, ""):
-        flag = str(has_mine).lower()
-        if flag not in ("true", "false", "1", "0"):
-            raise ValidationError({"has_my_response": "must be true or false"})
-        qs = qs.filter(Exists(mine)) if flag in ("true", "1") else qs.exclude(Exists(mine))
+        qs = qs.filter(Exists(mine)) if bool_param("has_my_response", has_mine) else qs.exclude(Exists(mine))
     for key, value in filters.items():
         if not key.startswith("metadata."):
             continue
@@ -137,13 +136,26 @@ def ranking_question(dataset: Dataset) -> Question | None:
 
 def ranked_fields(dataset: Dataset) -> list[str]:
     """The field names the dataset's ranking question ranks (or the compared pair of a rating)."""
-    question = ranking_question(dataset)
-    if question is not None:
-        return list(question.options.get("values", []))
-    for q in dataset.questions.filter(kind=Question.Kind.RATING).order_by("position", "id"):
-        if q.options.get("compares"):
-            return list(q.options["compares"])
-    return []
+    return ranked_fields_of(dataset.questions.all())
+
+
+def ranked_question_of(questions: Iterable[Question]) -> Question | None:
+    """The question that orders a dataset's responses, from its questions in their order
+    (position, id): the first ranking question, else the first comparison rating (options.compares)."""
+    questions = list(questions)
+    return (next((q for q in questions if q.kind == Question.Kind.RANKING), None)
+            or next((q for q in questions if q.kind == Question.Kind.RATING and (q.options or {}).get("compares")),
+                    None))
+
+
+def ranked_fields_of(questions: Iterable[Question]) -> list[str]:
+    """ranked_fields from a dataset's questions already at hand: the fields ranked_question_of ranks
+    (a comparison rating: the pair it compares)."""
+    question = ranked_question_of(questions)
+    if question is None:
+        return []
+    options = question.options or {}
+    return list(options["compares"] if question.kind == Question.Kind.RATING else options.get("values", []))
 
 
 # --- progress ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ lease first, then record, so the two flows cannot deadlock each other.
 """
 from __future__ import annotations
 
+import copy
 import json
 import random
 from dataclasses import dataclass, field
@@ -108,6 +109,34 @@ def dataset_create(*, workspace: Workspace, name: str, fields: list[dict], quest
     Field.objects.bulk_create(Field(dataset=dataset, **f) for f in field_specs)
     Question.objects.bulk_create(Question(dataset=dataset, **q) for q in question_specs)
     return dataset
+
+
+def response_field_names(n: int) -> list[str]:
+    """response-1 .. response-n: the fields that hold the n responses to a record's prompt."""
+    return [f"response-{i}" for i in range(1, n + 1)]
+
+
+EXTRA_QUESTIONS = {
+    "rating": {"name": "quality", "title": "How good is the best response?", "kind": "rating",
+               "required": False, "options": {"values": [1, 2, 3, 4, 5]}},
+    "flags": {"name": "flags", "title": "Flags", "kind": "label", "required": False,
+              "options": {"values": ["harmful", "factual error", "refusal"], "multiple": True}},
+    "comment": {"name": "comment", "title": "Comment", "kind": "text", "required": False, "options": {}},
+}
+
+
+def pairwise_dataset_spec(*, responses: int, prompt_kind: str = "markdown", response_kind: str = "markdown",
+                          ranking_title: str = "Rank the responses, best first",
+                          extra: Iterable[str] = ()) -> tuple[list[dict], list[dict]]:
+    """The fields and questions (dataset_create's input) of the usual preference dataset: a `prompt`
+    field, `responses` response fields (response_field_names) and a ranking question `ranking` over
+    them; `extra` adds optional questions by name (see EXTRA_QUESTIONS: rating, flags, comment)."""
+    names = response_field_names(responses)
+    fields = [{"name": "prompt", "title": "Prompt", "kind": prompt_kind}]
+    fields += [{"name": n, "title": f"Response {i}", "kind": response_kind} for i, n in enumerate(names, start=1)]
+    questions = [{"name": "ranking", "title": ranking_title, "kind": "ranking", "options": {"values": names}}]
+    questions += [copy.deepcopy(spec) for key, spec in EXTRA_QUESTIONS.items() if key in extra]
+    return fields, questions
 
 
 def _dataset_settings_validate(values: dict, *, field_names: set[str]) -> None:

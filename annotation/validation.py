@@ -22,6 +22,29 @@ MAX_TEXT_ANSWER = 20_000
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
 
 
+# --- parameters --------------------------------------------------------------------------------
+
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def bool_param(name: str, value: Any, *, default: bool = False) -> bool:
+    """A yes/no option from a query string, a CLI or job params: true/false, 1/0, yes/no, on/off
+    (any case); a bool as it is; missing or empty -> `default`. Else a ValidationError naming it."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return default
+    text = str(value).strip().lower()
+    if text == "":
+        return default
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ValidationError({name: f"must be true or false, not {str(value)[:40]!r}"})
+
+
 # --- dataset definitions -----------------------------------------------------------------------
 
 def field_specs_validate(fields: list[dict]) -> list[dict]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -35,24 +33,23 @@ from .access import (
     role_at_least,
     workspace_for_user,
 )
+from .agreement import dataset_quality, ranks_from_value
+from .annotate_page import AnnotateView, annotate_view_build, shown_order, slot_names
+from .errors import form_errors_from
 from .job_selectors import job_page_context, job_progress_context
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
-from .markdown import markdown_render, plain_render
-from .metrics import dataset_quality, ranking_from_value
-from .models import Dataset, Field, Job, Membership, Question, Record, Response, Suggestion
-from .selectors import datasets_for_user, datasets_progress, members_of
+from .markdown import markdown_render
+from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
+from .selectors import datasets_for_user, datasets_progress, members_of, ranked_fields_of
 from .services import (
     dataset_create,
     dataset_publish,
-    display_order_for,
     member_password_check,
     member_remove,
     member_upsert,
     next_record_for,
     response_upsert,
 )
-
-SLOTS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -71,190 +68,12 @@ def _with_definition(dataset: Dataset) -> Dataset:
     return dataset
 
 
-def _shown_order(data, record: Record, user, dataset: Dataset, ranked: list[str]) -> list[str]:
-    """The order the annotator saw, as the page sent it back; computed when missing or not valid."""
-    sent = [x for x in (data.get("display_order") or "").split(",") if x]
-    if sorted(sent) == sorted(ranked):
-        return sent
-    return display_order_for(record=record, user_id=user.pk, field_names=ranked, shuffle=dataset.shuffle_responses)
-
-
 def _dataset_record(dataset: Dataset, record_id: int) -> Record:
     record = Record.objects.filter(pk=record_id, dataset=dataset).first()
     if record is None:
         raise Http404("No such record.")
     record.dataset = dataset
     return record
-
-
-def _ranked_fields(questions: list[Question]) -> list[str]:
-    for q in questions:
-        if q.kind == Question.Kind.RANKING:
-            return list(q.options.get("values", []))
-    for q in questions:
-        if q.kind == Question.Kind.RATING and q.options.get("compares"):
-            return list(q.options["compares"])
-    return []
-
-
-def _slot_names(message: str, order: list[str]) -> str:
-    """Annotators see "Response A/B/…", not field names: say the same in error messages."""
-    for name in sorted(order, key=len, reverse=True):
-        message = message.replace(f"'{name}'", name).replace(name, f"Response {SLOTS[order.index(name)]}")
-    return message
-
-
-def _field_html(kind: str, value: Any) -> dict:
-    """A field value as safe HTML (markdown and chat rendered and sanitized; text escaped)."""
-    if kind == Field.Kind.CHAT and isinstance(value, list):
-        return {"chat": [{"role": str(m.get("role", "")), "html": markdown_render(str(m.get("content", "")))}
-                         for m in value if isinstance(m, dict)]}
-    if value is None:
-        return {"html": "", "plain": True}
-    if not isinstance(value, str):
-        import json
-
-        return {"html": plain_render(json.dumps(value, ensure_ascii=False, indent=2)), "plain": True}
-    if kind == Field.Kind.MARKDOWN:
-        return {"html": markdown_render(value), "plain": False}
-    return {"html": plain_render(value), "plain": True}
-
-
-@dataclass
-class AnnotateView:
-    """Everything the annotate partial needs for one record."""
-
-    dataset: Dataset
-    record: Record | None
-    mode: str = "queue"                      # queue | history
-    prompt: dict | None = None
-    context_fields: list[dict] = field(default_factory=list)
-    responses: list[dict] = field(default_factory=list)
-    questions: list[dict] = field(default_factory=list)
-    response: Response | None = None
-    display_order: list[str] = field(default_factory=list)
-    suggested: bool = False
-    errors: list[str] = field(default_factory=list)
-    notice: str = ""
-    submitted_by_me: int = 0
-    cols: int = 2
-    empty: bool = False                      # the dataset has no records at all
-
-
-def _pick_suggestions(suggestions: list[Suggestion]) -> dict[int, Suggestion]:
-    best: dict[int, Suggestion] = {}
-    for s in suggestions:
-        cur = best.get(s.question_id)
-        key = (s.score is not None, s.score or 0.0, s.updated_at)
-        if cur is None or key > (cur.score is not None, cur.score or 0.0, cur.updated_at):
-            best[s.question_id] = s
-    return best
-
-
-def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: str = "queue",
-                        response: Response | None = None, values: dict | None = None,
-                        fields: list[Field] | None = None, questions: list[Question] | None = None,
-                        question_errors: dict[str, str] | None = None) -> AnnotateView:
-    view = AnnotateView(dataset=dataset, record=record, mode=mode)
-    view.submitted_by_me = Response.objects.filter(dataset=dataset, user=user,
-                                                   status=Response.Status.SUBMITTED).count()
-    if record is None:
-        view.empty = not Record.objects.filter(dataset=dataset).exists()
-        return view
-    fields = fields if fields is not None else list(dataset.fields.all())
-    questions = questions if questions is not None else list(dataset.questions.all())
-    if response is None:
-        response = Response.objects.filter(record=record, user=user).first()
-    view.response = response
-    ranked = _ranked_fields(questions)
-    stored_order = response.display_order if response else None
-    if mode == "review":
-        order = list(ranked)  # admins compare answers by field name: canonical order, no shuffle
-    elif stored_order and sorted(stored_order) == sorted(ranked):
-        order = list(stored_order)
-    else:
-        order = display_order_for(record=record, user_id=user.pk, field_names=ranked,
-                                  shuffle=dataset.shuffle_responses)
-    view.display_order = order
-    slot_of = {name: SLOTS[i] for i, name in enumerate(order)}
-    by_name = {f.name: f for f in fields}
-    rec_fields = record.fields or {}
-    if values is None:
-        values = dict(response.values) if response else {}
-    suggestions: dict[int, Suggestion] = {}
-    if dataset.show_suggestions:
-        suggestions = _pick_suggestions(list(Suggestion.objects.filter(record=record)))
-    question_errors = question_errors or {}
-
-    # fields: the prompt, the responses in this annotator's order, the rest as context
-    prompt = by_name.get(dataset.prompt_field)
-    if prompt is not None and prompt.name in rec_fields:
-        view.prompt = {"name": prompt.name, "title": prompt.title or prompt.name,
-                       **_field_html(prompt.kind, rec_fields.get(prompt.name))}
-    for f in fields:
-        if f.name == dataset.prompt_field or f.name in slot_of or f.name not in rec_fields:
-            continue
-        view.context_fields.append({"name": f.name, "title": f.title or f.name, **_field_html(f.kind, rec_fields[f.name])})
-
-    first_ranking = next((q for q in questions if q.kind == Question.Kind.RANKING), None)
-    first_ranks: dict[str, int] = {}  # the first ranking's ranks, also shown on the response cards
-    for q in questions:
-        value = values.get(q.name)
-        suggestion = suggestions.get(q.pk)
-        prefilled = False
-        if value is None and suggestion is not None and q.name not in question_errors:
-            value, prefilled = suggestion.value, True
-            view.suggested = True
-        qv: dict[str, Any] = {"q": q, "name": q.name, "kind": q.kind, "title": q.title or q.name,
-                              "description": q.description, "required": q.required, "error": question_errors.get(q.name, ""),
-                              "prefilled": prefilled,
-                              "suggestion": None}
-        if suggestion is not None:
-            qv["suggestion"] = {"agent": suggestion.agent, "score": suggestion.score,
-                                "rationale_html": markdown_render(suggestion.rationale) if suggestion.rationale else ""}
-        if q.kind == Question.Kind.RANKING:
-            ranks = ranking_from_value(value) or {}
-            names = list(q.options.get("values", []))
-            shown = [n for n in order if n in names] + [n for n in names if n not in order]
-            items = [{"field": n, "slot": slot_of.get(n, "?"), "title": by_name[n].title if n in by_name else n,
-                      "rank": ranks.get(n)} for n in shown]
-            # the list shows the current ranking: ranked first (by rank), unranked after in display order
-            qv["items"] = sorted(items, key=lambda it: (it["rank"] is None, it["rank"] or 0, shown.index(it["field"])))
-            qv["count"] = len(items)
-            qv["rank_choices"] = list(range(1, len(items) + 1))
-            if q is first_ranking:
-                first_ranks = ranks
-        elif q.kind == Question.Kind.RATING:
-            compares = q.options.get("compares")
-            if compares:
-                a, b = sorted(compares, key=lambda n: order.index(n) if n in order else 99)
-                val_a = 1 if a == compares[0] else 2
-                qv["compare"] = [
-                    {"value": val_a, "label": f"{slot_of.get(a, a)} is better"},
-                    {"value": 0, "label": "Tie"},
-                    {"value": 3 - val_a, "label": f"{slot_of.get(b, b)} is better"},
-                ]
-            qv["choices"] = list(q.options.get("values", []))
-            qv["value"] = value
-        elif q.kind == Question.Kind.LABEL:
-            qv["choices"] = list(q.options.get("values", []))
-            qv["multiple"] = bool(q.options.get("multiple"))
-            qv["selected"] = set(value if isinstance(value, list) else ([value] if value else []))
-        else:
-            qv["value"] = value if isinstance(value, str) else ""
-            qv["placeholder"] = q.options.get("placeholder", "")
-        view.questions.append(qv)
-
-    for name in order:
-        f = by_name.get(name)
-        title = (f.title if f else name) or name
-        view.responses.append({"name": name, "slot": slot_of[name], "title": title,
-                               "label": f"{title} · {name}" if mode == "review" else f"Response {slot_of[name]}",
-                               "rank": first_ranks.get(name),
-                               **_field_html(f.kind if f else Field.Kind.TEXT, rec_fields.get(name))})
-    n = len(view.responses)
-    view.cols = 1 if n <= 1 else (2 if n in (2, 4) else 3)
-    return view
 
 
 def _annotate_response(request, view: AnnotateView, *, status: int = 200, full: bool | None = None):
@@ -332,14 +151,14 @@ def record_respond(request, dataset_id: int, record_id: int):
         return HttpResponseBadRequest("action: must be submit, discard or draft")
     questions = list(dataset.questions.all())
     values = _posted_values(dataset, questions, request.POST, status)
-    order = _shown_order(request.POST, record, request.user, dataset, _ranked_fields(questions))
+    order = shown_order(request.POST, record, request.user, dataset, ranked_fields_of(questions))
     try:
         result = response_upsert(user=request.user, record=record, values=values, status=status,
                                  display_order=order, duration=ui_forms.duration_from_post(request.POST),
                                  add_duration=True)
     except ValidationError as exc:
         per_question, general = ui_forms.errors_by_question(exc)
-        per_question = {k: _slot_names(v, order) for k, v in per_question.items()}
+        per_question = {k: slot_names(v, order) for k, v in per_question.items()}
         if request.htmx:
             response = render(request, "annotation/partials/form_errors.html",
                               {"record": record, "general": general, "per_question": per_question,
@@ -384,7 +203,7 @@ def record_draft(request, dataset_id: int, record_id: int):
         if existing is not None and existing.status != Response.Status.DRAFT:
             state, text = "kept", f"Already {existing.status}; not saved as a draft"
         else:
-            order = _shown_order(request.POST, record, request.user, dataset, _ranked_fields(questions))
+            order = shown_order(request.POST, record, request.user, dataset, ranked_fields_of(questions))
             response_upsert(user=request.user, record=record, values=values, status=Response.Status.DRAFT,
                             display_order=order, duration=ui_forms.duration_from_post(request.POST),
                             add_duration=True)
@@ -454,13 +273,7 @@ def dataset_create_view(request):
         try:
             dataset = dataset_create(created_by=request.user, **form.service_kwargs())
         except ValidationError as exc:
-            for key, msgs in (exc.message_dict.items() if hasattr(exc, "error_dict") else [("__all__", exc.messages)]):
-                target = key if key in form.fields else None
-                if key.startswith("fields"):
-                    target = "fields_json" if form.cleaned_data.get("preset") == "advanced" else None
-                elif key.startswith("questions"):
-                    target = "questions_json" if form.cleaned_data.get("preset") == "advanced" else None
-                form.add_error(target, f"{key}: {'; '.join(msgs)}" if target is None or target.endswith("_json") else "; ".join(msgs))
+            form_errors_from(form, exc, field_for=form.field_for_error)
         else:
             messages.success(request, f"Dataset “{dataset.name}” created. Import records, then publish it.")
             return redirect("dashboard", dataset.pk)
@@ -543,7 +356,7 @@ def record_detail(request, dataset_id: int, record_id: int):
         row = {"response": r, "answers": []}
         for q in questions:
             value = (r.values or {}).get(q.name)
-            ranks = ranking_from_value(value) if q.kind == Question.Kind.RANKING else None
+            ranks = ranks_from_value(value) if q.kind == Question.Kind.RANKING else None
             if ranks:
                 value = " > ".join(" = ".join(sorted(n for n, k in ranks.items() if k == rank))
                                    for rank in sorted(set(ranks.values())))
@@ -705,8 +518,7 @@ def members(request, workspace_id: int):
             _, _, created = member_upsert(workspace=workspace, username=d["username"], role=d["role"],
                                           password=d.get("password") or None)
         except ValidationError as exc:
-            for key, msgs in exc.message_dict.items():
-                form.add_error(key if key in form.fields else None, "; ".join(msgs))
+            form_errors_from(form, exc)
         else:
             what = "added" if created else "updated"
             messages.success(request, f"{d['username']} {what} as {d['role']}.")

@@ -14,7 +14,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation.access import ADMIN, job_for_user, workspace_for_user
-from annotation.apis import StrictInputSerializer
+from annotation.api_common import StrictInputSerializer, validated_input
 from annotation.job_apis import JobStatusOutputSerializer
 from annotation.jobs import job_cancel
 from annotation.models import Dataset
@@ -25,15 +25,14 @@ from .models import Endpoint
 KEY_FIELDS = {"api_key", "key", "token", "secret", "apikey", "password"}
 
 
-def _input(serializer_class, data) -> dict:
+def _input_without_api_keys(serializer_class, data) -> dict:
+    """validated_input, after refusing any key that looks like an API key (keys are never stored)."""
     if hasattr(data, "keys"):
         for key in data.keys():
             if key.lower() in KEY_FIELDS:
                 raise DjangoValidationError({key: "API keys are never stored: set the key in an environment variable "
                                                   "of the worker and give its NAME in api_key_env"})
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
+    return validated_input(serializer_class, data)
 
 
 class EndpointOutputSerializer(serializers.ModelSerializer):
@@ -77,7 +76,7 @@ class EndpointListCreateApi(APIView):
                    description="Add a model endpoint (workspace admin). api_key_env is the NAME of an "
                                "environment variable of the workers; keys are never stored.")
     def post(self, request):
-        data = _input(self.InputSerializer, request.data)
+        data = _input_without_api_keys(self.InputSerializer, request.data)
         workspace = workspace_for_user(request.user, data.pop("workspace"), role=ADMIN)
         endpoint = services.endpoint_create(workspace=workspace, **data)
         return ApiResponse(EndpointOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
@@ -98,7 +97,7 @@ class EndpointDetailApi(APIView):
     @extend_schema(request=InputSerializer, responses=EndpointOutputSerializer)
     def patch(self, request, endpoint_id: int):
         endpoint = selectors.endpoint_for_user(request.user, endpoint_id)
-        data = _input(self.InputSerializer, request.data)
+        data = _input_without_api_keys(self.InputSerializer, request.data)
         endpoint = services.endpoint_update(endpoint=endpoint, **data)
         return ApiResponse(EndpointOutputSerializer(endpoint).data)
 
@@ -162,7 +161,7 @@ class GenerationJobListCreateApi(APIView):
         data = request.data
         if hasattr(data, "getlist"):  # multipart: lists and objects come as repeated or JSON-encoded fields
             data = _form_to_json(data)
-        data = _input(self.InputSerializer, data)
+        data = _input_without_api_keys(self.InputSerializer, data)
         workspace = workspace_for_user(request.user, data.pop("workspace"), role=ADMIN)
         sources = [s for s in ("prompts_file", "prompts", "prompts_dataset") if data.get(s) not in (None, [])]
         if len(sources) != 1:

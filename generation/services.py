@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from annotation.jobs import ChunkContext, JobCancelled, JobFailed, job_create, job_resume_or_retry
 from annotation.models import Dataset, Job, JobChunk, JobError, Question, Record, Workspace
-from annotation.services import dataset_create, records_upsert
+from annotation.services import dataset_create, pairwise_dataset_spec, records_upsert, response_field_names
 from annotation.validation import field_specs_of, record_validate
 
 from .llm import CANCELLED, ChatRequest, ChatResult, LLMConfigError, chat_many_groups
@@ -344,10 +344,6 @@ def prompt_messages(prompt: Any) -> list[dict]:
 
 # --- target dataset ----------------------------------------------------------------------------
 
-def response_field_names(n: int) -> list[str]:
-    return [f"response-{i}" for i in range(1, n + 1)]
-
-
 def generation_dataset_check(*, dataset: Dataset, n: int) -> None:
     """The target needs its prompt field, response-1..n and a ranking question over them."""
     names = set(dataset.fields.values_list("name", flat=True))
@@ -369,11 +365,8 @@ def generation_dataset_check(*, dataset: Dataset, n: int) -> None:
 
 def generation_dataset_create(*, workspace: Workspace, name: str, n: int, chat_prompts: bool = False,
                               created_by=None) -> Dataset:
-    fields = [{"name": "prompt", "title": "Prompt", "kind": "chat" if chat_prompts else "text"}]
-    fields += [{"name": f, "title": f"Response {i}", "kind": "markdown"}
-               for i, f in enumerate(response_field_names(n), start=1)]
-    questions = [{"name": "ranking", "title": "Rank the responses (best first)", "kind": "ranking",
-                  "options": {"values": response_field_names(n)}}]
+    fields, questions = pairwise_dataset_spec(responses=n, prompt_kind="chat" if chat_prompts else "text",
+                                              ranking_title="Rank the responses (best first)")
     return dataset_create(workspace=workspace, name=name, fields=fields, questions=questions, created_by=created_by)
 
 

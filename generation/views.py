@@ -10,18 +10,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.access import admin_workspaces
+from annotation.errors import form_errors_from as _form_errors
 
 from . import selectors, services
 from .forms import EndpointForm, GenerationJobForm
 
 REFUSED = "Only workspace admins run generation."
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    items = exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]
-    for key, msgs in items:
-        target = key if key in form.fields else None
-        form.add_error(target, "; ".join(msgs) if target else f"{key or 'error'}: {'; '.join(msgs)}")
 
 
 @login_required

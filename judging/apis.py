@@ -12,7 +12,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation.access import ADMIN, dataset_for_user, job_for_user, workspace_for_user
-from annotation.apis import StrictInputSerializer
+from annotation.api_common import StrictInputSerializer, bool_param, validated_input
 from annotation.job_apis import JobStatusOutputSerializer
 from annotation.jobs import job_cancel, job_resume
 from annotation.models import Dataset
@@ -20,12 +20,6 @@ from generation.models import Endpoint
 
 from . import selectors, services
 from .models import Judge
-
-
-def _input(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 class JudgeOutputSerializer(serializers.ModelSerializer):
@@ -75,7 +69,7 @@ class JudgeListCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: JudgeOutputSerializer})
     def post(self, request):
-        data = _input(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         workspace = workspace_for_user(request.user, data.pop("workspace"), role=ADMIN)
         data["endpoint"] = _endpoint_of(workspace.pk, data["endpoint"])
         judge = services.judge_create(workspace=workspace, **data)
@@ -97,7 +91,7 @@ class JudgeDetailApi(APIView):
     @extend_schema(request=InputSerializer, responses=JudgeOutputSerializer)
     def patch(self, request, judge_id: int):
         judge = selectors.judge_for_user(request.user, judge_id)
-        data = _input(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         if "endpoint" in data:
             data["endpoint"] = _endpoint_of(judge.workspace_id, data["endpoint"])
         judge = services.judge_update(judge=judge, **data)
@@ -150,7 +144,7 @@ class JudgeJobListCreateApi(APIView):
                    description="Judge a dataset's records (all, or `records`): suggestions and priorities are "
                                "written as the job runs. CLAIR judges write revision pairs to `target_dataset`.")
     def post(self, request):
-        data = _input(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         dataset = dataset_for_user(request.user, data["dataset"], role=ADMIN)
         ref = data["judge"]
         judges = Judge.objects.filter(workspace_id=dataset.workspace_id).select_related("endpoint")
@@ -244,7 +238,7 @@ class JudgeJobOutputsApi(APIView):
         if record not in (None, "") and not str(record).isdigit():
             raise DjangoValidationError({"record": "must be a record id"})
         qs = selectors.judge_job_outputs(job=job, record_id=int(record) if record else None)
-        if q.get("errors") in ("1", "true", "yes"):
+        if bool_param("errors", q.get("errors")):
             qs = qs.exclude(error="")
         try:
             limit = min(500, max(1, int(q.get("limit", 100))))

@@ -11,19 +11,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.access import ADMIN, admin_workspaces, dataset_for_user
+from annotation.errors import form_errors_from as _form_errors
 
 from . import selectors, services
 from .apis import cleaned_export_url
 from .forms import JudgeForm, JudgeJobForm
 
 REFUSED = "Only workspace admins manage judges."
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    items = exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]
-    for key, msgs in items:
-        target = key if key in form.fields else None
-        form.add_error(target, "; ".join(msgs) if target else f"{key or 'error'}: {'; '.join(msgs)}")
 
 
 @login_required

@@ -141,7 +141,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
-    "EXCEPTION_HANDLER": "annotation.apis.exception_handler",
+    "EXCEPTION_HANDLER": "annotation.api_common.exception_handler",
     # views with throttle_scope = "login" (token endpoints) are rate limited per username+IP
     "DEFAULT_THROTTLE_CLASSES": ["preflab.security.LoginRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="10/min")},

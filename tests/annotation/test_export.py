@@ -328,11 +328,11 @@ def test_prefetching_export_matches_the_plain_one(require_postgres, monkeypatch)
     recs = [RecordFactory(dataset=ds) for _ in range(30)]
     for rec in recs[:12] + recs[20:]:
         answer(rec, ranking("response-1", "response-2"))
-    from annotation import exports
+    from annotation.exports import reading
 
-    assert exports.prefetch_possible()  # no transaction open: the chunks are read on a second thread
+    assert reading.prefetch_possible()  # no transaction open: the chunks are read on a second thread
     prefetched = list(triplets_export(dataset=ds, chunk_size=4))
-    monkeypatch.setattr(exports, "prefetch_possible", lambda: False)
+    monkeypatch.setattr(reading, "prefetch_possible", lambda: False)
     plain = list(triplets_export(dataset=ds, chunk_size=4))
     assert prefetched == plain and len(plain) == 22
 
@@ -341,21 +341,21 @@ def test_prefetching_export_matches_the_plain_one(require_postgres, monkeypatch)
 def test_prefetching_export_raises_the_reader_error(require_postgres, monkeypatch):
     ds = DatasetFactory()
     answer(RecordFactory(dataset=ds), ranking("response-1", "response-2"))
-    from annotation import exports
+    from annotation.exports import reading
 
-    def broken(value, target):
+    def broken(value, compares=None):
         raise RuntimeError("cannot read answers")
 
-    monkeypatch.setattr(exports, "_ranks_of", broken)
+    monkeypatch.setattr(reading, "ranks_from_value", broken)
     with pytest.raises(RuntimeError, match="cannot read answers"):
         list(triplets_export(dataset=ds))
 
 
 def test_chunks_shrink_for_large_records(monkeypatch):
-    from annotation import exports
+    from annotation.exports import reading
 
-    monkeypatch.setattr(exports, "CHUNK_BYTES", 100_000)
-    monkeypatch.setattr(exports, "FIRST_CHUNK_RECORDS", 5)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", 100_000)
+    monkeypatch.setattr(reading, "FIRST_CHUNK_RECORDS", 5)
     ds = DatasetFactory()
     for i in range(60):
         rec = RecordFactory(dataset=ds, fields={"prompt": "p", "response-1": "a" * 1000, "response-2": "b" * 1000})

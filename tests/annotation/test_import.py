@@ -171,7 +171,7 @@ def test_parquet_rows(tmp_path):
 
 
 def test_rejected_list_is_capped_but_every_line_counted(monkeypatch):
-    monkeypatch.setattr("annotation.imports.MAX_REJECTED_KEPT", 5)
+    monkeypatch.setattr("annotation.imports.report.MAX_REJECTED_KEPT", 5)
     report = records_import(dataset=DatasetFactory(), stream=ndjson(*[b"{bad"] * 12), fmt="ndjson")
     assert report.rejected_count == 12 and len(report.rejected) == 5
     assert report.as_dict()["rejected_not_listed"] == 7
@@ -247,7 +247,7 @@ def test_postgres_fast_path_survives_a_concurrent_insert(require_postgres, monke
     ds = DatasetFactory()
     records_batch_upsert(dataset=ds, rows=[dict(rec("a"), metadata={}, priority=0.0)])
     # as if another import stored "a" between our lookup and our COPY
-    monkeypatch.setattr("annotation.imports._stored_ids", lambda cursor, dataset, ids: set())
+    monkeypatch.setattr("annotation.imports.postgres._stored_ids", lambda cursor, dataset, ids: set())
     counts = records_batch_upsert(dataset=ds, rows=[dict(rec("a", prompt="new"), metadata={}, priority=0.0),
                                                     dict(rec("b"), metadata={}, priority=0.0)])
     assert (counts.created, counts.updated) == (1, 1)
@@ -283,7 +283,7 @@ def test_pipelined_import_raises_the_writer_error(monkeypatch):
 
         return UpsertCounts(created=len(rows))
 
-    monkeypatch.setattr("annotation.imports.records_batch_upsert", failing)
+    monkeypatch.setattr("annotation.imports.records.records_batch_upsert", failing)
     with pytest.raises(RuntimeError, match="went away"):
         records_import(dataset=ds, stream=ndjson(*[rec(f"r{i}") for i in range(30)]), fmt="ndjson", batch_size=3,
                        pipeline=True)

@@ -1,18 +1,18 @@
-"""Agreement metrics on hand-computed examples (annotation.metrics), and the dashboard built on them."""
+"""Agreement metrics on hand-computed examples (annotation.agreement), and the dashboard built on them."""
 import re
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
-from annotation.metrics import (
+from annotation.agreement import (
+    annotator_pairs,
     dataset_quality,
     krippendorff_alpha_ordinal,
     median,
     overall_agreement,
-    pairwise_agreement,
     ranking_agreement,
-    ranking_from_value,
+    ranks_from_value,
     record_disagreements,
 )
 from annotation.models import Membership
@@ -24,11 +24,11 @@ B_FIRST = {"r1": 2, "r2": 1}
 
 
 def test_ranking_from_value_accepts_the_stored_forms():
-    assert ranking_from_value([{"value": "x", "rank": 2}, {"value": "y", "rank": 1}]) == {"x": 2, "y": 1}
-    assert ranking_from_value(["y", "x"]) == {"y": 1, "x": 2}
-    assert ranking_from_value(None) is None
-    assert ranking_from_value([{"value": "x"}]) is None
-    assert ranking_from_value(3) is None
+    assert ranks_from_value([{"value": "x", "rank": 2}, {"value": "y", "rank": 1}]) == {"x": 2, "y": 1}
+    assert ranks_from_value(["y", "x"]) == {"y": 1, "x": 2}
+    assert ranks_from_value(None) is None
+    assert ranks_from_value([{"value": "x"}]) is None
+    assert ranks_from_value(3) is None
 
 
 def test_ranking_agreement_counts_pairs_in_the_same_order():
@@ -50,10 +50,10 @@ def test_pairwise_agreement_by_hand():
         (3, "x", A_FIRST), (3, "y", B_FIRST),
         (4, "y", A_FIRST),  # alone: no pair
     ]
-    pairs = {(p.a, p.b): (p.records, p.agreement) for p in pairwise_agreement(triples)}
+    pairs = {(p.a, p.b): (p.records, p.agreement) for p in annotator_pairs(triples)}
     assert pairs == {("x", "y"): (3, pytest.approx(2 / 3)), ("x", "z"): (1, 0.0), ("y", "z"): (1, 0.0)}
     # weighted by shared records: (2/3*3 + 0 + 0) / 5 = 0.4
-    assert overall_agreement(pairwise_agreement(triples)) == pytest.approx(0.4)
+    assert overall_agreement(annotator_pairs(triples)) == pytest.approx(0.4)
     assert overall_agreement([]) is None
 
 

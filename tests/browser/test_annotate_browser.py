@@ -13,9 +13,15 @@ import pytest
 from django.conf import settings
 
 from annotation.demo_data import GUIDELINES, PAIRS, TRIPLES, demo_records
-from annotation.forms import pairwise_preset
 from annotation.models import Membership, Record, Response
-from annotation.services import dataset_create, dataset_publish, member_upsert, records_upsert, workspace_create
+from annotation.services import (
+    dataset_create,
+    dataset_publish,
+    member_upsert,
+    pairwise_dataset_spec,
+    records_upsert,
+    workspace_create,
+)
 from annotation.validation import field_specs_of, record_validate
 from tests.conftest import _need
 
@@ -56,7 +62,7 @@ def browser():
 
 
 def _dataset(ws, admin, name, items, n_responses, *, min_submitted=1):
-    fields, questions = pairwise_preset(responses=n_responses)
+    fields, questions = pairwise_dataset_spec(responses=n_responses)
     ds = dataset_create(workspace=ws, name=name, fields=fields, questions=questions, created_by=admin,
                         guidelines=GUIDELINES, min_submitted=min_submitted, allow_ties=False,
                         shuffle_responses=False, show_suggestions=True)
@@ -210,7 +216,7 @@ def test_ties_ctrl_s_draft_and_remembered_guidelines(browser, live_server):
 
     ws = workspace_create(name="Ties")
     member_upsert(workspace=ws, username="tia", role=Membership.Role.ANNOTATOR, password="tia-pass-12")
-    fields, questions = pairwise_preset(responses=3)
+    fields, questions = pairwise_dataset_spec(responses=3)
     ds = dataset_create(workspace=ws, name="With ties", fields=fields, questions=questions, guidelines=GUIDELINES,
                         allow_ties=True, shuffle_responses=False)
     specs = field_specs_of(ds)

@@ -146,7 +146,7 @@ def test_dataset_agreement_counts_only_submitted(workspace):
     assert out["pairwise_agreement"] == {"value": 0.5, "n": 10, "tied": 0}
     assert out["leave_one_out"]["value"] == pytest.approx(7.5 / 11, abs=1e-4)
     assert out["krippendorff_alpha"] == pytest.approx(2 / 7, abs=1e-4)
-    assert out["krippendorff_alpha_ordinal"] is not None  # the dashboard's alpha over ranks (annotation.metrics)
+    assert out["krippendorff_alpha_ordinal"] is not None  # the dashboard's alpha over ranks (annotation.agreement.pairwise)
     by_name = {a["username"]: a for a in out["annotators"]}
     assert set(by_name) == {"u1", "u2", "u3"}
     assert by_name["u3"]["simulated"] is True and by_name["u1"]["simulated"] is False

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from annotation.errors import validation_message
 from annotation.exports import (
     FORMATS,
     PAIRS,
@@ -54,7 +55,7 @@ class Command(BaseCommand):
                        disable=quiet, dynamic_ncols=True)
             rows = triplets_export(dataset=dataset, on_progress=bar.update, **params)
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+            raise CommandError(validation_message(exc))
         part = out + ".part"
         try:
             with open(part, "wb") as f:

@@ -6,9 +6,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from annotation.demo_data import DATASETS, GUIDELINES, demo_records
-from annotation.forms import pairwise_preset
 from annotation.models import Dataset, Membership, Workspace
-from annotation.services import dataset_create, dataset_publish, member_upsert, records_upsert
+from annotation.services import dataset_create, dataset_publish, member_upsert, pairwise_dataset_spec, records_upsert
 from annotation.validation import field_specs_of, record_validate
 
 DEMO_WORKSPACE = "Demo"
@@ -39,7 +38,7 @@ class Command(BaseCommand):
             dataset = Dataset.objects.filter(workspace=ws, name=spec["name"]).first()
             n_responses = max(len(item["responses"]) for item in spec["items"])
             if dataset is None:
-                fields, questions = pairwise_preset(responses=n_responses, extra=spec["extra"])
+                fields, questions = pairwise_dataset_spec(responses=n_responses, extra=spec["extra"])
                 dataset = dataset_create(workspace=ws, name=spec["name"], fields=fields, questions=questions,
                                          created_by=admin, guidelines=GUIDELINES,
                                          min_submitted=spec["min_submitted"], allow_ties=False,

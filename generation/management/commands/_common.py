@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import orjson
-from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
 from annotation.models import Workspace
@@ -38,9 +37,3 @@ def params_arg(items: list[str] | None, option: str) -> dict:
         key, value = item.split("=", 1)
         out[key.strip()] = param_value(value.strip())
     return out
-
-
-def validation_message(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-    return " ".join(exc.messages)

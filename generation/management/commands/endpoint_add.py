@@ -6,10 +6,11 @@ Adds (or with --update changes) a model endpoint of a workspace. API keys are ne
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from annotation.errors import validation_message
 from generation.models import Endpoint
 from generation.services import endpoint_create, endpoint_update
 
-from ._common import params_arg, validation_message, workspace_arg
+from ._common import params_arg, workspace_arg
 
 
 class Command(BaseCommand):

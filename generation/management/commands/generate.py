@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from tqdm import tqdm
 
+from annotation.errors import validation_message
 from annotation.jobs import job_cancel, job_run_inline
 from annotation.models import Dataset, Job
 from generation.services import (
@@ -27,7 +28,7 @@ from generation.services import (
     generation_job_resume,
 )
 
-from ._common import params_arg, validation_message, workspace_arg
+from ._common import params_arg, workspace_arg
 
 
 class Command(BaseCommand):

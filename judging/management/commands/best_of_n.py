@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from annotation.errors import validation_message
 from annotation.models import Dataset
 from judging.bestofn import best_of_n_params, best_of_n_rows
 
@@ -46,5 +47,5 @@ class Command(BaseCommand):
         except ValidationError as exc:
             if os.path.exists(out + ".part"):
                 os.remove(out + ".part")
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise CommandError(validation_message(exc)) from None
         self.stderr.write(f"wrote {written} rows to {out}")

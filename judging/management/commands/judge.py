@@ -15,17 +15,12 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from annotation.errors import validation_message
 from annotation.jobs import job_run_inline
 from annotation.models import Dataset
 from generation.models import Endpoint
 from judging.models import Judge
 from judging.services import judge_create, judge_job_create
-
-
-def _message(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-    return " ".join(exc.messages)
 
 
 class Command(BaseCommand):
@@ -63,7 +58,7 @@ class Command(BaseCommand):
                                    target_dataset=opts["target_dataset"], answer_field=opts["answer_field"],
                                    chunk_size=opts["chunk_size"], start=False)
         except ValidationError as exc:
-            raise CommandError(_message(exc))
+            raise CommandError(validation_message(exc))
         self.stdout.write(f"judge job {job.pk}: {judge.name} ({judge.method}, {judge.agent}) on {dataset.name}, "
                           f"{job.total} records")
         bar = tqdm(total=job.total, unit="rec", disable=opts["no_progress"], file=self.stderr._out)

@@ -9,6 +9,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from annotation.errors import validation_message
 from annotation.models import Dataset
 from judging.leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
 
@@ -46,7 +47,7 @@ class Command(BaseCommand):
                 except ValidationError as exc:
                     raise CommandError(errors_message(alpaca_eval, exc, lines)) from None
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise CommandError(validation_message(exc)) from None
         if format == "csv":
             text = leaderboard_csv(board)
         elif format == "json":

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from annotation.errors import validation_message
 from annotation.models import Dataset, Workspace
 from judging.models import Judge, SimulatedAnnotator
 from judging.simulation import (
@@ -58,7 +59,7 @@ class Command(BaseCommand):
             if o["dataset"] is not None:
                 return self._run(o)
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise CommandError(validation_message(exc)) from None
         raise CommandError("say what to do: --create NAME, --list, or --dataset ID")
 
     def _create(self, o):

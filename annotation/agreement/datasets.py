@@ -1,0 +1,256 @@
+"""The agreement figures of one dataset, read from the database in one pass over its submitted
+responses: `dataset_quality` (the dashboard) and `dataset_agreement` (the agreement page and API)."""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Mapping
+
+from .pairwise import AgreementAccumulator, PairAgreement, RecordDisagreement, pairwise_summary
+from .position import PositionBias, position_bias_add
+from .rankings import ranks_from_value
+from .rates import Rate, median, rounded
+from .report import AgreementReport, AnnotationRow, agreement_report
+
+# --- the dashboard ----------------------------------------------------------------------------------
+
+
+@dataclass
+class AnnotatorStats:
+    user_id: int
+    username: str
+    submitted: int = 0
+    discarded: int = 0
+    draft: int = 0
+    median_seconds: float | None = None
+    agreement: float | None = None   # mean agreement with the other annotators on shared records
+
+
+@dataclass
+class DatasetQuality:
+    question: str | None
+    annotators: list[AnnotatorStats]
+    pairs: list[PairAgreement]
+    overall_agreement: float | None
+    alpha: float | None
+    disagreements: list[RecordDisagreement]
+    records_with_overlap: int
+
+
+def dataset_quality(dataset, *, disagreement_limit: int = 50) -> DatasetQuality:
+    """Per-annotator counts and time, agreement and alpha on the first ranking question.
+
+    Four queries whatever the size: the question, counts per (user, status), one streamed pass over
+    the submitted responses (values_list: record, user, values, duration), and the usernames.
+    """
+    from django.contrib.auth import get_user_model
+
+    from ..models import Question
+
+    question = (dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id")
+                .values_list("name", flat=True).first())
+    stats = _status_counts(dataset)
+    acc = AgreementAccumulator(disagreement_limit=disagreement_limit)
+    durations = _submitted_pass(dataset, question, acc)
+    names = dict(get_user_model().objects.filter(pk__in=list(stats)).values_list("pk", "username"))
+    pairs = acc.pairs()
+    summary = pairwise_summary(pairs)
+    for user_id, row in stats.items():
+        row.username = names.get(user_id, f"user {user_id}")
+        row.median_seconds = median(durations.get(user_id, []))
+        row.agreement = summary.per_annotator.get(user_id, Rate()).value
+    return DatasetQuality(
+        question=question,
+        annotators=sorted(stats.values(), key=lambda r: (-r.submitted, r.username)),
+        pairs=pairs, overall_agreement=summary.overall.value, alpha=acc.alpha(),
+        disagreements=acc.worst(), records_with_overlap=acc.records_with_overlap)
+
+
+def _status_counts(dataset) -> dict[int, AnnotatorStats]:
+    """Each annotator's responses counted per status (submitted, discarded, draft)."""
+    from django.db.models import Count
+
+    from ..models import Response
+
+    stats: dict[int, AnnotatorStats] = {}
+    for user_id, status, n in (Response.objects.filter(dataset=dataset).values_list("user_id", "status")
+                               .annotate(n=Count("id")).order_by()):
+        row = stats.setdefault(user_id, AnnotatorStats(user_id=user_id, username=""))
+        setattr(row, status, n)
+    return stats
+
+
+def _submitted_pass(dataset, question: str | None, acc: AgreementAccumulator) -> dict[int, list[float]]:
+    """Feed each record's submitted rankings of `question` to `acc`; returns the durations per user."""
+    from ..models import Response
+
+    durations: dict[int, list[float]] = defaultdict(list)
+    current, by_annotator = None, {}
+    # ordered by record (index response_status_idx): one record's answers at a time, nothing held
+    rows = (Response.objects.filter(dataset=dataset, status=Response.Status.SUBMITTED)
+            .values_list("record_id", "user_id", "values", "duration").order_by("record_id"))
+    for record_id, user_id, values, duration in rows.iterator(chunk_size=5000):
+        if duration:
+            durations[user_id].append(duration)
+        if not question:
+            continue
+        if record_id != current:
+            if by_annotator:
+                acc.add(current, by_annotator)
+            current, by_annotator = record_id, {}
+        ranking = ranks_from_value((values or {}).get(question))
+        if ranking:
+            by_annotator[user_id] = ranking
+    if by_annotator:
+        acc.add(current, by_annotator)
+    return durations
+
+
+# --- the agreement page -----------------------------------------------------------------------------
+
+TIE_RULE = ("labels are first/second/tie per pair of responses; agreement = equal labels; "
+            "a tied majority scores 0.5 and is counted in 'tied'")
+
+
+def dataset_agreement(dataset, *, question=None) -> dict:
+    """Agreement figures of a dataset (submitted responses only; drafts and discards never count).
+
+    One pass over the submitted responses (values, display order, annotator) and one over the
+    suggestions of the question; the ranking question of the dataset is used, or its comparison
+    rating question (selectors.ranked_question_of). Returns a JSON-ready dict (see the package
+    docs for the tie rules).
+    """
+    from ..models import Question
+    from ..selectors import ranked_question_of
+
+    if question is None:
+        question = ranked_question_of(dataset.questions.all())
+    if question is None:
+        return {"question": None, "error": "this dataset has no ranking or comparison question"}
+    compares = (question.options or {}).get("compares") if question.kind == Question.Kind.RATING else None
+    fields = list(compares or (question.options or {}).get("values", []))
+    members = _Members(dataset)
+    responses_per: Counter = Counter()
+    judges, judge_bias = _judge_rankings(question, compares)
+    rows = _submitted_rows(dataset, question, compares, responses_per)
+    report = agreement_report(rows, fields, judges=judges, humans=members.humans())
+    members.name_former(responses_per)
+    return {
+        "question": question.name,
+        "fields": fields,
+        "records": report.records,
+        "submitted_responses": report.annotations,
+        "units": len(report.units),
+        "units_with_overlap": sum(1 for labels in report.units.values() if len(labels) >= 2),
+        "pairwise_agreement": report.pairwise.overall.as_dict(),
+        "leave_one_out": report.leave_one_out.overall.as_dict(),
+        "human_leave_one_out": report.human_leave_one_out.overall.as_dict() if report.human_leave_one_out else None,
+        "krippendorff_alpha": rounded(report.alpha),
+        "krippendorff_alpha_ordinal": rounded(report.alpha_ordinal),
+        "position_bias": report.position.as_dict(),
+        "annotators": _annotator_rows(report, members, responses_per),
+        "pairs": [{"a": members.name(u), "b": members.name(v), **rate.as_dict()}
+                  for (u, v), rate in sorted(report.pairwise.per_pair.items(),
+                                             key=lambda kv: (members.name(kv[0][0]), members.name(kv[0][1])))],
+        "judges": _judge_rows(report, judge_bias),
+        "tie_rule": TIE_RULE,
+    }
+
+
+class _Members:
+    """The workspace's members (name, simulated or not), and former members named on demand."""
+
+    def __init__(self, dataset):
+        from ..models import Membership
+
+        self.usernames: dict[int, str] = {}
+        self.simulated: dict[int, bool] = {}
+        for user_id, username, is_sim in (Membership.objects.filter(workspace_id=dataset.workspace_id)
+                                          .values_list("user_id", "user__username", "is_simulated")):
+            self.usernames[user_id] = username
+            self.simulated[user_id] = is_sim
+
+    def humans(self) -> "_HumanSet":
+        """Annotators not flagged simulated (a user without membership counts as human)."""
+        return _HumanSet(self.simulated)
+
+    def name_former(self, user_ids) -> None:
+        """Look up the names of annotators who are no longer members (they are still named)."""
+        missing = [u for u in user_ids if u not in self.usernames]
+        if missing:
+            from django.contrib.auth import get_user_model
+
+            self.usernames.update(get_user_model().objects.filter(pk__in=missing).values_list("pk", "username"))
+
+    def name(self, user_id) -> str:
+        return self.usernames.get(user_id, f"user-{user_id}")
+
+
+class _HumanSet:
+    """Membership test for 'is a human annotator' without listing every user up front."""
+
+    def __init__(self, simulated: Mapping[int, bool]):
+        self._simulated = simulated
+
+    def __contains__(self, user_id) -> bool:
+        return not self._simulated.get(user_id, False)
+
+    def __iter__(self):  # set(...) of this is only used for membership; iterate the humans we know
+        return (u for u, sim in self._simulated.items() if not sim)
+
+
+def _submitted_rows(dataset, question, compares, responses_per: Counter):
+    """The submitted rankings of `question` as AnnotationRows, streamed; counts them per annotator."""
+    from ..models import Response
+
+    qs = (Response.objects.filter(dataset=dataset, status=Response.Status.SUBMITTED)
+          .values_list("record_id", "user_id", "values", "display_order").order_by("record_id", "id"))
+    for record_id, user_id, values, order in qs.iterator(chunk_size=2000):
+        ranks = ranks_from_value((values or {}).get(question.name), compares=compares)
+        if ranks is None:
+            continue
+        responses_per[user_id] += 1
+        yield AnnotationRow(record=record_id, annotator=user_id, ranks=ranks, display_order=order or ())
+
+
+def _judge_rankings(question, compares) -> tuple[dict[str, dict[int, dict]], dict[str, PositionBias]]:
+    """agent -> record -> ranks of the question's suggestions, and each agent's position bias when
+    it saw the responses in a recorded order (raw.shown_order, e.g. UltraFeedback's per-record
+    shuffle), measured as the annotators' is."""
+    from ..models import Suggestion
+
+    judges: dict[str, dict[int, dict]] = defaultdict(dict)
+    judge_bias: dict[str, PositionBias] = defaultdict(PositionBias)
+    for record_id, agent, value, shown in (Suggestion.objects.filter(question=question)
+                                           .values_list("record_id", "agent", "value", "raw__shown_order")
+                                           .iterator(chunk_size=2000)):
+        ranks = ranks_from_value(value, compares=compares)
+        if ranks is not None:
+            agent = agent or "(no agent)"
+            judges[agent][record_id] = ranks
+            if isinstance(shown, list) and all(isinstance(f, str) for f in shown):
+                position_bias_add(judge_bias[agent], ranks, shown)
+    return judges, judge_bias
+
+
+def _annotator_rows(report: AgreementReport, members: _Members, responses_per: Counter) -> list[dict]:
+    rows = []
+    for user_id in sorted(responses_per, key=members.name):
+        human = report.human_leave_one_out.per_annotator.get(user_id, Rate()) if report.human_leave_one_out else Rate()
+        rows.append({
+            "username": members.name(user_id), "simulated": members.simulated.get(user_id, False),
+            "responses": responses_per[user_id],
+            "pairwise_agreement": report.pairwise.per_annotator.get(user_id, Rate()).as_dict(),
+            "leave_one_out": report.leave_one_out.per_annotator.get(user_id, Rate()).as_dict(),
+            "human_majority": human.as_dict(),
+            "position_bias": report.position_per_annotator.get(user_id, PositionBias()).as_dict(),
+        })
+    return rows
+
+
+def _judge_rows(report: AgreementReport, judge_bias: Mapping[str, PositionBias]) -> list[dict]:
+    return [{"agent": agent, "units": rates["units"].n,
+             "human_majority": rates["human_majority"].as_dict(),
+             "annotator_majority": rates["annotator_majority"].as_dict(),
+             "position_bias": judge_bias[agent].as_dict() if agent in judge_bias else None}
+            for agent, rates in sorted(report.judges.items())]

@@ -1,0 +1,231 @@
+"""The annotate page of one record: what the annotate partial shows (annotate, history and the
+admins' review of a record all build it here; views.py renders it).
+
+Annotators see "Response A/B/…" in their own display order (shuffled per annotator when the
+dataset says so), never field names; answers, judge suggestions and errors are shown in the same
+slots.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .agreement import ranks_from_value
+from .markdown import markdown_render, plain_render
+from .models import Dataset, Field, Question, Record, Response, Suggestion
+from .selectors import ranked_fields_of
+from .services import display_order_for
+
+SLOTS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass
+class AnnotateView:
+    """Everything the annotate partial needs for one record."""
+
+    dataset: Dataset
+    record: Record | None
+    mode: str = "queue"                      # queue | history | review
+    prompt: dict | None = None
+    context_fields: list[dict] = field(default_factory=list)
+    responses: list[dict] = field(default_factory=list)
+    questions: list[dict] = field(default_factory=list)
+    response: Response | None = None
+    display_order: list[str] = field(default_factory=list)
+    suggested: bool = False
+    errors: list[str] = field(default_factory=list)
+    notice: str = ""
+    submitted_by_me: int = 0
+    cols: int = 2
+    empty: bool = False                      # the dataset has no records at all
+
+
+def shown_order(data, record: Record, user, dataset: Dataset, ranked: list[str]) -> list[str]:
+    """The order the annotator saw, as the page sent it back; computed when missing or not valid."""
+    sent = [x for x in (data.get("display_order") or "").split(",") if x]
+    if sorted(sent) == sorted(ranked):
+        return sent
+    return display_order_for(record=record, user_id=user.pk, field_names=ranked, shuffle=dataset.shuffle_responses)
+
+
+def slot_names(message: str, order: list[str]) -> str:
+    """Annotators see "Response A/B/…", not field names: say the same in error messages."""
+    for name in sorted(order, key=len, reverse=True):
+        message = message.replace(f"'{name}'", name).replace(name, f"Response {SLOTS[order.index(name)]}")
+    return message
+
+
+def field_html(kind: str, value: Any) -> dict:
+    """A field value as safe HTML (markdown and chat rendered and sanitized; text escaped)."""
+    if kind == Field.Kind.CHAT and isinstance(value, list):
+        return {"chat": [{"role": str(m.get("role", "")), "html": markdown_render(str(m.get("content", "")))}
+                         for m in value if isinstance(m, dict)]}
+    if value is None:
+        return {"html": "", "plain": True}
+    if not isinstance(value, str):
+        return {"html": plain_render(json.dumps(value, ensure_ascii=False, indent=2)), "plain": True}
+    if kind == Field.Kind.MARKDOWN:
+        return {"html": markdown_render(value), "plain": False}
+    return {"html": plain_render(value), "plain": True}
+
+
+def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: str = "queue",
+                        response: Response | None = None, values: dict | None = None,
+                        fields: list[Field] | None = None, questions: list[Question] | None = None,
+                        question_errors: dict[str, str] | None = None) -> AnnotateView:
+    """The annotate view of `record` for `user` (record None: the "nothing left" state).
+
+    `values` (default: the user's response) are the answers to show, e.g. a refused submit's;
+    `question_errors` the messages to show under each question. mode: queue | history | review
+    (review: an admin's view, responses named and in field order).
+    """
+    view = AnnotateView(dataset=dataset, record=record, mode=mode)
+    view.submitted_by_me = Response.objects.filter(dataset=dataset, user=user,
+                                                   status=Response.Status.SUBMITTED).count()
+    if record is None:
+        view.empty = not Record.objects.filter(dataset=dataset).exists()
+        return view
+    fields = fields if fields is not None else list(dataset.fields.all())
+    questions = questions if questions is not None else list(dataset.questions.all())
+    if response is None:
+        response = Response.objects.filter(record=record, user=user).first()
+    view.response = response
+    view.display_order = _display_order(user=user, dataset=dataset, record=record, response=response,
+                                        ranked=ranked_fields_of(questions), mode=mode)
+    page = _Page(view.display_order, fields, record.fields or {})
+    if values is None:
+        values = dict(response.values) if response else {}
+    suggestions = _pick_suggestions(list(Suggestion.objects.filter(record=record))) if dataset.show_suggestions else {}
+    _add_fields(view, page, prompt_field=dataset.prompt_field)
+    first_ranks = _add_questions(view, page, questions, values=values, suggestions=suggestions,
+                                 question_errors=question_errors or {})
+    _add_responses(view, page, first_ranks)
+    return view
+
+
+class _Page:
+    """The record's fields, by name, and the slot (A, B, …) each shown response takes."""
+
+    def __init__(self, order: list[str], fields: list[Field], rec_fields: dict):
+        self.order = order
+        self.slot_of = {name: SLOTS[i] for i, name in enumerate(order)}
+        self.fields = fields
+        self.by_name = {f.name: f for f in fields}
+        self.rec_fields = rec_fields
+
+
+def _display_order(*, user, dataset: Dataset, record: Record, response: Response | None, ranked: list[str],
+                   mode: str) -> list[str]:
+    """The order of the ranked fields on this page: the one the annotator already saw when their
+    response stored it, else their own (shuffled per annotator when the dataset says so)."""
+    stored_order = response.display_order if response else None
+    if mode == "review":
+        return list(ranked)  # admins compare answers by field name: canonical order, no shuffle
+    if stored_order and sorted(stored_order) == sorted(ranked):
+        return list(stored_order)
+    return display_order_for(record=record, user_id=user.pk, field_names=ranked, shuffle=dataset.shuffle_responses)
+
+
+def _pick_suggestions(suggestions: list[Suggestion]) -> dict[int, Suggestion]:
+    """The suggestion to show per question: the best scored, then the latest."""
+    best: dict[int, Suggestion] = {}
+    for s in suggestions:
+        cur = best.get(s.question_id)
+        key = (s.score is not None, s.score or 0.0, s.updated_at)
+        if cur is None or key > (cur.score is not None, cur.score or 0.0, cur.updated_at):
+            best[s.question_id] = s
+    return best
+
+
+def _add_fields(view: AnnotateView, page: _Page, *, prompt_field: str) -> None:
+    """The prompt, and the fields that are neither the prompt nor a response, as context."""
+    rec_fields = page.rec_fields
+    prompt = page.by_name.get(prompt_field)
+    if prompt is not None and prompt.name in rec_fields:
+        view.prompt = {"name": prompt.name, "title": prompt.title or prompt.name,
+                       **field_html(prompt.kind, rec_fields.get(prompt.name))}
+    for f in page.fields:
+        if f.name == prompt_field or f.name in page.slot_of or f.name not in rec_fields:
+            continue
+        view.context_fields.append({"name": f.name, "title": f.title or f.name, **field_html(f.kind, rec_fields[f.name])})
+
+
+def _add_questions(view: AnnotateView, page: _Page, questions: list[Question], *, values: dict,
+                   suggestions: dict[int, Suggestion], question_errors: dict[str, str]) -> dict[str, int]:
+    """The questions with their answers (or a judge's suggestion, pre-filled); returns the first
+    ranking question's ranks, which the response cards show too."""
+    first_ranking = next((q for q in questions if q.kind == Question.Kind.RANKING), None)
+    first_ranks: dict[str, int] = {}
+    for q in questions:
+        value = values.get(q.name)
+        suggestion = suggestions.get(q.pk)
+        prefilled = False
+        if value is None and suggestion is not None and q.name not in question_errors:
+            value, prefilled = suggestion.value, True
+            view.suggested = True
+        qv: dict[str, Any] = {"q": q, "name": q.name, "kind": q.kind, "title": q.title or q.name,
+                              "description": q.description, "required": q.required, "error": question_errors.get(q.name, ""),
+                              "prefilled": prefilled,
+                              "suggestion": None}
+        if suggestion is not None:
+            qv["suggestion"] = {"agent": suggestion.agent, "score": suggestion.score,
+                                "rationale_html": markdown_render(suggestion.rationale) if suggestion.rationale else ""}
+        if q.kind == Question.Kind.RANKING:
+            ranks = _ranking_items(qv, q, value, page)
+            if q is first_ranking:
+                first_ranks = ranks
+        elif q.kind == Question.Kind.RATING:
+            _rating_choices(qv, q, value, page)
+        elif q.kind == Question.Kind.LABEL:
+            qv["choices"] = list(q.options.get("values", []))
+            qv["multiple"] = bool(q.options.get("multiple"))
+            qv["selected"] = set(value if isinstance(value, list) else ([value] if value else []))
+        else:
+            qv["value"] = value if isinstance(value, str) else ""
+            qv["placeholder"] = q.options.get("placeholder", "")
+        view.questions.append(qv)
+    return first_ranks
+
+
+def _ranking_items(qv: dict, q: Question, value: Any, page: _Page) -> dict[str, int]:
+    """A ranking question's items in slot terms; returns the ranks of the answer shown."""
+    ranks = ranks_from_value(value) or {}
+    names = list(q.options.get("values", []))
+    shown = [n for n in page.order if n in names] + [n for n in names if n not in page.order]
+    items = [{"field": n, "slot": page.slot_of.get(n, "?"),
+              "title": page.by_name[n].title if n in page.by_name else n, "rank": ranks.get(n)} for n in shown]
+    # the list shows the current ranking: ranked first (by rank), unranked after in display order
+    qv["items"] = sorted(items, key=lambda it: (it["rank"] is None, it["rank"] or 0, shown.index(it["field"])))
+    qv["count"] = len(items)
+    qv["rank_choices"] = list(range(1, len(items) + 1))
+    return ranks
+
+
+def _rating_choices(qv: dict, q: Question, value: Any, page: _Page) -> None:
+    """A rating's choices; a comparison rating says them in slot terms, in display order."""
+    compares = q.options.get("compares")
+    if compares:
+        order, slot_of = page.order, page.slot_of
+        a, b = sorted(compares, key=lambda n: order.index(n) if n in order else 99)
+        val_a = 1 if a == compares[0] else 2
+        qv["compare"] = [
+            {"value": val_a, "label": f"{slot_of.get(a, a)} is better"},
+            {"value": 0, "label": "Tie"},
+            {"value": 3 - val_a, "label": f"{slot_of.get(b, b)} is better"},
+        ]
+    qv["choices"] = list(q.options.get("values", []))
+    qv["value"] = value
+
+
+def _add_responses(view: AnnotateView, page: _Page, first_ranks: dict[str, int]) -> None:
+    """The response cards, in display order, with the rank the first ranking gives them."""
+    for name in page.order:
+        f = page.by_name.get(name)
+        title = (f.title if f else name) or name
+        view.responses.append({"name": name, "slot": page.slot_of[name], "title": title,
+                               "label": f"{title} · {name}" if view.mode == "review" else f"Response {page.slot_of[name]}",
+                               "rank": first_ranks.get(name),
+                               **field_html(f.kind if f else Field.Kind.TEXT, page.rec_fields.get(name))})
+    n = len(view.responses)
+    view.cols = 1 if n <= 1 else (2 if n in (2, 4) else 3)

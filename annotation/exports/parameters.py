@@ -1,0 +1,90 @@
+"""The options of a triplet export, checked (query string, CLI or job params), and what it exports:
+the question and the fields it orders."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from ..models import Dataset, Question
+from ..selectors import ranked_question_of
+from ..validation import bool_param
+
+PAIRS = ("best_worst", "all", "best_vs_rest")
+RESOLVE = ("majority", "mean_rank")
+SOURCES = ("human", "suggestions", "both")
+STYLES = ("standard", "conversational")
+FORMATS = ("jsonl", "csv", "parquet")
+EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+                 "parquet": "application/vnd.apache.parquet"}
+BASE_COLUMNS = ("prompt", "chosen", "rejected", "record_id", "external_id", "chosen_field", "rejected_field",
+                "annotators", "agreement", "margin", "source")
+PARAMETERS = {"format", "question", "pairs", "resolve", "source", "include_ties", "style", "min_margin"}
+
+
+def columns_for(source: str) -> tuple[str, ...]:
+    return BASE_COLUMNS + (("ratings",) if source != "human" else ())
+
+
+def export_params_parse(params: dict, *, with_format: bool = True) -> dict:
+    """Check export options (query string, CLI or job params). Raises ValidationError naming the bad one."""
+    unknown = set(params) - PARAMETERS
+    if unknown:
+        raise ValidationError({sorted(unknown)[0]: f"unknown parameter; known: {', '.join(sorted(PARAMETERS))}"})
+    out: dict[str, Any] = {}
+    for name, choices, default in (("pairs", PAIRS, "best_worst"), ("resolve", RESOLVE, "majority"),
+                                   ("source", SOURCES, "human"), ("style", STYLES, "standard")):
+        out[name] = _choice(name, params.get(name) or default, choices)
+    if with_format:
+        out["format"] = _choice("format", params.get("format") or "jsonl", FORMATS)
+    out["include_ties"] = bool_param("include_ties", params.get("include_ties"))
+    out["question"] = params.get("question") or None
+    out["min_margin"] = _number_or_none("min_margin", params.get("min_margin"))
+    return out
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValidationError({name: f"must be one of {', '.join(choices)}, not {str(value)[:40]!r}"})
+    return value
+
+
+def _number_or_none(name: str, value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValidationError({name: f"must be a number, not {str(value)[:40]!r}"})
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is being compared: the question and the fields it orders."""
+
+    question: Question
+    fields: tuple[str, ...]
+    compares: bool  # a rating question with options.compares (0 = tie, 1 = first better, 2 = second)
+
+
+def export_target(dataset: Dataset, question: str | None = None) -> Target:
+    """The question to export: the named one, else the first ranking, else the first comparison rating."""
+    questions = list(dataset.questions.all())
+    if question:
+        q = next((q for q in questions if q.name == question), None)
+        if q is None:
+            raise ValidationError({"question": f"no question {question!r} in this dataset"})
+    else:
+        q = ranked_question_of(questions)
+        if q is None:
+            raise ValidationError({"question": "this dataset has no ranking question and no comparison rating "
+                                               "(a rating with options.compares) to export"})
+    options = q.options or {}
+    if q.kind == Question.Kind.RANKING:
+        return Target(q, tuple(options.get("values") or ()), False)
+    if q.kind == Question.Kind.RATING and options.get("compares"):
+        return Target(q, tuple(options["compares"]), True)
+    raise ValidationError({"question": f"{q.name!r} is a {q.kind} question; triplets need a ranking question "
+                                      "or a rating with options.compares"})

@@ -1,0 +1,256 @@
+"""Reading an export's records and answers from the database, a chunk at a time.
+
+Records are walked in id order with keyset pagination on (dataset_id, id); each chunk's submitted
+responses (and suggestions when asked) come in one query each, as rankings. Only the fields an
+export needs are read, as text (jsonb_to_record on PostgreSQL: one de-TOAST per record;
+fields->>'name' elsewhere), so no record JSON is parsed in Python (chat fields excepted). Chunks
+hold up to CHUNK_RECORDS records and about CHUNK_BYTES of text; the first one is small so the first
+bytes leave at once. On PostgreSQL the next chunk is read on a second thread while the current one
+is written out (`first_then_prefetched`).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from django.db import connection
+from django.db.models.fields.json import KT
+
+from ..agreement import ranks_from_value
+from ..models import Record, Response, Suggestion
+from .parameters import Target
+
+CHUNK_RECORDS = 5_000  # at most; fewer when records are large (CHUNK_BYTES of text per chunk)
+CHUNK_BYTES = 16 << 20
+MIN_CHUNK_RECORDS = 20
+FIRST_CHUNK_RECORDS = 100  # a small first chunk: the first bytes leave quickly
+RANK_CACHE_SIZE = 10_000
+
+_MISSING = object()
+
+
+@dataclass
+class Chunk:
+    """Records of one chunk with their answers. rows: (id, external_id, [system], [*texts when
+    dense]); human: record id -> rankings of its submitted responses; suggested: record id ->
+    (ranking, score, raw) of its suggestions; dense: the rows carry the texts too."""
+
+    rows: list
+    human: dict[int, list]
+    suggested: dict[int, list]
+    dense: bool
+
+
+class ExportReader:
+    """The records and answers one export reads (see the module docstring)."""
+
+    def __init__(self, *, dataset_id: int, target: Target, names: list[str], conversational: bool,
+                 use_humans: bool, use_suggestions: bool, chunk_size: int):
+        self.dataset_id = dataset_id
+        self.target = target
+        self.compares = target.fields if target.compares else None  # how ranks_from_value reads a rating
+        self.use_humans = use_humans
+        self.use_suggestions = use_suggestions
+        self.chunk_size = chunk_size
+        self.record_bytes = 0  # text bytes per record, measured on the rows written: sizes the chunks
+        annotations = {"sys": KT("metadata__system")} if conversational else {}
+        # Keyset pagination as a row comparison, (dataset_id, id) > (ds, last): only the (dataset, id)
+        # index can serve it, so PostgreSQL walks that index. With `id > last ORDER BY id` the planner
+        # may walk the primary key instead and step over every record of older datasets (seconds).
+        self.base = (Record.objects.filter(dataset_id=dataset_id).order_by("dataset_id", "id")
+                     .annotate(**annotations).values_list("id", "external_id", *annotations))
+        # Only the needed fields are read, each as text (fields->>'name' on PostgreSQL): no jsonb_out
+        # of the whole value, no JSON parsing in Python except for chat fields.
+        text_annotations = {f"f{i}": KT(f"fields__{name}") for i, name in enumerate(names)}
+        self.texts_of = Record.objects.filter(dataset_id=dataset_id).annotate(**text_annotations)
+        self.text_cols = list(text_annotations)
+        # Dense mode: when nearly every record of the last chunk gave rows, the next chunk's texts are
+        # read with its ids (one query less per chunk); sparse datasets read texts of rows only.
+        self.dense_base = (Record.objects.filter(dataset_id=dataset_id).order_by("dataset_id", "id")
+                           .annotate(**annotations, **text_annotations)
+                           .values_list("id", "external_id", *annotations, *self.text_cols))
+        self.text_start = 2 + len(annotations)
+        self.pg_texts = _PgTexts(dataset_id, names, conversational) if connection.vendor == "postgresql" else None
+        table = Record._meta.db_table
+        self.after = f'("{table}"."dataset_id", "{table}"."id") > (%s, %s)'
+
+    # --- chunks ---------------------------------------------------------------------------------
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The records of the dataset with their answers, chunk by chunk."""
+        last_id = 0
+        size = min(FIRST_CHUNK_RECORDS, self.chunk_size)
+        rank_cache: dict[str, Any] = {}
+        dense = False
+        while True:
+            if last_id:  # after the first chunk: as many records as fit in CHUNK_BYTES of text
+                per_record = self.record_bytes or 1
+                size = max(min(MIN_CHUNK_RECORDS, self.chunk_size), min(self.chunk_size, CHUNK_BYTES // per_record))
+            rows = self._records(after_id=last_id, limit=size, dense=dense)
+            if not rows:
+                return
+            lo, hi = rows[0][0], rows[-1][0]
+            last_id = hi
+            human = self._human_rankings(lo, hi, rank_cache) if self.use_humans else {}
+            suggested = self._suggested_rankings(lo, hi) if self.use_suggestions else {}
+            yield Chunk(rows, human, suggested, dense)
+            answered = len(human) + sum(1 for rid in suggested if rid not in human)
+            dense = answered >= 0.9 * len(rows)
+
+    def _records(self, *, after_id: int, limit: int, dense: bool) -> list:
+        if dense and self.pg_texts is not None:
+            return self.pg_texts.chunk(after_id=after_id, limit=limit)
+        return list((self.dense_base if dense else self.base)
+                    .extra(where=[self.after], params=[self.dataset_id, after_id])[:limit])
+
+    def _human_rankings(self, lo: int, hi: int, rank_cache: dict[str, Any]) -> dict[int, list]:
+        human: dict[int, list] = {}
+        for rid, value in (Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
+                                                   record_id__gte=lo, record_id__lte=hi)
+                           .annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v")):
+            # answers repeat (a two-field ranking has three possible ones): parse each once
+            ranks = rank_cache.get(value, _MISSING) if isinstance(value, str) else _MISSING
+            if ranks is _MISSING:
+                ranks = ranks_from_value(value, compares=self.compares)
+                if isinstance(value, str) and len(rank_cache) < RANK_CACHE_SIZE:
+                    rank_cache[value] = ranks
+            if ranks is not None:
+                human.setdefault(rid, []).append(ranks)
+        return human
+
+    def _suggested_rankings(self, lo: int, hi: int) -> dict[int, list]:
+        suggested: dict[int, list] = {}
+        for rid, value, score, raw in (Suggestion.objects.filter(question_id=self.target.question.pk,
+                                                                 record_id__gte=lo, record_id__lte=hi)
+                                       .order_by("record_id", "agent")
+                                       .values_list("record_id", "value", "score", "raw")):
+            ranks = ranks_from_value(value, compares=self.compares)
+            if ranks is not None:
+                suggested.setdefault(rid, []).append((ranks, score, raw))
+        return suggested
+
+    # --- texts ----------------------------------------------------------------------------------
+
+    def texts(self, chunk: Chunk, rows: list[tuple]) -> tuple[dict[int, tuple], int]:
+        """The texts of the chunk's records `rows` (those that give triplets): record id -> a row
+        whose field texts start at the returned offset, in the order of `names`."""
+        if chunk.dense:
+            return {row[0]: row for row in rows}, self.text_start
+        # texts only of the records that give rows: one range scan, or an id list when sparse
+        if self.pg_texts is not None:
+            text_rows = self.pg_texts.of(ids=[row[0] for row in rows])
+        elif len(rows) == len(chunk.rows):
+            text_rows = (self.texts_of.filter(id__gte=chunk.rows[0][0], id__lte=chunk.rows[-1][0])
+                         .values_list("id", *self.text_cols))
+        else:
+            text_rows = self.texts_of.filter(id__in=[row[0] for row in rows]).values_list("id", *self.text_cols)
+        return {t[0]: t for t in text_rows}, 1
+
+    def measure(self, texts: list[tuple], offset: int) -> None:
+        """Remember the text bytes per record of some written rows: the next chunks are sized on it."""
+        self.record_bytes = max(1, sum(len(v) for t in texts for v in t[offset:] if isinstance(v, str))
+                                // len(texts))
+
+
+class _PgTexts:
+    """PostgreSQL reads of record texts with jsonb_to_record: the fields value is de-TOASTed once
+    per record and the needed keys come out as text (fields->>'a', fields->>'b', ... would
+    decompress it once per key: about twice the server time)."""
+
+    def __init__(self, dataset_id: int, names: list[str], with_system: bool):
+        table = Record._meta.db_table
+        columns = ", ".join('"{}" text'.format(n.replace('"', '""')) for n in names)
+        source = (f'FROM "{table}" r CROSS JOIN LATERAL jsonb_to_record(r."fields") AS x({columns}) '
+                  'WHERE r."dataset_id" = %s ')
+        system = """, r."metadata" ->> 'system'""" if with_system else ""
+        self.dataset_id = dataset_id
+        self.chunk_sql = (f'SELECT r."id", r."external_id"{system}, x.* {source}'
+                          'AND (r."dataset_id", r."id") > (%s, %s) ORDER BY r."dataset_id", r."id" LIMIT %s')
+        self.of_sql = f'SELECT r."id", x.* {source}AND r."id" = ANY(%s)'
+
+    def chunk(self, *, after_id: int, limit: int) -> list[tuple]:
+        """(id, external_id, [system], *texts) of the next `limit` records after `after_id`."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.chunk_sql, [self.dataset_id, self.dataset_id, after_id, limit])
+            return cursor.fetchall()
+
+    def of(self, *, ids: list[int]) -> list[tuple]:
+        """(id, *texts) of the given records."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.of_sql, [self.dataset_id, ids])
+            return cursor.fetchall()
+
+
+# --- prefetching --------------------------------------------------------------------------------
+
+def prefetch_possible() -> bool:
+    """Whether the next chunk may be read on a second thread (its own DB connection): PostgreSQL,
+    and no transaction open on this thread (the other connection could not see its rows)."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+_END = object()
+
+
+def first_then_prefetched(make: Callable[[], Iterator]) -> Iterator:
+    """The first item read here (the first bytes leave without waiting for a new connection),
+    the rest on a second thread when prefetch_possible()."""
+    it = make()
+    try:
+        first = next(it)
+    except StopIteration:
+        return
+    yield first
+    if prefetch_possible():
+        yield from _prefetched(lambda: it)
+    else:
+        yield from it
+
+
+def _prefetched(make: Callable[[], Iterator]) -> Iterator:
+    """Run the iterator `make()` on a second thread, one item ahead: while the caller turns a
+    chunk into rows, the database already reads the next one. Errors are raised to the caller;
+    closing this generator (a client that went away) stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in make():
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(_Failed(exc))
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=run, name="preflab-export-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=30)

@@ -1,0 +1,173 @@
+"""Resolving one record's answers into preference pairs (the rules are in the package docs)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class PairResult:
+    chosen: str
+    rejected: str
+    agreement: float
+    margin: float
+    tie: bool
+
+
+def record_pairs(fields: tuple[str, ...], votes: list[dict[str, int]], *, resolve: str, pairs: str,
+                 include_ties: bool, scores: list[float | None] | None = None) -> list[PairResult]:
+    """resolve_pairs, with a short way for the common case: two fields, one annotator."""
+    if len(fields) == 2 and len(votes) == 1 and scores is None:
+        return one_vote_pair(fields, votes[0], resolve=resolve, include_ties=include_ties)
+    return resolve_pairs(fields, votes, resolve=resolve, pairs=pairs, include_ties=include_ties, scores=scores)
+
+
+def one_vote_pair(fields: tuple[str, str], vote: dict[str, int], *, resolve: str,
+                  include_ties: bool) -> list[PairResult]:
+    """The pair of a two-field record with a single vote (no tallies needed)."""
+    a, b = fields
+    ra, rb = vote.get(a), vote.get(b)
+    if ra is None or rb is None:
+        return []
+    if ra < rb:
+        result = PairResult(a, b, 1.0, 1.0, False)
+    elif rb < ra:
+        result = PairResult(b, a, 1.0, 1.0, False)
+    elif include_ties:
+        return [PairResult(a, b, 1.0, 0.0, True)]
+    else:
+        return []
+    if resolve == "mean_rank":
+        result.margin = float(abs(ra - rb))
+    return [result]
+
+
+def resolve_pairs(fields: tuple[str, ...], votes: list[dict[str, int]], *, resolve: str, pairs: str,
+                  include_ties: bool, scores: list[float | None] | None = None) -> list[PairResult]:
+    """The pairs of one record, resolved across its voters (annotators or suggestion agents)."""
+    if not votes:
+        return []
+    present = [f for f in fields if any(f in v for v in votes)]
+    if len(present) < 2:
+        return []
+    record = _RecordVotes(present, votes, resolve=resolve, include_ties=include_ties, scores=scores)
+    if pairs == "all":
+        return [r for r in (record.pair(a, b) for a, b in record.tally) if r is not None]
+    return record.best_pairs(pairs)
+
+
+class _RecordVotes:
+    """One record's votes: tallies per pair of fields (in field order), the resolved order of the
+    fields, and each pair's winner, agreement and margin."""
+
+    def __init__(self, present: list[str], votes: list[dict[str, int]], *, resolve: str, include_ties: bool,
+                 scores: list[float | None] | None):
+        self.present = present
+        self.votes = votes
+        self.n = len(votes)
+        self.index = {f: i for i, f in enumerate(present)}
+        self.tally = _tally(present, votes)
+        self.include_ties = include_ties
+        self.scores = scores
+        self.use_scores = scores is not None and len(scores) == self.n and all(s is not None for s in scores)
+        if resolve == "majority":
+            self.means = None
+            score = _copeland(present, self.tally)
+            self.key = {f: -score[f] for f in present}
+        else:
+            self.means = _mean_ranks(present, votes)
+            self.key = self.means
+
+    def pair(self, a: str, b: str) -> PairResult | None:
+        if self.index[a] > self.index[b]:
+            a, b = b, a
+        wa, wb, t = self.tally[(a, b)]
+        if self.means is None:
+            winner = a if wa > wb else b if wb > wa else None
+        else:
+            winner = a if self.means[a] < self.means[b] else b if self.means[b] < self.means[a] else None
+        if winner is None:
+            if not self.include_ties:
+                return None
+            return PairResult(a, b, t / self.n, 0.0, True)
+        loser = b if winner == a else a
+        w_votes, l_votes = (wa, wb) if winner == a else (wb, wa)
+        return PairResult(winner, loser, w_votes / self.n, float(self._margin(winner, loser, w_votes, l_votes)),
+                          False)
+
+    def _margin(self, winner: str, loser: str, w_votes: int, l_votes: int) -> float:
+        votes, scores = self.votes, self.scores
+        if self.use_scores:
+            signed = []
+            for v, s in zip(votes, scores):
+                rw, rl = v.get(winner), v.get(loser)
+                if rw is None or rl is None or rw == rl:
+                    signed.append(0.0)
+                else:
+                    signed.append(float(s) if rw < rl else -float(s))
+            return sum(signed) / len(signed)
+        if scores is not None:  # suggestions without scores: rank difference
+            diffs = [v[loser] - v[winner] for v in votes if winner in v and loser in v]
+            return sum(diffs) / len(diffs) if diffs else 0.0
+        if self.means is None:
+            return (w_votes - l_votes) / self.n
+        return self.means[loser] - self.means[winner]
+
+    def best_pairs(self, pairs: str) -> list[PairResult]:
+        """best_worst: the best field vs the worst; best_vs_rest: the best vs each other field."""
+        key, present = self.key, self.present
+        best_key = min(key.values())
+        worst_key = max(key.values())
+        best = [f for f in present if key[f] == best_key]
+        worst = [f for f in present if key[f] == worst_key]
+        if (len(best) > 1 or (pairs == "best_worst" and len(worst) > 1)) and not self.include_ties:
+            return []
+        top = best[0]
+        if pairs == "best_worst":
+            bottom = worst[-1]
+            if bottom == top:
+                return []
+            r = self.pair(top, bottom)
+            return [r] if r is not None else []
+        return [r for r in (self.pair(top, f) for f in present if f != top) if r is not None]
+
+
+def _tally(present: list[str], votes: list[dict[str, int]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """For each pair a < b in field order: (votes a better, votes b better, tie votes)."""
+    tally: dict[tuple[str, str], tuple[int, int, int]] = {}
+    for i, a in enumerate(present):
+        for b in present[i + 1:]:
+            wa = wb = t = 0
+            for v in votes:
+                ra = v.get(a)
+                rb = v.get(b)
+                if ra is None or rb is None:
+                    continue
+                if ra < rb:
+                    wa += 1
+                elif rb < ra:
+                    wb += 1
+                else:
+                    t += 1
+            tally[(a, b)] = (wa, wb, t)
+    return tally
+
+
+def _copeland(present: list[str], tally: dict[tuple[str, str], tuple[int, int, int]]) -> dict[str, int]:
+    """Each field's pairs won minus pairs lost (the majority resolution's order)."""
+    score = dict.fromkeys(present, 0)
+    for (a, b), (wa, wb, _t) in tally.items():
+        if wa > wb:
+            score[a] += 1
+            score[b] -= 1
+        elif wb > wa:
+            score[b] += 1
+            score[a] -= 1
+    return score
+
+
+def _mean_ranks(present: list[str], votes: list[dict[str, int]]) -> dict[str, float]:
+    means = {}
+    for f in present:
+        ranks = [v[f] for v in votes if f in v]
+        means[f] = sum(ranks) / len(ranks)
+    return means

@@ -1,0 +1,224 @@
+"""The triplet export: a dataset's records, resolved into (prompt, chosen, rejected) rows, streamed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import orjson
+from django.core.exceptions import ValidationError
+
+from ..models import Dataset, Field, Record
+from .parameters import Target, export_params_parse, export_target
+from .reading import CHUNK_RECORDS, Chunk, ExportReader, first_then_prefetched
+from .resolution import PairResult, record_pairs
+
+
+def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str = "best_worst",
+                    resolve: str = "majority", source: str = "human", include_ties: bool = False,
+                    style: str = "standard", min_margin: float | None = None,
+                    chunk_size: int = CHUNK_RECORDS,
+                    on_progress: Callable[[int], None] | None = None) -> Iterator[dict]:
+    """Yield the preference triplets of a dataset, streamed (see the package docstring for the rules).
+
+    Raises ValidationError (naming the parameter) before yielding anything when an option is bad.
+    `on_progress(n)` is called after each chunk with the number of records it held.
+    """
+    export_params_parse({"pairs": pairs, "resolve": resolve, "source": source, "style": style,
+                         "include_ties": include_ties, "min_margin": min_margin}, with_format=False)
+    target = export_target(dataset, question)
+    kinds = dict(dataset.fields.values_list("name", "kind"))
+    prompt_field = dataset.prompt_field
+    if prompt_field not in kinds:
+        raise ValidationError({"prompt_field": f"the dataset's prompt field {prompt_field!r} is not one of its fields"})
+    plan = _Plan(target=target, prompt_field=prompt_field, pairs=pairs, resolve=resolve, source=source,
+                 include_ties=include_ties, conversational=style == "conversational", min_margin=min_margin,
+                 prompt_is_chat=kinds.get(prompt_field) == Field.Kind.CHAT,
+                 chat_fields=frozenset(f for f in target.fields if kinds.get(f) == Field.Kind.CHAT))
+    reader = ExportReader(dataset_id=dataset.pk, target=target, names=plan.names,
+                          conversational=plan.conversational, use_humans=source in ("human", "both"),
+                          use_suggestions=plan.use_suggestions, chunk_size=chunk_size)
+    return _triplets_iter(plan, reader, on_progress)
+
+
+def triplets_export_count(dataset: Dataset) -> int:
+    """Records an export will walk (for progress bars)."""
+    return Record.objects.filter(dataset_id=dataset.pk).count()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one export resolves and writes, fixed before the first record is read."""
+
+    target: Target
+    prompt_field: str
+    pairs: str
+    resolve: str
+    source: str
+    include_ties: bool
+    conversational: bool
+    min_margin: float | None
+    prompt_is_chat: bool
+    chat_fields: frozenset
+
+    @property
+    def names(self) -> list[str]:
+        """The fields read as text: the prompt, then the ranked ones."""
+        return list(dict.fromkeys([self.prompt_field, *self.target.fields]))
+
+    @property
+    def use_suggestions(self) -> bool:
+        return self.source in ("suggestions", "both")
+
+
+@dataclass
+class _Resolved:
+    """One record that gives rows: its row, pairs, number of voters, where the votes came from and
+    (suggestions) their raw outputs."""
+
+    row: tuple
+    results: list[PairResult]
+    voters: int
+    origin: str
+    raws: list | None
+
+
+def _triplets_iter(plan: _Plan, reader: ExportReader, on_progress: Callable[[int], None] | None) -> Iterator[dict]:
+    rows_of = _RowWriter(plan)
+    for chunk in first_then_prefetched(reader.chunks):
+        resolved = [r for r in (_record_resolve(plan, row, chunk) for row in chunk.rows) if r is not None]
+        if resolved:
+            texts, offset = reader.texts(chunk, [r.row for r in resolved])
+            reader.measure([texts[r.row[0]] for r in resolved[:20]], offset)
+            for r in resolved:
+                yield from rows_of(r, texts[r.row[0]], offset)
+        if on_progress is not None:
+            on_progress(len(chunk.rows))
+
+
+def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
+    """The pairs one record gives: from its submitted responses, else (when asked) its suggestions."""
+    rid = row[0]
+    votes = chunk.human.get(rid)
+    origin, scores, raws = "human", None, None
+    if not votes:
+        if not plan.use_suggestions or rid not in chunk.suggested:
+            return None
+        entries = chunk.suggested[rid]
+        votes = [e[0] for e in entries]
+        scores = [e[1] for e in entries]
+        raws = [e[2] for e in entries]
+        origin = "suggestions"
+    results = record_pairs(plan.target.fields, votes, resolve=plan.resolve, pairs=plan.pairs,
+                           include_ties=plan.include_ties, scores=scores)
+    if plan.min_margin is not None:
+        results = [r for r in results if r.margin >= plan.min_margin]
+    return _Resolved(row, results, len(votes), origin, raws) if results else None
+
+
+class _RowWriter:
+    """Turns a resolved record and its texts into the export's row dicts."""
+
+    def __init__(self, plan: _Plan):
+        self.plan = plan
+        self.position = {name: i for i, name in enumerate(plan.names)}
+        self.with_ratings = plan.source != "human"
+        # standard style, no chat fields: the texts go out as they are
+        self.plain_text = not plan.conversational and not plan.chat_fields
+
+    def __call__(self, r: _Resolved, t: tuple, offset: int) -> Iterator[dict]:
+        position, plan = self.position, self.plan
+        row = r.row
+        prompt = self._prompt(t[offset + position[plan.prompt_field]], row)
+        for pair in r.results:
+            if self.plain_text:
+                chosen = t[offset + position[pair.chosen]] or ""
+                rejected = t[offset + position[pair.rejected]] or ""
+            else:
+                chosen = _side(t[offset + position[pair.chosen]], pair.chosen in plan.chat_fields, plan.conversational)
+                rejected = _side(t[offset + position[pair.rejected]], pair.rejected in plan.chat_fields,
+                                 plan.conversational)
+            out = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "record_id": row[0],
+                   "external_id": row[1], "chosen_field": pair.chosen, "rejected_field": pair.rejected,
+                   "annotators": r.voters, "agreement": pair.agreement, "margin": pair.margin, "source": r.origin}
+            if self.with_ratings:
+                out["ratings"] = _ratings(r.raws, pair.chosen, pair.rejected) if r.raws else None
+            yield out
+
+    def _prompt(self, prompt_raw: Any, row: tuple):
+        """The prompt as text (standard) or as messages with the record's system prompt (conversational)."""
+        if not self.plan.conversational:
+            return _last(_chat(prompt_raw), "user") if self.plan.prompt_is_chat else (prompt_raw or "")
+        system = row[2]
+        if self.plan.prompt_is_chat:
+            prompt = [{"role": m.get("role"), "content": m.get("content", "")}
+                      for m in (_chat(prompt_raw) or []) if isinstance(m, dict)]
+            if system and not any(m["role"] == "system" for m in prompt):
+                prompt.insert(0, {"role": "system", "content": system})
+            return prompt
+        prompt = [{"role": "user", "content": prompt_raw or ""}]
+        if system:
+            prompt.insert(0, {"role": "system", "content": system})
+        return prompt
+
+
+# --- texts -------------------------------------------------------------------------------------
+
+def _chat(value: Any) -> list | None:
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value if isinstance(value, list) else None
+
+
+def _last(messages: list | None, role: str) -> str:
+    if not messages:
+        return ""
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == role and isinstance(m.get("content"), str):
+            return m["content"]
+    return ""
+
+
+def _completion(messages: list | None) -> list:
+    """The assistant turns after the last user turn: what TRL takes as chosen/rejected."""
+    if not messages:
+        return []
+    last_user = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"), default=-1)
+    return [{"role": m.get("role"), "content": m.get("content", "")} for m in messages[last_user + 1:]
+            if isinstance(m, dict)]
+
+
+def _side(raw: Any, is_chat: bool, conversational: bool):
+    if is_chat:
+        messages = _chat(raw)
+        if conversational:
+            return _completion(messages)
+        return _last(messages, "assistant")
+    if conversational:
+        return [{"role": "assistant", "content": raw or ""}]
+    return raw or ""
+
+
+def _rating_of(raw: Any, field: str) -> float | None:
+    if not isinstance(raw, dict):
+        return None
+    ratings = raw.get("ratings")
+    if not isinstance(ratings, dict):
+        return None
+    value = ratings.get(field)
+    if isinstance(value, dict):
+        value = value.get("rating", value.get("value"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _ratings(raws: list, chosen: str, rejected: str) -> dict | None:
+    """Per-field ratings from the suggestions' raw output (mean across agents), when they have them."""
+    c = [x for x in (_rating_of(r, chosen) for r in raws) if x is not None]
+    r_ = [x for x in (_rating_of(r, rejected) for r in raws) if x is not None]
+    if not c and not r_:
+        return None
+    return {"chosen": sum(c) / len(c) if c else None, "rejected": sum(r_) / len(r_) if r_ else None}
