@@ -363,6 +363,7 @@ def lc_win_rate(annotations: Iterable[Any], *, reference: str,
     """
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise ValueError(f"bootstrap must be a non-negative integer; got {bootstrap!r}")
+    annotations, gamed_annotations = list(annotations), list(gamed_annotations or ())
     rows = _oriented_rows(annotations, reference)
     gamed_rows = _oriented_rows(gamed_annotations, reference, "gamed_annotations")
     glm = _choose_glm(glm, bool(gamed_rows))

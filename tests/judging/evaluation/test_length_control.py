@@ -169,7 +169,7 @@ def test_lc_matches_alpaca_eval_with_jointly_estimated_difficulty(data, alpaca_l
     assert np.abs(ours_array - theirs_difficulty).max() < DIFFICULTY_TOLERANCE
     assert np.count_nonzero(ours_array) > 0
 
-    ours = lc_win_rate(records, reference=REFERENCE, gamed_annotations=gamed, bootstrap=0)
+    ours = lc_win_rate(iter(records), reference=REFERENCE, gamed_annotations=iter(gamed), bootstrap=0)
     _assert_lc_agrees(ours, alpaca_lc(records, theirs_difficulty, gamed, "length_controlled_v1"))
     assert {r.difficulty_source for r in ours.values()} == {"joint"}
     assert {r.variant for r in ours.values()} == {"alpaca_eval_length_controlled_v1"}
