@@ -398,8 +398,9 @@ def joint_instruction_difficulty(annotations: Iterable[Any], *, reference: str,
     if clash:
         raise ValueError(f"gamed_annotations reuse model name(s) {sorted(clash)}")
     rows = [(r, g) for r, g in rows + [(r, 0.0) for r in gamed] if not math.isnan(r.preference)]
-    if not rows:
-        raise ValueError("no annotated row to estimate instruction difficulties from")
+    if len(rows) < N_SPLITS:
+        raise ValueError(f"{len(rows)} annotated row(s); estimating instruction difficulties needs at least "
+                         f"{N_SPLITS} (5-fold cross-validation)")
     gens = list(dict.fromkeys(r.generator for r, _ in rows))
     instructions = list(dict.fromkeys(r.instruction for r, _ in rows))
     gi = np.array([gens.index(r.generator) for r, _ in rows])

@@ -257,6 +257,8 @@ def test_bad_records_name_the_record():
         lc_win_rate([{**good, "preference": 3}], reference="ref")
     with pytest.raises(ValueError, match=r"annotations\[0\]: needs output_2"):
         lc_win_rate([{k: v for k, v in good.items() if k != "output_2"}], reference="ref")
+    with pytest.raises(ValueError, match="estimating instruction difficulties needs at least 5"):
+        lc_win_rate([good] * 4, reference="ref")
     with pytest.raises(ValueError, match="instruction_difficulty has no value for 1 instruction"):
         lc_win_rate([good] * 6, reference="ref", instruction_difficulty={"other": 0.0})
 
