@@ -1,0 +1,1 @@
+"""Evaluation methods, named as their sources name them (AlpacaEval, Chatbot Arena); pure computation."""
