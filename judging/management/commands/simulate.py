@@ -1,4 +1,4 @@
-"""Simulated annotators (judging.simulation).
+"""Simulated annotators (judging.evaluation.simulation).
 
     manage.py simulate --workspace WS --create NAME --judge JUDGE [--p 0.25] [--seed 0]
     manage.py simulate --workspace WS --list
@@ -13,13 +13,13 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Dataset, Workspace
-from judging.models import Judge, SimulatedAnnotator
-from judging.simulation import (
+from judging.evaluation.simulation import (
     simulated_annotator_create,
     simulated_annotators_resolve,
     simulation_job_create,
     simulation_run,
 )
+from judging.models import Judge, SimulatedAnnotator
 
 
 def _workspace(ref) -> Workspace:

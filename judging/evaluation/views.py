@@ -1,6 +1,6 @@
 """Evaluation pages (issue #6) under /evaluation/: agreement, leaderboards (table + SVG chart),
 best-of-n download, running simulated annotators, AlpacaEval-format upload. Thin: logic lives in
-annotation.agreement, judging.leaderboards, judging.bestofn and judging.simulation."""
+annotation.agreement and judging.evaluation (leaderboards, bestofn, simulation)."""
 from __future__ import annotations
 
 import json
@@ -14,9 +14,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import access, selectors
 
-from .eval_selectors import dataset_agreement_with_judges as dataset_agreement
 from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, dataset_models, leaderboard_svg
-from .models_eval import SimulatedAnnotator
+from .models import SimulatedAnnotator
+from .selectors import dataset_agreement_with_judges as dataset_agreement
 from .simulation import simulated_annotators_resolve, simulation_job_create
 
 MAX_UPLOAD = 50 * 1024 * 1024

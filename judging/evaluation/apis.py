@@ -1,6 +1,6 @@
 """REST API of the evaluation side (issue #6): agreement, leaderboards, best-of-n, simulated annotators.
 
-Mounted at /api/v1/ (judging/eval_urls.py). Access as everywhere (annotation.access): workspace
+Mounted at /api/v1/ (judging/evaluation/urls_api.py). Access as everywhere (annotation.access): workspace
 admins only; another workspace's objects answer 404; every 400 names the field and the reason.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from annotation import access
 from annotation.exports import jsonl_chunks
 from annotation.jobs import job_run_inline, job_summary
 
+from ..models import Judge
 from .bestofn import best_of_n_params, best_of_n_rows
-from .eval_selectors import dataset_agreement_with_judges as dataset_agreement
 from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
-from .models import Judge
-from .models_eval import SimulatedAnnotator
+from .models import SimulatedAnnotator
+from .selectors import dataset_agreement_with_judges as dataset_agreement
 from .simulation import (
     pairs_annotate,
     samples_annotate,
@@ -31,7 +31,6 @@ from .simulation import (
     simulated_annotators_resolve,
     simulation_job_create,
 )
-
 
 API_MAX_PAIRS = 5000  # annotate-pairs answers synchronously; the CLI takes more
 
@@ -98,7 +97,7 @@ class DatasetLeaderboardApi(APIView):
     """GET /datasets/{id}/leaderboard/?reference=&source=human|suggestions|both&format=json|csv&length_controlled=
 
     Win rate of each model that wrote responses against the reference model (default: the most
-    frequent model), with standard error, counts and average length (see judging.leaderboards).
+    frequent model), with standard error, counts and average length (see judging.evaluation.leaderboards).
     """
 
     content_negotiation_class = _FormatParamNegotiation
@@ -158,7 +157,7 @@ class AlpacaEvalLeaderboardApi(APIView):
 
 class BestOfNApi(APIView):
     """GET /datasets/{id}/best-of-n/?agent=&min_score=&include_ties=&min_n=: SFT rows (JSONL, streamed):
-    for each record, the response the judge scored best (see judging.bestofn)."""
+    for each record, the response the judge scored best (see judging.evaluation.bestofn)."""
 
     content_negotiation_class = _FormatParamNegotiation
 

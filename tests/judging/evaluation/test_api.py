@@ -6,8 +6,8 @@ import pytest
 
 from annotation.models import Membership, Suggestion
 from tests.conftest import client_for
-from tests.evaluation.helpers import judge_responder, make_judge
 from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, UserFactory, WorkspaceFactory
+from tests.judging.evaluation.helpers import judge_responder, make_judge
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_best_of_n_api_streams_the_judges_best(db):
 
 def test_annotate_pairs_api(workspace, admin_user, llm_server, llm_endpoint):
     llm_server.responder = judge_responder
-    from judging.simulation import simulated_annotator_create
+    from judging.evaluation.simulation import simulated_annotator_create
 
     judge = make_judge(workspace, llm_endpoint(), method="pairwise")
     simulated_annotator_create(workspace=workspace, name="solo", judge=judge)

@@ -57,11 +57,11 @@ from annotation.services import (
 from annotation.validation import NAME_RE, field_specs_of, record_validate
 from generation.llm import ChatRequest, chat_many_groups
 
-from . import judges as J
-from .models import Judge
-from .models_eval import SimulatedAnnotator, SimulatedAnswer
-from .parsers import JudgeParseError, parse_preference, parse_ratings
-from .scoring import pair_ranking, pair_verdict, ranking_from_ratings
+from .. import judges as J
+from ..models import Judge
+from ..parsers import JudgeParseError, parse_preference, parse_ratings
+from ..scoring import pair_ranking, pair_verdict, ranking_from_ratings
+from .models import SimulatedAnnotator, SimulatedAnswer
 
 log = logging.getLogger(__name__)
 
