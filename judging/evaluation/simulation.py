@@ -60,7 +60,7 @@ from generation.llm import ChatRequest, chat_many_groups
 from .. import judges as J
 from ..models import Judge
 from ..parsers import JudgeParseError, parse_preference, parse_ratings
-from ..scoring import pair_ranking, pair_verdict, ranking_from_ratings
+from ..scoring import pairwise_ranking, ranking_from_ratings
 from .models import SimulatedAnnotator, SimulatedAnswer
 
 log = logging.getLogger(__name__)
@@ -184,20 +184,8 @@ def _combine(judge: Judge, fields: list[str], parsed: dict[str, dict], calls: li
     """The judge's ranking from its parsed calls, by the same rules as the judge jobs
     (judging.scoring): mean rating over aspects; pairwise = both orders combined, then wins."""
     if judge.method == Judge.Method.PAIRWISE:
-        verdicts = []
-        for key, a, b in J.pair_keys(fields)[::2]:
-            verdicts.append(pair_verdict(a, b, parsed[key]["preferred"], parsed[key[:-2] + "BA"]["preferred"]))
-        if len(verdicts) == 1:
-            ranking = pair_ranking(verdicts[0])
-        else:
-            wins = {f: 0.0 for f in fields}
-            for v in verdicts:
-                if v.winner is None:
-                    wins[v.first] += 0.5
-                    wins[v.second] += 0.5
-                else:
-                    wins[v.winner] += 1.0
-            ranking = ranking_from_ratings(wins, fields)
+        verdicts = J.pair_verdicts(fields, {key: out["preferred"] for key, out in parsed.items()})
+        ranking = pairwise_ranking(verdicts, fields)
     else:
         per_call = [parsed[c.call_key]["ratings"] for c in calls]
         ratings = {f: sum(r[f] for r in per_call) / len(per_call) for f in fields}
