@@ -423,10 +423,68 @@ def dataset_leaderboard(dataset, *, reference: str | None = None, source: str = 
 
 # --- bar chart ----------------------------------------------------------------------------------------------
 
-def leaderboard_svg(board: Leaderboard, *, width: int = 640, bar_height: int = 22, lc: bool = False) -> str:
-    """An inline SVG bar chart (win rate with +-1.96 SE error bars, 50% line). Model names are escaped."""
-    from django.utils.html import escape
+CHART_TEMPLATE = "evaluation/partials/leaderboard_chart.svg"
 
+
+@dataclass
+class ChartTick:
+    x: str
+    label: str
+    stroke: str
+    dash: str
+
+
+@dataclass
+class ChartBar:
+    model: str
+    label: str  # the model name, cut to fit
+    value: str
+    fill: str
+    y: int
+    width: str
+    text_y: str
+    value_x: str
+    error_bar: dict[str, str] | None = None  # lo, hi, mid, top, bottom
+
+
+@dataclass
+class LeaderboardChart:
+    """Where everything of the bar chart goes; the template (CHART_TEMPLATE) draws it. Coordinates
+    are formatted here, so the SVG does not depend on the page's number formatting."""
+    reference: str
+    width: int
+    height: int
+    max_width: str
+    bar_x: int  # where the bars start; the model names end 6 points before
+    name_x: int
+    bar_height: int
+    axis_top: int
+    axis_bottom: int
+    axis_label_y: int
+    ticks: list[ChartTick]
+    bars: list[ChartBar]
+
+
+def _chart_bar(row: LeaderboardRow, *, y: int, bar_height: int, lc: bool, x) -> ChartBar:
+    value = row.lc_win_rate if lc and row.lc_win_rate is not None else row.win_rate
+    bar = ChartBar(model=row.model, label=row.model[:30], value=f"{value:.1f}",
+                   fill="#9aa0a6" if row.is_reference else "#5b5bd6", y=y,
+                   width=f"{x(value) - x(0):.1f}", text_y=f"{y + bar_height * 0.7:.1f}", value_x="")
+    label_x = x(value)
+    if row.standard_error and not lc:
+        lo, hi = x(value - 1.96 * row.standard_error), x(value + 1.96 * row.standard_error)
+        label_x = hi
+        mid = y + bar_height / 2
+        bar.error_bar = {"lo": f"{lo:.1f}", "hi": f"{hi:.1f}", "mid": f"{mid:.1f}", "top": f"{mid - 5:.1f}",
+                         "bottom": f"{mid + 5:.1f}"}
+    bar.value_x = f"{label_x + 4:.1f}"
+    return bar
+
+
+def leaderboard_chart(board: Leaderboard, *, width: int = 640, bar_height: int = 22,
+                      lc: bool = False) -> LeaderboardChart:
+    """The bar chart of a leaderboard: win rate (or the length-controlled one) with +-1.96 SE error
+    bars and a dashed 50% line."""
     rows = [r for r in board.rows if r.win_rate is not None]
     label_w, pad = 180, 8
     plot_w = width - label_w - 50
@@ -435,30 +493,18 @@ def leaderboard_svg(board: Leaderboard, *, width: int = 640, bar_height: int = 2
     def x(v: float) -> float:
         return label_w + plot_w * max(0.0, min(100.0, v)) / 100.0
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="leaderboard-chart" role="img" '
-             f'aria-label="Win rate against {escape(board.reference)}" width="100%" style="max-width:{width * 1.5:.0f}px" '
-             f'viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif">']
-    for tick in (0, 25, 50, 75, 100):
-        parts.append(f'<line x1="{x(tick):.1f}" y1="{pad}" x2="{x(tick):.1f}" y2="{height - 20}" '
-                     f'stroke="{"#888" if tick == 50 else "#ddd"}" stroke-dasharray="{"4 3" if tick == 50 else "0"}"/>'
-                     f'<text x="{x(tick):.1f}" y="{height - 6}" font-size="11" text-anchor="middle">{tick}%</text>')
-    for i, row in enumerate(rows):
-        y = pad + i * (bar_height + 6)
-        value = row.lc_win_rate if lc and row.lc_win_rate is not None else row.win_rate
-        fill = "#9aa0a6" if row.is_reference else "#5b5bd6"
-        parts.append(f'<text x="{label_w - 6}" y="{y + bar_height * 0.7:.1f}" font-size="12" text-anchor="end">'
-                     f'{escape(row.model[:30])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y}" width="{x(value) - label_w:.1f}" height="{bar_height}" '
-                     f'fill="{fill}"><title>{escape(row.model)}: {value:.1f}%</title></rect>')
-        label_x = x(value)
-        if row.standard_error and not lc:
-            lo, hi = x(value - 1.96 * row.standard_error), x(value + 1.96 * row.standard_error)
-            label_x = hi
-            mid = y + bar_height / 2
-            parts.append(f'<g class="error-bar" stroke="#222"><line x1="{lo:.1f}" y1="{mid:.1f}" x2="{hi:.1f}" y2="{mid:.1f}"/>'
-                         f'<line x1="{lo:.1f}" y1="{mid - 5:.1f}" x2="{lo:.1f}" y2="{mid + 5:.1f}"/>'
-                         f'<line x1="{hi:.1f}" y1="{mid - 5:.1f}" x2="{hi:.1f}" y2="{mid + 5:.1f}"/></g>')
-        parts.append(f'<text x="{label_x + 4:.1f}" y="{y + bar_height * 0.7:.1f}" font-size="11" '
-                     f'text-anchor="start">{value:.1f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    ticks = [ChartTick(x=f"{x(t):.1f}", label=str(t), stroke="#888" if t == 50 else "#ddd",
+                       dash="4 3" if t == 50 else "0") for t in (0, 25, 50, 75, 100)]
+    bars = [_chart_bar(row, y=pad + i * (bar_height + 6), bar_height=bar_height, lc=lc, x=x)
+            for i, row in enumerate(rows)]
+    return LeaderboardChart(reference=board.reference, width=width, height=height, max_width=f"{width * 1.5:.0f}",
+                            bar_x=label_w, name_x=label_w - 6, bar_height=bar_height, axis_top=pad,
+                            axis_bottom=height - 20, axis_label_y=height - 6, ticks=ticks, bars=bars)
+
+
+def leaderboard_svg(board: Leaderboard, *, width: int = 640, bar_height: int = 22, lc: bool = False) -> str:
+    """The bar chart as an SVG string (the template's rendering, so every text in it is escaped)."""
+    from django.template.loader import render_to_string
+
+    chart = leaderboard_chart(board, width=width, bar_height=bar_height, lc=lc)
+    return render_to_string(CHART_TEMPLATE, {"chart": chart})
