@@ -8,7 +8,8 @@ from django.db.models import QuerySet
 
 from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
 from annotation.job_selectors import job_status
-from annotation.models import Dataset, Job, JobError, Question, Suggestion, Workspace
+from annotation.models import Dataset, Job, JobError, Suggestion, Workspace
+from annotation.selectors import ranking_question
 
 from .models import Judge, JudgeOutput, JudgeVerdict
 
@@ -56,16 +57,12 @@ class Flip:
     prompt: str
 
 
-def _ranking_question(dataset: Dataset) -> Question | None:
-    return dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
-
-
 def _flip_rows(dataset: Dataset, agent: str | None, min_margin: float | None):
     """(question fields, rows) of the ranking suggestions on imported pairs, most confident first.
     Only small columns are read; a record's fields are fetched for the flips alone."""
     from django.db.models.fields.json import KeyTextTransform
 
-    question = _ranking_question(dataset)
+    question = ranking_question(dataset)
     if question is None:
         return [], iter(())
     qs = (Suggestion.objects.filter(question=question, record__dataset=dataset,

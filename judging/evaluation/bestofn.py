@@ -26,7 +26,8 @@ from typing import Any, Iterator
 
 from django.core.exceptions import ValidationError
 
-from annotation.models import Dataset, Field, Question, Record, Suggestion
+from annotation.models import Dataset, Field, Record, Suggestion
+from annotation.selectors import ranking_question
 
 from .leaderboards import record_models
 
@@ -87,7 +88,7 @@ def best_of_n_rows(*, dataset: Dataset, agent: str | None = None, min_score: flo
                    include_ties: bool = False, min_n: int = 2, batch: int = 1000) -> Iterator[dict]:
     """Stream the SFT rows of a dataset (see the module doc). Records without a suggestion, or with
     fewer than `min_n` non-empty responses, give no row."""
-    question = dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
+    question = ranking_question(dataset)
     if question is None:
         raise ValidationError({"question": "best-of-n needs a ranking question (the judge's ranking of the responses)"})
     fields = list((question.options or {}).get("values", []))
