@@ -20,6 +20,12 @@ def judge_list(*, workspace: Workspace) -> QuerySet[Judge]:
     return Judge.objects.filter(workspace=workspace).select_related("endpoint").order_by("name")
 
 
+def judge_by_ref(*, workspace: Workspace, ref: str) -> Judge | None:
+    """A judge of the workspace by id (when `ref` is digits and such a judge exists) or else by name."""
+    judges = Judge.objects.filter(workspace=workspace)
+    return (judges.filter(pk=int(ref)).first() if ref.isdigit() else None) or judges.filter(name=ref).first()
+
+
 def judge_jobs(*, workspace: Workspace, dataset: Dataset | None = None) -> QuerySet[Job]:
     qs = Job.objects.filter(workspace=workspace, kind=JOB_KIND).select_related("dataset").order_by("-created_at")
     if dataset is not None:

@@ -19,7 +19,8 @@ from judging.evaluation.simulation import (
     simulation_job_create,
     simulation_run,
 )
-from judging.models import Judge, SimulatedAnnotator
+from judging.models import SimulatedAnnotator
+from judging.selectors import judge_by_ref
 
 
 def _workspace(ref) -> Workspace:
@@ -66,8 +67,7 @@ class Command(BaseCommand):
             raise CommandError("--create needs --workspace and --judge")
         ws = _workspace(o["workspace"])
         ref = o["judge"]
-        judges = Judge.objects.filter(workspace=ws)
-        judge = (judges.filter(pk=int(ref)).first() if ref.isdigit() else None) or judges.filter(name=ref).first()
+        judge = judge_by_ref(workspace=ws, ref=ref)
         if judge is None:
             raise CommandError(f"no judge {ref!r} in workspace {ws.name!r}")
         sim = simulated_annotator_create(workspace=ws, name=o["create"], judge=judge, flip_probability=o["p"],
