@@ -332,23 +332,59 @@ def _mean_scores(rankings: list[dict[str, int]], a: str, b: str) -> float | None
     return sum(values) / len(values) if values else None
 
 
+def _compared_question(dataset):
+    """The question whose answers compare the responses: the ranking question, else the first rating
+    question with options.compares."""
+    from annotation.models import Question
+    from annotation.selectors import ranking_question
+
+    question = (ranking_question(dataset)
+                or next((q for q in dataset.questions.filter(kind=Question.Kind.RATING).order_by("position", "id")
+                         if (q.options or {}).get("compares")), None))
+    if question is None:
+        raise ValidationError({"question": "this dataset has no ranking or comparison question"})
+    return question
+
+
+def _rankings_of(record_ids: list[int], *, source: str, question, compares) -> dict[int, list[dict[str, int]]]:
+    """Per record, the rankings to average: submitted responses (`human`), suggestions
+    (`suggestions`), or the responses where a record has any and the suggestions otherwise (`both`)."""
+    from annotation.agreement import ranks_from_value
+    from annotation.models import Response, Suggestion
+
+    human: dict[int, list] = defaultdict(list)
+    judged: dict[int, list] = defaultdict(list)
+    if source in ("human", "both"):
+        for record_id, values in (Response.objects.filter(record_id__in=record_ids, status=Response.Status.SUBMITTED)
+                                  .values_list("record_id", "values")):
+            ranks = ranks_from_value((values or {}).get(question.name), compares=compares)
+            if ranks is not None:
+                human[record_id].append(ranks)
+    if source in ("suggestions", "both"):
+        for record_id, value in (Suggestion.objects.filter(record_id__in=record_ids, question=question)
+                                 .values_list("record_id", "value")):
+            ranks = ranks_from_value(value, compares=compares)
+            if ranks is not None:
+                judged[record_id].append(ranks)
+    if source == "human":
+        return human
+    if source == "suggestions":
+        return judged
+    return {record_id: human.get(record_id) or judged.get(record_id, []) for record_id in record_ids}
+
+
 def dataset_comparisons(dataset, *, source: str = "human", question=None, batch: int = 1000) -> Iterator[Comparison]:
     """Comparisons of a dataset's records: one per (record, pair of fields written by known models).
 
     With several raters of a record the score is the mean of their verdicts (so it can be fractional).
     Streams the records in batches; never loads the dataset at once.
     """
-    from annotation.agreement import ranks_from_value
-    from annotation.models import Question, Record, Response, Suggestion
+    from annotation.models import Question, Record
 
     if source not in SOURCES:
         raise ValidationError({"source": f"must be one of {', '.join(SOURCES)}"})
     if question is None:
-        question = (dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
-                    or next((q for q in dataset.questions.filter(kind=Question.Kind.RATING).order_by("position", "id")
-                             if (q.options or {}).get("compares")), None))
-    if question is None:
-        raise ValidationError({"question": "this dataset has no ranking or comparison question"})
+        question = _compared_question(dataset)
     compares = (question.options or {}).get("compares") if question.kind == Question.Kind.RATING else None
     ranked = list(compares or (question.options or {}).get("values", []))
 
@@ -359,35 +395,13 @@ def dataset_comparisons(dataset, *, source: str = "human", question=None, batch:
         if not records:
             return
         last_id = records[-1][0]
-        ids = [r[0] for r in records]
-        human: dict[int, list] = defaultdict(list)
-        judged: dict[int, list] = defaultdict(list)
-        if source in ("human", "both"):
-            for record_id, values in (Response.objects.filter(record_id__in=ids, status=Response.Status.SUBMITTED)
-                                      .values_list("record_id", "values")):
-                ranks = ranks_from_value((values or {}).get(question.name), compares=compares)
-                if ranks is not None:
-                    human[record_id].append(ranks)
-        if source in ("suggestions", "both"):
-            for record_id, value in (Suggestion.objects.filter(record_id__in=ids, question=question)
-                                     .values_list("record_id", "value")):
-                ranks = ranks_from_value(value, compares=compares)
-                if ranks is not None:
-                    judged[record_id].append(ranks)
+        rankings = _rankings_of([r[0] for r in records], source=source, question=question, compares=compares)
         for record_id, fields, metadata in records:
             models = record_models(metadata, ranked)
-            if len(models) < 2:
-                continue
-            if source == "human":
-                rankings = human.get(record_id, [])
-            elif source == "suggestions":
-                rankings = judged.get(record_id, [])
-            else:
-                rankings = human.get(record_id) or judged.get(record_id, [])
-            if not rankings:
+            if len(models) < 2 or not rankings.get(record_id):
                 continue
             for a, b in combinations([f for f in ranked if f in models], 2):
-                score = _mean_scores(rankings, a, b)
+                score = _mean_scores(rankings[record_id], a, b)
                 if score is None:
                     continue
                 yield Comparison(model_1=models[a], model_2=models[b], score=score,
