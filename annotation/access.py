@@ -31,12 +31,17 @@ _RANK = {role: rank for rank, role in enumerate(ROLES_LOWEST_FIRST)}
 
 # --- the rule ----------------------------------------------------------------------------------
 
+PK_MAX = 2**63 - 1  # the largest id a 64-bit column (SQLite INTEGER, PostgreSQL bigint) holds
+
+
 def parse_pk(value: Any) -> int:
-    """An id from a URL or a query parameter; -1 (which matches nothing) when it is not an integer."""
+    """An id from a URL or a query parameter; -1 (which matches nothing) when it is not an integer
+    or lies outside what an id column can hold (the database would refuse to compare with it)."""
     try:
-        return int(value)
+        pk = int(value)
     except (TypeError, ValueError):
         return -1
+    return pk if -PK_MAX <= pk <= PK_MAX else -1
 
 
 def role_at_least(role: str | None, minimum: str) -> bool:

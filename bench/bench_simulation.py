@@ -82,9 +82,9 @@ def main() -> None:
     from annotation.models import Workspace
     from annotation.services import dataset_create, dataset_publish, records_upsert, workspace_create
     from generation.models import Endpoint
-    from judging.leaderboards import dataset_leaderboard
+    from judging.evaluation.leaderboards import dataset_leaderboard
     from judging.services import judge_create
-    from judging.simulation import simulated_annotator_create, simulation_run
+    from judging.evaluation.simulation import simulated_annotator_create, simulation_run
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(port),

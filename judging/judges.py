@@ -15,7 +15,7 @@ from string import Template
 from typing import Any
 
 from .models import Judge
-from .scoring import shuffled_order
+from .scoring import PairVerdict, pair_verdict, shuffled_order
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 FOUR_ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
@@ -164,6 +164,12 @@ def pair_keys(fields: list[str]) -> list[tuple[str, str, str]]:
             out.append((f"pair:{i + 1}-{j + 1}:AB", f1, f2))
             out.append((f"pair:{i + 1}-{j + 1}:BA", f2, f1))
     return out
+
+
+def pair_verdicts(fields: list[str], picks: dict[str, str]) -> list[PairVerdict]:
+    """One verdict per pair of fields, combining the judge's picks ("A", "B" or "tie", by call key)
+    of the pair's two orders."""
+    return [pair_verdict(a, b, picks[key], picks[key[:-2] + "BA"]) for key, a, b in pair_keys(fields)[::2]]
 
 
 def calls_for(judge: Judge, record, *, prompt_field: str, fields: list[str],

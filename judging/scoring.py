@@ -17,6 +17,10 @@ Uncertainty of one judgement (0 = sure, 1 = no idea)
     ratings:  1 - margin / 4            (a 4-point margin is certain, a tie at the top is 1.0)
     pairwise: 1 - confidence            (an inconsistent pair is 1.0)
 
+Ranking from pairwise verdicts
+    one pair: its winner first (a tie or an inconsistent pair: both rank 1); several pairs: by wins,
+    a win counting 1 and a tie or an inconsistent pair 1/2 to each side, equal wins sharing a rank.
+
 Record priority (what `next_record_for` sorts by, highest first)
     priority = mean uncertainty of the judges' suggestions on the record
              + disagreement, the share of pairs of judges whose top choice differs
@@ -112,6 +116,25 @@ def pair_ranking(verdict: PairVerdict) -> list[dict]:
         return [{"value": verdict.first, "rank": 1}, {"value": verdict.second, "rank": 1}]
     loser = verdict.second if verdict.winner == verdict.first else verdict.first
     return [{"value": verdict.winner, "rank": 1}, {"value": loser, "rank": 2}]
+
+
+def pairwise_wins(verdicts: Iterable[PairVerdict], fields: list[str]) -> dict[str, float]:
+    """Wins per field: 1 to the winner of a pair, 1/2 to each side of a tie or an inconsistent pair."""
+    wins = {f: 0.0 for f in fields}
+    for v in verdicts:
+        if v.winner is None:
+            wins[v.first] += 0.5
+            wins[v.second] += 0.5
+        else:
+            wins[v.winner] += 1.0
+    return wins
+
+
+def pairwise_ranking(verdicts: list[PairVerdict], fields: list[str]) -> list[dict]:
+    """The ranking of the fields from their pairwise verdicts (see the module docstring)."""
+    if len(verdicts) == 1:
+        return pair_ranking(verdicts[0])
+    return ranking_from_ratings(pairwise_wins(verdicts, fields), fields)
 
 
 @dataclass

@@ -8,7 +8,8 @@ from django.db.models import QuerySet
 
 from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
 from annotation.job_selectors import job_status
-from annotation.models import Dataset, Job, JobError, Question, Suggestion, Workspace
+from annotation.models import Dataset, Job, JobError, Suggestion, Workspace
+from annotation.selectors import ranking_question
 
 from .models import Judge, JudgeOutput, JudgeVerdict
 
@@ -17,6 +18,12 @@ JOB_KIND = "judge"
 
 def judge_list(*, workspace: Workspace) -> QuerySet[Judge]:
     return Judge.objects.filter(workspace=workspace).select_related("endpoint").order_by("name")
+
+
+def judge_by_ref(*, workspace: Workspace, ref: str) -> Judge | None:
+    """A judge of the workspace by id (when `ref` is digits and such a judge exists) or else by name."""
+    judges = Judge.objects.filter(workspace=workspace)
+    return (judges.filter(pk=int(ref)).first() if ref.isdigit() else None) or judges.filter(name=ref).first()
 
 
 def judge_jobs(*, workspace: Workspace, dataset: Dataset | None = None) -> QuerySet[Job]:
@@ -56,16 +63,12 @@ class Flip:
     prompt: str
 
 
-def _ranking_question(dataset: Dataset) -> Question | None:
-    return dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
-
-
 def _flip_rows(dataset: Dataset, agent: str | None, min_margin: float | None):
     """(question fields, rows) of the ranking suggestions on imported pairs, most confident first.
     Only small columns are read; a record's fields are fetched for the flips alone."""
     from django.db.models.fields.json import KeyTextTransform
 
-    question = _ranking_question(dataset)
+    question = ranking_question(dataset)
     if question is None:
         return [], iter(())
     qs = (Suggestion.objects.filter(question=question, record__dataset=dataset,

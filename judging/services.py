@@ -60,8 +60,8 @@ from .scoring import (
     JudgeView,
     compare_value,
     margin_of,
-    pair_ranking,
-    pair_verdict,
+    pairwise_ranking,
+    pairwise_wins,
     position_bias_of,
     priority_from,
     ranking_from_ratings,
@@ -546,18 +546,9 @@ class _ChunkRun:
 
     def _pairwise_result(self, p: _Pending) -> tuple[dict, str, dict]:
         fields = self.layout.fields
-        verdicts = []
-        for key, a, b in J.pair_keys(fields)[::2]:
-            back = key[:-2] + "BA"
-            verdicts.append(pair_verdict(a, b, p.outputs[key].parsed["preferred"], p.outputs[back].parsed["preferred"]))
-        wins = {f: 0.0 for f in fields}
-        for v in verdicts:
-            if v.winner is None:
-                wins[v.first] += 0.5
-                wins[v.second] += 0.5
-            else:
-                wins[v.winner] += 1.0
-        ranking = pair_ranking(verdicts[0]) if len(verdicts) == 1 else ranking_from_ratings(wins, fields)
+        verdicts = J.pair_verdicts(fields, {key: o.parsed["preferred"] for key, o in p.outputs.items()})
+        wins = pairwise_wins(verdicts, fields)
+        ranking = pairwise_ranking(verdicts, fields)
         confidence = round(sum(v.confidence for v in verdicts) / len(verdicts), 4)
         consistent = all(v.consistent for v in verdicts)
         favoured = next((v.favoured_position for v in verdicts if v.favoured_position), None)

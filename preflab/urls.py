@@ -9,9 +9,9 @@ urlpatterns = [
     path("api/v1/", include("annotation.urls_api")),
     path("api/v1/", include("generation.urls_api")),
     path("api/v1/", include("judging.urls_api")),
-    path("api/v1/", include("judging.eval_urls")),
+    path("api/v1/", include("judging.evaluation.urls_api")),
     path("generation/", include("generation.urls")),
     path("judging/", include("judging.urls")),
-    path("evaluation/", include("judging.eval_page_urls")),
+    path("evaluation/", include("judging.evaluation.urls")),
     path("", include("annotation.urls")),
 ]

@@ -3,24 +3,26 @@ from django import template
 
 register = template.Library()
 
+MISSING = "—"
 
-@register.filter
-def pct(value, digits: int = 1) -> str:
-    """0.657 -> "65.7%"; None -> "—"."""
+
+def _fixed(value, digits, *, scale: float = 1.0, suffix: str = "") -> str:
+    """value x scale with `digits` decimals and the suffix; None, "" or not a number -> "—"."""
     if value is None or value == "":
-        return "—"
+        return MISSING
     try:
-        return f"{float(value) * 100:.{int(digits)}f}%"
+        return f"{float(value) * scale:.{int(digits)}f}{suffix}"
     except (TypeError, ValueError):
-        return "—"
+        return MISSING
 
 
 @register.filter
 def num(value, digits: int = 1) -> str:
-    """A number with fixed decimals; None -> "—"."""
-    if value is None or value == "":
-        return "—"
-    try:
-        return f"{float(value):.{int(digits)}f}"
-    except (TypeError, ValueError):
-        return "—"
+    """A number with fixed decimals: 2.345|num:1 -> "2.3"; None -> "—"."""
+    return _fixed(value, digits)
+
+
+@register.filter
+def pct(value, digits: int = 1) -> str:
+    """A share as a percentage: 0.657|pct -> "65.7%"; None -> "—"."""
+    return _fixed(value, digits, scale=100.0, suffix="%")

@@ -6,6 +6,8 @@ from judging.scoring import (
     margin_of,
     pair_ranking,
     pair_verdict,
+    pairwise_ranking,
+    pairwise_wins,
     position_bias_of,
     priority_from,
     ranking_from_ratings,
@@ -50,6 +52,17 @@ def test_pairwise_both_orders():
     assert (v.winner, v.confidence, v.consistent) == ("r2", 0.5, True)
     v = pair_verdict("r1", "r2", "tie", "tie")
     assert (v.winner, v.confidence, v.consistent) == (None, 0.0, True)
+
+
+def test_pairwise_wins_and_ranking_over_several_pairs():
+    one = [pair_verdict("r1", "r2", "A", "A")]  # inconsistent: a tie
+    assert pairwise_ranking(one, ["r1", "r2"]) == [{"value": "r1", "rank": 1}, {"value": "r2", "rank": 1}]
+    verdicts = [pair_verdict("r1", "r2", "A", "B"),   # r1 beats r2
+                pair_verdict("r1", "r3", "tie", "tie"),  # tie: 1/2 each
+                pair_verdict("r2", "r3", "B", "A")]   # r3 beats r2
+    assert pairwise_wins(verdicts, ["r1", "r2", "r3"]) == {"r1": 1.5, "r2": 0.0, "r3": 1.5}
+    assert pairwise_ranking(verdicts, ["r1", "r2", "r3"]) == [
+        {"value": "r1", "rank": 1}, {"value": "r3", "rank": 1}, {"value": "r2", "rank": 2}]
 
 
 def test_position_bias_rate_and_favoured_slot():

@@ -204,7 +204,7 @@ class World:
                 strategy="samples", prompts_source={"dataset": self.dataset}, start=False)),
             "judge": ("judging.services", "judge_job_create", lambda: dict(
                 workspace=self.ws_a, dataset=self.dataset, judge=by_name["judge"], start=False)),
-            "simulation": ("judging.simulation", "simulation_job_create", lambda: dict(
+            "simulation": ("judging.evaluation.simulation", "simulation_job_create", lambda: dict(
                 dataset=self.dataset, annotators=[by_name["simulatedannotator"]], start=False)),
         }
         for kind, (module, func, kwargs) in makers.items():

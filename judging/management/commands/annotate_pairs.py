@@ -12,7 +12,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from judging.simulation import pairs_annotate, samples_annotate, simulated_annotators_resolve
+from judging.evaluation.simulation import pairs_annotate, samples_annotate, simulated_annotators_resolve
 
 from ._evalio import errors_message, read_items, unwrap
 from .simulate import _workspace

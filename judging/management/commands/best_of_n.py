@@ -1,7 +1,7 @@
 """manage.py best_of_n DATASET_ID --out FILE.jsonl [--agent AGENT] [--min-score X] [--include-ties] [--min-n N]
 
 SFT rows (prompt, completion, model, score, ...) of the best response of each record by judge
-score — the same rows as GET /api/v1/datasets/{id}/best-of-n/ (judging.bestofn).
+score — the same rows as GET /api/v1/datasets/{id}/best-of-n/ (judging.evaluation.bestofn).
 """
 import os
 
@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from annotation.errors import validation_message
 from annotation.models import Dataset
-from judging.bestofn import best_of_n_params, best_of_n_rows
+from judging.evaluation.bestofn import best_of_n_params, best_of_n_rows
 
 
 class Command(BaseCommand):

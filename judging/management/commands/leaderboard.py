@@ -1,7 +1,7 @@
 """manage.py leaderboard (--dataset ID | --alpaca-eval FILE) [--reference MODEL] [--source human|suggestions|both]
 [--length-controlled] [--format table|csv|json] [--out FILE]
 
-Win rates against a reference model (judging.leaderboards): of the models that wrote a dataset's
+Win rates against a reference model (judging.evaluation.leaderboards): of the models that wrote a dataset's
 responses, or from AlpacaEval-format annotations (a JSON list or JSONL file).
 """
 import json
@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.errors import validation_message
 from annotation.models import Dataset
-from judging.leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
+from judging.evaluation.leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
 
 from ._evalio import errors_message, read_items, unwrap
 

@@ -1,4 +1,4 @@
-"""Simulated annotators (judging.simulation).
+"""Simulated annotators (judging.evaluation.simulation).
 
     manage.py simulate --workspace WS --create NAME --judge JUDGE [--p 0.25] [--seed 0]
     manage.py simulate --workspace WS --list
@@ -14,13 +14,14 @@ from tqdm import tqdm
 
 from annotation.errors import validation_message
 from annotation.models import Dataset, Workspace
-from judging.models import Judge, SimulatedAnnotator
-from judging.simulation import (
+from judging.evaluation.simulation import (
     simulated_annotator_create,
     simulated_annotators_resolve,
     simulation_job_create,
     simulation_run,
 )
+from judging.models import SimulatedAnnotator
+from judging.selectors import judge_by_ref
 
 
 def _workspace(ref) -> Workspace:
@@ -67,8 +68,7 @@ class Command(BaseCommand):
             raise CommandError("--create needs --workspace and --judge")
         ws = _workspace(o["workspace"])
         ref = o["judge"]
-        judges = Judge.objects.filter(workspace=ws)
-        judge = (judges.filter(pk=int(ref)).first() if ref.isdigit() else None) or judges.filter(name=ref).first()
+        judge = judge_by_ref(workspace=ws, ref=ref)
         if judge is None:
             raise CommandError(f"no judge {ref!r} in workspace {ws.name!r}")
         sim = simulated_annotator_create(workspace=ws, name=o["create"], judge=judge, flip_probability=o["p"],

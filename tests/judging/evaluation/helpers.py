@@ -1,51 +1,61 @@
-"""Generated AlpacaEval-style annotations with known structure, shared by the evaluation tests."""
-import math
+"""A fake judge for the test LLM server: it prefers the answer with the higher "quality=N" tag."""
+from __future__ import annotations
 
-import numpy as np
+import json
+import random
+import re
 
-REFERENCE = "ref"
-# name: (skill against the reference, length of its outputs relative to the reference's)
-MODELS = {"concise_strong": (0.9, 0.6), "verbose_weak": (-0.6, 1.9), "plain": (0.0, 1.0), "long_strong": (1.3, 1.5),
-          "short_weak": (-1.2, 0.7)}
-GAMED = {"ref_verbose": (0.0, 1.9), "ref_concise": (0.0, 0.55)}
+from annotation.models import Record
+from judging.services import judge_create
 
-
-def instruction(i: int) -> str:
-    return f"Instruction {i}: explain something."
-
-
-def annotations(seed: int = 0, n_instructions: int = 80, models=MODELS, length_bias: float = 1.2,
-                difficulty_sd: float = 1.5, soft: bool = True) -> tuple[list[dict], np.ndarray]:
-    """Records in AlpacaEval's format, every model on every instruction in order (output_1 = the reference). The
-    judge prefers the model by skill - difficulty, and longer outputs by length_bias * tanh(length gap / 600).
-    Preferences: 1, 2, ties 1.5 and legacy 0, fractional ones (a weighted judge) and a few None (judge failures)."""
-    rng = np.random.default_rng(seed)
-    difficulty = rng.normal(0, difficulty_sd, n_instructions)
-    ref_lengths = rng.integers(150, 1500, n_instructions)
-    records = []
-    for model, (skill, length_ratio) in models.items():
-        for i in range(n_instructions):
-            len_ref = int(ref_lengths[i])
-            len_model = max(1, int(len_ref * length_ratio * rng.uniform(0.6, 1.4)))
-            logit = skill - difficulty[i] + length_bias * math.tanh((len_model - len_ref) / 600)
-            records.append({"instruction": instruction(i), "generator_1": REFERENCE, "generator_2": model,
-                            "output_1": "r" * len_ref, "output_2": "m" * len_model,
-                            "preference": _preference(rng, 1 / (1 + math.exp(-logit)), soft)})
-    return records, difficulty
+QUALITY_RE = re.compile(r"quality=(\d+)")
+TEXT_RE = re.compile(r"<Text (\d+)>\n(.*?)\n</Text \1>", re.DOTALL)
+PAIR_RE = re.compile(r"=== Answer A ===\n(.*?)\n\n=== Answer B ===\n(.*?)\n\n", re.DOTALL)
 
 
-def _preference(rng, p_model: float, soft: bool):
-    u = rng.random()
-    if soft and u < 0.03:
-        return None
-    if soft and u < 0.18:
-        return round(1 + p_model, 2)  # a weighted judge's soft preference
-    if u < 0.26:
-        return 1.5 if u < 0.23 else 0  # ties, also in the legacy encoding
-    return 2 if rng.random() < p_model else 1
+def user_prompt(body: dict) -> str:
+    return next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
 
 
-def gamed_annotations(seed: int = 1, n_instructions: int = 80) -> list[dict]:
-    """The reference against length-gamed copies of itself (as AlpacaEval's verbose / concise baselines)."""
-    records, _ = annotations(seed, n_instructions, models=GAMED, soft=False)
-    return records
+def quality(text: str) -> int:
+    m = QUALITY_RE.search(text)
+    return int(m.group(1)) if m else 0
+
+
+def judge_responder(body: dict) -> str:
+    """Answers both judge methods: UltraFeedback ratings (1-5 = quality, clipped) or a pairwise pick."""
+    prompt = user_prompt(body)
+    texts = TEXT_RE.findall(prompt)
+    if texts:
+        return json.dumps({"ratings": [{"text": int(n), "rating": max(1, min(5, quality(t))), "rationale": f"q{quality(t)}"}
+                                       for n, t in texts]})
+    m = PAIR_RE.search(prompt)
+    if m:
+        qa, qb = quality(m.group(1)), quality(m.group(2))
+        pick = "tie" if qa == qb else ("A" if qa > qb else "B")
+        return json.dumps({"reasoning": f"A has {qa}, B has {qb}.", "preferred": pick})
+    return "I cannot help with that."
+
+
+def make_judge(workspace, endpoint, name="uf", **kw):
+    return judge_create(workspace=workspace, name=name, endpoint=endpoint, **kw)
+
+
+def pair_records(dataset, n: int, *, seed: int = 0, prefix: str = "r", models=("base", "new")) -> list[Record]:
+    """n records whose better answer (higher quality) sits at a seeded random position."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        good, bad = rng.randint(3, 5), rng.randint(1, 2)
+        first_good = rng.random() < 0.5
+        q1, q2 = (good, bad) if first_good else (bad, good)
+        out.append(Record(dataset=dataset, external_id=f"{prefix}{i}",
+                          fields={"prompt": f"Question {i}?", "response-1": f"answer one quality={q1}",
+                                  "response-2": f"answer two quality={q2}" + "!" * i},
+                          metadata={"response-1": {"model": models[0]}, "response-2": {"model": models[1]}}))
+    return Record.objects.bulk_create(out)
+
+
+def judge_best(record: Record) -> str:
+    f = record.fields
+    return "response-1" if quality(f["response-1"]) > quality(f["response-2"]) else "response-2"

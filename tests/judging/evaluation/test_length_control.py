@@ -20,7 +20,7 @@ from alpaca_eval.metrics import get_winrate, glm_winrate
 from judging.evaluation.l1_logistic import l1_logistic, l1_objective
 from judging.evaluation.length_control import GLMS, joint_instruction_difficulty, lc_win_rate
 from judging.evaluation.winrates import alpaca_eval_win_rates
-from tests.judging.evaluation.helpers import GAMED, MODELS, REFERENCE, annotations, gamed_annotations, instruction
+from tests.judging.evaluation.alpaca_data import GAMED, MODELS, REFERENCE, annotations, gamed_annotations, instruction
 
 LC_TOLERANCE = 0.05  # percentage points
 DIFFICULTY_TOLERANCE = 5e-3

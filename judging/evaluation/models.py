@@ -1,6 +1,7 @@
 """Models of the simulation/evaluation side (issue #6): simulated annotators and what they answered.
 
-Imported at the end of judging/models.py so Django sees them as models of the `judging` app.
+Imported by name at the end of judging/models.py, so they are models of the `judging` app (and
+its migrations).
 """
 from django.conf import settings
 from django.db import models
@@ -17,7 +18,7 @@ class SimulatedAnnotator(models.Model):
     it submitted stay, like those of a person who left.
 
     The user (`sim-<name>`) is a member of the workspace with Membership.is_simulated = True and
-    answers through the same distribution and response path as a person (see judging.simulation).
+    answers through the same distribution and response path as a person (see judging.evaluation.simulation).
     """
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="simulated_annotators")

@@ -1,6 +1,6 @@
 """Evaluation pages (issue #6) under /evaluation/: agreement, leaderboards (table + SVG chart),
 best-of-n download, running simulated annotators, AlpacaEval-format upload. Thin: logic lives in
-annotation.agreement, judging.leaderboards, judging.bestofn and judging.simulation."""
+annotation.agreement and judging.evaluation (leaderboards, bestofn, simulation)."""
 from __future__ import annotations
 
 import json
@@ -9,14 +9,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import access, selectors
 
-from .eval_selectors import dataset_agreement_with_judges as dataset_agreement
-from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, dataset_models, leaderboard_svg
-from .models_eval import SimulatedAnnotator
+from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, dataset_models, leaderboard_chart
+from .models import SimulatedAnnotator
+from .selectors import dataset_agreement_with_judges as dataset_agreement
 from .simulation import simulated_annotators_resolve, simulation_job_create
 
 MAX_UPLOAD = 50 * 1024 * 1024
@@ -44,17 +43,17 @@ def dataset_evaluation(request, dataset_id: int):
     source = request.GET.get("source") or "human"
     reference = request.GET.get("reference") or None
     lc = request.GET.get("length_controlled") in ("1", "true", "on")
-    board, board_errors, svg = None, [], ""
+    board, board_errors, chart = None, [], None
     if source not in SOURCES:
         board_errors.append(f"source: must be one of {', '.join(SOURCES)}")
     else:
         try:
             board = dataset_leaderboard(dataset, reference=reference, source=source, length_controlled=lc)
-            svg = mark_safe(leaderboard_svg(board, lc=lc))  # noqa: S308 - every text in it is escaped
+            chart = leaderboard_chart(board, lc=lc)
         except ValidationError as exc:
             board_errors = _errors(exc)
     return render(request, "evaluation/dataset.html", {
-        "dataset": dataset, "agreement": agreement, "board": board, "board_errors": board_errors, "svg": svg,
+        "dataset": dataset, "agreement": agreement, "board": board, "board_errors": board_errors, "chart": chart,
         "source": source, "sources": SOURCES, "reference": board.reference if board else (reference or ""),
         "models": dataset_models(dataset), "lc": lc,
         "simulated": SimulatedAnnotator.objects.filter(workspace=dataset.workspace).select_related("judge", "user"),
@@ -88,7 +87,7 @@ def dataset_simulate(request, dataset_id: int):
 @require_http_methods(["GET", "POST"])
 def alpaca_eval_page(request):
     access.admin_workspaces(request.user, refuse=REFUSED)
-    context = {"board": None, "errors": [], "svg": "", "reference": "", "lc": False}
+    context = {"board": None, "errors": [], "chart": None, "reference": "", "lc": False}
     if request.method == "POST":
         reference = (request.POST.get("reference") or "").strip()
         lc = request.POST.get("length_controlled") in ("1", "true", "on")
@@ -109,7 +108,7 @@ def alpaca_eval_page(request):
             except json.JSONDecodeError as exc:
                 raise ValidationError({"annotations": f"not valid JSON: {exc.msg} at line {exc.lineno}"}) from None
             board = alpaca_eval_leaderboard(items, reference=reference, length_controlled=lc)
-            context.update(board=board, svg=mark_safe(leaderboard_svg(board, lc=lc)))  # noqa: S308
+            context.update(board=board, chart=leaderboard_chart(board, lc=lc))
         except ValidationError as exc:
             context["errors"] = _errors(exc)[:50]
     return render(request, "evaluation/alpaca_eval.html", context, status=400 if context["errors"] else 200)

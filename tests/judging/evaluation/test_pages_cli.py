@@ -7,9 +7,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from annotation.models import Job, Membership, Response
-from judging.simulation import simulated_annotator_create
-from tests.evaluation.helpers import judge_responder, make_judge, pair_records
+from judging.evaluation.simulation import simulated_annotator_create
 from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, ResponseFactory, UserFactory
+from tests.judging.evaluation.helpers import judge_responder, make_judge, pair_records
 
 
 def _login(user) -> Client:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from annotation.agreement import dataset_agreement
 
-from .models import Judge
+from ..models import Judge
 
 
 def dataset_agreement_with_judges(dataset) -> dict:

@@ -163,7 +163,7 @@ def test_dataset_agreement_counts_only_submitted(workspace):
 @pytest.mark.django_db
 def test_comparison_rating_question_agreement_and_leaderboard(workspace):
     from annotation.models import Field, Question
-    from judging.leaderboards import dataset_leaderboard
+    from judging.evaluation.leaderboards import dataset_leaderboard
     from tests.factories import DatasetFactory as DF
 
     dataset = DF(workspace=workspace, min_submitted=2)
@@ -192,7 +192,7 @@ def test_comparison_rating_question_agreement_and_leaderboard(workspace):
 @pytest.mark.django_db
 def test_judge_position_bias_from_shown_order_and_inconsistency(workspace):
     from generation.models import Endpoint
-    from judging.eval_selectors import dataset_agreement_with_judges
+    from judging.evaluation.selectors import dataset_agreement_with_judges
     from judging.models import Judge
 
     dataset = DatasetFactory(workspace=workspace)

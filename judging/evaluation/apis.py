@@ -1,6 +1,6 @@
 """REST API of the evaluation side (issue #6): agreement, leaderboards, best-of-n, simulated annotators.
 
-Mounted at /api/v1/ (judging/eval_urls.py). Access as everywhere (annotation.access): workspace
+Mounted at /api/v1/ (judging/evaluation/urls_api.py). Access as everywhere (annotation.access): workspace
 admins only; another workspace's objects answer 404; every 400 names the field and the reason.
 """
 from __future__ import annotations
@@ -16,14 +16,15 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation import access
+from annotation.apis import StrictInputSerializer
 from annotation.exports import jsonl_chunks
 from annotation.jobs import job_run_inline, job_summary
 
+from ..selectors import judge_by_ref
 from .bestofn import best_of_n_params, best_of_n_rows
-from .eval_selectors import dataset_agreement_with_judges as dataset_agreement
 from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
-from .models import Judge
-from .models_eval import SimulatedAnnotator
+from .models import SimulatedAnnotator
+from .selectors import dataset_agreement_with_judges as dataset_agreement
 from .simulation import (
     pairs_annotate,
     samples_annotate,
@@ -31,7 +32,6 @@ from .simulation import (
     simulated_annotators_resolve,
     simulation_job_create,
 )
-
 
 API_MAX_PAIRS = 5000  # annotate-pairs answers synchronously; the CLI takes more
 
@@ -98,7 +98,7 @@ class DatasetLeaderboardApi(APIView):
     """GET /datasets/{id}/leaderboard/?reference=&source=human|suggestions|both&format=json|csv&length_controlled=
 
     Win rate of each model that wrote responses against the reference model (default: the most
-    frequent model), with standard error, counts and average length (see judging.leaderboards).
+    frequent model), with standard error, counts and average length (see judging.evaluation.leaderboards).
     """
 
     content_negotiation_class = _FormatParamNegotiation
@@ -158,7 +158,7 @@ class AlpacaEvalLeaderboardApi(APIView):
 
 class BestOfNApi(APIView):
     """GET /datasets/{id}/best-of-n/?agent=&min_score=&include_ties=&min_n=: SFT rows (JSONL, streamed):
-    for each record, the response the judge scored best (see judging.bestofn)."""
+    for each record, the response the judge scored best (see judging.evaluation.bestofn)."""
 
     content_negotiation_class = _FormatParamNegotiation
 
@@ -195,15 +195,6 @@ class SimulatedAnnotatorOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "username", "judge", "judge_id", "flip_probability", "seed", "created_at"]
 
 
-class _Strict(serializers.Serializer):
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: ["unknown field"] for key in unknown})
-        return super().to_internal_value(data)
-
-
 def _input(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
@@ -213,7 +204,7 @@ def _input(serializer_class, data) -> dict:
 class SimulatedAnnotatorListCreateApi(APIView):
     """GET/POST /workspaces/{id}/simulated-annotators/: list or create (user sim-<name>, flagged simulated)."""
 
-    class InputSerializer(_Strict):
+    class InputSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=100)
         judge = serializers.CharField(help_text="Judge id or name in this workspace")
         flip_probability = serializers.FloatField(default=0.0, min_value=0.0, max_value=1.0)
@@ -233,8 +224,7 @@ class SimulatedAnnotatorListCreateApi(APIView):
         workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         data = _input(self.InputSerializer, request.data)
         ref = data["judge"]
-        judges = Judge.objects.filter(workspace=workspace)
-        judge = (judges.filter(pk=int(ref)).first() if ref.isdigit() else None) or judges.filter(name=ref).first()
+        judge = judge_by_ref(workspace=workspace, ref=ref)
         if judge is None:
             raise serializers.ValidationError({"judge": [f"no judge {ref!r} in this workspace"]})
         sim = simulated_annotator_create(workspace=workspace, name=data["name"], judge=judge,
@@ -251,7 +241,7 @@ class DatasetSimulateApi(APIView):
     a "simulation" job where the simulated annotators answer the dataset. With wait=true the job
     runs inside the request (small datasets, scripts) and the answer is the finished job."""
 
-    class InputSerializer(_Strict):
+    class InputSerializer(StrictInputSerializer):
         annotators = _AnnotatorsField(required=False, default=list)
         max_records = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=10_000_000,
                                                default=None)
@@ -275,12 +265,33 @@ class DatasetSimulateApi(APIView):
         return ApiResponse(body, status=status.HTTP_200_OK if data["wait"] else status.HTTP_202_ACCEPTED)
 
 
-class AnnotatePairsApi(APIView):
+class _PoolAnnotateApi(APIView):
+    """What annotate-pairs and annotate-samples share: a workspace admin, valid input, at most
+    API_MAX_PAIRS pairs (the answer waits for the LLM calls), the pool of simulated annotators."""
+
+    InputSerializer: type[StrictInputSerializer]
+    items = ""        # the input field the pairs come from
+    too_many = ""     # the 400 when they are more than API_MAX_PAIRS pairs
+
+    def pairs_requested(self, data: dict) -> int:
+        raise NotImplementedError
+
+    def pool_input(self, request, workspace_id: int) -> tuple:
+        """(workspace, validated input, simulated annotators) of the request."""
+        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
+        data = _input(self.InputSerializer, request.data)
+        if self.pairs_requested(data) > API_MAX_PAIRS:
+            raise serializers.ValidationError({self.items: [self.too_many]})
+        annotators = simulated_annotators_resolve(workspace=workspace, names=data["annotators"])
+        return workspace, data, annotators
+
+
+class AnnotatePairsApi(_PoolAnnotateApi):
     """POST /workspaces/{id}/annotate-pairs/ {pairs: [{instruction, output_1, output_2, generator_1?,
     generator_2?}], annotators?: [...]}: AlpacaFarm's annotate_pairs with the simulated pool. Returns
     the pairs with `preference` (1, 2, or 1.5 for a tie) and `annotator` — AlpacaEval's format."""
 
-    class InputSerializer(_Strict):
+    class InputSerializer(StrictInputSerializer):
         pairs = serializers.JSONField()
         annotators = _AnnotatorsField(required=False, default=list)
         keep_dataset = serializers.BooleanField(default=False)
@@ -288,23 +299,25 @@ class AnnotatePairsApi(APIView):
         class Meta:
             ref_name = "AnnotatePairsInput"
 
+    items = "pairs"
+    too_many = (f"at most {API_MAX_PAIRS} pairs per request (the answer waits for the LLM calls); "
+                "use manage.py annotate_pairs for more")
+
+    def pairs_requested(self, data: dict) -> int:
+        return len(data["pairs"]) if isinstance(data["pairs"], list) else 0
+
     @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, workspace_id: int):
-        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
-        data = _input(self.InputSerializer, request.data)
-        if isinstance(data["pairs"], list) and len(data["pairs"]) > API_MAX_PAIRS:
-            raise serializers.ValidationError({"pairs": [f"at most {API_MAX_PAIRS} pairs per request (the answer waits "
-                                                         "for the LLM calls); use manage.py annotate_pairs for more"]})
-        annotators = simulated_annotators_resolve(workspace=workspace, names=data["annotators"])
+        workspace, data, annotators = self.pool_input(request, workspace_id)
         return ApiResponse(pairs_annotate(workspace=workspace, pairs=data["pairs"], annotators=annotators,
                                           created_by=request.user, keep_dataset=data["keep_dataset"]))
 
 
-class AnnotateSamplesApi(APIView):
+class AnnotateSamplesApi(_PoolAnnotateApi):
     """POST /workspaces/{id}/annotate-samples/ {samples: [{instruction, outputs: [...], generators?: [...]}],
     pairs_per_instruction?, seed?, annotators?}: random pairs of outputs per instruction, annotated."""
 
-    class InputSerializer(_Strict):
+    class InputSerializer(StrictInputSerializer):
         samples = serializers.JSONField()
         annotators = _AnnotatorsField(required=False, default=list)
         pairs_per_instruction = serializers.IntegerField(default=1, min_value=1, max_value=100)
@@ -313,15 +326,16 @@ class AnnotateSamplesApi(APIView):
         class Meta:
             ref_name = "AnnotateSamplesInput"
 
+    items = "samples"
+    too_many = f"at most {API_MAX_PAIRS} pairs per request; use manage.py annotate_pairs --samples for more"
+
+    def pairs_requested(self, data: dict) -> int:
+        samples = data["samples"]
+        return len(samples) * data["pairs_per_instruction"] if isinstance(samples, list) else 0
+
     @extend_schema(request=InputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, workspace_id: int):
-        workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
-        data = _input(self.InputSerializer, request.data)
-        samples = data["samples"]
-        if isinstance(samples, list) and len(samples) * data["pairs_per_instruction"] > API_MAX_PAIRS:
-            raise serializers.ValidationError({"samples": [f"at most {API_MAX_PAIRS} pairs per request; use "
-                                                           "manage.py annotate_pairs --samples for more"]})
-        annotators = simulated_annotators_resolve(workspace=workspace, names=data["annotators"])
+        workspace, data, annotators = self.pool_input(request, workspace_id)
         return ApiResponse(samples_annotate(workspace=workspace, samples=data["samples"], annotators=annotators,
                                             pairs_per_instruction=data["pairs_per_instruction"], seed=data["seed"],
                                             created_by=request.user))

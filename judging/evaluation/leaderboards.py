@@ -332,23 +332,59 @@ def _mean_scores(rankings: list[dict[str, int]], a: str, b: str) -> float | None
     return sum(values) / len(values) if values else None
 
 
+def _compared_question(dataset):
+    """The question whose answers compare the responses: the ranking question, else the first rating
+    question with options.compares."""
+    from annotation.models import Question
+    from annotation.selectors import ranking_question
+
+    question = (ranking_question(dataset)
+                or next((q for q in dataset.questions.filter(kind=Question.Kind.RATING).order_by("position", "id")
+                         if (q.options or {}).get("compares")), None))
+    if question is None:
+        raise ValidationError({"question": "this dataset has no ranking or comparison question"})
+    return question
+
+
+def _rankings_of(record_ids: list[int], *, source: str, question, compares) -> dict[int, list[dict[str, int]]]:
+    """Per record, the rankings to average: submitted responses (`human`), suggestions
+    (`suggestions`), or the responses where a record has any and the suggestions otherwise (`both`)."""
+    from annotation.agreement import ranks_from_value
+    from annotation.models import Response, Suggestion
+
+    human: dict[int, list] = defaultdict(list)
+    judged: dict[int, list] = defaultdict(list)
+    if source in ("human", "both"):
+        for record_id, values in (Response.objects.filter(record_id__in=record_ids, status=Response.Status.SUBMITTED)
+                                  .values_list("record_id", "values")):
+            ranks = ranks_from_value((values or {}).get(question.name), compares=compares)
+            if ranks is not None:
+                human[record_id].append(ranks)
+    if source in ("suggestions", "both"):
+        for record_id, value in (Suggestion.objects.filter(record_id__in=record_ids, question=question)
+                                 .values_list("record_id", "value")):
+            ranks = ranks_from_value(value, compares=compares)
+            if ranks is not None:
+                judged[record_id].append(ranks)
+    if source == "human":
+        return human
+    if source == "suggestions":
+        return judged
+    return {record_id: human.get(record_id) or judged.get(record_id, []) for record_id in record_ids}
+
+
 def dataset_comparisons(dataset, *, source: str = "human", question=None, batch: int = 1000) -> Iterator[Comparison]:
     """Comparisons of a dataset's records: one per (record, pair of fields written by known models).
 
     With several raters of a record the score is the mean of their verdicts (so it can be fractional).
     Streams the records in batches; never loads the dataset at once.
     """
-    from annotation.agreement import ranks_from_value
-    from annotation.models import Question, Record, Response, Suggestion
+    from annotation.models import Question, Record
 
     if source not in SOURCES:
         raise ValidationError({"source": f"must be one of {', '.join(SOURCES)}"})
     if question is None:
-        question = (dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
-                    or next((q for q in dataset.questions.filter(kind=Question.Kind.RATING).order_by("position", "id")
-                             if (q.options or {}).get("compares")), None))
-    if question is None:
-        raise ValidationError({"question": "this dataset has no ranking or comparison question"})
+        question = _compared_question(dataset)
     compares = (question.options or {}).get("compares") if question.kind == Question.Kind.RATING else None
     ranked = list(compares or (question.options or {}).get("values", []))
 
@@ -359,35 +395,13 @@ def dataset_comparisons(dataset, *, source: str = "human", question=None, batch:
         if not records:
             return
         last_id = records[-1][0]
-        ids = [r[0] for r in records]
-        human: dict[int, list] = defaultdict(list)
-        judged: dict[int, list] = defaultdict(list)
-        if source in ("human", "both"):
-            for record_id, values in (Response.objects.filter(record_id__in=ids, status=Response.Status.SUBMITTED)
-                                      .values_list("record_id", "values")):
-                ranks = ranks_from_value((values or {}).get(question.name), compares=compares)
-                if ranks is not None:
-                    human[record_id].append(ranks)
-        if source in ("suggestions", "both"):
-            for record_id, value in (Suggestion.objects.filter(record_id__in=ids, question=question)
-                                     .values_list("record_id", "value")):
-                ranks = ranks_from_value(value, compares=compares)
-                if ranks is not None:
-                    judged[record_id].append(ranks)
+        rankings = _rankings_of([r[0] for r in records], source=source, question=question, compares=compares)
         for record_id, fields, metadata in records:
             models = record_models(metadata, ranked)
-            if len(models) < 2:
-                continue
-            if source == "human":
-                rankings = human.get(record_id, [])
-            elif source == "suggestions":
-                rankings = judged.get(record_id, [])
-            else:
-                rankings = human.get(record_id) or judged.get(record_id, [])
-            if not rankings:
+            if len(models) < 2 or not rankings.get(record_id):
                 continue
             for a, b in combinations([f for f in ranked if f in models], 2):
-                score = _mean_scores(rankings, a, b)
+                score = _mean_scores(rankings[record_id], a, b)
                 if score is None:
                     continue
                 yield Comparison(model_1=models[a], model_2=models[b], score=score,
@@ -423,10 +437,68 @@ def dataset_leaderboard(dataset, *, reference: str | None = None, source: str = 
 
 # --- bar chart ----------------------------------------------------------------------------------------------
 
-def leaderboard_svg(board: Leaderboard, *, width: int = 640, bar_height: int = 22, lc: bool = False) -> str:
-    """An inline SVG bar chart (win rate with +-1.96 SE error bars, 50% line). Model names are escaped."""
-    from django.utils.html import escape
+CHART_TEMPLATE = "evaluation/partials/leaderboard_chart.svg"
 
+
+@dataclass
+class ChartTick:
+    x: str
+    label: str
+    stroke: str
+    dash: str
+
+
+@dataclass
+class ChartBar:
+    model: str
+    label: str  # the model name, cut to fit
+    value: str
+    fill: str
+    y: int
+    width: str
+    text_y: str
+    value_x: str
+    error_bar: dict[str, str] | None = None  # lo, hi, mid, top, bottom
+
+
+@dataclass
+class LeaderboardChart:
+    """Where everything of the bar chart goes; the template (CHART_TEMPLATE) draws it. Coordinates
+    are formatted here, so the SVG does not depend on the page's number formatting."""
+    reference: str
+    width: int
+    height: int
+    max_width: str
+    bar_x: int  # where the bars start; the model names end 6 points before
+    name_x: int
+    bar_height: int
+    axis_top: int
+    axis_bottom: int
+    axis_label_y: int
+    ticks: list[ChartTick]
+    bars: list[ChartBar]
+
+
+def _chart_bar(row: LeaderboardRow, *, y: int, bar_height: int, lc: bool, x) -> ChartBar:
+    value = row.lc_win_rate if lc and row.lc_win_rate is not None else row.win_rate
+    bar = ChartBar(model=row.model, label=row.model[:30], value=f"{value:.1f}",
+                   fill="#9aa0a6" if row.is_reference else "#5b5bd6", y=y,
+                   width=f"{x(value) - x(0):.1f}", text_y=f"{y + bar_height * 0.7:.1f}", value_x="")
+    label_x = x(value)
+    if row.standard_error and not lc:
+        lo, hi = x(value - 1.96 * row.standard_error), x(value + 1.96 * row.standard_error)
+        label_x = hi
+        mid = y + bar_height / 2
+        bar.error_bar = {"lo": f"{lo:.1f}", "hi": f"{hi:.1f}", "mid": f"{mid:.1f}", "top": f"{mid - 5:.1f}",
+                         "bottom": f"{mid + 5:.1f}"}
+    bar.value_x = f"{label_x + 4:.1f}"
+    return bar
+
+
+def leaderboard_chart(board: Leaderboard, *, width: int = 640, bar_height: int = 22,
+                      lc: bool = False) -> LeaderboardChart:
+    """The bar chart of a leaderboard: win rate (or the length-controlled one) with +-1.96 SE error
+    bars and a dashed 50% line."""
     rows = [r for r in board.rows if r.win_rate is not None]
     label_w, pad = 180, 8
     plot_w = width - label_w - 50
@@ -435,30 +507,18 @@ def leaderboard_svg(board: Leaderboard, *, width: int = 640, bar_height: int = 2
     def x(v: float) -> float:
         return label_w + plot_w * max(0.0, min(100.0, v)) / 100.0
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="leaderboard-chart" role="img" '
-             f'aria-label="Win rate against {escape(board.reference)}" width="100%" style="max-width:{width * 1.5:.0f}px" '
-             f'viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif">']
-    for tick in (0, 25, 50, 75, 100):
-        parts.append(f'<line x1="{x(tick):.1f}" y1="{pad}" x2="{x(tick):.1f}" y2="{height - 20}" '
-                     f'stroke="{"#888" if tick == 50 else "#ddd"}" stroke-dasharray="{"4 3" if tick == 50 else "0"}"/>'
-                     f'<text x="{x(tick):.1f}" y="{height - 6}" font-size="11" text-anchor="middle">{tick}%</text>')
-    for i, row in enumerate(rows):
-        y = pad + i * (bar_height + 6)
-        value = row.lc_win_rate if lc and row.lc_win_rate is not None else row.win_rate
-        fill = "#9aa0a6" if row.is_reference else "#5b5bd6"
-        parts.append(f'<text x="{label_w - 6}" y="{y + bar_height * 0.7:.1f}" font-size="12" text-anchor="end">'
-                     f'{escape(row.model[:30])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y}" width="{x(value) - label_w:.1f}" height="{bar_height}" '
-                     f'fill="{fill}"><title>{escape(row.model)}: {value:.1f}%</title></rect>')
-        label_x = x(value)
-        if row.standard_error and not lc:
-            lo, hi = x(value - 1.96 * row.standard_error), x(value + 1.96 * row.standard_error)
-            label_x = hi
-            mid = y + bar_height / 2
-            parts.append(f'<g class="error-bar" stroke="#222"><line x1="{lo:.1f}" y1="{mid:.1f}" x2="{hi:.1f}" y2="{mid:.1f}"/>'
-                         f'<line x1="{lo:.1f}" y1="{mid - 5:.1f}" x2="{lo:.1f}" y2="{mid + 5:.1f}"/>'
-                         f'<line x1="{hi:.1f}" y1="{mid - 5:.1f}" x2="{hi:.1f}" y2="{mid + 5:.1f}"/></g>')
-        parts.append(f'<text x="{label_x + 4:.1f}" y="{y + bar_height * 0.7:.1f}" font-size="11" '
-                     f'text-anchor="start">{value:.1f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    ticks = [ChartTick(x=f"{x(t):.1f}", label=str(t), stroke="#888" if t == 50 else "#ddd",
+                       dash="4 3" if t == 50 else "0") for t in (0, 25, 50, 75, 100)]
+    bars = [_chart_bar(row, y=pad + i * (bar_height + 6), bar_height=bar_height, lc=lc, x=x)
+            for i, row in enumerate(rows)]
+    return LeaderboardChart(reference=board.reference, width=width, height=height, max_width=f"{width * 1.5:.0f}",
+                            bar_x=label_w, name_x=label_w - 6, bar_height=bar_height, axis_top=pad,
+                            axis_bottom=height - 20, axis_label_y=height - 6, ticks=ticks, bars=bars)
+
+
+def leaderboard_svg(board: Leaderboard, *, width: int = 640, bar_height: int = 22, lc: bool = False) -> str:
+    """The bar chart as an SVG string (the template's rendering, so every text in it is escaped)."""
+    from django.template.loader import render_to_string
+
+    chart = leaderboard_chart(board, width=width, bar_height=bar_height, lc=lc)
+    return render_to_string(CHART_TEMPLATE, {"chart": chart})

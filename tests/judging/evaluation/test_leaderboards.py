@@ -5,7 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotation.models import Response, Suggestion
-from judging.leaderboards import (
+from judging.evaluation.leaderboards import (
     Comparison, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_compute, leaderboard_csv,
     leaderboard_svg, length_controlled_win_rate, record_models,
 )

@@ -6,8 +6,8 @@ import pytest
 
 from annotation.models import Membership, Suggestion
 from tests.conftest import client_for
-from tests.evaluation.helpers import judge_responder, make_judge
 from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, UserFactory, WorkspaceFactory
+from tests.judging.evaluation.helpers import judge_responder, make_judge
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_best_of_n_api_streams_the_judges_best(db):
 
 def test_annotate_pairs_api(workspace, admin_user, llm_server, llm_endpoint):
     llm_server.responder = judge_responder
-    from judging.simulation import simulated_annotator_create
+    from judging.evaluation.simulation import simulated_annotator_create
 
     judge = make_judge(workspace, llm_endpoint(), method="pairwise")
     simulated_annotator_create(workspace=workspace, name="solo", judge=judge)
@@ -212,3 +212,13 @@ def test_annotate_pairs_api(workspace, admin_user, llm_server, llm_endpoint):
     r = api.post(f"/api/v1/workspaces/{workspace.pk}/annotate-pairs/", {"pairs": pairs, "annotators": ["ghost"]},
                  format="json")
     assert r.status_code == 400 and "annotators" in r.json()
+    # the answer waits for the LLM calls: more pairs than API_MAX_PAIRS are sent to the CLI
+    from judging.evaluation.apis import API_MAX_PAIRS
+
+    r = api.post(f"/api/v1/workspaces/{workspace.pk}/annotate-pairs/", {"pairs": pairs * (API_MAX_PAIRS + 1)},
+                 format="json")
+    assert r.status_code == 400 and "manage.py annotate_pairs" in r.json()["pairs"][0]
+    samples = [{"instruction": "s", "outputs": ["a", "b", "c"]}] * (API_MAX_PAIRS // 2 + 1)
+    r = api.post(f"/api/v1/workspaces/{workspace.pk}/annotate-samples/",
+                 {"samples": samples, "pairs_per_instruction": 2}, format="json")
+    assert r.status_code == 400 and "annotate_pairs --samples" in r.json()["samples"][0]

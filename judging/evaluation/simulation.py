@@ -57,11 +57,11 @@ from annotation.services import (
 from annotation.validation import NAME_RE, field_specs_of, record_validate
 from generation.llm import ChatRequest, chat_many_groups
 
-from . import judges as J
-from .models import Judge
-from .models_eval import SimulatedAnnotator, SimulatedAnswer
-from .parsers import JudgeParseError, parse_preference, parse_ratings
-from .scoring import pair_ranking, pair_verdict, ranking_from_ratings
+from .. import judges as J
+from ..models import Judge
+from ..parsers import JudgeParseError, parse_preference, parse_ratings
+from ..scoring import pairwise_ranking, ranking_from_ratings
+from .models import SimulatedAnnotator, SimulatedAnswer
 
 log = logging.getLogger(__name__)
 
@@ -184,20 +184,8 @@ def _combine(judge: Judge, fields: list[str], parsed: dict[str, dict], calls: li
     """The judge's ranking from its parsed calls, by the same rules as the judge jobs
     (judging.scoring): mean rating over aspects; pairwise = both orders combined, then wins."""
     if judge.method == Judge.Method.PAIRWISE:
-        verdicts = []
-        for key, a, b in J.pair_keys(fields)[::2]:
-            verdicts.append(pair_verdict(a, b, parsed[key]["preferred"], parsed[key[:-2] + "BA"]["preferred"]))
-        if len(verdicts) == 1:
-            ranking = pair_ranking(verdicts[0])
-        else:
-            wins = {f: 0.0 for f in fields}
-            for v in verdicts:
-                if v.winner is None:
-                    wins[v.first] += 0.5
-                    wins[v.second] += 0.5
-                else:
-                    wins[v.winner] += 1.0
-            ranking = ranking_from_ratings(wins, fields)
+        verdicts = J.pair_verdicts(fields, {key: out["preferred"] for key, out in parsed.items()})
+        ranking = pairwise_ranking(verdicts, fields)
     else:
         per_call = [parsed[c.call_key]["ratings"] for c in calls]
         ratings = {f: sum(r[f] for r in per_call) / len(per_call) for f in fields}
@@ -369,6 +357,111 @@ def _plan_ahead(dataset: Dataset, leased: list[tuple[SimulatedAnnotator, Record]
     return plans
 
 
+def _annotators_check(dataset: Dataset, annotators: Sequence[SimulatedAnnotator]) -> None:
+    for a in annotators:
+        if a.workspace_id != dataset.workspace_id:
+            raise ValidationError({"annotators": f"{a.name!r} is not an annotator of this dataset's workspace"})
+
+
+def _run_checked(dataset: Dataset, annotators: Sequence[SimulatedAnnotator], max_records: Any,
+                 lookahead: Any) -> _Target:
+    """The question simulation_run answers, once its arguments are known to be sound."""
+    if dataset.status == Dataset.Status.ARCHIVED:
+        raise ValidationError({"dataset": "the dataset is archived"})
+    if max_records is not None and (isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 0):
+        raise ValidationError({"max_records": "a non-negative integer"})
+    if lookahead is not None and (isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1):
+        raise ValidationError({"lookahead": "a positive integer"})
+    target = simulation_target(dataset)
+    _annotators_check(dataset, annotators)
+    return target
+
+
+class _Campaign:
+    """The state of one simulation_run: who still answers, how many each answered, the result."""
+
+    def __init__(self, *, dataset: Dataset, annotators: Sequence[SimulatedAnnotator], target: _Target,
+                 max_records: int | None, lookahead: int | None,
+                 on_answer: Callable[[SimulatedAnnotator, Record, str, str], None] | None):
+        self.dataset, self.target, self.max_records, self.lookahead = dataset, target, max_records, lookahead
+        self.on_answer = on_answer
+        self.prompt_field = (dataset.prompt_field if dataset.fields.filter(name=dataset.prompt_field).exists()
+                             else "")
+        self.result = SimulationResult(per_annotator={a.name: AnnotatorTally() for a in annotators})
+        self.active = [a for a in annotators if max_records is None or max_records > 0]
+        self.answered = {a.pk: 0 for a in annotators}
+
+    def room(self, a: SimulatedAnnotator) -> int | None:
+        return None if self.max_records is None else self.max_records - self.answered[a.pk]
+
+    def lease(self) -> list[tuple[SimulatedAnnotator, Record]]:
+        """Each active annotator's next record from next_record_for; one that gets none is done."""
+        leased = []
+        for a in list(self.active):
+            record = next_record_for(a.user, self.dataset)
+            if record is None:
+                self.active.remove(a)
+                continue
+            leased.append((a, record))
+        return leased
+
+    def judge_ahead(self, leased: list[tuple[SimulatedAnnotator, Record]]) -> dict[str, Decision]:
+        """Decisions on each leased record and on the next ones its annotator is likely to get
+        (`_plan_ahead`), all annotators' calls in one batch. Keys: "<annotator pk>:<record pk>"."""
+        sizes = {}
+        for a, _record in leased:
+            size = self.lookahead or max(1, min(64, a.judge.endpoint.max_concurrency or 1))
+            left = self.room(a)
+            sizes[a.pk] = size if left is None else max(1, min(size, left))
+        plans = _plan_ahead(self.dataset, leased, sizes)
+        return judge_decisions([(f"{a.pk}:{r.pk}", a.judge, r) for a, _ in leased for r in plans[a.pk]],
+                               prompt_field=self.prompt_field, fields=self.target.fields)
+
+    def answer_in_turns(self, leased: list[tuple[SimulatedAnnotator, Record]], decisions: dict[str, Decision]) -> None:
+        """The annotators take turns answering what next_record_for hands them, for as long as that
+        record was judged ahead; one that was not stays leased to them for the next round."""
+        current: dict[int, Record] = {a.pk: record for a, record in leased}
+        turn = [a for a, _ in leased]
+        while turn:
+            for a in list(turn):
+                record = current.pop(a.pk)
+                decision = decisions.pop(f"{a.pk}:{record.pk}")
+                if decision.transient:
+                    self._interrupt(a, record, decision)
+                    turn.remove(a)
+                    continue
+                self._submit(a, record, decision)
+                nxt = self._next_record(a)
+                if nxt is None:
+                    self.active.remove(a)
+                    turn.remove(a)
+                elif f"{a.pk}:{nxt.pk}" in decisions:
+                    current[a.pk] = nxt
+                else:  # not judged ahead: it stays leased to `a` and comes first in the next round
+                    turn.remove(a)
+
+    def _interrupt(self, a: SimulatedAnnotator, record: Record, decision: Decision) -> None:
+        """The judge's LLM call failed: not the record's fault, so no answer (a discard would be
+        final); this annotator stops for this run."""
+        self.result.interrupted[a.name] = f"record {record.external_id}: {decision.error}"
+        self.result.errors.append({"annotator": a.name, "record": record.external_id, "error": decision.error,
+                                   "transient": True})
+        self.active.remove(a)
+
+    def _submit(self, a: SimulatedAnnotator, record: Record, decision: Decision) -> None:
+        status, error = _answer(a, record, decision, target=self.target, dataset=self.dataset,
+                                tally=self.result.per_annotator[a.name])
+        if error:
+            self.result.errors.append({"annotator": a.name, "record": record.external_id, "error": error})
+        if self.on_answer is not None:
+            self.on_answer(a, record, status, error)
+        self.answered[a.pk] += 1
+
+    def _next_record(self, a: SimulatedAnnotator) -> Record | None:
+        left = self.room(a)
+        return None if left is not None and left <= 0 else next_record_for(a.user, self.dataset)
+
+
 def simulation_run(*, dataset: Dataset, annotators: Sequence[SimulatedAnnotator], max_records: int | None = None,
                    lookahead: int | None = None,
                    on_answer: Callable[[SimulatedAnnotator, Record, str, str], None] | None = None,
@@ -387,76 +480,18 @@ def simulation_run(*, dataset: Dataset, annotators: Sequence[SimulatedAnnotator]
     `max_records` caps how many records each annotator answers in this run. `on_answer(annotator,
     record, status, error)` is called after each answer; `between_rounds()` may raise to stop.
     """
-    if dataset.status == Dataset.Status.ARCHIVED:
-        raise ValidationError({"dataset": "the dataset is archived"})
-    if max_records is not None and (isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 0):
-        raise ValidationError({"max_records": "a non-negative integer"})
-    if lookahead is not None and (isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1):
-        raise ValidationError({"lookahead": "a positive integer"})
-    target = simulation_target(dataset)
-    layout_prompt = dataset.prompt_field if dataset.fields.filter(name=dataset.prompt_field).exists() else ""
-    for a in annotators:
-        if a.workspace_id != dataset.workspace_id:
-            raise ValidationError({"annotators": f"{a.name!r} is not an annotator of this dataset's workspace"})
-    result = SimulationResult(per_annotator={a.name: AnnotatorTally() for a in annotators})
-    active = [a for a in annotators if max_records is None or max_records > 0]
-    answered = {a.pk: 0 for a in annotators}
-
-    def room(a: SimulatedAnnotator) -> int | None:
-        return None if max_records is None else max_records - answered[a.pk]
-
-    while active:
+    target = _run_checked(dataset, annotators, max_records, lookahead)
+    campaign = _Campaign(dataset=dataset, annotators=annotators, target=target, max_records=max_records,
+                         lookahead=lookahead, on_answer=on_answer)
+    while campaign.active:
         if between_rounds is not None:
             between_rounds()
-        leased: list[tuple[SimulatedAnnotator, Record]] = []
-        for a in list(active):
-            record = next_record_for(a.user, dataset)
-            if record is None:
-                active.remove(a)
-                continue
-            leased.append((a, record))
+        leased = campaign.lease()
         if not leased:
             break
-        result.rounds += 1
-        sizes = {}
-        for a, _record in leased:
-            size = lookahead or max(1, min(64, a.judge.endpoint.max_concurrency or 1))
-            left = room(a)
-            sizes[a.pk] = size if left is None else max(1, min(size, left))
-        plans = _plan_ahead(dataset, leased, sizes)
-        decisions = judge_decisions([(f"{a.pk}:{r.pk}", a.judge, r) for a, _ in leased for r in plans[a.pk]],
-                                    prompt_field=layout_prompt, fields=target.fields)
-        current: dict[int, Record] = {a.pk: record for a, record in leased}
-        turn = [a for a, _ in leased]
-        while turn:
-            for a in list(turn):
-                record = current.pop(a.pk)
-                decision = decisions.pop(f"{a.pk}:{record.pk}")
-                if decision.transient:
-                    # not the record's fault: no answer (a discard would be final), stop this annotator
-                    result.interrupted[a.name] = f"record {record.external_id}: {decision.error}"
-                    result.errors.append({"annotator": a.name, "record": record.external_id, "error": decision.error,
-                                          "transient": True})
-                    active.remove(a)
-                    turn.remove(a)
-                    continue
-                status, error = _answer(a, record, decision, target=target, dataset=dataset,
-                                        tally=result.per_annotator[a.name])
-                if error:
-                    result.errors.append({"annotator": a.name, "record": record.external_id, "error": error})
-                if on_answer is not None:
-                    on_answer(a, record, status, error)
-                answered[a.pk] += 1
-                left = room(a)
-                nxt = None if left is not None and left <= 0 else next_record_for(a.user, dataset)
-                if nxt is None:
-                    active.remove(a)
-                    turn.remove(a)
-                elif f"{a.pk}:{nxt.pk}" in decisions:
-                    current[a.pk] = nxt
-                else:  # not judged ahead: it stays leased to `a` and comes first in the next round
-                    turn.remove(a)
-    return result
+        campaign.result.rounds += 1
+        campaign.answer_in_turns(leased, campaign.judge_ahead(leased))
+    return campaign.result
 
 
 def _answer_store(a: SimulatedAnnotator, record: Record, **values: Any) -> None:
@@ -499,9 +534,7 @@ def simulation_job_create(*, dataset: Dataset, annotators: Sequence[SimulatedAnn
         raise ValidationError({"annotators": "at least one simulated annotator"})
     if max_records is not None and (isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1):
         raise ValidationError({"max_records": "a positive integer"})
-    for a in annotators:
-        if a.workspace_id != dataset.workspace_id:
-            raise ValidationError({"annotators": f"{a.name!r} is not an annotator of this dataset's workspace"})
+    _annotators_check(dataset, annotators)
     return job_create(kind=JOB_KIND, workspace=dataset.workspace, dataset=dataset, created_by=created_by,
                       name=f"simulate {dataset.name} ({', '.join(a.name for a in annotators)})"[:200],
                       params={"annotators": [a.pk for a in annotators], "max_records": max_records}, start=start)
@@ -611,6 +644,70 @@ def _pairs_validate(pairs: Any) -> list[dict]:
     return pairs
 
 
+def _scratch_dataset(*, workspace: Workspace, created_by) -> Dataset:
+    """The dataset annotate_pairs' pairs become: one record per pair, overlap 1, ties allowed."""
+    return dataset_create(
+        workspace=workspace, name=f"scratch-annotate-pairs-{uuid.uuid4().hex[:12]}", created_by=created_by,
+        fields=[{"name": "instruction", "kind": "text"}, {"name": "output_1", "kind": "text", "required": False},
+                {"name": "output_2", "kind": "text", "required": False}],
+        questions=[{"name": "preference", "kind": "ranking", "options": {"values": ["output_1", "output_2"]}}],
+        guidelines="Scratch dataset of annotate_pairs (simulated annotators).", min_submitted=1, allow_ties=True,
+        shuffle_responses=True, prompt_field="instruction")
+
+
+def _pairs_records_add(dataset: Dataset, pairs: list[dict]) -> None:
+    """The pairs as records of the scratch dataset (external_id = the index in the list), then published."""
+    specs = field_specs_of(dataset)
+    rows = []
+    for i, item in enumerate(pairs):
+        instruction = item["instruction"]
+        if isinstance(item.get("input"), str) and item["input"].strip():  # AlpacaFarm's optional input
+            instruction = f"{instruction}\n\n{item['input']}"
+        fields = {"instruction": instruction or "(empty instruction)", "output_1": item["output_1"],
+                  "output_2": item["output_2"]}
+        metadata = {"models": {"output_1": item.get("generator_1"), "output_2": item.get("generator_2")}}
+        try:
+            rows.append(record_validate({"external_id": str(i), "fields": fields, "metadata": metadata}, specs))
+        except ValidationError as exc:
+            raise ValidationError({f"[{i}].{k}": v for k, v in exc.message_dict.items()}) from None
+    for start in range(0, len(rows), 2000):
+        records_upsert(dataset=dataset, rows=rows[start:start + 2000])
+    dataset_publish(dataset=dataset)
+
+
+def _pool_preferences(dataset: Dataset, annotators: Sequence[SimulatedAnnotator]) -> dict[str, dict]:
+    """Per record external_id: the annotator who answered it and, when submitted, its AlpacaEval
+    preference (1 = output_1 better, 2 = output_2 better, 1.5 = tie)."""
+    by_record: dict[str, dict] = {}
+    names = {a.user_id: a.name for a in annotators}
+    for external_id, user_id, status, values in (Response.objects.filter(dataset=dataset)
+                                                 .exclude(status=Response.Status.DRAFT)
+                                                 .values_list("record__external_id", "user_id", "status", "values")):
+        entry = {"annotator": names.get(user_id)}
+        if status == Response.Status.SUBMITTED:
+            ranks = {i["value"]: i["rank"] for i in values["preference"]}
+            entry["preference"] = 1.5 if ranks["output_1"] == ranks["output_2"] else (
+                1 if ranks["output_1"] < ranks["output_2"] else 2)
+        by_record.setdefault(external_id, entry)
+    return by_record
+
+
+def _annotated_pairs(pairs: list[dict], by_record: dict[str, dict], result: SimulationResult) -> list[dict]:
+    """Each input pair with `preference` and `annotator`, and `error` when it was not annotated."""
+    errors = {e["record"]: e["error"] for e in result.errors}
+    out = []
+    for i, item in enumerate(pairs):
+        entry = by_record.get(str(i), {})
+        row = {k: item[k] for k in (*PAIR_KEYS, *PAIR_OPTIONAL) if k in item}
+        row["preference"] = entry.get("preference")
+        row["annotator"] = entry.get("annotator")
+        if row["preference"] is None:
+            row["error"] = errors.get(str(i)) or ("not annotated: the pool stopped, " + next(iter(
+                result.interrupted.values())) if result.interrupted else "not annotated")
+        out.append(row)
+    return out
+
+
 def pairs_annotate(*, workspace: Workspace, pairs: Any, annotators: Sequence[SimulatedAnnotator],
                    created_by=None, keep_dataset: bool = False) -> dict:
     """AlpacaFarm's `annotate_pairs`: preferences of the simulated pool for a list of
@@ -627,54 +724,11 @@ def pairs_annotate(*, workspace: Workspace, pairs: Any, annotators: Sequence[Sim
     pairs = _pairs_validate(pairs)
     if not annotators:
         raise ValidationError({"annotators": "at least one simulated annotator"})
-    name = f"scratch-annotate-pairs-{uuid.uuid4().hex[:12]}"
-    dataset = dataset_create(
-        workspace=workspace, name=name, created_by=created_by,
-        fields=[{"name": "instruction", "kind": "text"}, {"name": "output_1", "kind": "text", "required": False},
-                {"name": "output_2", "kind": "text", "required": False}],
-        questions=[{"name": "preference", "kind": "ranking", "options": {"values": ["output_1", "output_2"]}}],
-        guidelines="Scratch dataset of annotate_pairs (simulated annotators).", min_submitted=1, allow_ties=True,
-        shuffle_responses=True, prompt_field="instruction")
+    dataset = _scratch_dataset(workspace=workspace, created_by=created_by)
     try:
-        specs = field_specs_of(dataset)
-        rows = []
-        for i, item in enumerate(pairs):
-            instruction = item["instruction"]
-            if isinstance(item.get("input"), str) and item["input"].strip():  # AlpacaFarm's optional input
-                instruction = f"{instruction}\n\n{item['input']}"
-            fields = {"instruction": instruction or "(empty instruction)", "output_1": item["output_1"],
-                      "output_2": item["output_2"]}
-            metadata = {"models": {"output_1": item.get("generator_1"), "output_2": item.get("generator_2")}}
-            try:
-                rows.append(record_validate({"external_id": str(i), "fields": fields, "metadata": metadata}, specs))
-            except ValidationError as exc:
-                raise ValidationError({f"[{i}].{k}": v for k, v in exc.message_dict.items()}) from None
-        for start in range(0, len(rows), 2000):
-            records_upsert(dataset=dataset, rows=rows[start:start + 2000])
-        dataset_publish(dataset=dataset)
+        _pairs_records_add(dataset, pairs)
         result = simulation_run(dataset=dataset, annotators=annotators)
-        by_record: dict[str, dict] = {}
-        names = {a.user_id: a.name for a in annotators}
-        for external_id, user_id, status, values in (Response.objects.filter(dataset=dataset)
-                                                     .exclude(status=Response.Status.DRAFT)
-                                                     .values_list("record__external_id", "user_id", "status", "values")):
-            entry = {"annotator": names.get(user_id)}
-            if status == Response.Status.SUBMITTED:
-                ranks = {i["value"]: i["rank"] for i in values["preference"]}
-                entry["preference"] = 1.5 if ranks["output_1"] == ranks["output_2"] else (
-                    1 if ranks["output_1"] < ranks["output_2"] else 2)
-            by_record.setdefault(external_id, entry)
-        errors = {e["record"]: e["error"] for e in result.errors}
-        out = []
-        for i, item in enumerate(pairs):
-            entry = by_record.get(str(i), {})
-            row = {k: item[k] for k in (*PAIR_KEYS, *PAIR_OPTIONAL) if k in item}
-            row["preference"] = entry.get("preference")
-            row["annotator"] = entry.get("annotator")
-            if row["preference"] is None:
-                row["error"] = errors.get(str(i)) or ("not annotated: the pool stopped, " + next(iter(
-                    result.interrupted.values())) if result.interrupted else "not annotated")
-            out.append(row)
+        out = _annotated_pairs(pairs, _pool_preferences(dataset, annotators), result)
     finally:
         if not keep_dataset:
             dataset.delete()

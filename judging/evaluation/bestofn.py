@@ -26,7 +26,8 @@ from typing import Any, Iterator
 
 from django.core.exceptions import ValidationError
 
-from annotation.models import Dataset, Field, Question, Record, Suggestion
+from annotation.models import Dataset, Field, Record, Suggestion
+from annotation.selectors import ranking_question
 
 from .leaderboards import record_models
 
@@ -87,7 +88,7 @@ def best_of_n_rows(*, dataset: Dataset, agent: str | None = None, min_score: flo
                    include_ties: bool = False, min_n: int = 2, batch: int = 1000) -> Iterator[dict]:
     """Stream the SFT rows of a dataset (see the module doc). Records without a suggestion, or with
     fewer than `min_n` non-empty responses, give no row."""
-    question = dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
+    question = ranking_question(dataset)
     if question is None:
         raise ValidationError({"question": "best-of-n needs a ranking question (the judge's ranking of the responses)"})
     fields = list((question.options or {}).get("values", []))
@@ -118,13 +119,11 @@ def best_of_n_rows(*, dataset: Dataset, agent: str | None = None, min_score: flo
             yield row
 
 
-def _best_row(record_id, external_id, rec_fields, metadata, suggestions, *, fields, prompt_field, chat_prompt,
-              include_ties, min_n) -> dict | None:
+def _judges_means(present: list[str], suggestions) -> tuple[dict[str, float], dict[str, float], list[str], list[float]]:
+    """(mean rank, mean rating) per field over the judges that ranked / rated it, the judges' agents
+    and their suggestion scores."""
     from annotation.agreement import ranks_from_value
 
-    present = [f for f in fields if _has_text(rec_fields.get(f))]
-    if len(present) < min_n or not suggestions:
-        return None
     rank_sum: dict[str, float] = defaultdict(float)
     rank_n: dict[str, int] = defaultdict(int)
     rating_sum: dict[str, float] = defaultdict(float)
@@ -146,10 +145,28 @@ def _best_row(record_id, external_id, rec_fields, metadata, suggestions, *, fiel
                 rating_sum[f] += rating
                 rating_n[f] += 1
     ranked = [f for f in present if rank_n[f]]
-    if not ranked:
-        return None
     mean_rank = {f: rank_sum[f] / rank_n[f] for f in ranked}
     mean_rating = {f: rating_sum[f] / rating_n[f] for f in ranked if rating_n[f]}
+    return mean_rank, mean_rating, agents, scores
+
+
+def _prompt_completion(prompt_value: Any, text: str, *, chat_prompt: bool) -> tuple[Any, Any]:
+    """TRL's conversational prompt-completion pair with a chat prompt field, else two strings."""
+    if chat_prompt:
+        prompt = prompt_value if isinstance(prompt_value, list) else [{"role": "user", "content": str(prompt_value or "")}]
+        return prompt, [{"role": "assistant", "content": text}]
+    return (prompt_value if isinstance(prompt_value, str) else _completion_text(prompt_value)), text
+
+
+def _best_row(record_id, external_id, rec_fields, metadata, suggestions, *, fields, prompt_field, chat_prompt,
+              include_ties, min_n) -> dict | None:
+    present = [f for f in fields if _has_text(rec_fields.get(f))]
+    if len(present) < min_n or not suggestions:
+        return None
+    mean_rank, mean_rating, agents, scores = _judges_means(present, suggestions)
+    if not mean_rank:
+        return None
+    ranked = list(mean_rank)
     best_rank = min(mean_rank.values())
     tied = [f for f in ranked if mean_rank[f] == best_rank]
     if len(tied) > 1 and all(f in mean_rating for f in tied):
@@ -165,14 +182,8 @@ def _best_row(record_id, external_id, rec_fields, metadata, suggestions, *, fiel
     else:
         score = round(sum(scores) / len(scores), 4) if scores else None
         margin = score
-    prompt_value = rec_fields.get(prompt_field)
-    text = _completion_text(rec_fields.get(best))
-    if chat_prompt:
-        prompt = prompt_value if isinstance(prompt_value, list) else [{"role": "user", "content": str(prompt_value or "")}]
-        completion: Any = [{"role": "assistant", "content": text}]
-    else:
-        prompt = prompt_value if isinstance(prompt_value, str) else _completion_text(prompt_value)
-        completion = text
+    prompt, completion = _prompt_completion(rec_fields.get(prompt_field), _completion_text(rec_fields.get(best)),
+                                            chat_prompt=chat_prompt)
     return {"prompt": prompt, "completion": completion, "model": record_models(metadata, [best]).get(best),
             "score": score, "margin": margin, "record_id": record_id, "external_id": external_id, "field": best,
             "n": len(present), "agents": sorted(set(agents)), "tied": len(tied) > 1}

@@ -5,13 +5,13 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotation.models import Membership, Record, Response
-from judging.models import SimulatedAnnotator, SimulatedAnswer
-from judging.simulation import (
+from judging.evaluation.models import SimulatedAnnotator, SimulatedAnswer
+from judging.evaluation.simulation import (
     noise_apply, pairs_annotate, samples_annotate, samples_to_pairs, simulated_annotator_create,
     simulation_job_create, simulation_run,
 )
-from tests.evaluation.helpers import judge_best, judge_responder, make_judge, pair_records
 from tests.factories import DatasetFactory
+from tests.judging.evaluation.helpers import judge_best, judge_responder, make_judge, pair_records
 
 
 def _top(values):
@@ -241,7 +241,7 @@ def test_comparison_rating_question_is_answered(workspace, judge_server, llm_end
 
 def test_llm_outage_interrupts_without_discarding_and_the_job_retries(workspace, llm_server, llm_endpoint):
     from annotation.jobs import job_chunk_execute
-    from judging.simulation import SimulationInterrupted
+    from judging.evaluation.simulation import SimulationInterrupted
 
     llm_server.responder = judge_responder
     dataset = DatasetFactory(workspace=workspace)

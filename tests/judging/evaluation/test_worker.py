@@ -5,9 +5,9 @@ import pytest
 from django.conf import settings
 
 from annotation.models import Job, Response
-from judging.simulation import simulated_annotator_create, simulation_job_create
-from tests.evaluation.helpers import judge_responder, make_judge, pair_records
+from judging.evaluation.simulation import simulated_annotator_create, simulation_job_create
 from tests.factories import DatasetFactory
+from tests.judging.evaluation.helpers import judge_responder, make_judge, pair_records
 
 
 @pytest.mark.services

@@ -1,0 +1,11 @@
+"""Evaluation pages (issue #6), mounted at /evaluation/ by preflab/urls.py."""
+from django.urls import path
+
+from . import views
+
+urlpatterns: list = [
+    path("", views.evaluation_home, name="evaluation-home"),
+    path("datasets/<int:dataset_id>/", views.dataset_evaluation, name="evaluation-dataset"),
+    path("datasets/<int:dataset_id>/simulate/", views.dataset_simulate, name="evaluation-simulate"),
+    path("alpaca-eval/", views.alpaca_eval_page, name="evaluation-alpaca-eval"),
+]
