@@ -21,7 +21,6 @@ from . import access, hotpath, selectors, services
 from .api_common import StrictInputSerializer, validated_input
 from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
 
-
 # --- shared serializers ------------------------------------------------------------------------
 
 

@@ -87,7 +87,7 @@ def _import_format(request) -> str:
 def _spooled(stream) -> BinaryIO:
     """Parquet keeps its index at the end of the file: copy the body to a temp file (on disk,
     64 KiB at a time) so the reader can seek."""
-    tmp = tempfile.TemporaryFile()
+    tmp = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, which closes it
     while chunk := stream.read(STREAM_CHUNK):
         tmp.write(chunk)
     tmp.seek(0)

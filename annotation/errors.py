@@ -6,7 +6,7 @@ rejected line, a job error) or errors on a form (browser pages); they all go thr
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 

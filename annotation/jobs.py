@@ -15,8 +15,9 @@ annotation/job_selectors.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -241,7 +242,7 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
     except JobFailed as exc:
         job_chunk_give_up(job_id=job.pk, index=index, error=str(exc))
         return "failed"
-    except Exception as exc:  # noqa: BLE001 - recorded on the job, then re-raised for Celery's retry
+    except Exception as exc:
         log.exception("job %s chunk %s failed", job.pk, index)
         JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.FAILED)
         Job.objects.filter(pk=job.pk).update(error=f"chunk {index}: {type(exc).__name__}: {exc}"[:10_000])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import copy
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model

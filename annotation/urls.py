@@ -1,4 +1,4 @@
-"""Browser pages (htmx), mounted at "/". Owned by the UI work (issue #3)."""
+"""Browser pages (htmx), mounted at "/"."""
 from django.contrib.auth import views as auth_views
 from django.urls import path
 

@@ -51,7 +51,6 @@ from .services import (
     response_upsert,
 )
 
-
 # --- helpers -----------------------------------------------------------------------------------
 
 def _require_open(user, dataset: Dataset) -> None:
@@ -490,7 +489,7 @@ def job_download(request, job_id: int):
     if not path or not os.path.isfile(path):
         raise Http404("This job has no output file (yet).")
     content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=os.path.basename(path),  # noqa: SIM115
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=os.path.basename(path),
                         content_type=content_type)
 
 

@@ -8,7 +8,8 @@ Database: BENCH_DATABASE_URL, else DATABASE_URL's server with the database `pref
 0-4) is generated once with COPY and kept for later runs; each run resets its responses and leases.
 
 Mode `http` (default): a real gunicorn (sync workers, one per CPU unless --workers; --worker-class gthread
-with --threads N to compare; token auth) on --port; every annotator is a client thread looping GET /api/v1/datasets/{id}/next/ then POST /api/v1/records/{id}/responses/.
+with --threads N to compare; token auth) on --port; every annotator is a client thread looping
+GET /api/v1/datasets/{id}/next/ then POST /api/v1/records/{id}/responses/.
 "Server time" is gunicorn's own per-request time (%(D)s in its access log: from the request being
 read by a worker to the response written; time queued before a worker is free is not in it);
 the client-observed latency is printed beside it. Mode `service`: the same loop calling

@@ -19,12 +19,12 @@ from urllib.parse import urlparse
 
 from bench_import import (
     DEFAULT_DB,
+    PostgresCpu,
     Server,
     TextPool,
     bench_dataset,
     database_prepare,
     django_setup,
-    PostgresCpu,
     print_cpu,
 )
 

@@ -98,10 +98,10 @@ def bench_job(base_url: str, concurrency: int, prompts: int, latency: float, tra
     from django.core.management import call_command
     from django.db import connection
 
+    from annotation.jobs import job_run_inline
     from annotation.models import Record, Workspace
     from generation.models import Endpoint
     from generation.services import generation_job_create
-    from annotation.jobs import job_run_inline
     call_command("migrate", verbosity=0)
     ws, _ = Workspace.objects.get_or_create(name=f"bench-{time.time_ns()}")
     a = Endpoint.objects.create(workspace=ws, name="a", model="bench-a", base_url=base_url,

@@ -84,11 +84,11 @@ def throughput(concurrencies: list[int], records: int | None, latency: float) ->
     django_setup(url)
     from django.contrib.auth import get_user_model
 
+    from annotation.jobs import job_run_inline
     from annotation.models import Workspace
     from annotation.services import dataset_create, records_upsert, workspace_create
     from generation.models import Endpoint
     from judging.services import judge_create, judge_job_create
-    from annotation.jobs import job_run_inline
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(port),
                              "--latency", str(latency)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -160,7 +160,7 @@ def corpus(seed: int = 2026, size: int = 200) -> list[tuple[str, int, list[int] 
                    "labelled_rating", "table"]
     bad_styles = ["na", "truncated_json", "truncated_text", "missing_section", "refusal", "out_of_range",
                   "decimal", "empty"]
-    for i in range(size):
+    for _ in range(size):
         n = rng.choice([2, 2, 2, 3, 4])
         ratings = [rng.randint(1, 5) for _ in range(n)]
         rats = [rng.choice(RATIONALES) for _ in range(n)]

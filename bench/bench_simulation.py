@@ -83,8 +83,8 @@ def main() -> None:
     from annotation.services import dataset_create, dataset_publish, records_upsert, workspace_create
     from generation.models import Endpoint
     from judging.evaluation.leaderboards import dataset_leaderboard
-    from judging.services import judge_create
     from judging.evaluation.simulation import simulated_annotator_create, simulation_run
+    from judging.services import judge_create
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(port),

@@ -110,7 +110,7 @@ class GunicornServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "GunicornServer":
+    def start(self) -> GunicornServer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for f in (self.access_log, self.error_log):
             f.write_text("")
@@ -141,7 +141,7 @@ class GunicornServer:
                 self.proc.wait()
         self.proc = None
 
-    def __enter__(self) -> "GunicornServer":
+    def __enter__(self) -> GunicornServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -249,7 +249,7 @@ class RssSampler:
             self.peak_process = max(self.peak_process, max_process_rss_bytes(self.pid))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 

@@ -11,7 +11,8 @@ class EndpointAdminForm(forms.ModelForm):
 
     class Meta:
         model = Endpoint
-        fields = "__all__"
+        fields = ["workspace", "name", "backend", "base_url", "model", "api_key_env", "max_concurrency", "params",
+                  "system_prompt", "queue", "timeout", "max_retries", "supports_json_schema"]
 
     def clean(self):
         data = super().clean()

@@ -34,8 +34,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -92,7 +93,7 @@ def default_transport() -> str:
     return str(_setting("PREFLAB_LLM_TRANSPORT", "aiohttp"))
 
 
-def api_key_for(endpoint: "Endpoint") -> str | None:
+def api_key_for(endpoint: Endpoint) -> str | None:
     """The API key from the environment variable the endpoint names (never from the database)."""
     name = (endpoint.api_key_env or "").strip()
     if not name:
@@ -164,7 +165,7 @@ def _check_status(status: int, data: bytes | str, retry_after: str | None) -> No
 # --- transports --------------------------------------------------------------------------------
 
 class _AiohttpTransport:
-    def __init__(self, endpoint: "Endpoint", concurrency: int, api_key: str | None):
+    def __init__(self, endpoint: Endpoint, concurrency: int, api_key: str | None):
         import aiohttp
 
         self._aiohttp = aiohttp
@@ -191,7 +192,7 @@ class _AiohttpTransport:
 class _OpenAITransport:
     """The official client; its own retries are off (ours apply), its raw body is parsed like the others."""
 
-    def __init__(self, endpoint: "Endpoint", concurrency: int, api_key: str | None, *, aiohttp: bool):
+    def __init__(self, endpoint: Endpoint, concurrency: int, api_key: str | None, *, aiohttp: bool):
         import openai
 
         self._openai = openai
@@ -227,7 +228,7 @@ class _OpenAITransport:
         await self.client.close()
 
 
-def _make_transport(name: str, endpoint: "Endpoint", concurrency: int, api_key: str | None):
+def _make_transport(name: str, endpoint: Endpoint, concurrency: int, api_key: str | None):
     if name == "aiohttp":
         transport = _AiohttpTransport(endpoint, concurrency, api_key)
     elif name == "openai":
@@ -295,7 +296,7 @@ async def _call_one(transport, endpoint, request: ChatRequest, body: dict, retry
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _run_groups(groups: list[_Group], results: list, out: "deque", stop: threading.Event,
+async def _run_groups(groups: list[_Group], results: list, out: deque, stop: threading.Event,
                       transport_name: str, backoff: tuple[float, float]) -> None:
     loop_stop = asyncio.Event()
 
@@ -421,7 +422,7 @@ if hasattr(os, "register_at_fork"):  # a forked child (Celery prefork) starts wi
     os.register_at_fork(after_in_child=_ENGINE.__init__)
 
 
-def chat_many_groups(groups: list[tuple["Endpoint", Iterable[ChatRequest]]], *,
+def chat_many_groups(groups: list[tuple[Endpoint, Iterable[ChatRequest]]], *,
                      on_result: Callable[[ChatResult], None] | None = None,
                      should_stop: Callable[[], bool] | None = None,
                      transport: str | None = None) -> list[ChatResult]:
@@ -539,7 +540,7 @@ def _key_at(*, groups_flat: list[_Group], offline: list, index: int) -> str:
     raise IndexError(index)  # pragma: no cover
 
 
-def chat_many(endpoint: "Endpoint", requests: Iterable[ChatRequest], *,
+def chat_many(endpoint: Endpoint, requests: Iterable[ChatRequest], *,
               on_result: Callable[[ChatResult], None] | None = None,
               should_stop: Callable[[], bool] | None = None,
               transport: str | None = None) -> list[ChatResult]:

@@ -41,7 +41,7 @@ class ChatResult:
         return self.error == CANCELLED
 
 
-def messages_for(endpoint: "Endpoint", messages: list[dict]) -> list[dict]:
+def messages_for(endpoint: Endpoint, messages: list[dict]) -> list[dict]:
     """The endpoint's system prompt goes first unless the messages bring their own."""
     system = (endpoint.system_prompt or "").strip()
     if system and not any(m.get("role") == "system" for m in messages):
@@ -49,7 +49,7 @@ def messages_for(endpoint: "Endpoint", messages: list[dict]) -> list[dict]:
     return messages
 
 
-def params_for(endpoint: "Endpoint", request: ChatRequest) -> dict:
+def params_for(endpoint: Endpoint, request: ChatRequest) -> dict:
     """Endpoint defaults, overridden by the request's params; None means "leave out"."""
     merged = {**(endpoint.params or {}), **(request.params or {})}
     # "engine" holds vllm_offline engine options (vllm.LLM arguments), never request parameters

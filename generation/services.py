@@ -21,9 +21,10 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 from django.conf import settings
@@ -40,6 +41,7 @@ from annotation.validation import field_specs_of, record_validate
 from .llm import CANCELLED, ChatRequest, ChatResult, LLMConfigError, chat_many_groups
 from .models import Endpoint, GenerationOutput
 from .selectors import JOB_KIND, generation_job_panel
+
 STRATEGIES = ("sample", "each", "samples")
 PROMPT_FORMATS = ("jsonl", "csv", "parquet")
 PARAM_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop", "presence_penalty",

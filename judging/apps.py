@@ -12,4 +12,4 @@ class JudgingConfig(AppConfig):
         from .services import JudgeJobHandler
 
         job_handler_register(JudgeJobHandler())
-        from .evaluation import simulation  # noqa: F401  registers the "simulation" job handler (issue #6)
+        from .evaluation import simulation  # noqa: F401  registers the "simulation" job handler

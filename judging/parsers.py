@@ -377,7 +377,8 @@ _PREF_WORDS = {"a": "A", "b": "B", "1": "A", "2": "B", "tie": "tie", "draw": "ti
                "both": "tie", "neither": "tie", "same": "tie"}
 _PREF_LINE_RE = re.compile(
     r"(?:preferred|preference|winner|better(?:\s+answer|\s+response)?|verdict|final\s+answer|choice|decision)"
-    r"\s*[*_]*\s*(?:[:=\-–]|\s(?:is|would be))\s*[*_\[\(]*\s*(?:answer|response|output|text)?\s*[*_\[\(]*\s*(a|b|1|2|tie|draw|equal|both|neither|same)\b",
+    r"\s*[*_]*\s*(?:[:=\-–]|\s(?:is|would be))\s*[*_\[\(]*\s*(?:answer|response|output|text)?\s*[*_\[\(]*\s*"
+    r"(a|b|1|2|tie|draw|equal|both|neither|same)\b",
     re.IGNORECASE)
 _MTBENCH_RE = re.compile(r"\[\[\s*(a|b|c|tie)\s*\]\]", re.IGNORECASE)
 _BARE_RE = re.compile(r"^[\s*_\[\(\"']*(?:answer|response|output)?\s*[\(\[]?\s*(a|b|tie)\s*[\)\]]?[\s*_.\"'\]\)]*$",

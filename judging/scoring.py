@@ -30,9 +30,9 @@ Record priority (what `next_record_for` sorts by, highest first)
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Iterable
 
 RATING_SPAN = 4.0  # 5 - 1 on the UltraFeedback scale
 

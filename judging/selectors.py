@@ -1,8 +1,8 @@
 """Reads of the judging app: judges, judge jobs, the cleaning view of an imported preference set."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from django.db.models import QuerySet
 

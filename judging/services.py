@@ -37,8 +37,9 @@ import logging
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -55,7 +56,6 @@ from generation.models import Endpoint
 from . import judges as J
 from .models import Judge, JudgeOutput, JudgeVerdict
 from .parsers import JudgeParseError, parse_preference, parse_ratings, parse_revision
-from .selectors import JOB_KIND, cleaning_flips_count, judge_job_panel
 from .scoring import (
     JudgeView,
     compare_value,
@@ -68,6 +68,7 @@ from .scoring import (
     top_fields,
     uncertainty_from_margin,
 )
+from .selectors import JOB_KIND, cleaning_flips_count, judge_job_panel
 
 log = logging.getLogger(__name__)
 

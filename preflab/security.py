@@ -53,7 +53,7 @@ def _key(username: str, ip: str) -> str:
 def login_failures(*, username: str, ip: str) -> int:
     try:
         return int(cache.get(_key(username, ip), 0))
-    except Exception:  # noqa: BLE001 - a cache outage must not block logins
+    except Exception:
         log.warning("login throttle: cache unavailable, not counting", exc_info=True)
         return 0
 
@@ -70,7 +70,7 @@ def login_failure_record(*, username: str, ip: str) -> int:
     except ValueError:  # expired between add and incr
         cache.set(key, 1, timeout=settings.LOGIN_THROTTLE_WINDOW)
         return 1
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("login throttle: cache unavailable, failure not counted", exc_info=True)
         return 0
 
@@ -78,7 +78,7 @@ def login_failure_record(*, username: str, ip: str) -> int:
 def login_failures_reset(*, username: str, ip: str) -> None:
     try:
         cache.delete(_key(username, ip))
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("login throttle: cache unavailable, counter not reset", exc_info=True)
 
 

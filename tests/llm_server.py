@@ -26,8 +26,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -86,7 +87,7 @@ class LLMTestServer:
 
     # --- configuration ---------------------------------------------------------------------------
     def fail(self, kind: str, *, times: int = 1, model: str | None = None, retry_after: float = 0.2,
-             when: Callable[[dict], bool] | None = None) -> "LLMTestServer":
+             when: Callable[[dict], bool] | None = None) -> LLMTestServer:
         """Queue `times` failures of `kind` (for one model, or requests matching `when`, if given)."""
         if kind not in FAILURE_KINDS:
             raise ValueError(f"unknown failure {kind!r}; one of {FAILURE_KINDS}")
@@ -95,7 +96,7 @@ class LLMTestServer:
         return self
 
     def fail_rate(self, kind: str, probability: float, *, seed: int = 0, model: str | None = None,
-                  retry_after: float = 0.2) -> "LLMTestServer":
+                  retry_after: float = 0.2) -> LLMTestServer:
         """Fail a share of requests (seeded, so a run is reproducible for a given request order)."""
         if kind not in FAILURE_KINDS:
             raise ValueError(f"unknown failure {kind!r}; one of {FAILURE_KINDS}")
@@ -214,7 +215,7 @@ class LLMTestServer:
         loop.run_until_complete(self._runner.cleanup())
         loop.close()
 
-    def start(self) -> "LLMTestServer":
+    def start(self) -> LLMTestServer:
         self._thread = threading.Thread(target=self._run, name="llm-test-server", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -233,7 +234,7 @@ class LLMTestServer:
             self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(_shutdown()))
             self._thread.join(10)
 
-    def __enter__(self) -> "LLMTestServer":
+    def __enter__(self) -> LLMTestServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

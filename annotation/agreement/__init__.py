@@ -1,4 +1,4 @@
-"""Agreement between annotators (and judges) on ranking and comparison questions (issue #6).
+"""Agreement between annotators (and judges) on ranking and comparison questions.
 
 One package for every agreement figure preflab shows, so the dashboard, the agreement page, the
 leaderboards and the export read answers and count agreement the same way:

@@ -3,8 +3,8 @@ responses: `dataset_quality` (the dashboard) and `dataset_agreement` (the agreem
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .pairwise import AgreementAccumulator, PairAgreement, RecordDisagreement, pairwise_summary
 from .position import PositionBias, position_bias_add
@@ -170,7 +170,7 @@ class _Members:
             self.usernames[user_id] = username
             self.simulated[user_id] = is_sim
 
-    def humans(self) -> "_HumanSet":
+    def humans(self) -> _HumanSet:
         """Annotators not flagged simulated (a user without membership counts as human)."""
         return _HumanSet(self.simulated)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Mapping
 
 from .rankings import FIRST, SECOND, TIE, Unit
 from .rates import Rate

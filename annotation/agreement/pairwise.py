@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Hashable, Iterable, Mapping, Sequence
 
 from .rankings import Triple, pair_label
 from .rates import Rate

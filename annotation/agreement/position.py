@@ -1,8 +1,8 @@
 """Position bias: how often the response shown first is the one chosen."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from .rates import rounded
 

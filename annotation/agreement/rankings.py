@@ -6,8 +6,9 @@ verdict on one pair of fields (a, b), a before b in the question's order: FIRST 
 """
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
 from itertools import combinations
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 import orjson
 

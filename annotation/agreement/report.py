@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Mapping, Sequence
 
 from .majority import LeaveOneOut, agreement_with_majority, krippendorff_alpha, leave_one_out_agreement, who_counts
 from .pairwise import PairwiseAgreement, krippendorff_alpha_ordinal, pairwise_agreement

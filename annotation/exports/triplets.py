@@ -1,8 +1,9 @@
 """The triplet export: a dataset's records, resolved into (prompt, chosen, rejected) rows, streamed."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import orjson
 from django.core.exceptions import ValidationError

@@ -4,7 +4,8 @@ Parquet (pyarrow, row groups of ~10k rows) as byte chunks, streamed; the API, th
 from __future__ import annotations
 
 import io
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import orjson
 

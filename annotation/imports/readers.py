@@ -16,7 +16,8 @@ import codecs
 import csv
 import io
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 from django.core.exceptions import ValidationError

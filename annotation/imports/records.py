@@ -9,8 +9,9 @@ import os
 import queue
 import threading
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import orjson
 from django.conf import settings

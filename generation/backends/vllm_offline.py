@@ -28,7 +28,7 @@ _LOCK = threading.Lock()
 
 def _vllm():
     try:
-        import vllm  # noqa: PLC0415 - optional extra, only on GPU workers
+        import vllm
     except ImportError as exc:  # pragma: no cover - message checked by hand
         raise RuntimeError("the vllm_offline backend needs vLLM on this worker: pip install 'preflab[vllm]' "
                            "and run the worker on a GPU machine (queue PREFLAB_GPU_QUEUE)") from exc

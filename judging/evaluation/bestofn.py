@@ -22,7 +22,8 @@ TRL's conversational prompt-completion format; otherwise both are strings.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from django.core.exceptions import ValidationError
 

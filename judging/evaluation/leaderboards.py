@@ -35,9 +35,10 @@ import csv
 import io
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from django.core.exceptions import ValidationError
 

@@ -1,4 +1,4 @@
-"""Template filters of the evaluation pages (issue #6)."""
+"""Template filters of the evaluation pages."""
 from django import template
 
 register = template.Library()

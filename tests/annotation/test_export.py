@@ -6,7 +6,7 @@ import orjson
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotation.exports import csv_chunks, columns_for, jsonl_chunks, parquet_write, resolve_pairs, triplets_export
+from annotation.exports import columns_for, csv_chunks, jsonl_chunks, parquet_write, resolve_pairs, triplets_export
 from annotation.models import Field, Question, Response, Suggestion
 from tests.factories import DatasetFactory, RecordFactory, ResponseFactory, UserFactory
 

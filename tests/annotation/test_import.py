@@ -135,11 +135,11 @@ def test_json_array_cut_in_the_middle_reports_the_element():
 
 def test_csv_columns():
     ds = DatasetFactory()
-    body = ("external_id,prompt,response-1,response-2,metadata.model,priority\n"
-            'c1,"Hello, world","multi\nline",b,gpt,2.5\n'
-            "c2,p,a,,m,1\n"
-            "c3,p,a,b,m,high\n"
-            "c4,p,a,b\n").encode()
+    body = (b"external_id,prompt,response-1,response-2,metadata.model,priority\n"
+            b'c1,"Hello, world","multi\nline",b,gpt,2.5\n'
+            b"c2,p,a,,m,1\n"
+            b"c3,p,a,b,m,high\n"
+            b"c4,p,a,b\n")
     report = records_import(dataset=ds, stream=io.BytesIO(body), fmt="csv")
     assert report.created == 1
     by_line = {r["line"]: r["reason"] for r in report.rejected}

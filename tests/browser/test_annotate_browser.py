@@ -26,7 +26,6 @@ from annotation.validation import field_specs_of, record_validate
 from tests.conftest import _need
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def _allow_orm_beside_playwright():
     """Playwright's sync API runs an event loop in this thread; the ORM calls the tests make

@@ -1,10 +1,10 @@
 """Browser pages of generation: endpoint form, job launch, live progress that stops polling."""
 
 import pytest
-from annotation.jobs import job_run_inline
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from annotation.jobs import job_run_inline
 from annotation.models import Job, JobError, Record
 from generation.models import Endpoint
 from generation.services import generation_job_create

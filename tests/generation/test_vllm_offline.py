@@ -1,11 +1,11 @@
 """The vllm_offline backend with a stand-in `vllm` module that records every call (no GPU here)."""
 import sys
 import types
-from annotation.jobs import job_run_inline
 from dataclasses import dataclass, field
 
 import pytest
 
+from annotation.jobs import job_run_inline
 from annotation.models import Record
 from generation.backends import vllm_offline
 from generation.llm import ChatRequest, chat_many

@@ -3,11 +3,11 @@ import io
 import json
 
 import pytest
-from annotation.jobs import job_run_inline
 from django.core.management import CommandError, call_command
 from django.test import Client
 
 from annotation.imports import pairs_dataset_create, pairs_import
+from annotation.jobs import job_run_inline
 from annotation.models import Job, Membership, Record, Suggestion
 from judging.models import Judge
 from judging.services import judge_job_create

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,11 +35,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from pathlib import Path
-
 from annotation.jobs import job_kinds
-from annotation.models import (Dataset, Job, JobChunk, JobError, Lease, Membership, Record, Response,
-                               Suggestion, Workspace)
+from annotation.models import Dataset, Job, JobChunk, JobError, Lease, Membership, Record, Response, Suggestion, Workspace
 from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, UserFactory
 
 MARK = "zq9Asecret"  # every text of workspace A carries it; it must never reach another user

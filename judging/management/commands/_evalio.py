@@ -1,4 +1,4 @@
-"""Shared helpers of the evaluation commands (issue #6): reading JSON / JSONL inputs with line numbers."""
+"""Shared helpers of the evaluation commands: reading JSON / JSONL inputs with line numbers."""
 from __future__ import annotations
 
 import json

@@ -2,8 +2,18 @@
 import pytest
 
 from annotation.agreement import (
-    FIRST, SECOND, TIE, AnnotationRow, agreement_report, agreement_with_majority, dataset_agreement,
-    krippendorff_alpha, leave_one_out_agreement, majority_label, pairwise_agreement, position_bias,
+    FIRST,
+    SECOND,
+    TIE,
+    AnnotationRow,
+    agreement_report,
+    agreement_with_majority,
+    dataset_agreement,
+    krippendorff_alpha,
+    leave_one_out_agreement,
+    majority_label,
+    pairwise_agreement,
+    position_bias,
     ranks_from_value,
 )
 from annotation.models import Response, Suggestion

@@ -6,8 +6,14 @@ from django.core.exceptions import ValidationError
 
 from annotation.models import Response, Suggestion
 from judging.evaluation.leaderboards import (
-    Comparison, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_compute, leaderboard_csv,
-    leaderboard_svg, length_controlled_win_rate, record_models,
+    Comparison,
+    alpaca_eval_leaderboard,
+    dataset_leaderboard,
+    leaderboard_compute,
+    leaderboard_csv,
+    leaderboard_svg,
+    length_controlled_win_rate,
+    record_models,
 )
 from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, ResponseFactory, UserFactory
 

@@ -7,8 +7,13 @@ from django.core.exceptions import ValidationError
 from annotation.models import Membership, Record, Response
 from judging.evaluation.models import SimulatedAnnotator, SimulatedAnswer
 from judging.evaluation.simulation import (
-    noise_apply, pairs_annotate, samples_annotate, samples_to_pairs, simulated_annotator_create,
-    simulation_job_create, simulation_run,
+    noise_apply,
+    pairs_annotate,
+    samples_annotate,
+    samples_to_pairs,
+    simulated_annotator_create,
+    simulation_job_create,
+    simulation_run,
 )
 from tests.factories import DatasetFactory
 from tests.judging.evaluation.helpers import judge_best, judge_responder, make_judge, pair_records
