@@ -20,6 +20,21 @@ from .services import pairwise_dataset_spec
 from .validation import question_value_validate
 
 
+def json_object_value(raw: str | None, what: str) -> dict:
+    """A form box that holds a JSON object (parameters, overrides...): {} when empty, else the object,
+    or a form error saying what was expected."""
+    raw = (raw or "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise forms.ValidationError(f"not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        raise forms.ValidationError(f"a JSON object of {what}")
+    return value
+
+
 def response_values_from_post(questions: list[Question], data) -> dict[str, Any]:
     """The answers present in the POST data, by question name (unanswered questions left out)."""
     values: dict[str, Any] = {}

@@ -1,27 +1,13 @@
 """Browser forms of the generation pages. They only parse input; the services validate and write."""
 from __future__ import annotations
 
-import json
-
 from django import forms
 
+from annotation.forms import json_object_value
 from annotation.models import Dataset
 
 from .models import Endpoint
 from .services import PROMPT_FORMATS
-
-
-def _json_object(raw: str, what: str) -> dict:
-    raw = (raw or "").strip()
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise forms.ValidationError(f"not valid JSON: {exc}")
-    if not isinstance(value, dict):
-        raise forms.ValidationError(f"a JSON object of {what}")
-    return value
 
 
 class EndpointForm(forms.Form):
@@ -47,7 +33,7 @@ class EndpointForm(forms.Form):
         self.fields["workspace"].queryset = workspaces
 
     def clean_params(self):
-        return _json_object(self.cleaned_data.get("params"), "parameters")
+        return json_object_value(self.cleaned_data.get("params"), "parameters")
 
 
 class GenerationJobForm(forms.Form):
@@ -90,7 +76,7 @@ class GenerationJobForm(forms.Form):
             raise forms.ValidationError("comma-separated numbers, e.g. 0.3, 0.8")
 
     def clean_overrides(self):
-        return _json_object(self.cleaned_data.get("overrides"), "endpoint name to parameters")
+        return json_object_value(self.cleaned_data.get("overrides"), "endpoint name to parameters")
 
     def clean(self):
         data = super().clean()

@@ -1,10 +1,9 @@
 """Browser forms of the judging pages. They only parse input; the services validate and write."""
 from __future__ import annotations
 
-import json
-
 from django import forms
 
+from annotation.forms import json_object_value
 from annotation.models import Dataset
 from generation.models import Endpoint
 
@@ -32,16 +31,7 @@ class JudgeForm(forms.Form):
         self.fields["endpoint"].queryset = Endpoint.objects.filter(workspace__in=workspaces).order_by("name")
 
     def clean_params(self):
-        raw = (self.cleaned_data.get("params") or "").strip()
-        if not raw:
-            return {}
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise forms.ValidationError(f"not valid JSON: {exc}")
-        if not isinstance(value, dict):
-            raise forms.ValidationError("a JSON object")
-        return value
+        return json_object_value(self.cleaned_data.get("params"), "parameters")
 
 
 class JudgeJobForm(forms.Form):
