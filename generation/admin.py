@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from .models import Endpoint, GenerationOutput
-from .services import ENDPOINT_FIELDS, _endpoint_validate
+from .services import ENDPOINT_FIELDS, endpoint_values_validate
 
 
 class EndpointAdminForm(forms.ModelForm):
@@ -20,7 +20,7 @@ class EndpointAdminForm(forms.ModelForm):
         if workspace is not None:
             values = {k: data[k] for k in ENDPOINT_FIELDS if k in data}
             try:
-                data.update(_endpoint_validate(values, workspace=workspace,
+                data.update(endpoint_values_validate(values, workspace=workspace,
                                                instance=self.instance if self.instance.pk else None))
             except ValidationError as exc:
                 for field, messages in exc.message_dict.items():

@@ -227,13 +227,13 @@ def _inline_jsonl(prompts: list, column: str) -> bytes:
 class GenerationJobDetailApi(APIView):
     @extend_schema(responses=JobStatusSerializer, description="Live status: counters, throughput, tokens, last errors.")
     def get(self, request, job_id: int):
-        return ApiResponse(selectors.generation_job_status(job_for_user(request.user, job_id, kind=services.JOB_KIND)))
+        return ApiResponse(selectors.generation_job_status(job_for_user(request.user, job_id, kind=selectors.JOB_KIND)))
 
 
 class GenerationJobCancelApi(APIView):
     @extend_schema(request=None, responses=JobStatusSerializer)
     def post(self, request, job_id: int):
-        job = job_cancel(job=job_for_user(request.user, job_id, kind=services.JOB_KIND))
+        job = job_cancel(job=job_for_user(request.user, job_id, kind=selectors.JOB_KIND))
         return ApiResponse(selectors.generation_job_status(job))
 
 
@@ -241,5 +241,5 @@ class GenerationJobResumeApi(APIView):
     @extend_schema(request=None, responses=JobStatusSerializer,
                    description="Resume a cancelled or failed job, or retry the failed responses of a finished one.")
     def post(self, request, job_id: int):
-        job = services.generation_job_resume(job=job_for_user(request.user, job_id, kind=services.JOB_KIND))
+        job = services.generation_job_resume(job=job_for_user(request.user, job_id, kind=selectors.JOB_KIND))
         return ApiResponse(selectors.generation_job_status(job))

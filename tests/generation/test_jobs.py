@@ -278,11 +278,13 @@ def test_missing_api_key_variable_fails_the_job_clearly_and_resume_runs_it(works
 
 
 def test_the_prompts_are_read_once_and_handed_to_the_plan(workspace, llm_endpoint, prompt_file, monkeypatch):
-    import generation.services as gs
+    import generation.services.handler as gs
+    import generation.services.jobs as jobs_module
 
     reads = []
     real = gs.prompts_read
-    monkeypatch.setattr(gs, "prompts_read", lambda **kw: reads.append(kw) or real(**kw))
+    for module in (gs, jobs_module):  # every place that may read the prompt file
+        monkeypatch.setattr(module, "prompts_read", lambda **kw: reads.append(kw) or real(**kw))
     job = generation_job_create(workspace=workspace, dataset_name="once", endpoints=[llm_endpoint()],
                                 strategy="samples", prompts_source={"file": prompt_file}, start=False)
     assert len(reads) == 1 and job.total == 24
