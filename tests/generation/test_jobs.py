@@ -293,3 +293,24 @@ def test_the_prompts_are_read_once_and_handed_to_the_plan(workspace, llm_endpoin
 
     assert job_handler_for("generation").plan(job) == [{"prompts": c.spec["prompts"]} for c in job.chunks.all()]
     assert len(reads) == 2
+
+
+def test_a_duplicate_run_of_a_chunk_still_going_when_the_job_finished_counts_nothing_again(
+        workspace, llm_endpoint, prompt_file, llm_server):
+    """A redelivered copy of a chunk that passed the "not done yet" check while the first copy ran
+    goes on after the first finished the job: it counts nothing again (the job's counts came from
+    the outputs)."""
+    from annotation.jobs import ChunkContext, job_handler_for
+
+    target = DatasetFactory(workspace=workspace)
+    job = generation_job_create(workspace=workspace, dataset=target, endpoints=[llm_endpoint(), llm_endpoint()], n=2, chunk_size=6,
+                                prompts_source={"file": prompt_file}, start=False)
+    run(job)
+    job.refresh_from_db()
+    assert (job.status, job.done, job.failed) == (Job.Status.SUCCEEDED, 24, 0)
+    chunk = job.chunks.get(index=1)
+    job_handler_for("generation").run_chunk(job, chunk, ChunkContext(job, chunk))  # the straggling copy
+    job.refresh_from_db()
+    assert (job.done, job.failed) == (24, 0)
+    assert GenerationOutput.objects.filter(job=job).count() == 24
+    assert llm_server.count == 24
