@@ -7,7 +7,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from annotation.models import Membership
-from tests.factories import DatasetFactory, MembershipFactory, UserFactory, WorkspaceFactory
+from tests.factories import DatasetFactory, EndpointFactory, MembershipFactory, UserFactory, WorkspaceFactory
 
 REQUIRE_SERVICES = os.environ.get("PREFLAB_REQUIRE_SERVICES") == "1"
 
@@ -117,7 +117,7 @@ def llm_endpoint(workspace, llm_server, settings):
         values = {"workspace": workspace, "name": f"test-llm-{counter['n']}", "model": f"test-model-{counter['n']}",
                   "base_url": llm_server.base_url, "max_concurrency": 8, "timeout": 5.0, "max_retries": 3}
         values.update(fields)
-        return Endpoint.objects.create(**values)
+        return EndpointFactory(**values)
 
     return make
 # --- end LLM test server fixtures (generation) ---

@@ -6,9 +6,16 @@ import orjson
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotation.exports import csv_chunks, columns_for, jsonl_chunks, parquet_write, resolve_pairs, triplets_export
-from annotation.models import Field, Question, Response, Suggestion
-from tests.factories import DatasetFactory, RecordFactory, ResponseFactory, UserFactory
+from annotation.exports import columns_for, csv_chunks, jsonl_chunks, parquet_write, resolve_pairs, triplets_export
+from annotation.models import Field, Response
+from tests.factories import (
+    DatasetFactory,
+    QuestionFactory,
+    RecordFactory,
+    ResponseFactory,
+    SuggestionFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -144,8 +151,8 @@ def test_majority_and_mean_rank_can_disagree():
 def test_rating_compares_question():
     ds = DatasetFactory()
     ds.questions.all().delete()
-    Question.objects.create(dataset=ds, name="better", kind="rating",
-                            options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
+    QuestionFactory(dataset=ds, name="better", kind="rating",
+                    options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
     first, second, tie = (RecordFactory(dataset=ds) for _ in range(3))
     for rec, value in ((first, 1), (second, 2), (tie, 0)):
         ResponseFactory(record=rec, values={"better": value})
@@ -158,8 +165,8 @@ def test_rating_compares_question():
 
 
 def suggest(record, value, *, agent="judge", score=None, raw=None):
-    return Suggestion.objects.create(record=record, question=record.dataset.questions.get(name="ranking"),
-                                     value=value, score=score, agent=agent, raw=raw)
+    return SuggestionFactory(record=record, question=record.dataset.questions.get(name="ranking"),
+                             value=value, score=score, agent=agent, raw=raw)
 
 
 def test_source_suggestions_and_both():

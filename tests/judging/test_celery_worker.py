@@ -7,9 +7,10 @@ import signal
 
 import pytest
 
-from annotation.models import Job, Record, Suggestion
+from annotation.models import Job, Suggestion
 from judging.models import JudgeOutput, JudgeVerdict
 from judging.services import judge_job_create
+from tests.factories import RecordFactory
 from tests.generation.test_celery_worker import Workers, _enqueue, _wait
 from tests.judging.helpers import content_rater, make_judge
 
@@ -47,7 +48,7 @@ def _enqueue_unfinished(job, redis_url, queue):
 
 def _records(dataset, n):
     for i in range(n):
-        Record.objects.create(dataset=dataset, external_id=f"w{i}", fields={
+        RecordFactory(dataset=dataset, external_id=f"w{i}", fields={
             "prompt": f"Q{i}", "response-1": "GOOD" if i % 2 else "BAD", "response-2": "BAD" if i % 2 else "GOOD"})
 
 
