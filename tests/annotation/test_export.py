@@ -20,12 +20,6 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The factories hash a password per user: a fast hasher keeps these tests quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def ranking(*order, ties=()):
     """ranking("response-2", "response-1") -> best first; ties: groups sharing a rank."""
     out, rank = [], 0

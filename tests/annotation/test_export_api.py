@@ -16,11 +16,6 @@ from tests.factories import MembershipFactory, RecordFactory, ResponseFactory, U
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The factories hash a password per user: a fast hasher keeps these tests quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 BETTER_2 = {"ranking": [{"value": "response-2", "rank": 1}, {"value": "response-1", "rank": 2}]}
 
 

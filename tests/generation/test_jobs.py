@@ -16,6 +16,7 @@ from generation.services import (
     slot_plan,
 )
 from tests.factories import DatasetFactory, RecordFactory
+from tests.helpers import chunk_run_again
 
 pytestmark = pytest.mark.django_db
 
@@ -300,16 +301,13 @@ def test_a_duplicate_run_of_a_chunk_still_going_when_the_job_finished_counts_not
     """A redelivered copy of a chunk that passed the "not done yet" check while the first copy ran
     goes on after the first finished the job: it counts nothing again (the job's counts came from
     the outputs)."""
-    from annotation.jobs import ChunkContext, job_handler_for
-
     target = DatasetFactory(workspace=workspace)
     job = generation_job_create(workspace=workspace, dataset=target, endpoints=[llm_endpoint(), llm_endpoint()], n=2, chunk_size=6,
                                 prompts_source={"file": prompt_file}, start=False)
     run(job)
     job.refresh_from_db()
     assert (job.status, job.done, job.failed) == (Job.Status.SUCCEEDED, 24, 0)
-    chunk = job.chunks.get(index=1)
-    job_handler_for("generation").run_chunk(job, chunk, ChunkContext(job, chunk))  # the straggling copy
+    chunk_run_again(job, 1)  # the straggling copy
     job.refresh_from_db()
     assert (job.done, job.failed) == (24, 0)
     assert GenerationOutput.objects.filter(job=job).count() == 24

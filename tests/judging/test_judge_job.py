@@ -5,6 +5,7 @@ from annotation.jobs import job_run_inline
 from annotation.models import JobError, Suggestion
 from judging.models import JudgeOutput, JudgeVerdict
 from judging.services import judge_job_create
+from tests.helpers import chunk_run_again
 from tests.judging.helpers import add_records, content_rater, make_judge, ratings_as_json, shown_texts
 
 pytestmark = pytest.mark.django_db
@@ -242,7 +243,6 @@ def test_a_duplicate_run_of_a_chunk_still_going_when_the_job_finished_counts_not
     a SIGKILL, or sent twice) passed the "not done yet" check while the first copy was running; the
     first copy finished the job (counts from the verdicts), then the second went on and counted the
     chunk's verdicts on top."""
-    from annotation.jobs import ChunkContext, job_handler_for
     from annotation.models import Job
 
     llm_server.responder = content_rater("json")
@@ -250,8 +250,7 @@ def test_a_duplicate_run_of_a_chunk_still_going_when_the_job_finished_counts_not
     add_records(dataset, [{"prompt": f"Q{i}", "response-1": "GOOD", "response-2": "BAD"} for i in range(5)])
     job = _run(workspace, dataset, judge)
     assert (job.status, job.done, job.failed) == (Job.Status.SUCCEEDED, 5, 0)
-    chunk = job.chunks.get(index=0)
-    job_handler_for("judge").run_chunk(job, chunk, ChunkContext(job, chunk))  # the straggling copy
+    chunk_run_again(job, 0)  # the straggling copy
     job.refresh_from_db()
     assert (job.done, job.failed) == (5, 0)
     assert JudgeVerdict.objects.filter(job=job).count() == 5
