@@ -312,3 +312,17 @@ def test_a_duplicate_run_of_a_chunk_still_going_when_the_job_finished_counts_not
     assert (job.done, job.failed) == (24, 0)
     assert GenerationOutput.objects.filter(job=job).count() == 24
     assert llm_server.count == 24
+
+
+def test_storing_outputs_counts_only_the_slots_it_inserted(workspace):
+    """Two copies of a chunk may store the same slot; only the copy that inserted it counts it."""
+    from generation.services import _outputs_insert
+    from tests.factories import JobFactory
+
+    job = JobFactory(kind="generation", workspace=workspace)
+    row = {"prompt_key": "k", "slot": 0, "endpoint": "e", "model": "m", "params": {}, "text": "t",
+           "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1, "latency_s": 0.1}
+    rows = [(dict(row, slot=slot), 1) for slot in range(3)]
+    assert _outputs_insert(job_id=job.pk, rows=rows) == 3
+    assert _outputs_insert(job_id=job.pk, rows=[*rows, (dict(row, slot=3), 1)]) == 1
+    assert GenerationOutput.objects.filter(job=job).count() == 4
