@@ -42,6 +42,10 @@ class JobFailed(Exception):
     """
 
 
+class _JobFinished(Exception):
+    """A chunk reported progress after its job had succeeded (ChunkContext.progress)."""
+
+
 class ChunkContext:
     """What a handler gets while running one chunk: counters, error records, cancellation."""
 
@@ -55,13 +59,35 @@ class ChunkContext:
             raise JobCancelled()
 
     def progress(self, *, done: int = 0, failed: int = 0, tokens: int = 0) -> None:
-        """Add to the counters of this chunk and its job (atomic F() updates)."""
+        """Add to the counters of this chunk and its job (atomic F() updates).
+
+        Nothing is added once the job has succeeded: its final counts came from the rows (finish), and
+        a second copy of a chunk (a redelivered task) still running then would count them again."""
         if not (done or failed or tokens):
             return
+        try:
+            with transaction.atomic():
+                JobChunk.objects.filter(pk=self.chunk.pk).update(done=F("done") + done, failed=F("failed") + failed)
+                added = (Job.objects.filter(pk=self.job.pk).exclude(status=Job.Status.SUCCEEDED)
+                         .update(done=F("done") + done, failed=F("failed") + failed,
+                                 tokens=F("tokens") + tokens, updated_at=timezone.now()))
+                if not added:
+                    raise _JobFinished()  # undo the chunk's part too: the two stay in step
+        except _JobFinished:
+            pass
+
+    def counts_set(self, count: Callable[[], tuple[int, int]]) -> None:
+        """Set this chunk's counters to `count()` -> (done, failed), what the handler finds in the rows
+        it wrote, and move the job's by the difference.
+
+        The chunk row is locked while counting, so a second copy of the chunk running at the same time
+        cannot count the same rows in between; as long as that copy only counts the rows it inserted
+        itself, the counters never exceed the rows. Handlers call it when a run starts (a re-run finds
+        what an earlier run wrote) instead of adding what they find with `progress`."""
         with transaction.atomic():
-            JobChunk.objects.filter(pk=self.chunk.pk).update(done=F("done") + done, failed=F("failed") + failed)
-            Job.objects.filter(pk=self.job.pk).update(done=F("done") + done, failed=F("failed") + failed,
-                                                      tokens=F("tokens") + tokens, updated_at=timezone.now())
+            chunk = JobChunk.objects.select_for_update().get(pk=self.chunk.pk)
+            done, failed = count()
+            self.progress(done=done - chunk.done, failed=failed - chunk.failed)
 
     def error(self, *, item: str, error: str, raw: str = "") -> None:
         """Keep the final error of one item (replaced if the item fails again on a re-run)."""
@@ -220,13 +246,21 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
     if chunk is None or chunk.status == JobChunk.Status.DONE:
         return "done-already"
     handler = job_handler_for(job.kind)
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(status=Job.Status.RUNNING, started_at=now)
-    Job.objects.filter(pk=job.pk, started_at__isnull=True).update(started_at=now)
     # A re-run of a chunk (worker killed) starts its counters from zero again: the handler
-    # re-counts what it finds already written, so the job's totals stay exact.
+    # re-counts what it finds already written (ChunkContext.counts_set), so the job's totals stay
+    # exact. Under the chunk's lock, look again: another copy of this task (acks_late redelivers a
+    # killed worker's task, and an operator may send it again) may have finished the chunk, and the
+    # job, since the check above; running it again would only count its rows a second time.
     with transaction.atomic():
         chunk = JobChunk.objects.select_for_update().get(pk=chunk.pk)
+        status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+        if chunk.status == JobChunk.Status.DONE or status == Job.Status.SUCCEEDED:
+            return "done-already"
+        if status == Job.Status.CANCELLED:
+            return "cancelled"
+        now = timezone.now()
+        Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(status=Job.Status.RUNNING, started_at=now)
+        Job.objects.filter(pk=job.pk, started_at__isnull=True).update(started_at=now)
         if chunk.done or chunk.failed:
             Job.objects.filter(pk=job.pk).update(done=F("done") - chunk.done, failed=F("failed") - chunk.failed)
         JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.RUNNING, done=0, failed=0,

@@ -16,7 +16,7 @@ the client-observed latency is printed beside it. Mode `service`: the same loop 
 services.next_record_for and services.response_upsert in threads, timed around the calls.
 
 Prints p50/p95 per call, annotations/s in total, and the number of over-assigned records
-(submitted > min_submitted; goal 0). Goals (issue #2): p95 < 10 ms, >= 200 annotations/s.
+(submitted > min_submitted; goal 0). Goals: p95 < 10 ms, >= 200 annotations/s.
 With --explain (default on) prints EXPLAIN (ANALYZE, BUFFERS) of next_record_for's record query.
 """
 from __future__ import annotations

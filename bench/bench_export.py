@@ -7,7 +7,7 @@ The bench inserts N pairwise records (~300-character prompt, two ~1,500-characte
 with one submitted response each, straight into PostgreSQL (COPY), unless the dataset already
 holds N records (--fresh rebuilds it). It then GETs /api/v1/datasets/{id}/triplets/ and prints
 triplets/s, time to first byte and the server's peak RSS.
-Goals (issue #2): >= 50,000 triplets/s, first byte < 100 ms, peak RSS < 300 MB.
+Goals: >= 50,000 triplets/s, first byte < 100 ms, peak RSS < 300 MB.
 """
 from __future__ import annotations
 

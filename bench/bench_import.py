@@ -6,7 +6,7 @@
 Records (~300-character prompt, two ~1,500-character responses) are generated on the fly by a
 streaming generator and sent with chunked transfer encoding, so neither side holds the body.
 Prints records/s and the server's peak RSS (psutil, sampled every 100 ms).
-Goals (issue #2): >= 20,000 records/s, server RSS < 300 MB.
+Goals: >= 20,000 records/s, server RSS < 300 MB.
 The database named in DATABASE_URL is created if missing and migrated; the bench's dataset is
 dropped and created again on each run.
 """

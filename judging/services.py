@@ -324,19 +324,25 @@ class _ChunkRun:
 
     def plan(self) -> list[tuple[_Pending, str]]:
         ids = list(self.chunk.spec.get("record_ids", []))
-        done = dict(JudgeVerdict.objects.filter(job=self.job, record_id__in=ids).values_list("record_id", "status"))
-        if done:
-            failed = sum(1 for s in done.values() if s == JudgeVerdict.Status.FAILED)
-            self.ctx.progress(done=len(done) - failed, failed=failed)
+
+        def counts() -> tuple[int, int]:
+            # what earlier runs wrote: one verdict per record; a record deleted since the job was
+            # planned (its verdict goes with it) counts as failed, so the totals add up
+            statuses = list(JudgeVerdict.objects.filter(job=self.job, record_id__in=ids).values_list("status", flat=True))
+            failed = sum(1 for s in statuses if s == JudgeVerdict.Status.FAILED)
+            gone = len(ids) - Record.objects.filter(pk__in=ids).count()
+            return len(statuses) - failed, failed + gone
+
+        self.ctx.counts_set(counts)
+        done = set(JudgeVerdict.objects.filter(job=self.job, record_id__in=ids).values_list("record_id", flat=True))
         todo = [i for i in ids if i not in done]
         stored: dict[tuple[int, str], JudgeOutput] = {
             (o.record_id, o.call_key): o for o in JudgeOutput.objects.filter(job=self.job, record_id__in=todo)}
         calls: list[tuple[_Pending, str]] = []
         records = list(Record.objects.filter(pk__in=todo).order_by("pk"))
         gone = len(todo) - len(records)
-        if gone:  # deleted since the job was planned: counted as failed, so the totals add up
+        if gone:  # deleted since the job was planned: counted as failed above
             self.ctx.error(item=f"chunk {self.chunk.index}", error=f"{gone} records were deleted before judging")
-            self.ctx.progress(failed=gone)
         for record in records:
             clair = self.judge.method == Judge.Method.CLAIR
             answer_field = self._answer_field(record) if clair else None
@@ -372,12 +378,18 @@ class _ChunkRun:
 
     def _fail_unplanned(self, record: Record, error: str) -> None:
         with transaction.atomic():
+            self._chunk_lock()
             _v, created = JudgeVerdict.objects.get_or_create(
                 job=self.job, record=record,
                 defaults={"judge": self.judge, "status": JudgeVerdict.Status.FAILED, "error": error})
             self.ctx.error(item=f"record {record.external_id}", error=error)
             if created:
                 self.ctx.progress(failed=1)
+
+    def _chunk_lock(self) -> None:
+        """Lock the chunk's row until the caller's transaction ends: the writes (and counts) of two
+        copies of the chunk running at once happen one after the other."""
+        list(JobChunk.objects.select_for_update().filter(pk=self.chunk.pk).values_list("pk", flat=True))
 
     # -- results --
     def request_for(self, p: _Pending, key: str) -> ChatRequest:
@@ -450,7 +462,7 @@ class _ChunkRun:
             # The same chunk may run twice at once (a redelivered task while the first run is still
             # going): the chunk row lock serializes the two runs' writes, and records another run
             # already settled are neither rewritten nor counted again, so the totals stay exact.
-            list(JobChunk.objects.select_for_update().filter(pk=self.chunk.pk).values_list("pk", flat=True))
+            self._chunk_lock()
             if settled:
                 already = set(JudgeVerdict.objects.filter(job=self.job, record_id__in=settled)
                               .values_list("record_id", flat=True))

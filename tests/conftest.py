@@ -7,22 +7,13 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from annotation.models import Membership
-from tests.factories import DatasetFactory, MembershipFactory, UserFactory, WorkspaceFactory
-
-REQUIRE_SERVICES = os.environ.get("PREFLAB_REQUIRE_SERVICES") == "1"
-
-
-def _need(condition: bool, what: str):
-    if condition:
-        return
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{what} is required in this run (PREFLAB_REQUIRE_SERVICES=1) but is not available")
-    pytest.skip(f"{what} not available")
+from tests.factories import DatasetFactory, EndpointFactory, MembershipFactory, UserFactory, WorkspaceFactory
+from tests.helpers import need
 
 
 @pytest.fixture
 def require_postgres(db):
-    _need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+    need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
 
 
 @pytest.fixture
@@ -37,7 +28,7 @@ def redis_url():
             ok = True
         except Exception:  # noqa: BLE001
             ok = False
-    _need(ok, f"Redis ({url or 'REDIS_URL unset'})")
+    need(ok, f"Redis ({url or 'REDIS_URL unset'})")
     return url
 
 
@@ -89,7 +80,7 @@ def annotator_client_api(annotator):
     return client_for(annotator)
 
 
-# --- LLM test server fixtures (generation) ---
+# --- the LLM test server -------------------------------------------------------------------------
 # `llm_server`: the OpenAI-compatible test server of tests/llm_server.py on 127.0.0.1 (one per test).
 # `llm_endpoint(**fields)`: an Endpoint in the `workspace` fixture pointing at that server; fast retries.
 
@@ -117,13 +108,12 @@ def llm_endpoint(workspace, llm_server, settings):
         values = {"workspace": workspace, "name": f"test-llm-{counter['n']}", "model": f"test-model-{counter['n']}",
                   "base_url": llm_server.base_url, "max_concurrency": 8, "timeout": 5.0, "max_retries": 3}
         values.update(fields)
-        return Endpoint.objects.create(**values)
+        return EndpointFactory(**values)
 
     return make
-# --- end LLM test server fixtures (generation) ---
 
 
-# --- production (issue #7) ---
+# --- a fresh in-memory cache per test -----------------------------------------------------------
 # Login throttling counts failures per username+address in the cache; the in-memory cache lives as
 # long as the test process, so clear it between tests (never a shared Redis cache: no FLUSHDB).
 @pytest.fixture(autouse=True)
@@ -134,10 +124,31 @@ def _fresh_local_cache():
     if isinstance(caches["default"], LocMemCache):
         caches["default"].clear()
     yield
-# --- end production ---
 
 
 # --- speed: factories hash a password per user; the default PBKDF2 costs ~0.3 s each ----------
 @pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- real Celery workers (tests/workers.py): a queue of the test's own and the workers on it ----------
+@pytest.fixture
+def worker_queue(redis_url):
+    import uuid
+
+    import redis
+    from django.conf import settings
+
+    queue = f"{settings.PREFLAB_CPU_QUEUE}-worker-{uuid.uuid4().hex[:8]}"
+    yield queue
+    redis.Redis.from_url(redis_url).delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+
+
+@pytest.fixture
+def workers(redis_url, worker_queue):
+    from tests.workers import Workers
+
+    w = Workers(redis_url, worker_queue)
+    yield w
+    w.stop()

@@ -1,8 +1,22 @@
-"""factory_boy factories shared by the suite."""
+"""factory_boy factories shared by the suite: one per model the tests build. A test passes the
+values it checks; everything else gets a plain default here."""
 import factory
 from django.contrib.auth import get_user_model
 
-from annotation.models import Dataset, Field, Membership, Question, Record, Response, Workspace
+from annotation.models import (
+    Dataset,
+    Field,
+    Job,
+    JobError,
+    Membership,
+    Question,
+    Record,
+    Response,
+    Suggestion,
+    Workspace,
+)
+from generation.models import Endpoint
+from judging.models import Judge
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -74,3 +88,85 @@ class ResponseFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     status = Response.Status.SUBMITTED
     values = factory.LazyFunction(dict)
+
+
+class FieldFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Field
+
+    dataset = factory.SubFactory(DatasetFactory)
+    name = factory.Sequence(lambda n: f"field-{n}")
+    kind = Field.Kind.TEXT
+
+
+class QuestionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Question
+
+    dataset = factory.SubFactory(DatasetFactory)
+    name = factory.Sequence(lambda n: f"question-{n}")
+    kind = Question.Kind.TEXT
+    options = factory.LazyFunction(dict)
+
+
+class SuggestionFactory(factory.django.DjangoModelFactory):
+    """A judge's ranking suggestion on the record's ranking question (the factory dataset's layout)."""
+
+    class Meta:
+        model = Suggestion
+
+    record = factory.SubFactory(RecordFactory)
+    question = factory.LazyAttribute(lambda o: o.record.dataset.questions.get(name="ranking"))
+    value = factory.LazyFunction(lambda: [{"value": "response-1", "rank": 1}, {"value": "response-2", "rank": 2}])
+    agent = "judge"
+
+
+class JobFactory(factory.django.DjangoModelFactory):
+    """A job row as the job engine leaves it; tests give the kind and status they look at."""
+
+    class Meta:
+        model = Job
+
+    kind = "export"
+    workspace = factory.SubFactory(WorkspaceFactory)
+    params = factory.LazyFunction(dict)
+
+
+class JobErrorFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = JobError
+
+    job = factory.SubFactory(JobFactory)
+    item = factory.Sequence(lambda n: f"line {n}")
+    error = "rejected"
+
+
+class EndpointFactory(factory.django.DjangoModelFactory):
+    """An OpenAI-compatible endpoint with no server (a test that calls it gives base_url)."""
+
+    class Meta:
+        model = Endpoint
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    name = factory.Sequence(lambda n: f"endpoint-{n}")
+    model = factory.Sequence(lambda n: f"model-{n}")
+
+
+class JudgeFactory(factory.django.DjangoModelFactory):
+    """A judge row as stored (judge_create validates; tests of validation call it instead)."""
+
+    class Meta:
+        model = Judge
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    name = factory.Sequence(lambda n: f"judge-{n}")
+    endpoint = factory.SubFactory(EndpointFactory, workspace=factory.SelfAttribute("..workspace"))
+
+
+class TokenFactory(factory.django.DjangoModelFactory):
+    """A REST API token (rest_framework.authtoken)."""
+
+    class Meta:
+        model = "authtoken.Token"
+
+    user = factory.SubFactory(UserFactory)

@@ -87,9 +87,10 @@ OUTPUT_FIELDS = ("prompt_key", "slot", "endpoint", "model", "params", "text", "f
                  "completion_tokens", "latency_s")
 
 
-def _outputs_insert(*, job_id: int, rows: list[tuple[dict, int]]) -> None:
+def _outputs_insert(*, job_id: int, rows: list[tuple[dict, int]]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING of new outputs in one executemany (the ORM's bulk_create
-    costs ~0.5 ms of CPU per row here, on the thread that also feeds the HTTP loop)."""
+    costs ~0.5 ms of CPU per row here, on the thread that also feeds the HTTP loop). Returns how many
+    rows were inserted: a slot another copy of the chunk stored first is not counted again."""
     table = GenerationOutput._meta.db_table
     json_param = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
     sql = (f'INSERT INTO "{table}" (job_id, prompt_key, slot, endpoint, model, params, text, finish_reason, '
@@ -104,6 +105,7 @@ def _outputs_insert(*, job_id: int, rows: list[tuple[dict, int]]) -> None:
               for r, attempts in rows]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+        return max(cursor.rowcount, 0)
 
 
 class GenerationChunkRun:
@@ -153,8 +155,9 @@ class GenerationChunkRun:
                 self.outputs.setdefault(row["prompt_key"], {})[row["slot"]] = row
         stored = sum(len(v) for v in self.outputs.values())
         self.rerun = stored > 0
-        if stored:
-            self.ctx.progress(done=stored)
+        # what earlier runs stored is done (counted from the rows, under the chunk's lock, so a copy of
+        # this chunk running at the same time cannot have counted them too); failed slots run again
+        self.ctx.counts_set(lambda: (self._stored_count(keys), 0))
         self.error_items = set(JobError.objects.filter(job=self.job, item__contains="#").values_list("item", flat=True))
         groups: dict[str, list[ChatRequest]] = {name: [] for name in self.pool}
         for key, spec in self.prompts.items():
@@ -188,6 +191,10 @@ class GenerationChunkRun:
             raise JobCancelled()
         self._assemble(keys)
 
+    def _stored_count(self, keys: list[str]) -> int:
+        return sum(GenerationOutput.objects.filter(job=self.job, prompt_key__in=keys[start:start + 1000]).count()
+                   for start in range(0, len(keys), 1000))
+
     def _on_result(self, result: ChatResult) -> None:
         self.buffer.append(result)
         if len(self.buffer) >= FLUSH_EVERY or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
@@ -219,9 +226,10 @@ class GenerationChunkRun:
             tokens += result.prompt_tokens + result.completion_tokens
             touched.add(info["prompt_key"])
         recovered = [r.key for r in buffer if r.error is None and r.key in self.error_items]
+        inserted = 0
         with transaction.atomic():
             if rows:
-                _outputs_insert(job_id=self.job.pk, rows=rows)
+                inserted = _outputs_insert(job_id=self.job.pk, rows=rows)
             if recovered:
                 JobError.objects.filter(job_id=self.job.pk, item__in=recovered).delete()
                 self.error_items.difference_update(recovered)
@@ -230,7 +238,7 @@ class GenerationChunkRun:
                 self.ctx.error(item=result.key, error=f"{info['endpoint'].name}: {error} (after {result.attempts} attempts)",
                                raw=raw)
                 self.error_items.add(result.key)
-            self.ctx.progress(done=len(rows), failed=len(failed), tokens=tokens)
+            self.ctx.progress(done=inserted, failed=len(failed), tokens=tokens)
         for row in new:
             self.outputs.setdefault(row["prompt_key"], {}).setdefault(row["slot"], row)
         if touched:

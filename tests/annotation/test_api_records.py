@@ -1,10 +1,17 @@
 """REST API: record list (filters, cursor pagination), record detail, next record."""
 import pytest
 
-from annotation.models import Dataset, Lease, Question, Suggestion
+from annotation.models import Dataset, Lease, Question
 from annotation.services import response_upsert
 from tests.conftest import client_for
-from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, ResponseFactory, UserFactory
+from tests.factories import (
+    DatasetFactory,
+    MembershipFactory,
+    RecordFactory,
+    ResponseFactory,
+    SuggestionFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 RANK = {"ranking": [{"value": "response-1", "rank": 1}, {"value": "response-2", "rank": 2}]}
@@ -20,8 +27,8 @@ def test_list_records_with_my_response_and_suggestions(dataset, annotator, annot
     ResponseFactory(record=rec, user=annotator, status="draft", values={"ranking": RANK["ranking"]})
     ResponseFactory(record=rec, user=UserFactory(), status="submitted")  # someone else's: not shown
     q = Question.objects.get(dataset=dataset, name="ranking")
-    Suggestion.objects.create(record=rec, question=q, value=RANK["ranking"], score=0.9, agent="judge-x",
-                              rationale="A is clearer")
+    SuggestionFactory(record=rec, question=q, value=RANK["ranking"], score=0.9, agent="judge-x",
+                      rationale="A is clearer")
     body = annotator_client_api.get(f"/api/v1/datasets/{dataset.pk}/records/").json()
     (item,) = body["results"]
     assert item["external_id"] == rec.external_id and item["fields"]["prompt"].startswith("Prompt")
@@ -34,7 +41,7 @@ def test_suggestions_hidden_from_annotators_unless_shown(dataset, annotator_clie
     dataset.show_suggestions = False
     dataset.save()
     rec = RecordFactory(dataset=dataset)
-    Suggestion.objects.create(record=rec, question=dataset.questions.get(), value=RANK["ranking"], agent="j")
+    SuggestionFactory(record=rec, question=dataset.questions.get(), value=RANK["ranking"], agent="j")
     assert annotator_client_api.get(f"/api/v1/records/{rec.pk}/").json()["suggestions"] == []
     assert len(admin_client_api.get(f"/api/v1/records/{rec.pk}/").json()["suggestions"]) == 1
 
@@ -143,7 +150,7 @@ def test_next_shuffles_display_order_per_annotator(workspace):
     RecordFactory(dataset=ds, fields={"prompt": "p", "response-1": "a", "response-2": "b", "response-3": "c",
                                       "response-4": "d"})
     orders = set()
-    for i in range(12):
+    for _i in range(12):
         user = UserFactory()
         MembershipFactory(user=user, workspace=workspace)
         client = client_for(user)

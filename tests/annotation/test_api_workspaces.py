@@ -5,7 +5,7 @@ from rest_framework.authtoken.models import Token
 
 from annotation.models import Membership, Workspace
 from tests.conftest import client_for
-from tests.factories import MembershipFactory, RecordFactory, UserFactory, WorkspaceFactory
+from tests.factories import MembershipFactory, RecordFactory, TokenFactory, UserFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -107,7 +107,7 @@ def test_admin_changes_role_of_existing_member(workspace, admin_client_api, anno
 
 def test_existing_users_token_and_password_are_not_handed_to_a_workspace_admin(workspace, admin_client_api):
     victim = UserFactory(username="boss", is_staff=True)
-    Token.objects.create(user=victim)
+    TokenFactory(user=victim)
     resp = admin_client_api.post(f"/api/v1/workspaces/{workspace.pk}/members/",
                                  {"username": "boss", "role": "annotator", "password": "take-over-123"},
                                  format="json")

@@ -7,16 +7,17 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotation.exports import columns_for, csv_chunks, jsonl_chunks, parquet_write, resolve_pairs, triplets_export
-from annotation.models import Field, Question, Response, Suggestion
-from tests.factories import DatasetFactory, RecordFactory, ResponseFactory, UserFactory
+from annotation.models import Field, Response
+from tests.factories import (
+    DatasetFactory,
+    QuestionFactory,
+    RecordFactory,
+    ResponseFactory,
+    SuggestionFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The factories hash a password per user: a fast hasher keeps these tests quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def ranking(*order, ties=()):
@@ -144,8 +145,8 @@ def test_majority_and_mean_rank_can_disagree():
 def test_rating_compares_question():
     ds = DatasetFactory()
     ds.questions.all().delete()
-    Question.objects.create(dataset=ds, name="better", kind="rating",
-                            options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
+    QuestionFactory(dataset=ds, name="better", kind="rating",
+                    options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
     first, second, tie = (RecordFactory(dataset=ds) for _ in range(3))
     for rec, value in ((first, 1), (second, 2), (tie, 0)):
         ResponseFactory(record=rec, values={"better": value})
@@ -158,8 +159,8 @@ def test_rating_compares_question():
 
 
 def suggest(record, value, *, agent="judge", score=None, raw=None):
-    return Suggestion.objects.create(record=record, question=record.dataset.questions.get(name="ranking"),
-                                     value=value, score=score, agent=agent, raw=raw)
+    return SuggestionFactory(record=record, question=record.dataset.questions.get(name="ranking"),
+                             value=value, score=score, agent=agent, raw=raw)
 
 
 def test_source_suggestions_and_both():
@@ -357,7 +358,7 @@ def test_chunks_shrink_for_large_records(monkeypatch):
     monkeypatch.setattr(reading, "CHUNK_BYTES", 100_000)
     monkeypatch.setattr(reading, "FIRST_CHUNK_RECORDS", 5)
     ds = DatasetFactory()
-    for i in range(60):
+    for _i in range(60):
         rec = RecordFactory(dataset=ds, fields={"prompt": "p", "response-1": "a" * 1000, "response-2": "b" * 1000})
         answer(rec, ranking("response-1", "response-2"))
     seen = []
@@ -372,7 +373,7 @@ def test_streamed_parquet_is_a_valid_file_in_row_groups(tmp_path):
     from annotation.exports import parquet_chunks
 
     ds = DatasetFactory()
-    for i in range(25):
+    for _i in range(25):
         answer(RecordFactory(dataset=ds), ranking("response-2", "response-1"))
     chunks = list(parquet_chunks(export(ds, style="conversational"), style="conversational", source="human",
                                  row_group=10))

@@ -16,11 +16,6 @@ from tests.factories import MembershipFactory, RecordFactory, ResponseFactory, U
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The factories hash a password per user: a fast hasher keeps these tests quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 BETTER_2 = {"ranking": [{"value": "response-2", "rank": 1}, {"value": "response-1", "rank": 2}]}
 
 
@@ -97,7 +92,8 @@ def test_export_job_writes_the_file(annotated, admin_user, settings, tmp_path, f
     assert job.output_file == str(tmp_path / "exports" / f"{job.pk}.{fmt}")
     assert job.result["rows"] == 3
     if fmt == "jsonl":
-        assert len(open(job.output_file, "rb").read().splitlines()) == 3
+        with open(job.output_file, "rb") as f:
+            assert len(f.read().splitlines()) == 3
 
 
 def test_export_job_checks_params_when_created(annotated):

@@ -22,12 +22,6 @@ from tests.factories import DatasetFactory, RecordFactory, ResponseFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The factories hash a password per user: a fast hasher keeps these tests quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def rec(eid, prompt="p", a="a", b="b", **extra):
     return {"external_id": eid, "fields": {"prompt": prompt, "response-1": a, "response-2": b}, **extra}
 

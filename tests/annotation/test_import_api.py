@@ -18,12 +18,6 @@ from tests.factories import DatasetFactory, MembershipFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The factories hash a password per user: a fast hasher keeps these tests quick."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def rec(eid, **fields):
     return {"external_id": eid, "fields": {"prompt": "p", "response-1": "a", "response-2": "b", **fields}}
 

@@ -9,7 +9,7 @@ from annotation import jobs
 from annotation.job_selectors import STATUS_WORDS, job_status_word
 from annotation.jobs import job_create, job_handler_for, job_retry_failed
 from annotation.models import Job, JobChunk
-from tests.factories import RecordFactory
+from tests.factories import JobFactory, RecordFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -53,8 +53,8 @@ def test_an_export_job_can_be_stopped_and_resumed_from_its_page(admin_user, data
 
 
 def test_the_compact_progress_has_no_buttons_and_the_page_has_no_retry_for_kinds_without_it(admin_user, dataset):
-    job = Job.objects.create(kind="import", workspace=dataset.workspace, dataset=dataset, name="import x",
-                             status=Job.Status.SUCCEEDED, total=3, done=2, failed=1)
+    job = JobFactory(kind="import", workspace=dataset.workspace, dataset=dataset, name="import x",
+                     status=Job.Status.SUCCEEDED, total=3, done=2, failed=1)
     c = login(admin_user)
     compact = c.get(reverse("job-progress", args=[job.pk])).content.decode()
     assert "import x" in compact and "1 rejected" in compact and "<form" not in compact
@@ -69,7 +69,7 @@ def test_the_compact_progress_has_no_buttons_and_the_page_has_no_retry_for_kinds
 
 
 def test_status_words_come_from_one_place(admin_user, dataset, monkeypatch):
-    job = Job.objects.create(kind="export", workspace=dataset.workspace, dataset=dataset, status=Job.Status.RUNNING)
+    job = JobFactory(kind="export", workspace=dataset.workspace, dataset=dataset, status=Job.Status.RUNNING)
     assert STATUS_WORDS == {s: s for s in Job.Status.values}  # today: the status itself, for every kind
     assert job_status_word(job) == "running"
     c = login(admin_user)
@@ -81,7 +81,7 @@ def test_status_words_come_from_one_place(admin_user, dataset, monkeypatch):
 
 
 def test_old_app_job_urls_serve_only_their_own_kind(admin_user, dataset):
-    job = Job.objects.create(kind="export", workspace=dataset.workspace, dataset=dataset, status=Job.Status.RUNNING)
+    job = JobFactory(kind="export", workspace=dataset.workspace, dataset=dataset, status=Job.Status.RUNNING)
     c = login(admin_user)
     for url in (f"/generation/jobs/{job.pk}/", f"/judging/jobs/{job.pk}/", f"/judging/jobs/{job.pk}/progress/"):
         assert c.get(url).status_code == 404, url

@@ -7,8 +7,17 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from annotation.models import Dataset, Field, Job, Membership, Question, Response, Suggestion
-from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, UserFactory, WorkspaceFactory
+from annotation.models import Dataset, Field, Job, Membership, Question, Response
+from tests.factories import (
+    DatasetFactory,
+    FieldFactory,
+    JobFactory,
+    MembershipFactory,
+    RecordFactory,
+    SuggestionFactory,
+    UserFactory,
+    WorkspaceFactory,
+)
 
 HX = {"HTTP_HX_REQUEST": "true"}
 XSS_SCRIPT = "<script>window.__pwned = 1</script>"
@@ -27,8 +36,8 @@ def foreign():
     ws = WorkspaceFactory(name="foreign-ws")
     ds = DatasetFactory(workspace=ws)
     rec = RecordFactory(dataset=ds)
-    job = Job.objects.create(kind="import", workspace=ws, dataset=ds, status=Job.Status.SUCCEEDED,
-                             output_file="/etc/hostname")
+    job = JobFactory(kind="import", workspace=ws, dataset=ds, status=Job.Status.SUCCEEDED,
+                     output_file="/etc/hostname")
     owner = UserFactory(username="foreign-admin")
     MembershipFactory(user=owner, workspace=ws, role=Membership.Role.ADMIN)
     return {"ws": ws, "ds": ds, "rec": rec, "job": job, "owner": owner}
@@ -88,7 +97,7 @@ def test_a_record_of_another_workspace_cannot_be_reached_through_my_dataset(fore
 def test_annotators_get_403_on_admin_pages_of_their_own_workspace(annotator, dataset, workspace):
     c = login(annotator)
     rec = RecordFactory(dataset=dataset)
-    job = Job.objects.create(kind="export", workspace=workspace, dataset=dataset, status=Job.Status.SUCCEEDED)
+    job = JobFactory(kind="export", workspace=workspace, dataset=dataset, status=Job.Status.SUCCEEDED)
     for url in [reverse("dashboard", args=[dataset.pk]), reverse("dashboard-stats", args=[dataset.pk]),
                 reverse("record-detail", args=[dataset.pk, rec.pk]), reverse("dataset-import", args=[dataset.pk]),
                 reverse("members", args=[workspace.pk]), reverse("dataset-list"), reverse("dataset-create"),
@@ -137,7 +146,7 @@ def test_login_form_needs_the_csrf_token(annotator):
 @pytest.mark.django_db
 def test_untrusted_text_is_escaped_or_sanitized_everywhere(annotator, admin_user, workspace):
     ds = DatasetFactory(workspace=workspace, guidelines=f"Read this {XSS_SCRIPT} {XSS_IMG} [x](javascript:alert(1))")
-    Field.objects.create(dataset=ds, name="context", kind="chat", required=False, position=9)
+    FieldFactory(dataset=ds, name="context", kind="chat", required=False, position=9)
     Field.objects.filter(dataset=ds, name="prompt").update(kind="text")
     rec = RecordFactory(dataset=ds, external_id='ext"><script>1</script>', fields={
         "prompt": f"plain {XSS_SCRIPT} {XSS_IMG}",
@@ -146,8 +155,8 @@ def test_untrusted_text_is_escaped_or_sanitized_everywhere(annotator, admin_user
         "context": [{"role": "user", "content": f"chat {XSS_IMG}"}],
     })
     q = Question.objects.get(dataset=ds, name="ranking")
-    Suggestion.objects.create(record=rec, question=q, agent=f"agent {XSS_SCRIPT}", rationale=f"because {XSS_IMG}",
-                              value=["response-1", "response-2"])
+    SuggestionFactory(record=rec, question=q, agent=f"agent {XSS_SCRIPT}", rationale=f"because {XSS_IMG}",
+                      value=["response-1", "response-2"])
     pages = [login(annotator).get(reverse("annotate", args=[ds.pk])).content.decode(),
              login(admin_user).get(reverse("record-detail", args=[ds.pk, rec.pk])).content.decode()]
     for html in pages:

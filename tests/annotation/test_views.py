@@ -5,9 +5,16 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from annotation.models import Dataset, Field, Lease, Membership, Question, Record, Response, Suggestion
+from annotation.models import Dataset, Field, Lease, Membership, Question, Record, Response
 from annotation.services import response_upsert
-from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, UserFactory
+from tests.factories import (
+    DatasetFactory,
+    MembershipFactory,
+    QuestionFactory,
+    RecordFactory,
+    SuggestionFactory,
+    UserFactory,
+)
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
@@ -142,7 +149,7 @@ def test_validation_error_answers_422_with_messages_and_stores_nothing(annotator
 @pytest.mark.django_db
 def test_validation_error_without_htmx_rerenders_the_form_with_what_was_entered(annotator, workspace):
     ds = DatasetFactory(workspace=workspace)
-    Question.objects.create(dataset=ds, name="comment", title="Comment", kind="text", required=False, position=1)
+    QuestionFactory(dataset=ds, name="comment", title="Comment", kind="text", required=False, position=1)
     rec = RecordFactory(dataset=ds)
     r = login(annotator).post(respond_url(rec), {"action": "submit", "rank__ranking__response-1": "2",
                                                   "q__comment": "keep me"})
@@ -186,11 +193,11 @@ def test_draft_autosave_keeps_valid_answers_and_never_downgrades_a_submit(annota
 @pytest.mark.django_db
 def test_rating_label_and_text_questions_round_trip(annotator, workspace):
     ds = DatasetFactory(workspace=workspace)
-    Question.objects.create(dataset=ds, name="better", title="Which is better?", kind="rating", position=1,
-                            options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
-    Question.objects.create(dataset=ds, name="flags", kind="label", required=False, position=2,
-                            options={"values": ["harmful", "wrong"], "multiple": True})
-    Question.objects.create(dataset=ds, name="note", kind="text", required=False, position=3)
+    QuestionFactory(dataset=ds, name="better", title="Which is better?", kind="rating", position=1,
+                    options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
+    QuestionFactory(dataset=ds, name="flags", kind="label", required=False, position=2,
+                    options={"values": ["harmful", "wrong"], "multiple": True})
+    QuestionFactory(dataset=ds, name="note", kind="text", required=False, position=3)
     rec = RecordFactory(dataset=ds)
     c = login(annotator)
     html = c.get(reverse("annotate", args=[ds.pk])).content.decode()
@@ -210,12 +217,12 @@ def test_comparison_buttons_follow_the_shuffled_order(annotator, workspace):
     ds = DatasetFactory(workspace=workspace, shuffle_responses=True)
     q = Question.objects.get(dataset=ds)
     q.delete()
-    Question.objects.create(dataset=ds, name="better", kind="rating",
-                            options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
+    QuestionFactory(dataset=ds, name="better", kind="rating",
+                    options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
     from annotation.services import display_order_for
 
     # find a record shown as B, A (response-2 first) to this annotator
-    for i in range(40):
+    for _i in range(40):
         rec = RecordFactory(dataset=ds)
         if display_order_for(record=rec, user_id=annotator.pk, field_names=["response-1", "response-2"],
                              shuffle=True)[0] == "response-2":
@@ -234,8 +241,8 @@ def test_suggestions_prefill_only_when_the_dataset_shows_them(annotator, workspa
     ds = DatasetFactory(workspace=workspace, show_suggestions=True)
     rec = RecordFactory(dataset=ds)
     q = Question.objects.get(dataset=ds, name="ranking")
-    Suggestion.objects.create(record=rec, question=q, agent="judge-x", score=0.8, rationale="B is *clearer*",
-                              value=[{"value": "response-2", "rank": 1}, {"value": "response-1", "rank": 2}])
+    SuggestionFactory(record=rec, question=q, agent="judge-x", score=0.8, rationale="B is *clearer*",
+                      value=[{"value": "response-2", "rank": 1}, {"value": "response-1", "rank": 2}])
     c = login(annotator)
     html = c.get(reverse("annotate", args=[ds.pk])).content.decode()
     assert "pre-filled by a judge" in html and "judge-x" in html and "score 0.80" in html

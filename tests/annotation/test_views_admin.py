@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from annotation.models import Dataset, Job, JobError, Membership, Record
 from preflab.celery import app as celery_app
-from tests.factories import DatasetFactory, RecordFactory
+from tests.factories import DatasetFactory, JobFactory, RecordFactory
 
 
 def login(user) -> Client:
@@ -103,8 +103,8 @@ def test_import_file_runs_a_job_with_progress_and_rejected_lines(admin_user, dat
 
 @pytest.mark.django_db
 def test_progress_partial_polls_while_the_job_runs(admin_user, dataset):
-    job = Job.objects.create(kind="import", workspace=dataset.workspace, dataset=dataset, status=Job.Status.RUNNING,
-                             total=200, done=50, failed=10)
+    job = JobFactory(kind="import", workspace=dataset.workspace, dataset=dataset, status=Job.Status.RUNNING,
+                     total=200, done=50, failed=10)
     r = login(admin_user).get(reverse("job-progress", args=[job.pk]), HTTP_HX_REQUEST="true")
     html = r.content.decode()
     assert r.status_code == 200

@@ -23,7 +23,7 @@ from annotation.services import (
     workspace_create,
 )
 from annotation.validation import field_specs_of, record_validate
-from tests.conftest import _need
+from tests.helpers import need
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,7 +49,7 @@ XSS = ('<script>window.__pwned = "script"; alert(1)</script> '
 
 @pytest.fixture(scope="module")
 def browser():
-    _need(Path(CHROMIUM).exists(), f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    need(Path(CHROMIUM).exists(), f"Chromium at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -7,7 +7,15 @@ from annotation.jobs import job_run_inline
 from annotation.models import Job, JobError, Membership, Record
 from generation.models import Endpoint
 from tests.conftest import client_for
-from tests.factories import DatasetFactory, MembershipFactory, UserFactory, WorkspaceFactory
+from tests.factories import (
+    DatasetFactory,
+    EndpointFactory,
+    JobFactory,
+    JudgeFactory,
+    MembershipFactory,
+    UserFactory,
+    WorkspaceFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -58,8 +66,8 @@ def test_endpoint_permissions(workspace, admin_user, annotator, admin_client_api
     other_ws = WorkspaceFactory()
     other_admin = UserFactory(username="other-admin")
     MembershipFactory(user=other_admin, workspace=other_ws, role=Membership.Role.ADMIN)
-    mine = Endpoint.objects.create(workspace=workspace, name="mine", model="m", base_url="http://x/v1")
-    theirs = Endpoint.objects.create(workspace=other_ws, name="theirs", model="m", base_url="http://x/v1")
+    mine = EndpointFactory(workspace=workspace, name="mine", model="m", base_url="http://x/v1")
+    theirs = EndpointFactory(workspace=other_ws, name="theirs", model="m", base_url="http://x/v1")
     assert admin_client_api.get(f"/api/v1/endpoints/{theirs.pk}/").status_code == 404
     assert admin_client_api.patch(f"/api/v1/endpoints/{theirs.pk}/", {"model": "x"}, format="json").status_code == 404
     assert [e["name"] for e in admin_client_api.get("/api/v1/endpoints/").json()] == ["mine"]
@@ -139,7 +147,7 @@ def test_generation_job_bad_input(admin_client_api, workspace, llm_endpoint, ann
 
 
 def test_generation_job_detail_of_other_workspace_is_404(admin_client_api, workspace):
-    other = Job.objects.create(kind="generation", workspace=WorkspaceFactory(), params={})
+    other = JobFactory(kind="generation", workspace=WorkspaceFactory(), params={})
     assert admin_client_api.get(f"/api/v1/generation-jobs/{other.pk}/").status_code == 404
     assert admin_client_api.post(f"/api/v1/generation-jobs/{other.pk}/cancel/").status_code == 404
 
@@ -168,9 +176,8 @@ def test_endpoint_in_use_is_not_deleted(admin_client_api, workspace, llm_endpoin
     r = admin_client_api.delete(f"/api/v1/endpoints/{ep.pk}/")
     assert r.status_code == 400 and f"running generation job(s) {job.pk}" in r.json()["endpoint"][0]
     Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
-    from judging.models import Judge
 
-    Judge.objects.create(workspace=workspace, name="j1", endpoint=ep)
+    JudgeFactory(workspace=workspace, name="j1", endpoint=ep)
     r = admin_client_api.delete(f"/api/v1/endpoints/{ep.pk}/")
     assert r.status_code == 400 and "still used by" in r.json()["endpoint"][0]
     assert Endpoint.objects.filter(pk=ep.pk).exists()

@@ -6,111 +6,16 @@ exact counts: n responses per prompt, no duplicates, nothing lost (acks_late + r
 a short Redis visibility timeout so the unacknowledged chunk is redelivered within seconds), and
 that nothing stored before the kill is requested again.
 """
-import os
 import signal
-import subprocess
-import sys
-import time
-import uuid
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from annotation.models import Job, JobChunk, Record
-from annotation.tasks import job_chunk_run
 from generation.models import GenerationOutput
 from generation.services import generation_job_create
+from tests.workers import enqueue_chunks, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = quote(s.get("USER") or "", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    host = s.get("HOST") or "127.0.0.1"
-    port = s.get("PORT") or 5432
-    return f"postgres://{auth}@{host}:{port}/{s['NAME']}"  # the TEST database this test runs in
-
-
-@pytest.fixture
-def worker_queue(redis_url):
-    queue = f"{settings.PREFLAB_CPU_QUEUE}-gen-{uuid.uuid4().hex[:8]}"
-    yield queue
-    import redis
-
-    r = redis.Redis.from_url(redis_url)
-    r.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-
-
-class Workers:
-    def __init__(self, redis_url: str, queue: str):
-        self.redis_url, self.queue = redis_url, queue
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, *, visibility_timeout: int = 3600) -> subprocess.Popen:
-        env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": self.redis_url,
-               "REDIS_URL": self.redis_url, "PREFLAB_CPU_QUEUE": self.queue,
-               "CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout), "PREFLAB_LLM_BACKOFF": "0.01",
-               "PREFLAB_LLM_BACKOFF_MAX": "0.2", "CONN_MAX_AGE": "0", "DJANGO_SETTINGS_MODULE": "tests.generation.worker_settings"}
-        env.pop("CELERY_TASK_ALWAYS_EAGER", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "preflab", "worker", "-Q", self.queue, "-c", "2",
-             "--pool", "threads", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"gen-{uuid.uuid4().hex[:6]}@%h", "-l", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-
-    def stderr_tail(self) -> str:
-        out = []
-        for proc in self.procs:
-            if proc.poll() is not None and proc.stderr:
-                out.append(proc.stderr.read().decode(errors="replace")[-3000:])
-        return "\n".join(out)
-
-
-@pytest.fixture
-def workers(redis_url, worker_queue):
-    w = Workers(redis_url, worker_queue)
-    yield w
-    w.stop()
-
-
-def _enqueue(job: Job, redis_url: str, queue: str) -> None:
-    from preflab.celery import app
-
-    with app.connection_for_write(url=redis_url) as conn:
-        for index in job.chunks.values_list("index", flat=True):
-            job_chunk_run.apply_async(args=[job.pk, index], queue=queue, connection=conn)
-
-
-def _wait(job: Job, until, timeout: float, workers: Workers) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if until(job):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"timed out: job {job.status} done={job.done}/{job.total} failed={job.failed} "
-                         f"error={job.error!r}\nworker stderr:\n{workers.stderr_tail()}")
-
 
 def _prompts(tmp_path, count: int) -> str:
     path = tmp_path / "prompts.jsonl"
@@ -126,8 +31,8 @@ def test_a_real_worker_runs_a_job_end_to_end(require_postgres, redis_url, worker
                                 chunk_size=10, prompts_source={"file": _prompts(tmp_path, 30)}, start=False)
     assert job.queue == worker_queue and job.chunks.count() == 3
     workers.start()
-    _enqueue(job, redis_url, worker_queue)
-    job = _wait(job, lambda j: not j.is_active, 45, workers)
+    enqueue_chunks(job, redis_url, worker_queue)
+    job = wait_for(job, lambda j: not j.is_active, 45, workers)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.done == 60 and job.failed == 0 and job.tokens > 0
     records = list(Record.objects.filter(dataset=job.dataset))
@@ -145,8 +50,8 @@ def test_worker_killed_mid_job_loses_and_duplicates_nothing(require_postgres, re
                                 strategy="samples", temperatures=[0.3, 0.9], chunk_size=20,
                                 prompts_source={"file": _prompts(tmp_path, 40)}, start=False)
     first = workers.start(visibility_timeout=4)
-    _enqueue(job, redis_url, worker_queue)
-    job = _wait(job, lambda j: j.done >= 12, 30, workers)  # mid-way: ~2 s of a ~6 s job
+    enqueue_chunks(job, redis_url, worker_queue)
+    job = wait_for(job, lambda j: j.done >= 12, 30, workers)  # mid-way: ~2 s of a ~6 s job
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     job.refresh_from_db()
@@ -155,7 +60,7 @@ def test_worker_killed_mid_job_loses_and_duplicates_nothing(require_postgres, re
     assert 0 < len(stored) < 80
     requests_at_kill = llm_server.count
     workers.start(visibility_timeout=4)
-    job = _wait(job, lambda j: not j.is_active, 50, workers)
+    job = wait_for(job, lambda j: not j.is_active, 50, workers)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.done == 80 and job.failed == 0
     assert GenerationOutput.objects.filter(job=job).count() == 80

@@ -16,6 +16,7 @@ from generation.services import (
     slot_plan,
 )
 from tests.factories import DatasetFactory, RecordFactory
+from tests.helpers import chunk_run_again
 
 pytestmark = pytest.mark.django_db
 
@@ -295,3 +296,35 @@ def test_the_prompts_are_read_once_and_handed_to_the_plan(workspace, llm_endpoin
 
     assert job_handler_for("generation").plan(job) == [{"prompts": c.spec["prompts"]} for c in job.chunks.all()]
     assert len(reads) == 2
+
+
+def test_a_duplicate_run_of_a_chunk_still_going_when_the_job_finished_counts_nothing_again(
+        workspace, llm_endpoint, prompt_file, llm_server):
+    """A redelivered copy of a chunk that passed the "not done yet" check while the first copy ran
+    goes on after the first finished the job: it counts nothing again (the job's counts came from
+    the outputs)."""
+    target = DatasetFactory(workspace=workspace)
+    job = generation_job_create(workspace=workspace, dataset=target, endpoints=[llm_endpoint(), llm_endpoint()], n=2, chunk_size=6,
+                                prompts_source={"file": prompt_file}, start=False)
+    run(job)
+    job.refresh_from_db()
+    assert (job.status, job.done, job.failed) == (Job.Status.SUCCEEDED, 24, 0)
+    chunk_run_again(job, 1)  # the straggling copy
+    job.refresh_from_db()
+    assert (job.done, job.failed) == (24, 0)
+    assert GenerationOutput.objects.filter(job=job).count() == 24
+    assert llm_server.count == 24
+
+
+def test_storing_outputs_counts_only_the_slots_it_inserted(workspace):
+    """Two copies of a chunk may store the same slot; only the copy that inserted it counts it."""
+    from generation.services.handler import _outputs_insert
+    from tests.factories import JobFactory
+
+    job = JobFactory(kind="generation", workspace=workspace)
+    row = {"prompt_key": "k", "slot": 0, "endpoint": "e", "model": "m", "params": {}, "text": "t",
+           "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1, "latency_s": 0.1}
+    rows = [(dict(row, slot=slot), 1) for slot in range(3)]
+    assert _outputs_insert(job_id=job.pk, rows=rows) == 3
+    assert _outputs_insert(job_id=job.pk, rows=[*rows, (dict(row, slot=3), 1)]) == 1
+    assert GenerationOutput.objects.filter(job=job).count() == 4

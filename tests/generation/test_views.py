@@ -5,9 +5,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from annotation.jobs import job_run_inline
-from annotation.models import Job, JobError, Record
+from annotation.models import Job, Record
 from generation.models import Endpoint
 from generation.services import generation_job_create
+from tests.factories import JobErrorFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +84,7 @@ def test_errors_are_shown_escaped(web, workspace, llm_endpoint, llm_server):
     ep = llm_endpoint(max_retries=0)
     job = generation_job_create(workspace=workspace, dataset_name="esc", endpoints=[ep], strategy="samples",
                                 prompts_source={"file": _file(b'{"prompt": "a"}\n')}, start=False)
-    JobError.objects.create(job=job, item="1#0", error="<script>alert(1)</script>")
+    JobErrorFactory(job=job, item="1#0", error="<script>alert(1)</script>")
     page = web.get(f"/jobs/{job.pk}/").content.decode()
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
 
@@ -94,7 +95,7 @@ def test_annotator_and_other_workspace_cannot_see(annotator, workspace):
     c = Client()
     c.force_login(annotator)
     assert c.get("/generation/").status_code == 403
-    other = Job.objects.create(kind="generation", workspace=WorkspaceFactory(), params={})
+    other = JobFactory(kind="generation", workspace=WorkspaceFactory(), params={})
     assert c.get(f"/generation/jobs/{other.pk}/").status_code == 404
     assert c.get(f"/jobs/{other.pk}/").status_code == 404
 
@@ -102,9 +103,8 @@ def test_annotator_and_other_workspace_cannot_see(annotator, workspace):
 def _file(content: bytes) -> str:
     import tempfile
 
-    f = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False)
-    f.write(content)
-    f.close()
+    with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
+        f.write(content)
     return f.name
 
 

@@ -9,8 +9,8 @@ from annotation.jobs import job_run_inline
 from annotation.models import Record
 from generation.backends import vllm_offline
 from generation.llm import ChatRequest, chat_many
-from generation.models import Endpoint
 from generation.services import generation_job_create
+from tests.factories import EndpointFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -71,10 +71,10 @@ def fake_vllm(monkeypatch):
 
 
 def test_one_generate_call_per_chunk_with_chat_template(workspace, fake_vllm):
-    ep = Endpoint.objects.create(workspace=workspace, name="local", backend="vllm_offline", model="org/tiny-chat",
-                                 system_prompt="Be kind.",
-                                 params={"temperature": 0.6, "top_p": 0.9, "top_k": 40, "max_tokens": 256,
-                                         "stop": "###", "engine": {"max_model_len": 4096}})
+    ep = EndpointFactory(workspace=workspace, name="local", backend="vllm_offline", model="org/tiny-chat",
+                         system_prompt="Be kind.",
+                         params={"temperature": 0.6, "top_p": 0.9, "top_k": 40, "max_tokens": 256,
+                                 "stop": "###", "engine": {"max_model_len": 4096}})
     reqs = [ChatRequest(key=f"k{i}", messages=[{"role": "user", "content": f"q{i}"}]) for i in range(3)]
     reqs.append(ChatRequest(key="hot", messages=[{"role": "user", "content": "q9"}], params={"temperature": 1.1, "seed": 5}))
     results = chat_many(ep, reqs)
@@ -96,8 +96,8 @@ def test_one_generate_call_per_chunk_with_chat_template(workspace, fake_vllm):
 def test_samples_strategy_folds_into_n(workspace, fake_vllm, tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
-    ep = Endpoint.objects.create(workspace=workspace, name="gpu", backend="vllm_offline", model="m",
-                                 params={"temperature": 0.8})
+    ep = EndpointFactory(workspace=workspace, name="gpu", backend="vllm_offline", model="m",
+                         params={"temperature": 0.8})
     job = generation_job_create(workspace=workspace, dataset_name="vllm-ds", endpoints=[ep], strategy="samples", n=3,
                                 prompts_source={"file": str(path)}, start=False)
     assert job.queue == "gpu"  # settings.PREFLAB_GPU_QUEUE

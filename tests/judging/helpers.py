@@ -6,6 +6,7 @@ import re
 
 from annotation.models import Question, Record
 from judging.services import judge_create
+from tests.factories import RecordFactory
 
 TEXT_RE = re.compile(r"<Text (\d+)>\n(.*?)\n</Text \1>", re.DOTALL)
 
@@ -55,8 +56,8 @@ def make_judge(workspace, endpoint, name="uf", **kw):
 
 
 def add_records(dataset, rows: list[dict]) -> list[Record]:
-    return [Record.objects.create(dataset=dataset, external_id=f"r{i}", fields=row.get("fields", row),
-                                  metadata=row.get("metadata", {}))
+    return [RecordFactory(dataset=dataset, external_id=f"r{i}", fields=row.get("fields", row),
+                          metadata=row.get("metadata", {}))
             for i, row in enumerate(rows)]
 
 

@@ -12,7 +12,7 @@ from annotation.models import Job, Membership, Record, Suggestion
 from judging.models import Judge
 from judging.services import judge_job_create
 from tests.conftest import client_for
-from tests.factories import DatasetFactory, MembershipFactory, UserFactory, WorkspaceFactory
+from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, UserFactory, WorkspaceFactory
 from tests.judging.helpers import content_rater, make_judge
 
 pytestmark = pytest.mark.django_db
@@ -71,12 +71,13 @@ def test_permissions_other_workspace_404_annotator_403(workspace, dataset, admin
     assert Client().get("/api/v1/judges/").status_code in (401, 403)
 
 
-def test_job_api_create_detail_cancel_resume(workspace, dataset, admin_client_api, llm_endpoint, django_capture_on_commit_callbacks, monkeypatch):
+def test_job_api_create_detail_cancel_resume(workspace, dataset, admin_client_api, llm_endpoint,
+                                             django_capture_on_commit_callbacks, monkeypatch):
     sent = []
     monkeypatch.setattr("annotation.tasks.job_chunk_run.apply_async", lambda args, queue: sent.append((args, queue)))
     judge = make_judge(workspace, llm_endpoint())
-    recs = [Record.objects.create(dataset=dataset, external_id=f"a{i}",
-                                  fields={"prompt": "Q", "response-1": "x", "response-2": "y"}) for i in range(3)]
+    recs = [RecordFactory(dataset=dataset, external_id=f"a{i}",
+                          fields={"prompt": "Q", "response-1": "x", "response-2": "y"}) for i in range(3)]
     with django_capture_on_commit_callbacks(execute=True):
         r = admin_client_api.post("/api/v1/judge-jobs/", {"dataset": dataset.pk, "judge": judge.name,
                                                           "records": [recs[0].pk, recs[2].pk]}, format="json")
@@ -108,7 +109,7 @@ def test_job_api_runs_through_celery_eager(workspace, dataset, admin_client_api,
 
     llm_server.responder = content_rater("json")
     judge = make_judge(workspace, llm_endpoint())
-    Record.objects.create(dataset=dataset, external_id="e", fields={"prompt": "Q", "response-1": "BAD", "response-2": "GOOD"})
+    RecordFactory(dataset=dataset, external_id="e", fields={"prompt": "Q", "response-1": "BAD", "response-2": "GOOD"})
     app.conf.task_always_eager = True
     try:
         with django_capture_on_commit_callbacks(execute=True):
@@ -175,7 +176,7 @@ def test_pages_judge_create_launch_and_progress(workspace, dataset, admin_user, 
     assert r.status_code == 302
     judge = Judge.objects.get(name="ui-judge")
     assert judge.aspect == "honesty" and judge.params == {"temperature": 0}
-    Record.objects.create(dataset=dataset, external_id="u", fields={
+    RecordFactory(dataset=dataset, external_id="u", fields={
         "prompt": "Q", "response-1": "<script>alert(1)</script> GOOD", "response-2": "BAD"})
     r = web.post("/judging/jobs/new/", {"dataset": dataset.pk, "judge": judge.pk})
     assert r.status_code == 302
@@ -205,8 +206,8 @@ def test_cli_judge_with_inline_judge_and_progress(workspace, dataset, llm_server
     llm_server.responder = content_rater("json")
     endpoint = llm_endpoint()
     for i in range(3):
-        Record.objects.create(dataset=dataset, external_id=f"cli{i}",
-                              fields={"prompt": "Q", "response-1": "GOOD", "response-2": "OK"})
+        RecordFactory(dataset=dataset, external_id=f"cli{i}",
+                      fields={"prompt": "Q", "response-1": "GOOD", "response-2": "OK"})
     out, err = io.StringIO(), io.StringIO()
     call_command("judge", "--dataset", str(dataset.pk), "--endpoint", endpoint.name, "--aspect", "truthfulness",
                  stdout=out, stderr=err)
@@ -252,8 +253,8 @@ def test_outputs_api_shows_raw_text_and_parse_errors(workspace, dataset, admin_c
                                                      llm_endpoint, admin_user):
     llm_server.responder = lambda body: "Text 1: 4\nText 2: N/A"
     judge = make_judge(workspace, llm_endpoint(), max_parse_retries=1)
-    rec = Record.objects.create(dataset=dataset, external_id="o", fields={"prompt": "Q", "response-1": "a",
-                                                                          "response-2": "b"})
+    rec = RecordFactory(dataset=dataset, external_id="o", fields={"prompt": "Q", "response-1": "a",
+                                                                  "response-2": "b"})
     job = job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False))
     r = admin_client_api.get(f"/api/v1/judge-jobs/{job.pk}/outputs/?errors=1&record={rec.pk}")
     assert r.status_code == 200

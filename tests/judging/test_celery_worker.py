@@ -2,59 +2,30 @@
 "judge" handler is registered in the worker process (JudgingConfig.ready) and a killed worker's
 chunk is redelivered without duplicating outputs, verdicts or suggestions.
 
-Reuses the worker harness of tests/generation/test_celery_worker.py (one mechanism)."""
+The worker harness is tests/workers.py, shared with the generation worker tests."""
 import signal
 
 import pytest
 
-from annotation.models import Job, Record, Suggestion
+from annotation.models import Job, Suggestion
 from judging.models import JudgeOutput, JudgeVerdict
 from judging.services import judge_job_create
-from tests.generation.test_celery_worker import Workers, _enqueue, _wait
+from tests.factories import RecordFactory
 from tests.judging.helpers import content_rater, make_judge
+from tests.workers import enqueue_chunks, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def judge_queue(redis_url):
-    import uuid
-
-    import redis
-    from django.conf import settings
-
-    queue = f"{settings.PREFLAB_CPU_QUEUE}-judge-{uuid.uuid4().hex[:8]}"
-    yield queue
-    redis.Redis.from_url(redis_url).delete(queue)
-
-
-@pytest.fixture
-def judge_workers(redis_url, judge_queue):
-    w = Workers(redis_url, judge_queue)
-    yield w
-    w.stop()
-
-
-def _enqueue_unfinished(job, redis_url, queue):
-    from annotation.models import JobChunk
-    from annotation.tasks import job_chunk_run
-    from preflab.celery import app
-
-    with app.connection_for_write(url=redis_url) as conn:
-        for index in job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True):
-            job_chunk_run.apply_async(args=[job.pk, index], queue=queue, connection=conn)
-
-
 def _records(dataset, n):
     for i in range(n):
-        Record.objects.create(dataset=dataset, external_id=f"w{i}", fields={
+        RecordFactory(dataset=dataset, external_id=f"w{i}", fields={
             "prompt": f"Q{i}", "response-1": "GOOD" if i % 2 else "BAD", "response-2": "BAD" if i % 2 else "GOOD"})
 
 
-def test_a_real_worker_judges_a_dataset_and_survives_sigkill(require_postgres, redis_url, judge_queue, judge_workers,
+def test_a_real_worker_judges_a_dataset_and_survives_sigkill(require_postgres, redis_url, worker_queue, workers,
                                                              workspace, dataset, llm_endpoint, llm_server,
                                                              monkeypatch):
-    worker_queue, workers = judge_queue, judge_workers
     monkeypatch.setenv("PREFLAB_JUDGE_FLUSH_SECONDS", "0.1")  # the workers write (and report) every 0.1 s
     llm_server.responder = content_rater("json")
     llm_server.latency = 0.2
@@ -63,8 +34,8 @@ def test_a_real_worker_judges_a_dataset_and_survives_sigkill(require_postgres, r
     job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, chunk_size=10, start=False)
     assert job.queue == worker_queue and job.chunks.count() == 4
     first = workers.start(visibility_timeout=3)
-    _enqueue(job, redis_url, worker_queue)
-    _wait(job, lambda j: j.done >= 4, 30, workers)
+    enqueue_chunks(job, redis_url, worker_queue)
+    wait_for(job, lambda j: j.done >= 4, 30, workers)
     first.send_signal(signal.SIGKILL)  # mid-chunk
     first.wait(10)
     job.refresh_from_db()
@@ -73,9 +44,9 @@ def test_a_real_worker_judges_a_dataset_and_survives_sigkill(require_postgres, r
     # Redis hands the killed worker's unacknowledged chunks back after the visibility timeout (kombu's
     # restore sweep can take a while); send the unfinished chunks again as well, as an operator
     # would: a chunk delivered twice must not duplicate anything either.
-    _enqueue_unfinished(job, redis_url, worker_queue)
+    enqueue_chunks(job, redis_url, worker_queue, unfinished_only=True)
     try:
-        job = _wait(job, lambda j: not j.is_active, 60, workers)
+        job = wait_for(job, lambda j: not j.is_active, 60, workers)
     except AssertionError as exc:
         chunks = list(job.chunks.values_list("index", "status", "done", "failed", "attempts"))
         raise AssertionError(f"{exc}\nchunks: {chunks}") from None

@@ -5,6 +5,7 @@ from annotation.jobs import job_run_inline
 from annotation.models import JobError, Suggestion
 from judging.models import JudgeOutput, JudgeVerdict
 from judging.services import judge_job_create
+from tests.helpers import chunk_run_again
 from tests.judging.helpers import add_records, content_rater, make_judge, ratings_as_json, shown_texts
 
 pytestmark = pytest.mark.django_db
@@ -234,3 +235,86 @@ def test_retry_judges_the_failed_records_again_and_keeps_the_failed_output(works
     assert "can't help" in out.failed_attempts[0]["text"]
     with pytest.raises(Exception, match="no failed records; nothing to resume"):
         job_retry_failed(job=job)
+
+
+def test_a_duplicate_run_of_a_chunk_still_going_when_the_job_finished_counts_nothing_again(
+        workspace, dataset, llm_server, llm_endpoint):
+    """The flake of the real-worker test (done 50 != 40): a redelivered copy of a chunk (acks_late after
+    a SIGKILL, or sent twice) passed the "not done yet" check while the first copy was running; the
+    first copy finished the job (counts from the verdicts), then the second went on and counted the
+    chunk's verdicts on top."""
+    from annotation.models import Job
+
+    llm_server.responder = content_rater("json")
+    judge = make_judge(workspace, llm_endpoint())
+    add_records(dataset, [{"prompt": f"Q{i}", "response-1": "GOOD", "response-2": "BAD"} for i in range(5)])
+    job = _run(workspace, dataset, judge)
+    assert (job.status, job.done, job.failed) == (Job.Status.SUCCEEDED, 5, 0)
+    chunk_run_again(job, 0)  # the straggling copy
+    job.refresh_from_db()
+    assert (job.done, job.failed) == (5, 0)
+    assert JudgeVerdict.objects.filter(job=job).count() == 5
+    assert llm_server.count == 5
+
+
+def test_a_chunk_redelivered_while_its_first_copy_finishes_the_job_is_a_no_op(
+        workspace, dataset, llm_server, llm_endpoint, monkeypatch):
+    """The second copy passed the unlocked "not done" check; the first copy then finished the chunk
+    and the job. The second copy must not reset the finished job's counters nor run the chunk."""
+    from annotation import jobs
+    from annotation.models import Job
+
+    llm_server.responder = content_rater("json")
+    judge = make_judge(workspace, llm_endpoint())
+    add_records(dataset, [{"prompt": f"Q{i}", "response-1": "GOOD", "response-2": "BAD"} for i in range(5)])
+    job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False)
+    real_handler_for, raced = jobs.job_handler_for, []
+
+    def first_copy_finishes_meanwhile(kind):
+        if not raced:
+            raced.append("racing")
+            raced[0] = jobs.job_chunk_execute(job_id=job.pk, index=0)
+        return real_handler_for(kind)
+
+    monkeypatch.setattr(jobs, "job_handler_for", first_copy_finishes_meanwhile)
+    assert jobs.job_chunk_execute(job_id=job.pk, index=0) == "done-already"
+    assert raced == ["ok"]
+    job.refresh_from_db()
+    assert (job.status, job.done, job.failed) == (Job.Status.SUCCEEDED, 5, 0)
+    assert job.chunks.get(index=0).attempts == 1
+    assert llm_server.count == 5
+
+
+def test_a_copy_of_a_chunk_flushing_between_the_other_copys_reset_and_plan_is_counted_once(
+        workspace, dataset, llm_server, llm_endpoint, monkeypatch):
+    """Two copies of one chunk at once: the first writes its verdicts after the second reset the
+    chunk's counters but before the second looked for verdicts already written. The job's counters
+    never exceed the verdicts."""
+    from annotation.jobs import ChunkContext, job_chunk_execute
+    from generation.llm import chat_many
+    from judging import services
+
+    monkeypatch.setattr(services, "FLUSH_SECONDS", 3600.0)  # the first copy writes when the test says so
+    llm_server.responder = content_rater("json")
+    judge = make_judge(workspace, llm_endpoint())
+    add_records(dataset, [{"prompt": f"Q{i}", "response-1": "GOOD", "response-2": "BAD"} for i in range(4)])
+    job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False)
+    chunk = job.chunks.get(index=0)
+    first = services._ChunkRun(job, chunk, ChunkContext(job, chunk))
+    todo = first.plan()
+    chat_many(first.judge.endpoint, [first.request_for(p, key) for p, key in todo], on_result=first.on_result)
+    real_plan, seen = services._ChunkRun.plan, {}
+
+    def plan_after_the_first_copy_wrote(run):
+        first.flush()
+        todo = real_plan(run)
+        job.refresh_from_db()
+        seen["done"], seen["verdicts"] = job.done, JudgeVerdict.objects.filter(job=job).count()
+        return todo
+
+    monkeypatch.setattr(services._ChunkRun, "plan", plan_after_the_first_copy_wrote)
+    assert job_chunk_execute(job_id=job.pk, index=0) == "ok"
+    assert seen == {"done": 4, "verdicts": 4}
+    job.refresh_from_db()
+    assert (job.done, job.failed) == (4, 0)
+    assert llm_server.count == 4

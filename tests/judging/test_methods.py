@@ -8,10 +8,11 @@ import pytest
 
 from annotation.imports import pairs_dataset_create, pairs_import
 from annotation.jobs import ChunkContext, job_resume, job_run_inline
-from annotation.models import Dataset, Question, Record, Suggestion
+from annotation.models import Dataset, Record, Suggestion
 from judging.models import JudgeVerdict
 from judging.selectors import cleaning_flips
 from judging.services import judge_job_create
+from tests.factories import QuestionFactory, RecordFactory
 from tests.judging.helpers import content_rater, make_judge, rate_by_content, shown_texts, user_prompt
 
 pytestmark = pytest.mark.django_db
@@ -31,14 +32,14 @@ def pairwise_responder(body):
 
 
 def test_pairwise_both_orders_consistent_inconsistent_and_position_bias(workspace, dataset, llm_server, llm_endpoint):
-    Question.objects.create(dataset=dataset, name="which", kind="rating", position=1,
-                            options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
+    QuestionFactory(dataset=dataset, name="which", kind="rating", position=1,
+                    options={"values": [0, 1, 2], "compares": ["response-1", "response-2"]})
     llm_server.responder = pairwise_responder
     endpoint = llm_endpoint(supports_json_schema=False)
     judge = make_judge(workspace, endpoint, name="pw", method="pairwise")
     rows = [("GOOD one", "BAD one"), ("BAD one", "GOOD one"), ("BIAS x", "BIAS y"), ("TIE", "TIE")]
-    recs = [Record.objects.create(dataset=dataset, external_id=f"p{i}",
-                                  fields={"prompt": "Q", "response-1": a, "response-2": b})
+    recs = [RecordFactory(dataset=dataset, external_id=f"p{i}",
+                          fields={"prompt": "Q", "response-1": a, "response-2": b})
             for i, (a, b) in enumerate(rows)]
     job = job_run_inline(job=judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False))
     assert job.status == "succeeded" and job.done == 4
@@ -72,7 +73,7 @@ def test_pairwise_both_orders_consistent_inconsistent_and_position_bias(workspac
 
 
 def test_several_judges_disagreeing_raise_priority(workspace, dataset, llm_server, llm_endpoint):
-    (rec,) = [Record.objects.create(dataset=dataset, external_id="d", fields={
+    (rec,) = [RecordFactory(dataset=dataset, external_id="d", fields={
         "prompt": "Q", "response-1": "GOOD a", "response-2": "OK b"})]
     llm_server.responder = content_rater("json")
     j1 = make_judge(workspace, llm_endpoint(), name="j1")
@@ -167,8 +168,8 @@ def test_cancel_then_resume_finishes_exactly_once(workspace, dataset, llm_server
     llm_server.latency = 0.1
     judge = make_judge(workspace, llm_endpoint(max_concurrency=2))
     for i in range(20):
-        Record.objects.create(dataset=dataset, external_id=f"c{i}",
-                              fields={"prompt": "Q", "response-1": "GOOD", "response-2": f"BAD {i}"})
+        RecordFactory(dataset=dataset, external_id=f"c{i}",
+                      fields={"prompt": "Q", "response-1": "GOOD", "response-2": f"BAD {i}"})
     job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, chunk_size=10, start=False)
     original = ChunkContext.check_cancelled
 

@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.helpers import need
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-REQUIRE_SERVICES = os.environ.get("PREFLAB_REQUIRE_SERVICES") == "1"
 
 # Variables a developer's shell or the CI may set that must not leak into a "production" subprocess.
 _STRIP = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
@@ -55,8 +54,5 @@ def free_port() -> int:
 
 
 def need_tool(path: str | None, what: str) -> str:
-    if path:
-        return path
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{what} is required in this run (PREFLAB_REQUIRE_SERVICES=1) but is not installed")
-    pytest.skip(f"{what} not installed")
+    need(bool(path), what, missing="not installed")
+    return path

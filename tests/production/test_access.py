@@ -109,7 +109,6 @@ ROUTES = discover_routes()
 
 class World:
     def __init__(self):
-        User = get_user_model()
         self.ws_a = Workspace.objects.create(name=f"ws-A-{MARK}")
         self.ws_b = Workspace.objects.create(name="ws-B-plain")
         self.admin_a = UserFactory(username="admin-a", first_name=MARK)

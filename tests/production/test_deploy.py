@@ -314,7 +314,6 @@ def test_every_page_renders_with_the_production_static_storage(db, settings, tmp
 
     from .test_access import ROUTES, World
 
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.STATIC_ROOT = str(tmp_path / "static")
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": dockerfile_env()["STATICFILES_STORAGE"]}}

@@ -70,7 +70,6 @@ def _describe(case, response) -> str:
 
 
 def test_api_conforms_to_its_schema(wsgi_in_test_transaction, settings, request):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
     world = World()
     request.addfinalizer(world.close)

@@ -177,7 +177,6 @@ def test_import_endpoints_answer_413_over_the_upload_limit_before_reading(db, se
     from tests.production.test_access import World
 
     settings.PREFLAB_MAX_UPLOAD_BYTES = 10_000
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     world = World()
     request.addfinalizer(world.close)
     routes = _upload_routes()
