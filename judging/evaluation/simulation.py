@@ -546,6 +546,13 @@ def _answers_of(annotator: SimulatedAnnotator, dataset_id: int) -> tuple[int, in
     return (qs.filter(status=Response.Status.SUBMITTED).count(), qs.filter(status=Response.Status.DISCARDED).count())
 
 
+def _answers_since_plan(annotator: SimulatedAnnotator, dataset_id: int, spec: dict) -> tuple[int, int]:
+    """What the annotator of a chunk answered since the job planned it: (submitted, discarded)."""
+    submitted, discarded = _answers_of(annotator, dataset_id)
+    return (max(0, submitted - spec.get("baseline_submitted", 0)),
+            max(0, discarded - spec.get("baseline_discarded", 0)))
+
+
 class SimulationInterrupted(RuntimeError):
     """A simulated annotator's judge could not be reached; the chunk is retried later."""
 
@@ -578,10 +585,11 @@ class SimulationJobHandler:
             ctx.error(item=f"annotator {chunk.spec['annotator']}", error="the simulated annotator was deleted")
             return
         dataset = job.dataset
-        submitted, discarded = _answers_of(annotator, dataset.pk)
-        done_before = max(0, submitted - chunk.spec.get("baseline_submitted", 0))
-        failed_before = max(0, discarded - chunk.spec.get("baseline_discarded", 0))
-        ctx.progress(done=done_before, failed=failed_before)
+        # what an earlier run answered counts from the responses, under the chunk's lock (a second copy
+        # of this chunk running at the same time cannot count the same answers again)
+        found: list[tuple[int, int]] = []
+        ctx.counts_set(lambda: found.append(_answers_since_plan(annotator, dataset.pk, chunk.spec)) or found[-1])
+        done_before, failed_before = found[-1]
         cap = job.params.get("max_records")
         remaining = None if cap is None else max(0, cap - done_before - failed_before)
 
@@ -601,8 +609,16 @@ class SimulationJobHandler:
             raise SimulationInterrupted("; ".join(f"{k}: {v}" for k, v in result.interrupted.items()))
 
     def finish(self, job: Job) -> None:
+        # The counters are recounted from the responses: two copies of a chunk that ran at once after
+        # a worker was killed (redelivery) may both have counted the answers they saw.
+        annotators = {a.pk: a for a in SimulatedAnnotator.objects.filter(pk__in=job.params.get("annotators") or [])}
+        job.done = job.failed = 0
+        for spec in job.chunks.values_list("spec", flat=True):
+            if spec.get("annotator") in annotators:
+                done, failed = _answers_since_plan(annotators[spec["annotator"]], job.dataset_id, spec)
+                job.done, job.failed = job.done + done, job.failed + failed
         per = {}
-        for a in SimulatedAnnotator.objects.filter(pk__in=job.params.get("annotators") or []):
+        for a in annotators.values():
             submitted, discarded = _answers_of(a, job.dataset_id)
             per[a.name] = {"submitted_total": submitted, "discarded_total": discarded}
         job.result = {"annotators": per, "submitted": job.done, "discarded": job.failed}
