@@ -17,6 +17,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation import access
+from annotation.agreement import DEFAULT_SCORING_RULE, SCORING_RULES
 from annotation.apis import StrictInputSerializer
 from annotation.exports import jsonl_chunks
 from annotation.jobs import job_run_inline, job_summary
@@ -37,6 +38,8 @@ from .simulation import (
     simulation_job_create,
 )
 
+# a 400 names the field and the reason, a 404 an object out of reach
+_ERRORS = {400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT}
 API_MAX_PAIRS = 5000  # annotate-pairs answers synchronously; the CLI takes more
 
 
@@ -81,15 +84,27 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:80] or "dataset"
 
 
+def _scoring_rule(params) -> str:
+    rule = params.get("scoring_rule") or DEFAULT_SCORING_RULE
+    if rule not in SCORING_RULES:
+        raise serializers.ValidationError({"scoring_rule": [f"must be one of {', '.join(SCORING_RULES)}"]})
+    return rule
+
+
 # --- agreement -------------------------------------------------------------------------------------
 
 class DatasetAgreementApi(APIView):
-    """GET /datasets/{id}/agreement/: agreement figures of a dataset (see annotation.agreement)."""
+    """GET /datasets/{id}/agreement/?scoring_rule=preflab|zero_one|absolute: agreement figures of a dataset (see
+    annotation.agreement; default rule "preflab", AlpacaEval's rules by their names)."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **_ERRORS}, parameters=[
+        OpenApiParameter("scoring_rule", str, enum=list(SCORING_RULES), description=(
+            "preflab (default): a tie against a preference scores 0, a tied majority 0.5; AlpacaEval's zero_one / "
+            "absolute: a tied majority broken as AlpacaEval breaks it, and under absolute a tie against a "
+            "preference scores 0.5"))])
     def get(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
-        return ApiResponse(dataset_agreement(dataset))
+        return ApiResponse(dataset_agreement(dataset, scoring_rule=_scoring_rule(request.query_params)))
 
 
 # --- leaderboards and arena ratings --------------------------------------------------------------------
@@ -110,8 +125,7 @@ def _arena_response(arena: dict, fmt: str, filename: str):
     return ApiResponse(arena)
 
 
-# JSON, or CSV with ?format=csv; a 400 names the field and the reason, a 404 an object out of reach.
-_ERRORS = {400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT}
+# JSON, or CSV with ?format=csv.
 _BOARD_RESPONSES = {(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR, **_ERRORS}
 _UPLOAD_RESPONSES = {**_BOARD_RESPONSES, 413: OpenApiTypes.OBJECT, 415: OpenApiTypes.OBJECT}
 _LC_PARAMETERS = [
