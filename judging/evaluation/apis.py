@@ -25,6 +25,7 @@ from annotation.jobs import job_run_inline, job_summary
 from ..selectors import judge_by_ref
 from .bestofn import best_of_n_params, best_of_n_rows
 from .battles import alpaca_eval_arena, arena_csv, bootstrap_param, dataset_arena
+from .checks import dataset_checks
 from .difficulty import difficulty_parse
 from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
 from .models import SimulatedAnnotator
@@ -105,6 +106,17 @@ class DatasetAgreementApi(APIView):
     def get(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         return ApiResponse(dataset_agreement(dataset, scoring_rule=_scoring_rule(request.query_params)))
+
+
+class DatasetChecksApi(APIView):
+    """GET /datasets/{id}/checks/: checks before export — how often the longer response wins (humans, simulated
+    annotators, each judge; Wilson 95% intervals) and position bias (humans, each judge). See
+    judging.evaluation.checks."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **_ERRORS})
+    def get(self, request, dataset_id: int):
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
+        return ApiResponse(dataset_checks(dataset))
 
 
 # --- leaderboards and arena ratings --------------------------------------------------------------------

@@ -7,6 +7,7 @@ urlpatterns: list = [
     path("datasets/<int:dataset_id>/agreement/", apis.DatasetAgreementApi.as_view(), name="api-dataset-agreement"),
     path("datasets/<int:dataset_id>/leaderboard/", apis.DatasetLeaderboardApi.as_view(),
          name="api-dataset-leaderboard"),
+    path("datasets/<int:dataset_id>/checks/", apis.DatasetChecksApi.as_view(), name="api-dataset-checks"),
     path("datasets/<int:dataset_id>/arena/", apis.DatasetArenaApi.as_view(), name="api-dataset-arena"),
     path("datasets/<int:dataset_id>/best-of-n/", apis.BestOfNApi.as_view(), name="api-dataset-best-of-n"),
     path("datasets/<int:dataset_id>/simulate/", apis.DatasetSimulateApi.as_view(), name="api-dataset-simulate"),

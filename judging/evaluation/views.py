@@ -13,6 +13,7 @@ from rest_framework.exceptions import APIException
 from annotation import access, selectors
 
 from .battles import alpaca_eval_arena, arena_chart, arena_matrix_rows, dataset_arena
+from .checks import dataset_length_bias
 from .difficulty import difficulty_parse
 from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, dataset_models, leaderboard_chart
 from .models import SimulatedAnnotator
@@ -60,8 +61,16 @@ def dataset_evaluation(request, dataset_id: int):
         "dataset": dataset, "agreement": agreement, "board": board, "board_errors": board_errors, "chart": chart,
         "source": source, "sources": SOURCES, "reference": board.reference if board else (reference or ""),
         "models": dataset_models(dataset), "lc": lc, **_arena_context(dataset, request.GET.get("arena_source")),
+        "length_bias": _length_bias(dataset),
         "simulated": SimulatedAnnotator.objects.filter(workspace=dataset.workspace).select_related("judge", "user"),
     })
+
+
+def _length_bias(dataset) -> dict | None:
+    try:
+        return dataset_length_bias(dataset)
+    except ValidationError:
+        return None  # no ranking question: the agreement card already says so
 
 
 def _arena_context(dataset, source: str | None) -> dict:

@@ -171,3 +171,33 @@ def test_dataset_leaderboard_post_difficulty_by_external_id(workspace, admin_use
     assert r.status_code == 400 and "bogus" in r.json()
     page = api.get(f"/api/v1/datasets/{dataset.pk}/leaderboard/?reference=ref&format=csv")
     assert "discrete_win_rate" in page.content.decode().splitlines()[0]
+
+
+def test_length_and_position_checks_show_a_length_biased_judge(workspace, admin_user):
+    from annotation.models import Question, Suggestion
+
+    dataset = DatasetFactory(workspace=workspace)
+    question = Question.objects.get(dataset=dataset, kind=Question.Kind.RANKING)
+    rater = UserFactory()
+    MembershipFactory(user=rater, workspace=workspace)
+    for i in range(20):
+        long_first = i % 2 == 0
+        rec = RecordFactory(dataset=dataset, fields={"response-1": "x" * (200 if long_first else 20),
+                                                     "response-2": "y" * (20 if long_first else 200)})
+        longer, shorter = ("response-1", "response-2") if long_first else ("response-2", "response-1")
+        human_best = longer if i % 4 < 2 and i < 10 else shorter  # humans: 6 longer, 14 shorter
+        ResponseFactory(record=rec, user=rater, values=_rank(human_best, longer if human_best == shorter else shorter),
+                        display_order=["response-1", "response-2"])
+        Suggestion.objects.create(record=rec, question=question, agent="verbose-judge",
+                                  value=[{"value": longer, "rank": 1}, {"value": shorter, "rank": 2}])
+    r = client_for(admin_user).get(f"/api/v1/datasets/{dataset.pk}/checks/")
+    assert r.status_code == 200, r.content
+    length = r.json()["length"]
+    assert length["human"]["longer_wins"] == 0.3 and length["human"]["n"] == 20
+    judge = length["judges"][0]
+    assert judge["agent"] == "verbose-judge" and judge["longer_wins"] == 1.0 and judge["ci_low"] > 0.8
+    assert r.json()["position"]["human"]["choices"] == 20
+    c = Client()
+    c.force_login(admin_user)
+    html = c.get(f"/evaluation/datasets/{dataset.pk}/").content.decode()
+    assert 'id="length-bias"' in html and "verbose-judge" in html and "100.0%" in html
