@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from rest_framework.exceptions import APIException
 
 from annotation import access, selectors
+from annotation.agreement import DEFAULT_SCORING_RULE, SCORING_RULES
 
 from .battles import alpaca_eval_arena, arena_chart, arena_matrix_rows, dataset_arena
 from .checks import dataset_length_bias
@@ -43,7 +44,8 @@ def evaluation_home(request):
 @login_required
 def dataset_evaluation(request, dataset_id: int):
     dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
-    agreement = dataset_agreement(dataset)
+    rule = request.GET.get("scoring_rule") or DEFAULT_SCORING_RULE
+    agreement = dataset_agreement(dataset, scoring_rule=rule if rule in SCORING_RULES else DEFAULT_SCORING_RULE)
     source = request.GET.get("source") or "human"
     reference = request.GET.get("reference") or None
     lc = request.GET.get("length_controlled") in ("1", "true", "on")
