@@ -550,8 +550,9 @@ def _chart_bar(row: LeaderboardRow, *, y: int, bar_height: int, lc: bool, x) -> 
                    fill="#9aa0a6" if row.is_reference else "#5b5bd6", y=y,
                    width=f"{x(value) - x(0):.1f}", text_y=f"{y + bar_height * 0.7:.1f}", value_x="")
     label_x = x(value)
-    if row.standard_error and not lc:
-        lo, hi = x(value - 1.96 * row.standard_error), x(value + 1.96 * row.standard_error)
+    se = row.lc_standard_error if lc and row.lc_win_rate is not None else row.standard_error
+    if se:
+        lo, hi = x(value - 1.96 * se), x(value + 1.96 * se)
         label_x = hi
         mid = y + bar_height / 2
         bar.error_bar = {"lo": f"{lo:.1f}", "hi": f"{hi:.1f}", "mid": f"{mid:.1f}", "top": f"{mid - 5:.1f}",
@@ -563,7 +564,7 @@ def _chart_bar(row: LeaderboardRow, *, y: int, bar_height: int, lc: bool, x) -> 
 def leaderboard_chart(board: Leaderboard, *, width: int = 640, bar_height: int = 22,
                       lc: bool = False) -> LeaderboardChart:
     """The bar chart of a leaderboard: win rate (or the length-controlled one) with +-1.96 SE error
-    bars and a dashed 50% line."""
+    bars (the LC bars: its bootstrap SE) and a dashed 50% line."""
     rows = [r for r in board.rows if r.win_rate is not None]
     label_w, pad = 180, 8
     plot_w = width - label_w - 50
