@@ -6,10 +6,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Mapping
 
-from .pairwise import AgreementAccumulator, PairAgreement, RecordDisagreement, pairwise_summary
+from .majority import DEFAULT_SCORING_RULE
+from .pairwise import (
+    AgreementAccumulator,
+    PairAgreement,
+    RecordDisagreement,
+    pairwise_summary,
+)
 from .position import PositionBias, position_bias_add
 from .rankings import ranks_from_value
-from .majority import DEFAULT_SCORING_RULE
 from .rates import Rate, median, rate_with_interval, rounded
 from .report import AgreementReport, AnnotationRow, agreement_report
 

@@ -5,7 +5,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Hashable, Iterable, Mapping, Sequence
 
-from .majority import DEFAULT_SCORING_RULE, LeaveOneOut, agreement_with_majority, krippendorff_alpha, leave_one_out_agreement, who_counts
+from .majority import (
+    DEFAULT_SCORING_RULE,
+    LeaveOneOut,
+    agreement_with_majority,
+    krippendorff_alpha,
+    leave_one_out_agreement,
+    who_counts,
+)
 from .pairwise import PairwiseAgreement, krippendorff_alpha_ordinal, pairwise_agreement
 from .position import PositionBias, position_bias_add
 from .rankings import Unit, unit_labels

@@ -23,14 +23,18 @@ from annotation.exports import jsonl_chunks
 from annotation.jobs import job_run_inline, job_summary
 
 from ..selectors import judge_by_ref
-from .bestofn import best_of_n_params, best_of_n_rows
 from .battles import alpaca_eval_arena, arena_csv, bootstrap_param, dataset_arena
+from .bestofn import best_of_n_params, best_of_n_rows
 from .checks import dataset_checks
 from .difficulty import difficulty_parse
-from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
+from .leaderboards import (
+    SOURCES,
+    alpaca_eval_leaderboard,
+    dataset_leaderboard,
+    leaderboard_csv,
+)
 from .models import SimulatedAnnotator
 from .selectors import dataset_agreement_with_judges as dataset_agreement
-from .uploads import UPLOAD_PARSERS, uploaded_input
 from .simulation import (
     pairs_annotate,
     samples_annotate,
@@ -38,6 +42,7 @@ from .simulation import (
     simulated_annotators_resolve,
     simulation_job_create,
 )
+from .uploads import UPLOAD_PARSERS, uploaded_input
 
 # a 400 names the field and the reason, a 404 an object out of reach
 _ERRORS = {400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT}
@@ -192,14 +197,14 @@ class DatasetLeaderboardApi(APIView):
 
     content_negotiation_class = _UploadNegotiation
     parser_classes = UPLOAD_PARSERS
-    PARAMETERS = [OpenApiParameter("reference", str), OpenApiParameter("source", str, enum=list(SOURCES)),
-                  OpenApiParameter("format", str, enum=["json", "csv"]), *_LC_PARAMETERS]
+    PARAMETERS = (OpenApiParameter("reference", str), OpenApiParameter("source", str, enum=list(SOURCES)),
+                  OpenApiParameter("format", str, enum=["json", "csv"]), *_LC_PARAMETERS)
 
-    @extend_schema(responses=_BOARD_RESPONSES, parameters=PARAMETERS)
+    @extend_schema(responses=_BOARD_RESPONSES, parameters=list(PARAMETERS))
     def get(self, request, dataset_id: int):
         return self._board(request, dataset_id, {})
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=_UPLOAD_RESPONSES, parameters=PARAMETERS)
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=_UPLOAD_RESPONSES, parameters=list(PARAMETERS))
     def post(self, request, dataset_id: int):
         return self._board(request, dataset_id, None)
 
@@ -211,8 +216,8 @@ class DatasetLeaderboardApi(APIView):
         if data is None:
             data = uploaded_input(request)
             if not isinstance(data, dict):
-                raise serializers.ValidationError({"body": ["must be an object with instruction_difficulty and/or "
-                                                            "gamed_annotations"]})
+                reason = "must be an object with instruction_difficulty and/or gamed_annotations"
+                raise serializers.ValidationError({"body": [reason]})
             unknown = sorted(set(data) - set(_LC_OPTIONS))
             if unknown:
                 raise serializers.ValidationError({k: ["unknown field"] for k in unknown})

@@ -23,7 +23,13 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from .arena import METHOD, ArenaResult, arena_ratings
-from .leaderboards import SOURCES, Comparison, _spreadsheet_safe, alpaca_eval_comparisons, dataset_comparisons
+from .leaderboards import (
+    SOURCES,
+    Comparison,
+    _spreadsheet_safe,
+    alpaca_eval_comparisons,
+    dataset_comparisons,
+)
 
 ARENA_CHART_TEMPLATE = "evaluation/partials/arena_chart.svg"
 MAX_BOOTSTRAP = 1000
@@ -129,7 +135,7 @@ class ArenaChart:
 def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     span = max(high - low, 1.0)
     raw = span / count
-    step = next(s * 10 ** e for e in range(0, 6) for s in (1, 2, 5) if s * 10 ** e >= raw)
+    step = next(s * 10 ** e for e in range(6) for s in (1, 2, 5) if s * 10 ** e >= raw)
     start = (low // step) * step
     return [start + i * step for i in range(int((high - start) // step) + 2)]
 

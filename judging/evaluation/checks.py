@@ -15,7 +15,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from annotation.agreement import FIRST, SECOND, field_pairs, pair_label, ranks_from_value, wilson_interval
+from annotation.agreement import (
+    FIRST,
+    SECOND,
+    field_pairs,
+    pair_label,
+    ranks_from_value,
+    wilson_interval,
+)
 from annotation.agreement.rates import rounded
 
 from .leaderboards import _compared_question, text_length

@@ -16,7 +16,13 @@ from annotation.agreement import DEFAULT_SCORING_RULE, SCORING_RULES
 from .battles import alpaca_eval_arena, arena_chart, arena_matrix_rows, dataset_arena
 from .checks import dataset_length_bias
 from .difficulty import difficulty_parse
-from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, dataset_models, leaderboard_chart
+from .leaderboards import (
+    SOURCES,
+    alpaca_eval_leaderboard,
+    dataset_leaderboard,
+    dataset_models,
+    leaderboard_chart,
+)
 from .models import SimulatedAnnotator
 from .selectors import dataset_agreement_with_judges as dataset_agreement
 from .simulation import simulated_annotators_resolve, simulation_job_create

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotation.agreement import FIRST, SECOND, TIE, agreement_report, leave_one_out_agreement, wilson_interval
+from annotation.agreement import (
+    FIRST,
+    SECOND,
+    TIE,
+    agreement_report,
+    leave_one_out_agreement,
+    wilson_interval,
+)
 from annotation.agreement.majority import agreement_with_majority, break_tied_majority
 from annotation.agreement.report import AnnotationRow
 

@@ -12,7 +12,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.errors import validation_message
 from annotation.models import Dataset
-from judging.evaluation.battles import MAX_BOOTSTRAP, alpaca_eval_arena, arena_csv, dataset_arena
+from judging.evaluation.battles import (
+    MAX_BOOTSTRAP,
+    alpaca_eval_arena,
+    arena_csv,
+    dataset_arena,
+)
 from judging.evaluation.leaderboards import SOURCES
 
 from ._evalio import errors_message, read_items, unwrap
@@ -52,8 +57,12 @@ class Command(BaseCommand):
                     raise
         except ValidationError as exc:
             raise CommandError(validation_message(exc)) from None
-        text = (arena_csv(arena) if format == "csv" else
-                json.dumps(arena, indent=2) + "\n" if format == "json" else self._table(arena))
+        if format == "csv":
+            text = arena_csv(arena)
+        elif format == "json":
+            text = json.dumps(arena, indent=2) + "\n"
+        else:
+            text = self._table(arena)
         if out:
             with open(out, "w", encoding="utf-8") as f:
                 f.write(text)
@@ -66,9 +75,10 @@ class Command(BaseCommand):
         def f(x):
             return "-" if x is None else f"{x:.0f}"
 
-        lines = [f"{arena['method']} · source: {arena['source']} · {arena['n_battles']} battles · anchor "
-                 f"{arena['anchor']} = {arena['init_rating']:.0f} · 95% CI: {arena['ci_method']} "
-                 f"({arena['bootstrap']} resamples)",
+        head = (f"{arena['method']} · source: {arena['source']} · {arena['n_battles']} battles · anchor "
+                f"{arena['anchor']} = {arena['init_rating']:.0f} · 95% CI: {arena['ci_method']} "
+                f"({arena['bootstrap']} resamples)")
+        lines = [head,
                  f"{'model':30} {'rating':>7} {'95% CI':>13} {'battles':>8} {'W/T/L':>13}"]
         for r in arena["rows"]:
             ci = "-" if r["ci_low"] is None else f"{f(r['ci_low'])}–{f(r['ci_high'])}"

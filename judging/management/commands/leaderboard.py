@@ -18,7 +18,12 @@ from django.core.management.base import BaseCommand, CommandError
 from annotation.errors import validation_message
 from annotation.models import Dataset
 from judging.evaluation.difficulty import difficulty_parse
-from judging.evaluation.leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
+from judging.evaluation.leaderboards import (
+    SOURCES,
+    alpaca_eval_leaderboard,
+    dataset_leaderboard,
+    leaderboard_csv,
+)
 
 from ._evalio import errors_message, read_items, unwrap
 
@@ -100,8 +105,9 @@ class Command(BaseCommand):
         def f(x, d=1):
             return "-" if x is None else f"{x:.{d}f}"
 
-        lines = [f"reference: {board.reference}   source: {board.source}   comparisons: {board.comparisons} "
-                 f"(skipped {board.skipped})"]
+        head = (f"reference: {board.reference}   source: {board.source}   comparisons: {board.comparisons} "
+                f"(skipped {board.skipped})")
+        lines = [head]
         if board.lc_variant:
             lines.append(f"length-controlled: {board.lc_variant} (instruction difficulty: {board.difficulty_source}; "
                          f"LC SE: {board.lc_se_method}, {board.lc_bootstrap} resamples)")

@@ -5,14 +5,25 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotation.models import Response, Suggestion
-from judging.evaluation.leaderboards import (
-    Comparison, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_compute, leaderboard_csv,
-    leaderboard_svg, record_models,
-)
 from judging.evaluation.difficulty import difficulty_parse
+from judging.evaluation.leaderboards import (
+    Comparison,
+    alpaca_eval_leaderboard,
+    dataset_leaderboard,
+    leaderboard_compute,
+    leaderboard_csv,
+    leaderboard_svg,
+    record_models,
+)
 from judging.evaluation.length_control import lc_win_rate
+from tests.factories import (
+    DatasetFactory,
+    MembershipFactory,
+    RecordFactory,
+    ResponseFactory,
+    UserFactory,
+)
 from tests.judging.evaluation import alpaca_data
-from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, ResponseFactory, UserFactory
 
 
 def _item(g1, g2, pref, o1="x" * 10, o2="y" * 20, instruction="do it"):
@@ -81,7 +92,7 @@ def test_alpaca_eval_reports_every_bad_item():
 
 
 def test_length_controlled_column_is_alpaca_evals_glm_named_with_its_se():
-    records, difficulty = alpaca_data.annotations(seed=3, n_instructions=40)
+    records, _ = alpaca_data.annotations(seed=3, n_instructions=40)
     board = alpaca_eval_leaderboard(records, reference="ref", length_controlled=True, bootstrap=20)
     direct = lc_win_rate(records, reference="ref", bootstrap=20)
     assert board.lc_variant == "alpaca_eval_length_controlled_noreg" and board.difficulty_source == "joint"

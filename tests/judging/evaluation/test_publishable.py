@@ -1,7 +1,6 @@
 """Issue #14 as users see it: arena ratings (API JSON/CSV, CLI, page), AlpacaEval's length-controlled win rate
 with its variant named, difficulty files and gamed annotations, gzip and large uploads with JSON errors."""
 import gzip
-import io
 import json
 
 import pytest
@@ -11,7 +10,13 @@ from django.test import Client
 
 from annotation.models import Membership
 from tests.conftest import client_for
-from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, ResponseFactory, UserFactory
+from tests.factories import (
+    DatasetFactory,
+    MembershipFactory,
+    RecordFactory,
+    ResponseFactory,
+    UserFactory,
+)
 from tests.judging.evaluation import alpaca_data
 
 pytestmark = pytest.mark.django_db
