@@ -23,7 +23,7 @@ from annotation.exports import jsonl_chunks
 from annotation.jobs import job_run_inline, job_summary
 
 from ..selectors import judge_by_ref
-from .battles import alpaca_eval_arena, arena_csv, bootstrap_param, dataset_arena
+from .battles import alpaca_eval_arena, arena_csv, bootstrap_param, dataset_arena, seed_param
 from .bestofn import best_of_n_params, best_of_n_rows
 from .checks import dataset_checks
 from .difficulty import difficulty_parse
@@ -155,16 +155,6 @@ _LC_PARAMETERS = [
 _LC_OPTIONS = ("length_controlled", "instruction_difficulty", "gamed_annotations", "bootstrap", "seed")
 
 
-def _int(params, name: str, default: int = 0) -> int:
-    value = params.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        return int(str(value))
-    except ValueError:
-        raise serializers.ValidationError({name: ["must be an integer"]}) from None
-
-
 def _lc_options(data, params) -> dict:
     """The length-control options of a request, from its body (data) or its query string (params)."""
     def get(name):
@@ -176,7 +166,7 @@ def _lc_options(data, params) -> dict:
         difficulty = difficulty_parse(difficulty)
     return {"length_controlled": _bool({"v": get("length_controlled")}, "v"),
             "instruction_difficulty": difficulty, "gamed": get("gamed_annotations"),
-            "bootstrap": bootstrap_param(get("bootstrap")), "seed": _int({"seed": get("seed")}, "seed")}
+            "bootstrap": bootstrap_param(get("bootstrap")), "seed": seed_param(get("seed"))}
 
 
 def _source(params) -> str:
@@ -192,7 +182,8 @@ class DatasetLeaderboardApi(APIView):
     Win rate (and discrete win rate) of each model that wrote responses against the reference model (default: the
     most frequent model), with standard error, counts and average length (see judging.evaluation.leaderboards).
     POST takes the same query parameters and a body (JSON or a multipart form) with an `instruction_difficulty`
-    file (keyed by record external_id, or a list by record order; JSON or CSV) and/or `gamed_annotations`.
+    file (keyed by record external_id, or a list with one value per compared record in id order; JSON or CSV)
+    and/or `gamed_annotations`.
     """
 
     content_negotiation_class = _UploadNegotiation
@@ -244,7 +235,7 @@ class DatasetArenaApi(APIView):
         params = request.query_params
         fmt = _format(params, ("json", "csv"))
         arena = dataset_arena(dataset, source=_source(params), bootstrap=bootstrap_param(params.get("bootstrap")),
-                              seed=_int(params, "seed"), anchor=params.get("anchor") or None)
+                              seed=seed_param(params.get("seed")), anchor=params.get("anchor") or None)
         return _arena_response(arena, fmt, f"{_safe(dataset.name)}-{dataset.pk}-arena")
 
 
@@ -311,7 +302,7 @@ class AlpacaEvalArenaApi(APIView):
         annotations, data = _alpaca_upload(request, {"bootstrap", "seed", "anchor"})
         merged = {**params.dict(), **data}
         arena = alpaca_eval_arena(annotations, bootstrap=bootstrap_param(merged.get("bootstrap")),
-                                  seed=_int(merged, "seed"), anchor=merged.get("anchor") or None)
+                                  seed=seed_param(merged.get("seed")), anchor=merged.get("anchor") or None)
         return _arena_response(arena, fmt, "alpaca-eval-arena")
 
 

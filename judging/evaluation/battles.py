@@ -57,6 +57,19 @@ def bootstrap_param(value: Any, *, default: int = 200) -> int:
     return number
 
 
+def seed_param(value: Any) -> int:
+    """A random seed from an input (0..2**32 - 1; default 0)."""
+    if value in (None, ""):
+        return 0
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ValidationError({"seed": "must be an integer from 0 to 4294967295"}) from None
+    if not 0 <= number < 2**32:
+        raise ValidationError({"seed": "must be an integer from 0 to 4294967295"})
+    return number
+
+
 def _ratings(comparisons: Iterable[Comparison], *, source: str, bootstrap: int, seed: int,
              anchor: str | None) -> dict[str, Any]:
     battles = list(comparison_battles(comparisons))
@@ -175,4 +188,4 @@ def arena_matrix_rows(arena: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 __all__ = ["ArenaResult", "alpaca_eval_arena", "arena_chart", "arena_csv", "arena_matrix_rows", "bootstrap_param",
-           "comparison_battles", "dataset_arena"]
+           "comparison_battles", "dataset_arena", "seed_param"]

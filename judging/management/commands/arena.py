@@ -17,6 +17,7 @@ from judging.evaluation.battles import (
     alpaca_eval_arena,
     arena_csv,
     dataset_arena,
+    seed_param,
 )
 from judging.evaluation.leaderboards import SOURCES
 
@@ -42,6 +43,7 @@ class Command(BaseCommand):
         if not 0 <= bootstrap <= MAX_BOOTSTRAP:
             raise CommandError(f"--bootstrap must be from 0 to {MAX_BOOTSTRAP}")
         try:
+            seed_param(seed)
             if dataset is not None:
                 ds = Dataset.objects.filter(pk=dataset).first()
                 if ds is None:

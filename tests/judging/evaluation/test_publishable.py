@@ -58,7 +58,8 @@ def test_dataset_arena_api_json_csv_and_errors(workspace, admin_user, three_mode
     csv_text = api.get(url + "?format=csv&bootstrap=0").content.decode()
     assert csv_text.splitlines()[0].startswith("model,rating,ci_low,ci_high,battles,wins,losses,ties,method,anchor,p_vs_alpha")
     for query, field in (("source=robots", "source"), ("bootstrap=-1", "bootstrap"), ("bootstrap=x", "bootstrap"),
-                         ("anchor=nobody", "anchor"), ("format=xml", "format"), ("source=suggestions", "battles")):
+                         ("anchor=nobody", "anchor"), ("format=xml", "format"), ("source=suggestions", "battles"),
+                         ("seed=-1", "seed")):
         r = api.get(f"{url}?{query}")
         assert r.status_code == 400 and field in r.json(), (query, r.content)
 
