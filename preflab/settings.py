@@ -128,6 +128,9 @@ PREFLAB_MAX_RECORD_BYTES = env.int("PREFLAB_MAX_RECORD_BYTES", default=1_000_000
 PREFLAB_MAX_UPLOAD_BYTES = env.int("PREFLAB_MAX_UPLOAD_BYTES", default=10 * 1024**3)
 PREFLAB_LEASE_SECONDS = env.int("PREFLAB_LEASE_SECONDS", default=30 * 60)
 PREFLAB_IMPORT_BATCH = env.int("PREFLAB_IMPORT_BATCH", default=2000)
+# Decompressed size of one AlpacaEval annotation upload to the evaluation API (judging.evaluation.uploads);
+# those endpoints read their body in chunks, so DATA_UPLOAD_MAX_MEMORY_SIZE does not apply to them.
+PREFLAB_EVAL_UPLOAD_MAX_BYTES = env.int("PREFLAB_EVAL_UPLOAD_MAX_BYTES", default=512 * 1024**2)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=20 * 1024**2)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024**2
 

@@ -32,15 +32,24 @@ Tie rules (explicit, the same everywhere)
 * Agreement with a majority (leave-one-out, judge vs humans) scores 1 when the label equals the
   majority, 0 when it differs, and **0.5 when the majority is tied** — the expected score of
   breaking the tie at random, as a coin flip would. Such cases are counted (`tied`) in every result,
-  so they can be judged separately.
+  so they can be judged separately. This is the default `scoring_rule`, "preflab".
+* AlpacaEval's rules are offered by its names, `scoring_rule="zero_one"` and `"absolute"` (majority.py):
+  a tied majority is broken deterministically as AlpacaEval breaks it, and under "absolute" (AlpacaEval's
+  default) a tie against a preference scores 0.5.
+* The human leave-one-out figure holds out humans only and forms majorities of humans only (simulated
+  annotators are flagged members: they get their own rows, never the human figure). A judge's agreement
+  with the majority carries a Wilson 95% interval (rates.wilson_interval).
 * Position bias only looks at responses whose best rank is held by exactly one field; a response
   with a tie at the top is not a "choice" of a position and is left out (counted as `ties`).
 """
 from .datasets import AnnotatorStats, DatasetQuality, dataset_agreement, dataset_quality
 from .majority import (
+    DEFAULT_SCORING_RULE,
+    SCORING_RULES,
     LeaveOneOut,
     agreement_score,
     agreement_with_majority,
+    break_tied_majority,
     krippendorff_alpha,
     leave_one_out_agreement,
     majority_label,
@@ -59,17 +68,64 @@ from .pairwise import (
     record_disagreements,
 )
 from .position import PositionBias, position_bias, position_bias_add
-from .rankings import FIRST, LABEL_NAMES, SECOND, TIE, Triple, Unit, field_pairs, pair_label, ranks_from_value, unit_labels
-from .rates import Rate, median
+from .rankings import (
+    FIRST,
+    LABEL_NAMES,
+    SECOND,
+    TIE,
+    Triple,
+    Unit,
+    field_pairs,
+    pair_label,
+    ranks_from_value,
+    unit_labels,
+)
+from .rates import Rate, median, wilson_interval
 from .report import AgreementReport, AnnotationRow, agreement_report, units_from_rows
 
 __all__ = [
-    "FIRST", "LABEL_NAMES", "SECOND", "TIE", "AgreementAccumulator", "AgreementReport", "AnnotationRow",
-    "AnnotatorStats", "DatasetQuality", "LeaveOneOut", "PairAgreement", "PairwiseAgreement", "PositionBias",
-    "Rate", "RecordDisagreement", "Triple", "Unit", "agreement_report", "agreement_score",
-    "agreement_with_majority", "annotator_pairs", "dataset_agreement", "dataset_quality", "field_pairs",
-    "krippendorff_alpha", "krippendorff_alpha_ordinal", "leave_one_out_agreement", "majority_label", "median",
-    "overall_agreement", "pair_label", "pairwise_agreement", "pairwise_summary", "position_bias",
-    "position_bias_add", "ranking_agreement", "ranks_from_value", "record_disagreements", "unit_labels",
+    "DEFAULT_SCORING_RULE",
+    "FIRST",
+    "LABEL_NAMES",
+    "SCORING_RULES",
+    "SECOND",
+    "TIE",
+    "AgreementAccumulator",
+    "AgreementReport",
+    "AnnotationRow",
+    "AnnotatorStats",
+    "DatasetQuality",
+    "LeaveOneOut",
+    "PairAgreement",
+    "PairwiseAgreement",
+    "PositionBias",
+    "Rate",
+    "RecordDisagreement",
+    "Triple",
+    "Unit",
+    "agreement_report",
+    "agreement_score",
+    "agreement_with_majority",
+    "annotator_pairs",
+    "break_tied_majority",
+    "dataset_agreement",
+    "dataset_quality",
+    "field_pairs",
+    "krippendorff_alpha",
+    "krippendorff_alpha_ordinal",
+    "leave_one_out_agreement",
+    "majority_label",
+    "median",
+    "overall_agreement",
+    "pair_label",
+    "pairwise_agreement",
+    "pairwise_summary",
+    "position_bias",
+    "position_bias_add",
+    "ranking_agreement",
+    "ranks_from_value",
+    "record_disagreements",
+    "unit_labels",
     "units_from_rows",
+    "wilson_interval",
 ]

@@ -6,10 +6,16 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .pairwise import AgreementAccumulator, PairAgreement, RecordDisagreement, pairwise_summary
+from .majority import DEFAULT_SCORING_RULE
+from .pairwise import (
+    AgreementAccumulator,
+    PairAgreement,
+    RecordDisagreement,
+    pairwise_summary,
+)
 from .position import PositionBias, position_bias_add
 from .rankings import ranks_from_value
-from .rates import Rate, median, rounded
+from .rates import Rate, median, rate_with_interval, rounded
 from .report import AgreementReport, AnnotationRow, agreement_report
 
 # --- the dashboard ----------------------------------------------------------------------------------
@@ -108,17 +114,26 @@ def _submitted_pass(dataset, question: str | None, acc: AgreementAccumulator) ->
 
 # --- the agreement page -----------------------------------------------------------------------------
 
-TIE_RULE = ("labels are first/second/tie per pair of responses; agreement = equal labels; "
-            "a tied majority scores 0.5 and is counted in 'tied'")
+TIE_RULES = {
+    "preflab": ("labels are first/second/tie per pair of responses; agreement = equal labels (a tie against a "
+                "preference scores 0); a tied majority scores 0.5 and is counted in 'tied'"),
+    "zero_one": ("AlpacaEval's zero_one: agreement = equal labels; a tied majority is broken as AlpacaEval's "
+                 "_random_mode breaks it (deterministic) and counted in 'tied'"),
+    "absolute": ("AlpacaEval's absolute: score = 1 - |difference| of the preferences 1, 1.5 (tie), 2, so a tie "
+                 "against a preference scores 0.5; a tied majority is broken as AlpacaEval's _random_mode breaks "
+                 "it (deterministic) and counted in 'tied'"),
+}
 
 
-def dataset_agreement(dataset, *, question=None) -> dict:
+def dataset_agreement(dataset, *, question=None, scoring_rule: str = DEFAULT_SCORING_RULE) -> dict:
     """Agreement figures of a dataset (submitted responses only; drafts and discards never count).
 
     One pass over the submitted responses (values, display order, annotator) and one over the
     suggestions of the question; the ranking question of the dataset is used, or its comparison
     rating question (selectors.ranked_question_of). Returns a JSON-ready dict (see the package
-    docs for the tie rules).
+    docs for the tie rules; `scoring_rule` one of majority.SCORING_RULES, default "preflab"). The human
+    leave-one-out figure is over human annotators only; a judge's agreement with the human majority has a
+    Wilson 95% interval.
     """
     from ..models import Question
     from ..selectors import ranked_question_of
@@ -133,7 +148,7 @@ def dataset_agreement(dataset, *, question=None) -> dict:
     responses_per: Counter = Counter()
     judges, judge_bias = _judge_rankings(question, compares)
     rows = _submitted_rows(dataset, question, compares, responses_per)
-    report = agreement_report(rows, fields, judges=judges, humans=members.humans())
+    report = agreement_report(rows, fields, judges=judges, humans=members.humans(), scoring_rule=scoring_rule)
     members.name_former(responses_per)
     return {
         "question": question.name,
@@ -153,7 +168,8 @@ def dataset_agreement(dataset, *, question=None) -> dict:
                   for (u, v), rate in sorted(report.pairwise.per_pair.items(),
                                              key=lambda kv: (members.name(kv[0][0]), members.name(kv[0][1])))],
         "judges": _judge_rows(report, judge_bias),
-        "tie_rule": TIE_RULE,
+        "scoring_rule": scoring_rule,
+        "tie_rule": TIE_RULES[scoring_rule],
     }
 
 
@@ -250,7 +266,7 @@ def _annotator_rows(report: AgreementReport, members: _Members, responses_per: C
 
 def _judge_rows(report: AgreementReport, judge_bias: Mapping[str, PositionBias]) -> list[dict]:
     return [{"agent": agent, "units": rates["units"].n,
-             "human_majority": rates["human_majority"].as_dict(),
-             "annotator_majority": rates["annotator_majority"].as_dict(),
+             "human_majority": rate_with_interval(rates["human_majority"]),
+             "annotator_majority": rate_with_interval(rates["annotator_majority"]),
              "position_bias": judge_bias[agent].as_dict() if agent in judge_bias else None}
             for agent, rates in sorted(report.judges.items())]

@@ -11,18 +11,28 @@ from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation import access
+from annotation.agreement import DEFAULT_SCORING_RULE, SCORING_RULES
 from annotation.apis import StrictInputSerializer
 from annotation.exports import jsonl_chunks
 from annotation.jobs import job_run_inline, job_summary
 
 from ..selectors import judge_by_ref
+from .battles import alpaca_eval_arena, arena_csv, bootstrap_param, dataset_arena, seed_param
 from .bestofn import best_of_n_params, best_of_n_rows
-from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, leaderboard_csv
+from .checks import dataset_checks
+from .difficulty import difficulty_parse
+from .leaderboards import (
+    SOURCES,
+    alpaca_eval_leaderboard,
+    dataset_leaderboard,
+    leaderboard_csv,
+)
 from .models import SimulatedAnnotator
 from .selectors import dataset_agreement_with_judges as dataset_agreement
 from .simulation import (
@@ -32,7 +42,10 @@ from .simulation import (
     simulated_annotators_resolve,
     simulation_job_create,
 )
+from .uploads import UPLOAD_PARSERS, uploaded_input
 
+# a 400 names the field and the reason, a 404 an object out of reach
+_ERRORS = {400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT}
 API_MAX_PAIRS = 5000  # annotate-pairs answers synchronously; the CLI takes more
 
 
@@ -44,6 +57,14 @@ class _FormatParamNegotiation:
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return JSONRenderer(), JSONRenderer.media_type
+
+
+class _UploadNegotiation(_FormatParamNegotiation):
+    """As _FormatParamNegotiation, but the parser follows the Content-Type: a multipart form, else JSON (plain or
+    gzip) whatever the type says (see judging.evaluation.uploads)."""
+
+    def select_parser(self, request, parsers):
+        return DefaultContentNegotiation().select_parser(request, parsers)
 
 
 def _bool(params, name: str, default: bool = False) -> bool:
@@ -69,18 +90,41 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:80] or "dataset"
 
 
+def _scoring_rule(params) -> str:
+    rule = params.get("scoring_rule") or DEFAULT_SCORING_RULE
+    if rule not in SCORING_RULES:
+        raise serializers.ValidationError({"scoring_rule": [f"must be one of {', '.join(SCORING_RULES)}"]})
+    return rule
+
+
 # --- agreement -------------------------------------------------------------------------------------
 
 class DatasetAgreementApi(APIView):
-    """GET /datasets/{id}/agreement/: agreement figures of a dataset (see annotation.agreement)."""
+    """GET /datasets/{id}/agreement/?scoring_rule=preflab|zero_one|absolute: agreement figures of a dataset (see
+    annotation.agreement; default rule "preflab", AlpacaEval's rules by their names)."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **_ERRORS}, parameters=[
+        OpenApiParameter("scoring_rule", str, enum=list(SCORING_RULES), description=(
+            "preflab (default): a tie against a preference scores 0, a tied majority 0.5; AlpacaEval's zero_one / "
+            "absolute: a tied majority broken as AlpacaEval breaks it, and under absolute a tie against a "
+            "preference scores 0.5"))])
     def get(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
-        return ApiResponse(dataset_agreement(dataset))
+        return ApiResponse(dataset_agreement(dataset, scoring_rule=_scoring_rule(request.query_params)))
 
 
-# --- leaderboards ------------------------------------------------------------------------------------
+class DatasetChecksApi(APIView):
+    """GET /datasets/{id}/checks/: checks before export — how often the longer response wins (humans, simulated
+    annotators, each judge; Wilson 95% intervals) and position bias (humans, each judge). See
+    judging.evaluation.checks."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **_ERRORS})
+    def get(self, request, dataset_id: int):
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
+        return ApiResponse(dataset_checks(dataset))
+
+
+# --- leaderboards and arena ratings --------------------------------------------------------------------
 
 def _board_response(board, fmt: str, filename: str):
     if fmt == "csv":
@@ -90,68 +134,176 @@ def _board_response(board, fmt: str, filename: str):
     return ApiResponse(board.as_dict())
 
 
-# A leaderboard answers JSON, or CSV with ?format=csv.
-_BOARD_RESPONSES = {(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR}
+def _arena_response(arena: dict, fmt: str, filename: str):
+    if fmt == "csv":
+        response = HttpResponse(arena_csv(arena), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+        return response
+    return ApiResponse(arena)
+
+
+# JSON, or CSV with ?format=csv.
+_BOARD_RESPONSES = {(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR, **_ERRORS}
+_UPLOAD_RESPONSES = {**_BOARD_RESPONSES, 413: OpenApiTypes.OBJECT, 415: OpenApiTypes.OBJECT}
+_LC_PARAMETERS = [
+    OpenApiParameter("length_controlled", bool, description=(
+        "add AlpacaEval's length-controlled win rate (alpaca_eval_length_controlled_noreg; _v1 with "
+        "gamed_annotations), with a standard error bootstrapped over instructions")),
+    OpenApiParameter("bootstrap", int, description="bootstrap resamples for the standard errors / intervals "
+                                                   "(0-1000, default 200)"),
+    OpenApiParameter("seed", int)]
+_LC_OPTIONS = ("length_controlled", "instruction_difficulty", "gamed_annotations", "bootstrap", "seed")
+
+
+def _lc_options(data, params) -> dict:
+    """The length-control options of a request, from its body (data) or its query string (params)."""
+    def get(name):
+        value = data.get(name) if isinstance(data, dict) else None
+        return params.get(name) if value is None else value
+
+    difficulty = get("instruction_difficulty")
+    if isinstance(difficulty, str):
+        difficulty = difficulty_parse(difficulty)
+    return {"length_controlled": _bool({"v": get("length_controlled")}, "v"),
+            "instruction_difficulty": difficulty, "gamed": get("gamed_annotations"),
+            "bootstrap": bootstrap_param(get("bootstrap")), "seed": seed_param(get("seed"))}
+
+
+def _source(params) -> str:
+    source = params.get("source") or "human"
+    if source not in SOURCES:
+        raise serializers.ValidationError({"source": [f"must be one of {', '.join(SOURCES)}"]})
+    return source
 
 
 class DatasetLeaderboardApi(APIView):
     """GET /datasets/{id}/leaderboard/?reference=&source=human|suggestions|both&format=json|csv&length_controlled=
 
-    Win rate of each model that wrote responses against the reference model (default: the most
-    frequent model), with standard error, counts and average length (see judging.evaluation.leaderboards).
+    Win rate (and discrete win rate) of each model that wrote responses against the reference model (default: the
+    most frequent model), with standard error, counts and average length (see judging.evaluation.leaderboards).
+    POST takes the same query parameters and a body (JSON or a multipart form) with an `instruction_difficulty`
+    file (keyed by record external_id, or a list with one value per compared record in id order; JSON or CSV)
+    and/or `gamed_annotations`.
+    """
+
+    content_negotiation_class = _UploadNegotiation
+    parser_classes = UPLOAD_PARSERS
+    PARAMETERS = (OpenApiParameter("reference", str), OpenApiParameter("source", str, enum=list(SOURCES)),
+                  OpenApiParameter("format", str, enum=["json", "csv"]), *_LC_PARAMETERS)
+
+    @extend_schema(responses=_BOARD_RESPONSES, parameters=list(PARAMETERS))
+    def get(self, request, dataset_id: int):
+        return self._board(request, dataset_id, {})
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=_UPLOAD_RESPONSES, parameters=list(PARAMETERS))
+    def post(self, request, dataset_id: int):
+        return self._board(request, dataset_id, None)
+
+    def _board(self, request, dataset_id: int, data):
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
+        params = request.query_params
+        fmt = _format(params, ("json", "csv"))
+        source = _source(params)
+        if data is None:
+            data = uploaded_input(request)
+            if not isinstance(data, dict):
+                reason = "must be an object with instruction_difficulty and/or gamed_annotations"
+                raise serializers.ValidationError({"body": [reason]})
+            unknown = sorted(set(data) - set(_LC_OPTIONS))
+            if unknown:
+                raise serializers.ValidationError({k: ["unknown field"] for k in unknown})
+        board = dataset_leaderboard(dataset, reference=params.get("reference") or None, source=source,
+                                    **_lc_options(data, params))
+        return _board_response(board, fmt, f"{_safe(dataset.name)}-{dataset.pk}-leaderboard")
+
+
+class DatasetArenaApi(APIView):
+    """GET /datasets/{id}/arena/?source=human|suggestions|both&format=json|csv&bootstrap=&seed=&anchor=
+
+    Chatbot Arena's Bradley–Terry ratings over every pair of models that wrote the dataset's responses, with
+    bootstrap 95% intervals and the predicted win-probability matrix (see judging.evaluation.battles).
     """
 
     content_negotiation_class = _FormatParamNegotiation
 
     @extend_schema(responses=_BOARD_RESPONSES, parameters=[
-        OpenApiParameter("reference", str), OpenApiParameter("source", str, enum=list(SOURCES)),
-        OpenApiParameter("format", str, enum=["json", "csv"]), OpenApiParameter("length_controlled", bool)])
+        OpenApiParameter("source", str, enum=list(SOURCES)), OpenApiParameter("format", str, enum=["json", "csv"]),
+        OpenApiParameter("bootstrap", int, description="resamples of the battles (0-1000, default 200)"),
+        OpenApiParameter("seed", int), OpenApiParameter("anchor", str, description="model pinned at 1000")])
     def get(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         params = request.query_params
         fmt = _format(params, ("json", "csv"))
-        source = params.get("source") or "human"
-        if source not in SOURCES:
-            raise serializers.ValidationError({"source": [f"must be one of {', '.join(SOURCES)}"]})
-        board = dataset_leaderboard(dataset, reference=params.get("reference") or None, source=source,
-                                    length_controlled=_bool(params, "length_controlled"))
-        return _board_response(board, fmt, f"{_safe(dataset.name)}-{dataset.pk}-leaderboard")
+        arena = dataset_arena(dataset, source=_source(params), bootstrap=bootstrap_param(params.get("bootstrap")),
+                              seed=seed_param(params.get("seed")), anchor=params.get("anchor") or None)
+        return _arena_response(arena, fmt, f"{_safe(dataset.name)}-{dataset.pk}-arena")
+
+
+def _workspace_admin(user) -> None:
+    if not access.admin_workspaces(user).exists():
+        raise exceptions.PermissionDenied("Only workspace admins may compute leaderboards.")
+
+
+def _alpaca_upload(request, allowed: set[str]) -> tuple[object, dict]:
+    """(annotations, the other fields) of an AlpacaEval upload: the JSON list itself, or an object / multipart form
+    with `annotations` and the fields in `allowed`; query parameters fill what the body does not say."""
+    data = uploaded_input(request)
+    if not isinstance(data, dict):
+        return data, {}
+    unknown = sorted(set(data) - allowed - {"annotations"})
+    if unknown:
+        raise serializers.ValidationError({k: ["unknown field"] for k in unknown})
+    return data.get("annotations"), data
 
 
 class AlpacaEvalLeaderboardApi(APIView):
     """POST /leaderboards/alpaca-eval/: a leaderboard from AlpacaEval-format pairwise annotations.
 
     Body: the JSON list itself (with ?reference=MODEL), or {"annotations": [...], "reference": MODEL,
-    "length_controlled": bool}. preference: 1 = output_1 better, 2 = output_2 better, 0 or 1.5 = tie,
-    fractional values in [1, 2] allowed. Nothing is stored. Any workspace admin (or staff) may use it.
+    "length_controlled": bool, "instruction_difficulty": {instruction: d} | [d, ...] | CSV text,
+    "gamed_annotations": [...], "bootstrap": n, "seed": n}, or the same as a multipart form with files. JSON or
+    JSON Lines, plain or gzip (Content-Encoding: gzip, or a .gz file); up to PREFLAB_EVAL_UPLOAD_MAX_BYTES.
+    preference: 1 = output_1 better, 2 = output_2 better, 0 or 1.5 = tie, fractional values in [1, 2] allowed.
+    Nothing is stored. Any workspace admin (or staff) may use it.
     """
 
-    content_negotiation_class = _FormatParamNegotiation
+    content_negotiation_class = _UploadNegotiation
+    parser_classes = UPLOAD_PARSERS
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=_BOARD_RESPONSES, parameters=[
-        OpenApiParameter("reference", str), OpenApiParameter("format", str, enum=["json", "csv"]),
-        OpenApiParameter("length_controlled", bool)])
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=_UPLOAD_RESPONSES, parameters=[
+        OpenApiParameter("reference", str), OpenApiParameter("format", str, enum=["json", "csv"]), *_LC_PARAMETERS])
     def post(self, request):
-        user = request.user
-        if not access.admin_workspaces(user).exists():
-            raise exceptions.PermissionDenied("Only workspace admins may compute leaderboards.")
-        data = request.data
+        _workspace_admin(request.user)
         params = request.query_params
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - {"annotations", "reference", "length_controlled"})
-            if unknown:
-                raise serializers.ValidationError({k: ["unknown field"] for k in unknown})
-            annotations = data.get("annotations")
-            reference = data.get("reference") or params.get("reference")
-            length_controlled = _bool(data, "length_controlled") or _bool(params, "length_controlled")
-        else:
-            annotations, reference = data, params.get("reference")
-            length_controlled = _bool(params, "length_controlled")
+        fmt = _format(params, ("json", "csv"))
+        annotations, data = _alpaca_upload(request, {"reference", *_LC_OPTIONS})
+        reference = data.get("reference") or params.get("reference")
         if not isinstance(reference, str) or not reference.strip():
             raise serializers.ValidationError({"reference": ["required: the name of the reference model (a generator)"]})
-        fmt = _format(params, ("json", "csv"))
-        board = alpaca_eval_leaderboard(annotations, reference=reference.strip(), length_controlled=length_controlled)
+        board = alpaca_eval_leaderboard(annotations, reference=reference.strip(), **_lc_options(data, params))
         return _board_response(board, fmt, "alpaca-eval-leaderboard")
+
+
+class AlpacaEvalArenaApi(APIView):
+    """POST /leaderboards/alpaca-eval/arena/: Chatbot Arena's Bradley–Terry ratings from AlpacaEval-format
+    annotations, over every pair of generators in them. Body as for /leaderboards/alpaca-eval/ (the list, or
+    {"annotations": [...], "bootstrap": n, "seed": n, "anchor": MODEL}; gzip accepted); nothing is stored."""
+
+    content_negotiation_class = _UploadNegotiation
+    parser_classes = UPLOAD_PARSERS
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=_UPLOAD_RESPONSES, parameters=[
+        OpenApiParameter("format", str, enum=["json", "csv"]), OpenApiParameter("bootstrap", int),
+        OpenApiParameter("seed", int), OpenApiParameter("anchor", str)])
+    def post(self, request):
+        _workspace_admin(request.user)
+        params = request.query_params
+        fmt = _format(params, ("json", "csv"))
+        annotations, data = _alpaca_upload(request, {"bootstrap", "seed", "anchor"})
+        merged = {**params.dict(), **data}
+        arena = alpaca_eval_arena(annotations, bootstrap=bootstrap_param(merged.get("bootstrap")),
+                                  seed=seed_param(merged.get("seed")), anchor=merged.get("anchor") or None)
+        return _arena_response(arena, fmt, "alpaca-eval-arena")
 
 
 # --- best-of-n --------------------------------------------------------------------------------------------

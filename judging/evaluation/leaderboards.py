@@ -42,6 +42,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from .difficulty import difficulty_resolve
+from .length_control import SE_METHOD, lc_win_rate
+from .winrates import alpaca_eval_win_rates
+
 SOURCES = ("human", "suggestions", "both")
 
 
@@ -49,7 +53,7 @@ SOURCES = ("human", "suggestions", "both")
 class Comparison:
     model_1: str
     model_2: str
-    score: float  # preference for model_2's output, in [0, 1]
+    score: float | None  # preference for model_2's output, in [0, 1]; None: an AlpacaEval item without one
     length_1: int = 0
     length_2: int = 0
     key: Any = None  # record id or instruction, for provenance
@@ -65,7 +69,11 @@ class LeaderboardRow:
     losses: int
     ties: int
     avg_length: float | None
+    discrete_win_rate: float | None = None
     lc_win_rate: float | None = None
+    lc_standard_error: float | None = None  # bootstrap over instructions (Leaderboard.lc_se_method)
+    lc_ci_low: float | None = None
+    lc_ci_high: float | None = None
     is_reference: bool = False
 
     def as_dict(self) -> dict:
@@ -81,14 +89,21 @@ class Leaderboard:
     source: str = ""
     unannotated: int = 0  # AlpacaEval items with a null preference, left out
     notes: list[str] = field(default_factory=list)
+    lc_variant: str | None = None  # e.g. "alpaca_eval_length_controlled_noreg" (length_control.GLMS)
+    lc_se_method: str | None = None  # "bootstrap-instructions"
+    lc_bootstrap: int = 0
+    difficulty_source: str | None = None  # "supplied" | "joint"
 
     def as_dict(self) -> dict:
         return {"reference": self.reference, "source": self.source, "comparisons": self.comparisons,
-                "skipped": self.skipped, "unannotated": self.unannotated, "rows": [r.as_dict() for r in self.rows], "notes": self.notes}
+                "skipped": self.skipped, "unannotated": self.unannotated, "lc_variant": self.lc_variant,
+                "lc_se_method": self.lc_se_method, "lc_bootstrap": self.lc_bootstrap,
+                "difficulty_source": self.difficulty_source, "rows": [r.as_dict() for r in self.rows],
+                "notes": self.notes}
 
 
-CSV_COLUMNS = ["model", "win_rate", "standard_error", "lc_win_rate", "n", "wins", "losses", "ties",
-               "avg_length", "is_reference"]
+CSV_COLUMNS = ["model", "win_rate", "standard_error", "discrete_win_rate", "lc_win_rate", "lc_standard_error",
+               "lc_variant", "n", "wins", "losses", "ties", "avg_length", "is_reference"]
 
 
 def _spreadsheet_safe(text: str) -> str:
@@ -104,100 +119,100 @@ def leaderboard_csv(board: Leaderboard) -> str:
     for row in board.rows:
         values = {k: ("" if v is None else v) for k, v in row.as_dict().items()}
         values["model"] = _spreadsheet_safe(row.model)
+        values["lc_variant"] = board.lc_variant or ""
         writer.writerow(values)
     return out.getvalue()
 
 
 # --- the computation ------------------------------------------------------------------------------
 
-def _mean_se(scores: Sequence[float]) -> tuple[float | None, float | None]:
-    n = len(scores)
-    if not n:
-        return None, None
-    mean = sum(scores) / n
-    if n < 2:
-        return mean, None
-    var = sum((s - mean) ** 2 for s in scores) / (n - 1)
-    return mean, math.sqrt(var / n)
-
-
-def length_controlled_win_rate(scores: Sequence[float], length_diffs: Sequence[float], *,
-                               ridge: float = 1e-3, iterations: int = 50) -> float | None:
-    """100 x sigmoid(a) for the logistic fit  score ~ sigmoid(a + b * tanh(diff / sd(diff))).
-
-    Soft labels (ties 0.5, fractional preferences) are used as they are. None with fewer than 5
-    comparisons. With no length variation the fit reduces to the logit of the mean score.
-    """
-    import numpy as np
-
-    y = np.asarray(scores, dtype=float)
-    if y.size < 5:
-        return None
-    d = np.asarray(length_diffs, dtype=float)
-    sd = d.std()
-    x = np.tanh(d / sd) if sd > 0 else np.zeros_like(d)
-    X = np.column_stack([np.ones_like(x), x])
-    w = np.zeros(2)
-    penalty = np.diag([ridge, ridge])
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(X @ w)))
-        grad = X.T @ (y - p) - penalty @ w
-        hess = X.T @ (X * (p * (1 - p))[:, None]) + penalty
-        try:
-            step = np.linalg.solve(hess, grad)
-        except np.linalg.LinAlgError:
-            break
-        w += step
-        if np.max(np.abs(step)) < 1e-9:
-            break
-    return float(100.0 / (1.0 + math.exp(-w[0])))
-
-
-def leaderboard_compute(comparisons: Iterable[Comparison], *, reference: str, length_controlled: bool = False,
-                        source: str = "") -> Leaderboard:
-    """Win rates of every model against `reference` (see the module doc for the definitions)."""
-    scores: dict[str, list[float]] = defaultdict(list)
-    diffs: dict[str, list[float]] = defaultdict(list)
-    lengths: dict[str, list[int]] = defaultdict(list)
-    ref_lengths: list[int] = []
-    total = skipped = 0
-    seen_models: set[str] = set()
+def _model_scores(comparisons: Iterable[Comparison], reference: str) -> tuple[dict, dict, list, int, int, set]:
+    """Per model (not the reference) its comparisons with the reference, turned so `score` is the model's; also
+    the reference's self-comparisons, the totals and the models seen."""
+    own: dict[str, list[Comparison]] = defaultdict(list)
+    ref_lengths: dict[Any, int] = {}
+    self_comparisons = total = skipped = 0
+    seen: set[str] = set()
     for c in comparisons:
         total += 1
-        seen_models.update((c.model_1, c.model_2))
+        seen.update((c.model_1, c.model_2))
+        if c.model_1 == c.model_2 == reference:
+            self_comparisons += 1
+            ref_lengths.setdefault(("self", total), c.length_1)
+            continue
         if c.model_1 == c.model_2 or reference not in (c.model_1, c.model_2):
             skipped += 1
             continue
-        if c.model_2 == reference:  # score for the model = preference for output_1
-            model, score, own, ref_len = c.model_1, 1.0 - c.score, c.length_1, c.length_2
-        else:
-            model, score, own, ref_len = c.model_2, c.score, c.length_2, c.length_1
-        scores[model].append(score)
-        lengths[model].append(own)
-        diffs[model].append(own - ref_len)
-        ref_lengths.append(ref_len)
-    rows = []
-    for model, values in scores.items():
-        mean, se = _mean_se(values)
-        rows.append(LeaderboardRow(
-            model=model, win_rate=_pct(mean), standard_error=_pct(se), n=len(values),
-            wins=sum(1 for s in values if s > 0.5), losses=sum(1 for s in values if s < 0.5),
-            ties=sum(1 for s in values if s == 0.5),
-            avg_length=round(sum(lengths[model]) / len(lengths[model]), 1),
-            lc_win_rate=(_round(length_controlled_win_rate(values, diffs[model])) if length_controlled else None)))
+        if c.model_2 == reference:
+            c = Comparison(model_1=reference, model_2=c.model_1, score=None if c.score is None else 1.0 - c.score,
+                           length_1=c.length_2,
+                           length_2=c.length_1, key=c.key)
+        own[c.model_2].append(c)
+        ref_lengths[(c.key, c.model_2, len(own[c.model_2]))] = c.length_1
+    return own, ref_lengths, self_comparisons, total, skipped, seen
+
+
+def _row(model: str, comps: list[Comparison]) -> LeaderboardRow:
+    """AlpacaEval's head-to-head figures (winrates.alpaca_eval_win_rates) of one model against the reference."""
+    comps = [c for c in comps if c.score is not None]  # kept for the length-controlled fit only
+    rates = alpaca_eval_win_rates(1.0 + c.score for c in comps)
+    return LeaderboardRow(model=model, win_rate=_round(rates["win_rate"]), standard_error=_round(rates["standard_error"]),
+                          discrete_win_rate=_round(rates["discrete_win_rate"]), n=rates["n_total"],
+                          wins=rates["n_wins"], losses=rates["n_wins_base"], ties=rates["n_draws"],
+                          avg_length=round(sum(c.length_2 for c in comps) / len(comps), 1))
+
+
+def _reference_row(reference: str, own: dict[str, list[Comparison]], ref_lengths: dict, self_comparisons: int,
+                   lc: bool) -> LeaderboardRow:
+    """The reference as AlpacaEval lists it: compared with itself, every comparison a tie (50%, SE 0). n is the
+    number of its self-comparisons when the data has them, else of the instructions it was compared on."""
+    n = self_comparisons or len({c.key for comps in own.values() for c in comps})
+    return LeaderboardRow(model=reference, win_rate=50.0, standard_error=0.0, discrete_win_rate=50.0, n=n, wins=0,
+                          losses=0, ties=n, avg_length=round(sum(ref_lengths.values()) / len(ref_lengths), 1),
+                          lc_win_rate=50.0 if lc else None, lc_standard_error=0.0 if lc else None,
+                          is_reference=True)
+
+
+def _add_length_control(board: Leaderboard, own: dict[str, list[Comparison]], *, reference: str,
+                        instruction_difficulty, gamed, bootstrap: int, seed: int) -> None:
+    """Fill the rows' length-controlled win rates with AlpacaEval's GLM (length_control.lc_win_rate)."""
+    comps = [c for cs in own.values() for c in cs]
+    try:
+        results = lc_win_rate(comps, reference=reference, instruction_difficulty=instruction_difficulty,
+                              gamed_annotations=gamed, bootstrap=bootstrap, seed=seed)
+    except (ValueError, KeyError) as exc:
+        field_name = "instruction_difficulty" if instruction_difficulty is not None else "length_controlled"
+        raise ValidationError({field_name: str(exc).strip("'\"")}) from None
+    for row in board.rows:
+        result = results.get(row.model)
+        if result is None:
+            continue
+        board.lc_variant, board.difficulty_source = result.variant, result.difficulty_source
+        row.lc_win_rate, row.lc_standard_error = _round(result.length_controlled_win_rate), _round(result.se)
+        row.lc_ci_low, row.lc_ci_high = _round(result.ci_low), _round(result.ci_high)
+        if result.note:
+            board.notes.append(f"{row.model}: {result.note}")
+    board.lc_se_method, board.lc_bootstrap = SE_METHOD, bootstrap
+
+
+def leaderboard_compute(comparisons: Iterable[Comparison], *, reference: str, length_controlled: bool = False,
+                        source: str = "", instruction_difficulty=None, gamed: Iterable[Comparison] | None = None,
+                        bootstrap: int = 200, seed: int = 0) -> Leaderboard:
+    """Win rates of every model against `reference` (see the module doc for the definitions)."""
+    own, ref_lengths, self_comparisons, total, skipped, seen = _model_scores(comparisons, reference)
+    rows = [_row(model, comps) for model, comps in own.items() if any(c.score is not None for c in comps)]
     rows.sort(key=lambda r: (-(r.win_rate if r.win_rate is not None else -1), r.model))
     notes = []
-    if reference not in seen_models:
+    if reference not in seen:
         notes.append(f"no comparison involves the reference model {reference!r}; models seen: "
-                     f"{', '.join(sorted(seen_models)) or 'none'}")
+                     f"{', '.join(sorted(seen)) or 'none'}")
+    board = Leaderboard(reference=reference, rows=rows, comparisons=total, skipped=skipped, source=source, notes=notes)
+    if length_controlled and own:
+        _add_length_control(board, own, reference=reference, instruction_difficulty=instruction_difficulty,
+                            gamed=list(gamed or ()), bootstrap=bootstrap, seed=seed)
     if ref_lengths:
-        rows.append(LeaderboardRow(model=reference, win_rate=50.0, standard_error=None, n=len(ref_lengths),
-                                   wins=0, losses=0, ties=0,
-                                   avg_length=round(sum(ref_lengths) / len(ref_lengths), 1),
-                                   lc_win_rate=50.0 if length_controlled else None, is_reference=True))
-    return Leaderboard(reference=reference, rows=rows, comparisons=total, skipped=skipped, source=source,
-                       notes=notes)
-
+        board.rows.append(_reference_row(reference, own, ref_lengths, self_comparisons, length_controlled))
+    return board
 
 def _pct(x: float | None) -> float | None:
     return None if x is None else round(100.0 * x, 4)
@@ -224,12 +239,20 @@ def alpaca_preference_score(preference: Any, *, where: str = "preference") -> fl
     return float(preference) - 1.0
 
 
-def alpaca_eval_comparisons(items: Any, *, unannotated: list[int] | None = None) -> list[Comparison]:
+def _well_formed(item: dict) -> bool:
+    return (all(isinstance(item.get(k), str) for k in ("instruction", "output_1", "output_2"))
+            and all(isinstance(item.get(k), str) and item[k].strip() for k in ("generator_1", "generator_2")))
+
+
+def alpaca_eval_comparisons(items: Any, *, unannotated: list[int] | None = None,
+                            keep_unannotated: bool = False) -> list[Comparison]:
     """Validate a JSON list of AlpacaEval annotations and turn it into comparisons.
 
     Every bad item is reported at once: ValidationError({"[i].key": reason, ...}). An item whose
     preference is null (AlpacaEval writes null when its annotator failed) is left out, as
-    AlpacaEval does, and its index appended to `unannotated` so the caller can report it.
+    AlpacaEval does, and its index appended to `unannotated` so the caller can report it; with
+    `keep_unannotated` it is also returned with score None (AlpacaEval's length-controlled win rate averages its
+    predictions over those rows too).
     """
     if not isinstance(items, list):
         raise ValidationError({"annotations": "must be a JSON list of {instruction, output_1, output_2, "
@@ -246,6 +269,10 @@ def alpaca_eval_comparisons(items: Any, *, unannotated: list[int] | None = None)
         if "preference" in item and item["preference"] is None:
             if unannotated is not None:
                 unannotated.append(i)
+            if keep_unannotated and _well_formed(item):
+                out.append(Comparison(model_1=item["generator_1"].strip(), model_2=item["generator_2"].strip(),
+                                      score=None, length_1=len(item["output_1"]), length_2=len(item["output_2"]),
+                                      key=item["instruction"]))
             continue
         missing = [k for k in ALPACA_KEYS if k not in item or item[k] is None]
         if missing:
@@ -274,20 +301,43 @@ def alpaca_eval_comparisons(items: Any, *, unannotated: list[int] | None = None)
             break
     if errors:
         raise ValidationError(errors)
-    if not out:
+    if not any(c.score is not None for c in out):
         raise ValidationError({"annotations": "no item has a preference"})
     return out
 
 
-def alpaca_eval_leaderboard(items: Any, *, reference: str, length_controlled: bool = False) -> Leaderboard:
+def _instructions(comparisons: list[Comparison]) -> list:
+    return list(dict.fromkeys(c.key for c in comparisons))
+
+
+def alpaca_eval_leaderboard(items: Any, *, reference: str, length_controlled: bool = False,
+                            instruction_difficulty: Any = None, gamed: Any = None, bootstrap: int = 200,
+                            seed: int = 0) -> Leaderboard:
+    """The leaderboard of AlpacaEval annotations. `instruction_difficulty`: a parsed difficulty file (see
+    judging.evaluation.difficulty); `gamed`: AlpacaEval annotations of the reference against length-gamed copies of
+    itself (they make the length-controlled variant ``length_controlled_v1``)."""
     unannotated: list[int] = []
-    board = leaderboard_compute(alpaca_eval_comparisons(items, unannotated=unannotated), reference=reference,
-                                length_controlled=length_controlled, source="alpaca_eval")
+    comparisons = alpaca_eval_comparisons(items, unannotated=unannotated, keep_unannotated=length_controlled)
+    difficulty = (None if instruction_difficulty is None
+                  else difficulty_resolve(instruction_difficulty, instructions=_instructions(comparisons)))
+    gamed_comparisons = _gamed_comparisons(gamed)
+    board = leaderboard_compute(comparisons, reference=reference, length_controlled=length_controlled,
+                                source="alpaca_eval", instruction_difficulty=difficulty, gamed=gamed_comparisons,
+                                bootstrap=bootstrap, seed=seed)
     if unannotated:
         shown = ", ".join(f"[{i}]" for i in unannotated[:20]) + (" ..." if len(unannotated) > 20 else "")
         board.notes.append(f"{len(unannotated)} annotation(s) without a preference (null) were left out: {shown}")
     board.unannotated = len(unannotated)
     return board
+
+
+def _gamed_comparisons(gamed: Any) -> list[Comparison] | None:
+    if gamed is None:
+        return None
+    try:
+        return alpaca_eval_comparisons(gamed)
+    except ValidationError as exc:
+        raise ValidationError({f"gamed_annotations{k}": v for k, v in exc.message_dict.items()}) from None
 
 
 # --- a dataset's records ------------------------------------------------------------------------------
@@ -423,8 +473,17 @@ def dataset_models(dataset, *, limit: int = 5000) -> list[str]:
     return sorted(counts, key=lambda m: (-counts[m], m))
 
 
+def _dataset_difficulty(dataset, data: Any, comparisons: list[Comparison]) -> dict:
+    """A difficulty file for a dataset: a mapping keyed by record external_id, or a list by record order."""
+    from annotation.models import Record
+
+    keys = dict(Record.objects.filter(dataset=dataset).values_list("external_id", "pk")) if isinstance(data, dict) else None
+    return difficulty_resolve(data, instructions=_instructions(comparisons), key_map=keys)
+
+
 def dataset_leaderboard(dataset, *, reference: str | None = None, source: str = "human",
-                        length_controlled: bool = False) -> Leaderboard:
+                        length_controlled: bool = False, instruction_difficulty: Any = None, gamed: Any = None,
+                        bootstrap: int = 200, seed: int = 0) -> Leaderboard:
     """The leaderboard of a dataset; the reference defaults to the most frequent model."""
     if reference in (None, ""):
         models = dataset_models(dataset)
@@ -432,8 +491,14 @@ def dataset_leaderboard(dataset, *, reference: str | None = None, source: str = 
             raise ValidationError({"reference": "no record of this dataset says which model wrote its responses "
                                                 "(metadata {field: {model: ...}} or {models: {field: name}})"})
         reference = models[0]
-    return leaderboard_compute(dataset_comparisons(dataset, source=source), reference=reference,
-                               length_controlled=length_controlled, source=source)
+    comparisons = dataset_comparisons(dataset, source=source)
+    difficulty = None
+    if length_controlled and instruction_difficulty is not None:
+        comparisons = list(comparisons)
+        difficulty = _dataset_difficulty(dataset, instruction_difficulty, comparisons)
+    return leaderboard_compute(comparisons, reference=reference, length_controlled=length_controlled, source=source,
+                               instruction_difficulty=difficulty, gamed=_gamed_comparisons(gamed),
+                               bootstrap=bootstrap, seed=seed)
 
 
 # --- bar chart ----------------------------------------------------------------------------------------------
@@ -486,8 +551,9 @@ def _chart_bar(row: LeaderboardRow, *, y: int, bar_height: int, lc: bool, x) -> 
                    fill="#9aa0a6" if row.is_reference else "#5b5bd6", y=y,
                    width=f"{x(value) - x(0):.1f}", text_y=f"{y + bar_height * 0.7:.1f}", value_x="")
     label_x = x(value)
-    if row.standard_error and not lc:
-        lo, hi = x(value - 1.96 * row.standard_error), x(value + 1.96 * row.standard_error)
+    se = row.lc_standard_error if lc and row.lc_win_rate is not None else row.standard_error
+    if se:
+        lo, hi = x(value - 1.96 * se), x(value + 1.96 * se)
         label_x = hi
         mid = y + bar_height / 2
         bar.error_bar = {"lo": f"{lo:.1f}", "hi": f"{hi:.1f}", "mid": f"{mid:.1f}", "top": f"{mid - 5:.1f}",
@@ -499,7 +565,7 @@ def _chart_bar(row: LeaderboardRow, *, y: int, bar_height: int, lc: bool, x) -> 
 def leaderboard_chart(board: Leaderboard, *, width: int = 640, bar_height: int = 22,
                       lc: bool = False) -> LeaderboardChart:
     """The bar chart of a leaderboard: win rate (or the length-controlled one) with +-1.96 SE error
-    bars and a dashed 50% line."""
+    bars (the LC bars: its bootstrap SE) and a dashed 50% line."""
     rows = [r for r in board.rows if r.win_rate is not None]
     label_w, pad = 180, 8
     plot_w = width - label_w - 50

@@ -3,22 +3,33 @@ best-of-n download, running simulated annotators, AlpacaEval-format upload. Thin
 annotation.agreement and judging.evaluation (leaderboards, bestofn, simulation)."""
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
+from rest_framework.exceptions import APIException
 
 from annotation import access, selectors
+from annotation.agreement import DEFAULT_SCORING_RULE, SCORING_RULES
 
-from .leaderboards import SOURCES, alpaca_eval_leaderboard, dataset_leaderboard, dataset_models, leaderboard_chart
+from .battles import alpaca_eval_arena, arena_chart, arena_matrix_rows, dataset_arena
+from .checks import dataset_length_bias
+from .difficulty import difficulty_parse
+from .leaderboards import (
+    SOURCES,
+    alpaca_eval_leaderboard,
+    dataset_leaderboard,
+    dataset_models,
+    leaderboard_chart,
+)
 from .models import SimulatedAnnotator
 from .selectors import dataset_agreement_with_judges as dataset_agreement
 from .simulation import simulated_annotators_resolve, simulation_job_create
+from .uploads import parse_json, read_upload
 
-MAX_UPLOAD = 50 * 1024 * 1024
+MAX_UPLOAD = 256 * 1024 * 1024  # AlpacaEval 2's annotations of six models are ~24 MB
+PAGE_BOOTSTRAP = 100  # resamples for the intervals drawn on the pages (the API and CLI default to 200)
 REFUSED = "Only workspace admins see the evaluation pages."
 
 
@@ -39,7 +50,8 @@ def evaluation_home(request):
 @login_required
 def dataset_evaluation(request, dataset_id: int):
     dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
-    agreement = dataset_agreement(dataset)
+    rule = request.GET.get("scoring_rule") or DEFAULT_SCORING_RULE
+    agreement = dataset_agreement(dataset, scoring_rule=rule if rule in SCORING_RULES else DEFAULT_SCORING_RULE)
     source = request.GET.get("source") or "human"
     reference = request.GET.get("reference") or None
     lc = request.GET.get("length_controlled") in ("1", "true", "on")
@@ -48,16 +60,36 @@ def dataset_evaluation(request, dataset_id: int):
         board_errors.append(f"source: must be one of {', '.join(SOURCES)}")
     else:
         try:
-            board = dataset_leaderboard(dataset, reference=reference, source=source, length_controlled=lc)
+            board = dataset_leaderboard(dataset, reference=reference, source=source, length_controlled=lc,
+                                        bootstrap=PAGE_BOOTSTRAP)
             chart = leaderboard_chart(board, lc=lc)
         except ValidationError as exc:
             board_errors = _errors(exc)
     return render(request, "evaluation/dataset.html", {
         "dataset": dataset, "agreement": agreement, "board": board, "board_errors": board_errors, "chart": chart,
         "source": source, "sources": SOURCES, "reference": board.reference if board else (reference or ""),
-        "models": dataset_models(dataset), "lc": lc,
+        "models": dataset_models(dataset), "lc": lc, **_arena_context(dataset, request.GET.get("arena_source")),
+        "length_bias": _length_bias(dataset),
         "simulated": SimulatedAnnotator.objects.filter(workspace=dataset.workspace).select_related("judge", "user"),
     })
+
+
+def _length_bias(dataset) -> dict | None:
+    try:
+        return dataset_length_bias(dataset)
+    except ValidationError:
+        return None  # no ranking question: the agreement card already says so
+
+
+def _arena_context(dataset, source: str | None) -> dict:
+    source = source or "human"
+    context = {"arena": None, "arena_errors": [], "arena_source": source, "arena_chart": None, "arena_matrix": []}
+    try:
+        arena = dataset_arena(dataset, source=source, bootstrap=PAGE_BOOTSTRAP)
+    except ValidationError as exc:
+        context["arena_errors"] = _errors(exc)
+        return context
+    return {**context, "arena": arena, "arena_chart": arena_chart(arena), "arena_matrix": arena_matrix_rows(arena)}
 
 
 @login_required
@@ -83,32 +115,50 @@ def dataset_simulate(request, dataset_id: int):
     return redirect("job-detail", job_id=job.pk)
 
 
+def _uploaded_text(upload, name: str) -> str:
+    """An uploaded file's text (gunzipped when it is .gz or gzip-compressed); a ValidationError otherwise."""
+    if upload.size > MAX_UPLOAD:
+        raise ValidationError({name: f"the file is over {MAX_UPLOAD // (1024 * 1024)} MB"})
+    try:
+        raw = read_upload(upload, gzipped=True if upload.name.endswith(".gz") else None, what="the file")
+    except APIException as exc:
+        raise ValidationError({name: str(exc.detail)}) from None
+    return raw.decode("utf-8", errors="replace")
+
+
+def _alpaca_page_items(request) -> object:
+    upload = request.FILES.get("annotations")
+    text = _uploaded_text(upload, "annotations") if upload is not None else request.POST.get("annotations_text") or ""
+    if not text.strip():
+        raise ValidationError({"annotations": "upload a JSON file or paste the JSON list"})
+    try:
+        return parse_json(text.encode())
+    except APIException as exc:
+        raise ValidationError({"annotations": str(exc.detail)}) from None
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def alpaca_eval_page(request):
     access.admin_workspaces(request.user, refuse=REFUSED)
-    context = {"board": None, "errors": [], "chart": None, "reference": "", "lc": False}
+    context = {"board": None, "errors": [], "chart": None, "reference": "", "lc": False, "arena": None}
     if request.method == "POST":
         reference = (request.POST.get("reference") or "").strip()
         lc = request.POST.get("length_controlled") in ("1", "true", "on")
         context.update(reference=reference, lc=lc)
-        upload = request.FILES.get("annotations")
-        text = request.POST.get("annotations_text") or ""
         try:
             if not reference:
                 raise ValidationError({"reference": "required: the reference model (a generator name)"})
-            if upload is not None:
-                if upload.size > MAX_UPLOAD:
-                    raise ValidationError({"annotations": f"the file is over {MAX_UPLOAD // (1024 * 1024)} MB"})
-                text = upload.read().decode("utf-8", errors="replace")
-            if not text.strip():
-                raise ValidationError({"annotations": "upload a JSON file or paste the JSON list"})
-            try:
-                items = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValidationError({"annotations": f"not valid JSON: {exc.msg} at line {exc.lineno}"}) from None
-            board = alpaca_eval_leaderboard(items, reference=reference, length_controlled=lc)
+            items = _alpaca_page_items(request)
+            difficulty = request.FILES.get("instruction_difficulty")
+            if difficulty is not None:
+                difficulty = difficulty_parse(_uploaded_text(difficulty, "instruction_difficulty"))
+            board = alpaca_eval_leaderboard(items, reference=reference, length_controlled=lc,
+                                            instruction_difficulty=difficulty, bootstrap=PAGE_BOOTSTRAP)
             context.update(board=board, chart=leaderboard_chart(board, lc=lc))
+            if request.POST.get("arena") in ("1", "true", "on"):
+                arena = alpaca_eval_arena(items, bootstrap=PAGE_BOOTSTRAP)
+                context.update(arena=arena, arena_chart=arena_chart(arena), arena_matrix=arena_matrix_rows(arena))
         except ValidationError as exc:
             context["errors"] = _errors(exc)[:50]
     return render(request, "evaluation/alpaca_eval.html", context, status=400 if context["errors"] else 200)

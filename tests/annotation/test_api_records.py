@@ -150,7 +150,7 @@ def test_next_shuffles_display_order_per_annotator(workspace):
     RecordFactory(dataset=ds, fields={"prompt": "p", "response-1": "a", "response-2": "b", "response-3": "c",
                                       "response-4": "d"})
     orders = set()
-    for _i in range(12):
+    for _ in range(12):
         user = UserFactory()
         MembershipFactory(user=user, workspace=workspace)
         client = client_for(user)

@@ -358,7 +358,7 @@ def test_chunks_shrink_for_large_records(monkeypatch):
     monkeypatch.setattr(reading, "CHUNK_BYTES", 100_000)
     monkeypatch.setattr(reading, "FIRST_CHUNK_RECORDS", 5)
     ds = DatasetFactory()
-    for _i in range(60):
+    for _ in range(60):
         rec = RecordFactory(dataset=ds, fields={"prompt": "p", "response-1": "a" * 1000, "response-2": "b" * 1000})
         answer(rec, ranking("response-1", "response-2"))
     seen = []
@@ -373,7 +373,7 @@ def test_streamed_parquet_is_a_valid_file_in_row_groups(tmp_path):
     from annotation.exports import parquet_chunks
 
     ds = DatasetFactory()
-    for _i in range(25):
+    for _ in range(25):
         answer(RecordFactory(dataset=ds), ranking("response-2", "response-1"))
     chunks = list(parquet_chunks(export(ds, style="conversational"), style="conversational", source="human",
                                  row_group=10))

@@ -222,7 +222,7 @@ def test_comparison_buttons_follow_the_shuffled_order(annotator, workspace):
     from annotation.services import display_order_for
 
     # find a record shown as B, A (response-2 first) to this annotator
-    for _i in range(40):
+    for _ in range(40):
         rec = RecordFactory(dataset=ds)
         if display_order_for(record=rec, user_id=annotator.pk, field_names=["response-1", "response-2"],
                              shuffle=True)[0] == "response-2":

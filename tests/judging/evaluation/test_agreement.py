@@ -186,7 +186,7 @@ def test_comparison_rating_question_agreement_and_leaderboard(workspace):
         MembershipFactory(user=u, workspace=workspace)
     meta = {"models": {"response-1": "A", "response-2": "B"}}
     votes = [(1, 1), (2, 2), (0, 0), (1, 2)]  # agree, agree, agree (tie = tie), disagree
-    for i, (v1, v2) in enumerate(votes):
+    for v1, v2 in votes:
         rec = RecordFactory(dataset=dataset, metadata=meta)
         ResponseFactory(record=rec, user=u1, values={"better": v1})
         ResponseFactory(record=rec, user=u2, values={"better": v2})
@@ -212,9 +212,9 @@ def test_judge_position_bias_from_shown_order_and_inconsistency(workspace):
     endpoint = Endpoint.objects.create(workspace=workspace, name="e", model="m", base_url="http://x/v1")
     Judge.objects.create(workspace=workspace, name="pw", method="pairwise", endpoint=endpoint,
                          position_bias={"pairs": 10, "inconsistent": 3, "rate": 0.3, "favoured": "first"})
-    for i, (shown, best) in enumerate([(["response-1", "response-2"], "response-1"),   # first shown chosen
-                                       (["response-2", "response-1"], "response-2"),   # first shown chosen
-                                       (["response-2", "response-1"], "response-1")]):  # second
+    for shown, best in [(["response-1", "response-2"], "response-1"),   # first shown chosen
+                        (["response-2", "response-1"], "response-2"),   # first shown chosen
+                        (["response-2", "response-1"], "response-1")]:  # second
         rec = RecordFactory(dataset=dataset)
         other = "response-2" if best == "response-1" else "response-1"
         ResponseFactory(record=rec, user=u, values=_rank(best, other))

@@ -5,6 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotation.models import Response, Suggestion
+from judging.evaluation.difficulty import difficulty_parse
 from judging.evaluation.leaderboards import (
     Comparison,
     alpaca_eval_leaderboard,
@@ -12,10 +13,17 @@ from judging.evaluation.leaderboards import (
     leaderboard_compute,
     leaderboard_csv,
     leaderboard_svg,
-    length_controlled_win_rate,
     record_models,
 )
-from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, ResponseFactory, UserFactory
+from judging.evaluation.length_control import lc_win_rate
+from tests.factories import (
+    DatasetFactory,
+    MembershipFactory,
+    RecordFactory,
+    ResponseFactory,
+    UserFactory,
+)
+from tests.judging.evaluation import alpaca_data
 
 
 def _item(g1, g2, pref, o1="x" * 10, o2="y" * 20, instruction="do it"):
@@ -83,21 +91,61 @@ def test_alpaca_eval_reports_every_bad_item():
     assert set(exc.value.message_dict) == {"[1].preference", "[2].output_1"}
 
 
-def test_length_controlled_win_rate_removes_length_effect():
-    # The model wins exactly when its output is longer: raw win rate 50%; a length-neutral
-    # comparison (equal lengths) is scored by the intercept only.
-    diffs = [100, 200, 150, 300, -100, -200, -150, -300] * 5
-    scores = [1 if d > 0 else 0 for d in diffs]
-    lc = length_controlled_win_rate(scores, diffs)
-    assert lc == pytest.approx(50.0, abs=1.0)
-    # Wins on long outputs but also most short ones: LC > 50 and below the raw rate
-    scores2 = [1 if d > 0 else (1 if i % 4 else 0) for i, d in enumerate(diffs)]
-    raw = 100 * sum(scores2) / len(scores2)
-    lc2 = length_controlled_win_rate(scores2, diffs)
-    assert 50 < lc2 < 100 and lc2 < raw + 15
-    assert length_controlled_win_rate([1, 0], [1, 2]) is None
-    # no length variation: intercept = logit(mean)
-    assert length_controlled_win_rate([1, 1, 1, 0, 0, 1, 1, 1], [5] * 8) == pytest.approx(75.0, abs=0.5)
+def test_length_controlled_column_is_alpaca_evals_glm_named_with_its_se():
+    records, _ = alpaca_data.annotations(seed=3, n_instructions=40)
+    board = alpaca_eval_leaderboard(records, reference="ref", length_controlled=True, bootstrap=20)
+    direct = lc_win_rate(records, reference="ref", bootstrap=20)
+    assert board.lc_variant == "alpaca_eval_length_controlled_noreg" and board.difficulty_source == "joint"
+    assert board.lc_se_method == "bootstrap-instructions"
+    rows = {r.model: r for r in board.rows}
+    for model, result in direct.items():
+        assert rows[model].lc_win_rate == pytest.approx(result.length_controlled_win_rate, abs=1e-4)
+        assert rows[model].lc_standard_error == pytest.approx(result.se, abs=1e-4) and result.se > 0
+        assert rows[model].discrete_win_rate == pytest.approx(result.discrete_win_rate, abs=1e-4)
+        assert rows[model].n == result.n_total
+    assert rows["ref"].lc_win_rate == 50.0
+    # with the reference's length-gamed copies, true v1
+    gamed = alpaca_data.gamed_annotations(n_instructions=40)
+    board = alpaca_eval_leaderboard(records, reference="ref", length_controlled=True, bootstrap=0, gamed=gamed)
+    assert board.lc_variant == "alpaca_eval_length_controlled_v1"
+    assert "lc_variant" in leaderboard_csv(board).splitlines()[0]
+    assert ",alpaca_eval_length_controlled_v1," in leaderboard_csv(board).splitlines()[1]
+
+
+def test_length_controlled_with_a_difficulty_file_by_instruction_or_by_position():
+    records, difficulty = alpaca_data.annotations(seed=4, n_instructions=30)
+    by_name = {alpaca_data.instruction(i): float(d) for i, d in enumerate(difficulty)}
+    direct = lc_win_rate(records, reference="ref", instruction_difficulty=by_name, bootstrap=0)
+    for data in (by_name, [float(d) for d in difficulty],
+                 difficulty_parse("instruction_difficulty\n" + "\n".join(str(float(d)) for d in difficulty))):
+        board = alpaca_eval_leaderboard(records, reference="ref", length_controlled=True, bootstrap=0,
+                                        instruction_difficulty=data)
+        assert board.difficulty_source == "supplied"
+        for row in board.rows[:-1]:
+            assert row.lc_win_rate == pytest.approx(direct[row.model].length_controlled_win_rate, abs=1e-4)
+    with pytest.raises(ValidationError) as exc:
+        alpaca_eval_leaderboard(records, reference="ref", length_controlled=True, instruction_difficulty=[1.0, 2.0])
+    assert "instruction_difficulty" in exc.value.message_dict
+    with pytest.raises(ValidationError) as exc:
+        alpaca_eval_leaderboard(records, reference="ref", length_controlled=True, bootstrap=0,
+                                instruction_difficulty={alpaca_data.instruction(0): 1.0})
+    assert "no value" in exc.value.message_dict["instruction_difficulty"][0]
+
+
+def test_reference_row_as_alpaca_eval_lists_it_and_a_self_comparison_file():
+    board = alpaca_eval_leaderboard(ALPACA, reference="ref")
+    ref = board.rows[-1]
+    assert (ref.model, ref.win_rate, ref.standard_error, ref.discrete_win_rate) == ("ref", 50.0, 0.0, 50.0)
+    assert ref.n == ref.ties == 1  # one instruction ("do it") compared
+    selfs = [_item("ref", "ref", 1.5, instruction=f"i{k}") for k in range(4)]
+    board = alpaca_eval_leaderboard(selfs, reference="ref")
+    assert [(r.model, r.win_rate, r.standard_error, r.n, r.ties) for r in board.rows] == [("ref", 50.0, 0.0, 4, 4)]
+
+
+def test_discrete_win_rate_rounds_soft_preferences():
+    board = alpaca_eval_leaderboard(ALPACA, reference="ref")
+    x = {r.model: r for r in board.rows}["X"]
+    assert x.discrete_win_rate == pytest.approx(100 * (1 + 1 + .5 + .5 + 0 + 0) / 6, abs=1e-3)
 
 
 def test_record_models_both_metadata_forms():

@@ -270,3 +270,48 @@ def test_a_model_with_too_few_rows_gets_win_rates_and_a_note():
     assert result.win_rate == 50 and result.length_controlled_win_rate is None
     assert "needs at least 5" in result.note
     assert math.isfinite(result.discrete_win_rate)
+
+
+# --- end to end: the leaderboard a user downloads --------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_the_api_leaderboard_matches_alpaca_eval_v1_with_a_positional_difficulty_file(data, alpaca_lc, admin_user):
+    """POST /api/v1/leaderboards/alpaca-eval/ with AlpacaEval's CSV difficulty file (by position) and the gamed
+    annotations: every row's win rate, SE, discrete win rate and counts equal get_winrate's, and its LC win rate
+    equals get_length_controlled_winrate's (length_controlled_v1)."""
+    import json
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.conftest import client_for
+
+    records, difficulty, gamed = data
+    csv_text = "instruction_difficulty\n" + "\n".join(repr(float(d)) for d in difficulty)
+    response = client_for(admin_user).post(
+        "/api/v1/leaderboards/alpaca-eval/?length_controlled=true&bootstrap=0",
+        {"reference": REFERENCE, "annotations": SimpleUploadedFile("a.json", json.dumps(records).encode()),
+         "instruction_difficulty": SimpleUploadedFile("instruction_difficulty.csv", csv_text.encode()),
+         "gamed_annotations": SimpleUploadedFile("gamed.json", json.dumps(gamed).encode())}, format="multipart")
+    assert response.status_code == 200, response.content[:500]
+    board = response.json()
+    assert board["lc_variant"] == "alpaca_eval_length_controlled_v1" and board["difficulty_source"] == "supplied"
+    theirs_lc = alpaca_lc(records, difficulty, gamed, "length_controlled_v1")
+    rows = {row["model"]: row for row in board["rows"]}
+    worst = 0.0
+    for model, model_rows in _by_model(records).items():
+        prefs = [np.nan if r["preference"] is None else r["preference"] for r in model_rows]
+        theirs = get_winrate(pd.DataFrame({"preference": prefs}))
+        row = rows[model]
+        for ours_key, their_key in (("win_rate", "win_rate"), ("standard_error", "standard_error"),
+                                    ("discrete_win_rate", "discrete_win_rate")):
+            assert row[ours_key] == pytest.approx(theirs[their_key], abs=1e-4), (model, ours_key)
+        assert (row["n"], row["wins"], row["losses"], row["ties"]) == (
+            theirs["n_total"], theirs["n_wins"], theirs["n_wins_base"], theirs["n_draws"])
+        gap = abs(row["lc_win_rate"] - theirs_lc[model]["length_controlled_winrate"])
+        worst = max(worst, gap)
+        print(f"{model}: LC preflab {row['lc_win_rate']:.4f} alpaca_eval "
+              f"{theirs_lc[model]['length_controlled_winrate']:.4f}; win rate {row['win_rate']:.4f} "
+              f"alpaca_eval {theirs['win_rate']:.4f}")
+    print(f"largest LC gap: {worst:.4f} points")
+    assert worst < LC_TOLERANCE
+    assert rows[REFERENCE]["win_rate"] == 50.0 and rows[REFERENCE]["standard_error"] == 0.0

@@ -95,7 +95,7 @@ def test_simulate_button_starts_a_job(workspace, admin_user, llm_server, llm_end
 
 def test_cli_simulate_leaderboard_best_of_n_annotate_pairs(workspace, llm_server, llm_endpoint, tmp_path, capsys):
     llm_server.responder = judge_responder
-    judge = make_judge(workspace, llm_endpoint(), name="cli-judge")
+    make_judge(workspace, llm_endpoint(), name="cli-judge")
     call_command("simulate", "--workspace", str(workspace.pk), "--create", "cli", "--judge", "cli-judge",
                  "--p", "0.25", "--seed", "5")
     call_command("simulate", "--workspace", workspace.name, "--list")
