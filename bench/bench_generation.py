@@ -75,7 +75,8 @@ def server_cpu(server_pid: int) -> float:
 
 def bench_client(base_url: str, transport: str, concurrency: int, requests: int, latency: float,
                  server_pid: int) -> dict:
-    from generation.llm import ChatRequest, chat_many
+    from generation.llm import chat_many
+    from generation.llm_types import ChatRequest
     from generation.models import Endpoint
 
     ep = Endpoint(name=f"bench-{concurrency}", model="bench-model", base_url=base_url, max_concurrency=concurrency,

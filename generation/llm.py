@@ -42,14 +42,7 @@ import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from .backends import vllm_offline
-from .llm_types import (  # noqa: F401 - re-exported: callers import the types from here
-    CANCELLED,
-    SAMPLING_KEYS,
-    ChatRequest,
-    ChatResult,
-    messages_for,
-    params_for,
-)
+from .llm_types import CANCELLED, ChatRequest, ChatResult, messages_for, params_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Endpoint

@@ -111,7 +111,7 @@ class JudgeVerdict(models.Model):
         constraints = [models.UniqueConstraint(fields=["job", "record"], name="uniq_judge_verdict")]
         indexes = [models.Index(fields=["judge", "status"], name="verdict_judge_idx")]
 
-# The evaluation package's models (issue #6) are models of this app, in its migrations.
+# The evaluation package's models are models of this app, in its migrations.
 from .evaluation.models import SimulatedAnnotator, SimulatedAnswer  # noqa: E402
 
 __all__ = ["Judge", "JudgeOutput", "JudgeVerdict", "SimulatedAnnotator", "SimulatedAnswer"]

@@ -50,7 +50,8 @@ from django.db.models.fields.json import KT
 from annotation.jobs import ChunkContext, JobCancelled, job_create
 from annotation.models import Dataset, Field, Job, JobChunk, JobError, Question, Record, Suggestion, Workspace
 from annotation.services import dataset_create, record_priority_set, records_upsert, suggestions_upsert
-from generation.llm import ChatRequest, ChatResult, chat_many
+from generation.llm import chat_many
+from generation.llm_types import ChatRequest, ChatResult
 from generation.models import Endpoint
 
 from . import judges as J

@@ -15,7 +15,8 @@ from annotation.models import Dataset, Job, JobChunk, JobError, Record
 from annotation.services import records_upsert
 from annotation.validation import field_specs_of, record_validate
 
-from ..llm import CANCELLED, ChatRequest, ChatResult, LLMConfigError, chat_many_groups
+from ..llm import LLMConfigError, chat_many_groups
+from ..llm_types import CANCELLED, ChatRequest, ChatResult
 from ..models import Endpoint, GenerationOutput
 from ..selectors import JOB_KIND, generation_job_panel
 from .jobs import slot_plan

@@ -1,4 +1,4 @@
-"""REST API of the evaluation side (issue #6): agreement, leaderboards, best-of-n, simulated annotators.
+"""REST API of the evaluation side: agreement, leaderboards, best-of-n, simulated annotators.
 
 Mounted at /api/v1/ (judging/evaluation/urls_api.py). Access as everywhere (annotation.access): workspace
 admins only; another workspace's objects answer 404; every 400 names the field and the reason.

@@ -1,4 +1,4 @@
-"""Chatbot Arena's Bradley–Terry ratings over every pair of models, from what preflab holds (issue #14).
+"""Chatbot Arena's Bradley–Terry ratings over every pair of models, from what preflab holds.
 
 The ratings are computed by judging.evaluation.arena (``arena_ratings``); this module turns preflab's comparisons
 into its battles and shapes the result for the API, the CLI and the page:

@@ -1,4 +1,4 @@
-"""Best-of-n (issue #6): for each prompt with n generations, the best one by judge score, as SFT rows.
+"""Best-of-n: for each prompt with n generations, the best one by judge score, as SFT rows.
 
 This is the data step of AlpacaFarm's best-of-n and expert iteration: sample n responses per prompt
 (generation writes them as the fields response-1..n of one record), let a judge score them

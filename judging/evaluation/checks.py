@@ -1,4 +1,4 @@
-"""Checks before export (issue #14): does a rater prefer the longer answer, and the first one shown?
+"""Checks before export: does a rater prefer the longer answer, and the first one shown?
 
 * **Length**: for every record and pair of ranked responses of different lengths (characters; a chat counts its
   messages' content, leaderboards.text_length), each verdict is counted: the longer preferred, the shorter

@@ -1,4 +1,4 @@
-"""Per-instruction difficulty files for AlpacaEval's length-controlled win rate (issue #14).
+"""Per-instruction difficulty files for AlpacaEval's length-controlled win rate.
 
 AlpacaEval publishes the difficulty of its 805 instructions as a CSV with one ``instruction_difficulty`` column,
 keyed by position (row i is the i-th instruction of its evaluation set). Accepted here:

@@ -1,4 +1,4 @@
-"""Leaderboards of the models that wrote the responses (issue #6), AlpacaEval style.
+"""Leaderboards of the models that wrote the responses, AlpacaEval style.
 
 A **comparison** is one prompt on which a model's output was compared with another model's, with a
 preference score in [0, 1] for the second output (1 = the second is better, 0 = the first is better,

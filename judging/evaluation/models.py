@@ -1,4 +1,4 @@
-"""Models of the simulation/evaluation side (issue #6): simulated annotators and what they answered.
+"""Models of the simulation/evaluation side: simulated annotators and what they answered.
 
 Imported by name at the end of judging/models.py, so they are models of the `judging` app (and
 its migrations).

@@ -1,4 +1,4 @@
-"""Reads of the evaluation side (issue #6) that need the judging models."""
+"""Reads of the evaluation side that need the judging models."""
 from __future__ import annotations
 
 from annotation.agreement import dataset_agreement

@@ -1,4 +1,4 @@
-"""Simulated annotators (issue #6, AlpacaFarm's simulated preference pool).
+"""Simulated annotators (AlpacaFarm's simulated preference pool).
 
 A simulated annotator is a judge (judging.Judge: endpoint + method + template + params) plus a
 label-flip probability p and a seed, acting as a flagged user `sim-<name>` (Membership.is_simulated).
@@ -56,7 +56,8 @@ from annotation.services import (
     response_upsert,
 )
 from annotation.validation import NAME_RE, field_specs_of, record_validate
-from generation.llm import ChatRequest, chat_many_groups
+from generation.llm import chat_many_groups
+from generation.llm_types import ChatRequest
 
 from .. import judges as J
 from ..models import Judge

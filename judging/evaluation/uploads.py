@@ -1,4 +1,4 @@
-"""Reading uploaded AlpacaEval annotation files over the API (issue #14): JSON bodies, gzip, large files.
+"""Reading uploaded AlpacaEval annotation files over the API: JSON bodies, gzip, large files.
 
 A POST body may be the JSON itself (``Content-Type: application/json``), gzip-compressed (``Content-Encoding: gzip``,
 or a body starting with gzip's magic bytes, e.g. ``Content-Type: application/gzip``), or a multipart form whose

@@ -1,4 +1,4 @@
-"""Evaluation pages (issue #6), mounted at /evaluation/ by preflab/urls.py."""
+"""Evaluation pages, mounted at /evaluation/ by preflab/urls.py."""
 from django.urls import path
 
 from . import views

@@ -1,4 +1,4 @@
-"""REST routes of the evaluation side (issue #6), mounted at /api/v1/ by preflab/urls.py."""
+"""REST routes of the evaluation side, mounted at /api/v1/ by preflab/urls.py."""
 from django.urls import path
 
 from . import apis

@@ -1,4 +1,4 @@
-"""Evaluation pages (issue #6) under /evaluation/: agreement, leaderboards (table + SVG chart),
+"""Evaluation pages under /evaluation/: agreement, leaderboards (table + SVG chart),
 best-of-n download, running simulated annotators, AlpacaEval-format upload. Thin: logic lives in
 annotation.agreement and judging.evaluation (leaderboards, bestofn, simulation)."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Agreement scoring rules (issue #14): AlpacaEval's zero_one and absolute rules, checked against alpaca_eval's own
+"""Agreement scoring rules: AlpacaEval's zero_one and absolute rules, checked against alpaca_eval's own
 Analyzer on generated annotation sets with ties; human leave-one-out over humans only; Wilson intervals."""
 import itertools
 

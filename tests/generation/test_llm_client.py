@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from generation.llm import CANCELLED, ChatRequest, LLMConfigError, chat_many, chat_many_groups
+from generation.llm import LLMConfigError, chat_many, chat_many_groups
+from generation.llm_types import CANCELLED, ChatRequest
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,8 @@ import pytest
 from annotation.jobs import job_run_inline
 from annotation.models import Record
 from generation.backends import vllm_offline
-from generation.llm import ChatRequest, chat_many
+from generation.llm import chat_many
+from generation.llm_types import ChatRequest
 from generation.services import generation_job_create
 from tests.factories import EndpointFactory
 

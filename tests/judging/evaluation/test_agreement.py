@@ -1,4 +1,4 @@
-"""Agreement measures on small tables computed by hand (issue #6)."""
+"""Agreement measures on small tables computed by hand."""
 import pytest
 
 from annotation.agreement import (

@@ -1,4 +1,4 @@
-"""Evaluation API (issue #6): a full simulated campaign through the public API, leaderboards,
+"""Evaluation API: a full simulated campaign through the public API, leaderboards,
 best-of-n, permissions and bad input."""
 import json
 

@@ -1,4 +1,4 @@
-"""Chatbot Arena's Bradley–Terry ratings (issue #14, item 3) on battles generated from known strengths: checked
+"""Chatbot Arena's Bradley–Terry ratings on battles generated from known strengths: checked
 against an independent fit (scikit-learn's LogisticRegression on the notebook's doubled design) to 0.01 Elo points,
 and the bootstrap intervals' coverage of the true ratings.
 """

@@ -1,4 +1,4 @@
-"""Leaderboards: AlpacaEval-format import and dataset leaderboards with known win rates (issue #6)."""
+"""Leaderboards: AlpacaEval-format import and dataset leaderboards with known win rates."""
 import math
 
 import pytest

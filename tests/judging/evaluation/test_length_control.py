@@ -1,4 +1,4 @@
-"""AlpacaEval's win rates and length-controlled win rate (issue #14, items 1-2), checked against alpaca_eval's own
+"""AlpacaEval's win rates and length-controlled win rate, checked against alpaca_eval's own
 functions (alpaca_eval 0.6.6) on generated annotations: several models, some longer than the reference and some
 shorter, ties (1.5 and the legacy 0), soft preferences from a weighted judge, and judge failures (None).
 

@@ -1,4 +1,4 @@
-"""Evaluation pages under /evaluation/ and the CLI commands (issue #6)."""
+"""Evaluation pages under /evaluation/ and the CLI commands."""
 import json
 
 import pytest

@@ -1,4 +1,4 @@
-"""Simulated annotators: p=0 reproduces the judge, p=1 is random, seeded, same path as humans (issue #6)."""
+"""Simulated annotators: p=0 reproduces the judge, p=1 is random, seeded, same path as humans."""
 import random
 
 import pytest
