@@ -292,7 +292,7 @@ def test_a_copy_of_a_chunk_flushing_between_the_other_copys_reset_and_plan_is_co
     never exceed the verdicts."""
     from annotation.jobs import ChunkContext, job_chunk_execute
     from generation.llm import chat_many
-    from judging import services
+    from judging.services import handler as services
 
     monkeypatch.setattr(services, "FLUSH_SECONDS", 3600.0)  # the first copy writes when the test says so
     llm_server.responder = content_rater("json")

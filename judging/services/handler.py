@@ -1,63 +1,28 @@
-"""Writes of the judging app: judges, judge jobs, and what a judge job writes (outputs, verdicts,
-suggestions, record priorities, CLAIR records).
+"""The judge job handler: the chunk work of a judge job, what it writes, and its summary."""
 
-A judge job is an annotation Job of kind "judge" (annotation/jobs.py, the one job mechanism). Its
-handler (`JudgeJobHandler`, registered in JudgingConfig.ready) runs one chunk of records:
-
-1. records that already have a verdict in this job are counted and skipped (a re-run after a killed
-   worker or a resume re-calls nothing);
-2. the calls each remaining record needs (judges.calls_for) are sent through generation.llm.chat_many,
-   minus the ones already stored with a parsed result;
-3. each answer is parsed; a parse failure keeps its raw text and error and is asked again (the same
-   prompt plus a reminder of the format) up to judge.max_parse_retries times;
-4. once all calls of a record are settled, the record's verdict, suggestions and priority are
-   written in one transaction, in batches (every second or 500 records); a record whose calls failed
-   gets an error verdict, a JobError (ctx.error) and no suggestion.
-
-What is written per judged record (agent = "<judge name>:<endpoint model>"):
-- on the dataset's ranking question: value = the ranking from the ratings (equal ratings share a
-  rank: a tie), score = the margin (best minus second-best rating in raw 1-5 points; for pairwise
-  judges the confidence 1 / 0.5 / 0), rationale = the rationales per field, raw = {"ratings",
-  "rationales", "aspect", "output" (raw text), "uncertainty", "shown_order", ...};
-- on every rating question with "compares": [f1, f2]: 0 tie, 1 if f1 is better, 2 if f2 is;
-- the record's priority = mean uncertainty of all agents' ranking suggestions + their
-  disagreement (judging/scoring.py has the formula), so contentious records are served first.
-
-CLAIR writes no suggestion on the judged dataset. Each revision becomes a record of the target
-dataset (pairwise layout, created if needed) with external_id "clair-<job>-<source record>":
-prompt, response-1 = the revision, response-2 = the original answer. The positions are fixed (the
-metadata says so: revision_field / original_field, plus source_record and method "clair") because
-the annotation UI shuffles the display order per annotator (the target dataset has
-shuffle_responses on); the suggestion (agent "clair:<model>") ranks response-1 first. An answer the
-judge left unchanged gives no pair (a "skipped" verdict): an identical pair teaches nothing.
-"""
 from __future__ import annotations
 
 import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.fields.json import KT
 
-from annotation.jobs import ChunkContext, JobCancelled, job_create
-from annotation.models import Dataset, Field, Job, JobChunk, JobError, Question, Record, Suggestion, Workspace
-from annotation.services import dataset_create, record_priority_set, records_upsert, suggestions_upsert
+from annotation.jobs import ChunkContext, JobCancelled
+from annotation.models import Dataset, Job, JobChunk, JobError, Record, Suggestion
+from annotation.services import record_priority_set, records_upsert, suggestions_upsert
 from generation.llm import chat_many
 from generation.llm_types import ChatRequest, ChatResult
-from generation.models import Endpoint
 
-from . import judges as J
-from .models import Judge, JudgeOutput, JudgeVerdict
-from .parsers import JudgeParseError, parse_preference, parse_ratings, parse_revision
-from .scoring import (
+from .. import judges as J
+from ..models import Judge, JudgeOutput, JudgeVerdict
+from ..parsers import JudgeParseError, parse_preference, parse_ratings, parse_revision
+from ..scoring import (
     JudgeView,
     compare_value,
     margin_of,
@@ -69,221 +34,14 @@ from .scoring import (
     top_fields,
     uncertainty_from_margin,
 )
-from .selectors import JOB_KIND, cleaning_flips_count, judge_job_panel
+from ..selectors import JOB_KIND, cleaning_flips_count, judge_job_panel
+from .jobs import default_chunk_size
+from .layout import dataset_layout
 
 log = logging.getLogger(__name__)
 
-JUDGE_FIELDS = ("name", "method", "aspect", "overall_mode", "template", "params", "max_parse_retries",
-                "use_structured_output")
-CLAIR_FIELDS = ("prompt", "response-1", "response-2")
 FLUSH_SECONDS = float(os.environ.get("PREFLAB_JUDGE_FLUSH_SECONDS", "1.0"))  # write batches at least this often
 FLUSH_RECORDS = 500
-
-
-# --- judges ------------------------------------------------------------------------------------
-
-def _judge_values_validate(values: dict, *, workspace: Workspace, instance: Judge | None = None) -> dict:
-    import re
-
-    clean = dict(values)
-    if "name" in clean:
-        name = clean["name"]
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name):
-            raise ValidationError({"name": "letters, digits, '-' and '_' only (1-100 characters)"})
-        clash = Judge.objects.filter(workspace=workspace, name=name)
-        if instance is not None:
-            clash = clash.exclude(pk=instance.pk)
-        if clash.exists():
-            raise ValidationError({"name": f"a judge named {name!r} exists in this workspace"})
-    for key, choices in (("method", Judge.Method), ("aspect", Judge.Aspect), ("overall_mode", Judge.OverallMode)):
-        if key in clean and clean[key] not in choices.values:
-            raise ValidationError({key: f"must be one of {', '.join(choices.values)}"})
-    if "params" in clean:
-        params = clean["params"]
-        if params is None:
-            params = clean["params"] = {}
-        if not isinstance(params, dict):
-            raise ValidationError({"params": "must be an object (temperature, max_tokens, seed, ...)"})
-        allowed = {"temperature", "top_p", "top_k", "max_tokens", "seed", "stop", "presence_penalty",
-                   "frequency_penalty"}
-        unknown = set(params) - allowed
-        if unknown:
-            raise ValidationError({"params": f"unknown parameters: {', '.join(sorted(unknown))}; "
-                                             f"allowed: {', '.join(sorted(allowed))}"})
-        for k in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-            if k in params and (isinstance(params[k], bool) or not isinstance(params[k], (int, float))):
-                raise ValidationError({"params": f"{k} must be a number"})
-        for k in ("top_k", "max_tokens", "seed"):
-            if k in params and (isinstance(params[k], bool) or not isinstance(params[k], int)):
-                raise ValidationError({"params": f"{k} must be an integer"})
-    if "max_parse_retries" in clean:
-        v = clean["max_parse_retries"]
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10:
-            raise ValidationError({"max_parse_retries": "an integer from 0 to 10"})
-    if "use_structured_output" in clean and not isinstance(clean["use_structured_output"], bool):
-        raise ValidationError({"use_structured_output": "must be true or false"})
-    if "template" in clean:
-        if clean["template"] is None:
-            clean["template"] = ""
-        if not isinstance(clean["template"], str) or len(clean["template"]) > 50_000:
-            raise ValidationError({"template": "a string of at most 50,000 characters"})
-    return clean
-
-
-@transaction.atomic
-def judge_create(*, workspace: Workspace, name: str, endpoint: Endpoint, method: str = Judge.Method.ULTRAFEEDBACK,
-                 aspect: str = Judge.Aspect.OVERALL, overall_mode: str = Judge.OverallMode.RUBRIC,
-                 template: str = "", params: dict | None = None, max_parse_retries: int = 2,
-                 use_structured_output: bool = True) -> Judge:
-    if endpoint.workspace_id != workspace.pk:
-        raise ValidationError({"endpoint": "no such endpoint in this workspace"})
-    clean = _judge_values_validate(
-        {"name": name, "method": method, "aspect": aspect, "overall_mode": overall_mode, "template": template,
-         "params": params or {}, "max_parse_retries": max_parse_retries,
-         "use_structured_output": use_structured_output}, workspace=workspace)
-    return Judge.objects.create(workspace=workspace, endpoint=endpoint, **clean)
-
-
-@transaction.atomic
-def judge_update(*, judge: Judge, endpoint: Endpoint | None = None, **changes: Any) -> Judge:
-    unknown = set(changes) - set(JUDGE_FIELDS)
-    if unknown:
-        raise ValidationError({"judge": f"cannot change: {', '.join(sorted(unknown))}"})
-    clean = _judge_values_validate(changes, workspace=judge.workspace, instance=judge)
-    if endpoint is not None:
-        if endpoint.workspace_id != judge.workspace_id:
-            raise ValidationError({"endpoint": "no such endpoint in this workspace"})
-        judge.endpoint = endpoint
-    for k, v in clean.items():
-        setattr(judge, k, v)
-    judge.save()
-    return judge
-
-
-def judge_delete(*, judge: Judge) -> None:
-    if Job.objects.filter(kind=JOB_KIND, params__judge_id=judge.pk, status__in=Job.ACTIVE).exists():
-        raise ValidationError({"judge": "a job of this judge is running; cancel it first"})
-    judge.delete()
-
-
-# --- dataset layout ----------------------------------------------------------------------------
-
-@dataclass
-class Layout:
-    """Which fields and questions of a dataset a judge job reads and writes."""
-    prompt_field: str
-    fields: list[str]                  # the ranked fields (the ranking question's values)
-    ranking_question: str | None
-    compares_questions: list[tuple[str, list[str]]] = field(default_factory=list)
-
-
-def dataset_layout(dataset: Dataset) -> Layout:
-    questions = list(dataset.questions.all())
-    field_names = set(dataset.fields.values_list("name", flat=True))
-    ranking = next((q for q in questions if q.kind == Question.Kind.RANKING), None)
-    compares = [(q.name, list(q.options["compares"])) for q in questions
-                if q.kind == Question.Kind.RATING and (q.options or {}).get("compares")]
-    if ranking is not None:
-        fields = list(ranking.options.get("values", []))
-    elif compares:
-        fields = list(compares[0][1])
-    else:
-        fields = []
-    prompt_field = dataset.prompt_field if dataset.prompt_field in field_names else ""
-    return Layout(prompt_field=prompt_field, fields=fields, ranking_question=ranking.name if ranking else None,
-                  compares_questions=compares)
-
-
-def _clair_target_for(*, workspace: Workspace, source: Dataset, target: Dataset | str | None, created_by) -> Dataset:
-    """The dataset CLAIR pairs go to: given, or created with a pairwise layout."""
-    if isinstance(target, Dataset):
-        if target.workspace_id != workspace.pk:
-            raise ValidationError({"target_dataset": "no such dataset in this workspace"})
-        names = set(target.fields.values_list("name", flat=True))
-        ranking = target.questions.filter(kind=Question.Kind.RANKING).first()
-        if not set(CLAIR_FIELDS) <= names or ranking is None or \
-                set(ranking.options.get("values", [])) != {"response-1", "response-2"}:
-            raise ValidationError({"target_dataset": "needs fields prompt, response-1, response-2 and a ranking "
-                                                     "question over response-1 and response-2"})
-        return target
-    name = target or f"{source.name}-clair"
-    existing = Dataset.objects.filter(workspace=workspace, name=name).first()
-    if existing is not None:
-        return _clair_target_for(workspace=workspace, source=source, target=existing, created_by=created_by)
-    src_prompt = source.fields.filter(name=source.prompt_field).first()
-    prompt_kind = src_prompt.kind if src_prompt is not None else Field.Kind.TEXT
-    return dataset_create(
-        workspace=workspace, name=name, created_by=created_by,
-        guidelines=(f"Pairs built by CLAIR from dataset {source.name!r}: each record holds an answer and the "
-                    "judge's minimal revision of it. The record metadata says which field is the revision."),
-        shuffle_responses=True, allow_ties=True,
-        fields=[{"name": "prompt", "title": "Prompt", "kind": prompt_kind},
-                {"name": "response-1", "title": "Response 1", "kind": Field.Kind.MARKDOWN},
-                {"name": "response-2", "title": "Response 2", "kind": Field.Kind.MARKDOWN}],
-        questions=[{"name": "ranking", "title": "Rank the responses", "kind": "ranking",
-                    "options": {"values": ["response-1", "response-2"]}}])
-
-
-# --- jobs --------------------------------------------------------------------------------------
-
-def judge_job_create(*, workspace: Workspace, dataset: Dataset, judge: Judge, records: Iterable | None = None,
-                     created_by=None, target_dataset: Dataset | str | None = None, answer_field: str | None = None,
-                     chunk_size: int | None = None, start: bool = True) -> Job:
-    """Plan a judge job over `records` (ids or Records; None = every record of the dataset)."""
-    if dataset.workspace_id != workspace.pk:
-        raise ValidationError({"dataset": "no such dataset in this workspace"})
-    if judge.workspace_id != workspace.pk:
-        raise ValidationError({"judge": "no such judge in this workspace"})
-    layout = dataset_layout(dataset)
-    if not layout.prompt_field:
-        raise ValidationError({"dataset": f"the prompt field {dataset.prompt_field!r} is not a field of the dataset"})
-    params: dict[str, Any] = {"judge_id": judge.pk, "judge": judge.name, "method": judge.method,
-                              "agent": judge.agent, "aspect": judge.aspect}
-    if judge.method == Judge.Method.CLAIR:
-        field_names = set(dataset.fields.values_list("name", flat=True))
-        if answer_field is not None and answer_field not in field_names:
-            raise ValidationError({"answer_field": f"{answer_field!r} is not a field of this dataset"})
-        if answer_field is None and not layout.fields:
-            raise ValidationError({"answer_field": "name the field holding the answer to revise"})
-        params["answer_field"] = answer_field
-    else:
-        if len(layout.fields) < 2:
-            raise ValidationError({"dataset": "a judge needs a ranking question (or a comparison rating) over at "
-                                              "least two response fields"})
-        if answer_field is not None:
-            raise ValidationError({"answer_field": "only CLAIR judges revise one answer field"})
-        if target_dataset is not None:
-            raise ValidationError({"target_dataset": "only CLAIR judges write to a target dataset"})
-    if records is not None:
-        ids = sorted({r.pk if isinstance(r, Record) else r for r in records})
-        if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            raise ValidationError({"records": "a non-empty list of record ids"})
-        found = set(Record.objects.filter(dataset=dataset, pk__in=ids).values_list("pk", flat=True))
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise ValidationError({"records": f"not records of this dataset: {', '.join(map(str, missing[:10]))}"})
-        params["record_ids"] = ids
-    if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 5000:
-            raise ValidationError({"chunk_size": "an integer from 1 to 5000"})
-        params["chunk_size"] = chunk_size
-    with transaction.atomic():
-        if judge.method == Judge.Method.CLAIR:
-            target = _clair_target_for(workspace=workspace, source=dataset, target=target_dataset,
-                                       created_by=created_by)
-            if target.pk == dataset.pk:
-                raise ValidationError({"target_dataset": "must differ from the judged dataset"})
-            params["target_dataset_id"] = target.pk
-        job = job_create(kind=JOB_KIND, workspace=workspace, dataset=dataset, created_by=created_by,
-                         name=f"{judge.name} on {dataset.name}"[:200], params=params,
-                         queue=judge.endpoint.queue or settings.PREFLAB_CPU_QUEUE, start=start)
-    return job
-
-
-def default_chunk_size(judge: Judge) -> int:
-    """Enough records per chunk to keep the endpoint's concurrency busy (calls per record vary)."""
-    per_record = {Judge.Method.PAIRWISE: 2, Judge.Method.CLAIR: 1}.get(judge.method, len(J.aspects_for(judge)))
-    return max(50, min(5000, (16 * int(judge.endpoint.max_concurrency or 1)) // max(1, per_record)))
 
 
 # --- the job handler ---------------------------------------------------------------------------
@@ -762,5 +520,3 @@ def judge_position_bias_refresh(*, judge: Judge) -> dict:
     Judge.objects.filter(pk=judge.pk).update(position_bias=bias)
     judge.position_bias = bias
     return bias
-
-
