@@ -304,3 +304,19 @@ def ranking_validate(value: Any, fields: list[str], *, allow_ties: bool, where: 
     if not allow_ties and len(set(ranks)) != len(ranks):
         raise ValidationError({where: "ties are not allowed in this dataset"})
     return sorted(items, key=lambda i: (i["rank"], fields.index(i["value"])))
+
+
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def workspace_name_validate(name: Any, *, taken, instance=None, what: str) -> str:
+    """The name of something a workspace holds (an endpoint, a judge): letters, digits, '-' and '_',
+    1-100 characters, and not taken by another one of `taken` (a queryset of the workspace's)."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise ValidationError({"name": "letters, digits, '-' and '_' only (1-100 characters)"})
+    clash = taken.filter(name=name)
+    if instance is not None:
+        clash = clash.exclude(pk=instance.pk)
+    if clash.exists():
+        raise ValidationError({"name": f"{what} named {name!r} exists in this workspace"})
+    return name

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import ProtectedError, RestrictedError
 
 from annotation.models import Job, Workspace
+from annotation.validation import workspace_name_validate
 
 from ..models import Endpoint
 from ..selectors import JOB_KIND
@@ -34,14 +35,8 @@ def endpoint_values_validate(values: dict, *, workspace: Workspace, instance: En
                                                         "variable of the worker and give its NAME in api_key_env"})
         raise ValidationError({sorted(unknown)[0]: "unknown field"})
     out = dict(values)
-    name = out.get("name", instance.name if instance else None)
-    if not name or not re.match(r"^[A-Za-z0-9_-]{1,100}$", str(name)):
-        raise ValidationError({"name": "letters, digits, '-' and '_' only (1-100 characters)"})
-    dup = Endpoint.objects.filter(workspace=workspace, name=name)
-    if instance is not None:
-        dup = dup.exclude(pk=instance.pk)
-    if dup.exists():
-        raise ValidationError({"name": f"an endpoint named {name!r} exists in this workspace"})
+    workspace_name_validate(out.get("name", instance.name if instance else None),
+                            taken=Endpoint.objects.filter(workspace=workspace), instance=instance, what="an endpoint")
     backend = out.get("backend", instance.backend if instance else Endpoint.Backend.OPENAI_COMPATIBLE)
     if backend not in Endpoint.Backend.values:
         raise ValidationError({"backend": f"must be one of {', '.join(Endpoint.Backend.values)}"})

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from annotation.models import Job, Workspace
+from annotation.validation import workspace_name_validate
 from generation.models import Endpoint
 
 from ..models import Judge
@@ -23,18 +24,10 @@ JUDGE_FIELDS = ("name", "method", "aspect", "overall_mode", "template", "params"
 # --- judges ------------------------------------------------------------------------------------
 
 def _judge_values_validate(values: dict, *, workspace: Workspace, instance: Judge | None = None) -> dict:
-    import re
-
     clean = dict(values)
     if "name" in clean:
-        name = clean["name"]
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name):
-            raise ValidationError({"name": "letters, digits, '-' and '_' only (1-100 characters)"})
-        clash = Judge.objects.filter(workspace=workspace, name=name)
-        if instance is not None:
-            clash = clash.exclude(pk=instance.pk)
-        if clash.exists():
-            raise ValidationError({"name": f"a judge named {name!r} exists in this workspace"})
+        workspace_name_validate(clean["name"], taken=Judge.objects.filter(workspace=workspace), instance=instance,
+                                what="a judge")
     for key, choices in (("method", Judge.Method), ("aspect", Judge.Aspect), ("overall_mode", Judge.OverallMode)):
         if key in clean and clean[key] not in choices.values:
             raise ValidationError({key: f"must be one of {', '.join(choices.values)}"})
