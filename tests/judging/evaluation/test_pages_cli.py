@@ -149,3 +149,12 @@ def test_cli_simulate_leaderboard_best_of_n_annotate_pairs(workspace, llm_server
     assert len(rows) == 5 and all(r["model"] == "base" and r["score"] == 5 for r in rows)
     with pytest.raises(CommandError, match="min_n"):
         call_command("best_of_n", str(dataset.pk), "--out", str(sft), "--min-n", "0")
+
+
+def test_the_agreement_card_offers_the_scoring_rules(admin_user, scored_dataset):
+    c = _login(admin_user)
+    html = c.get(f"/evaluation/datasets/{scored_dataset.pk}/").content.decode()
+    assert 'id="scoring-rule-form"' in html
+    assert '<option value="preflab" selected>' in html and '<option value="absolute">' in html
+    html = c.get(f"/evaluation/datasets/{scored_dataset.pk}/?scoring_rule=absolute").content.decode()
+    assert '<option value="absolute" selected>' in html and "<code>absolute</code>:" in html
