@@ -66,7 +66,8 @@ def dataset_evaluation(request, dataset_id: int):
         except ValidationError as exc:
             board_errors = _errors(exc)
     return render(request, "evaluation/dataset.html", {
-        "dataset": dataset, "agreement": agreement, "scoring_rules": SCORING_RULES, "board": board, "board_errors": board_errors, "chart": chart,
+        "dataset": dataset, "agreement": agreement, "scoring_rules": SCORING_RULES,
+        "board": board, "board_errors": board_errors, "chart": chart,
         "source": source, "sources": SOURCES, "reference": board.reference if board else (reference or ""),
         "models": dataset_models(dataset), "lc": lc, **_arena_context(dataset, request.GET.get("arena_source")),
         "length_bias": _length_bias(dataset),
