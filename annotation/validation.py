@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 
 from .models import Field, Question
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")  # use with fullmatch (a "$" anchor lets a trailing newline through)
 MAX_TEXT_ANSWER = 20_000
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
 
@@ -60,7 +60,7 @@ def field_specs_validate(fields: list[dict]) -> list[dict]:
         if unknown:
             raise ValidationError({where: f"unknown keys: {', '.join(sorted(unknown))}"})
         name = f.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise ValidationError({f"{where}.name": "letters, digits, '-' and '_' only (1-100 characters)"})
         if name in seen:
             raise ValidationError({f"{where}.name": f"duplicate field name {name!r}"})
@@ -86,7 +86,7 @@ def question_specs_validate(questions: list[dict], field_names: set[str]) -> lis
         if unknown:
             raise ValidationError({where: f"unknown keys: {', '.join(sorted(unknown))}"})
         name = q.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise ValidationError({f"{where}.name": "letters, digits, '-' and '_' only (1-100 characters)"})
         if name in seen:
             raise ValidationError({f"{where}.name": f"duplicate question name {name!r}"})
@@ -304,9 +304,6 @@ def ranking_validate(value: Any, fields: list[str], *, allow_ties: bool, where: 
     if not allow_ties and len(set(ranks)) != len(ranks):
         raise ValidationError({where: "ties are not allowed in this dataset"})
     return sorted(items, key=lambda i: (i["rank"], fields.index(i["value"])))
-
-
-NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 def workspace_name_validate(name: Any, *, taken, instance=None, what: str) -> str:

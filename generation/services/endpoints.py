@@ -21,7 +21,7 @@ PARAM_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "stop", "pr
 
 # --- endpoints ---------------------------------------------------------------------------------
 
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 KEY_LIKE_RE = re.compile(r"^(sk-|sk_|hf_|gsk_|xai-|pk-|AIza|ghp_|Bearer\s)|^[A-Za-z0-9+/=_-]{32,}$")
 ENDPOINT_FIELDS = ("name", "backend", "base_url", "model", "api_key_env", "max_concurrency", "params",
                    "system_prompt", "queue", "timeout", "max_retries", "supports_json_schema")
@@ -53,7 +53,7 @@ def endpoint_values_validate(values: dict, *, workspace: Workspace, instance: En
         env_name = (out["api_key_env"] or "").strip()
         looks_like_key = (KEY_LIKE_RE.match(env_name) and not env_name.isupper()) or (
             len(env_name) >= 20 and "_" not in env_name and any(c.isdigit() for c in env_name))
-        if env_name and (looks_like_key or not ENV_NAME_RE.match(env_name)):
+        if env_name and (looks_like_key or not ENV_NAME_RE.fullmatch(env_name)):
             raise ValidationError({"api_key_env": "the NAME of an environment variable (e.g. OPENAI_API_KEY), "
                                                   "never the key itself; keys are not stored"})
         out["api_key_env"] = env_name

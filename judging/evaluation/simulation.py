@@ -87,7 +87,7 @@ def _flip_validate(p: Any) -> float:
 def simulated_annotator_create(*, workspace: Workspace, name: str, judge: Judge, flip_probability: float = 0.0,
                                seed: int = 0) -> SimulatedAnnotator:
     """Create a simulated annotator and its flagged user `sim-<name>` (an annotator member of the workspace)."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 100:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ValidationError({"name": "letters, digits, '-' and '_' only (1-100 characters)"})
     if SimulatedAnnotator.objects.filter(workspace=workspace, name=name).exists():
         raise ValidationError({"name": f"a simulated annotator named {name!r} exists in this workspace"})
