@@ -22,7 +22,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from .arena import METHOD, ArenaResult, arena_ratings
 from .leaderboards import (
     SOURCES,
     Comparison,
@@ -78,6 +77,8 @@ def _ratings(comparisons: Iterable[Comparison], *, source: str, bootstrap: int, 
     models = {b["model_a"] for b in battles} | {b["model_b"] for b in battles}
     if anchor and anchor not in models:
         raise ValidationError({"anchor": f"{anchor!r} is in no battle; models: {', '.join(sorted(models))}"})
+    from .arena import arena_ratings  # numpy/scipy load when ratings are asked for, not with every page
+
     try:
         result = arena_ratings(battles, bootstrap=bootstrap, seed=seed, anchor=anchor or None)
     except ValueError as exc:
@@ -142,7 +143,7 @@ class ArenaChart:
     axis_label_y: int
     ticks: list[dict[str, str]]
     points: list[ArenaPoint]
-    method: str = METHOD
+    method: str
 
 
 def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -178,7 +179,8 @@ def arena_chart(arena: dict[str, Any], *, width: int = 640, row_height: int = 26
                                  interval=interval))
     ticks = [{"x": f"{x(t):.1f}", "label": f"{t:.0f}"} for t in ticks_at]
     return ArenaChart(width=width, height=height, max_width=f"{width * 1.5:.0f}", name_x=label_w - 8, axis_top=pad,
-                      axis_bottom=height - 20, axis_label_y=height - 6, ticks=ticks, points=points)
+                      axis_bottom=height - 20, axis_label_y=height - 6, ticks=ticks, points=points,
+                      method=arena["method"])
 
 
 def arena_matrix_rows(arena: dict[str, Any]) -> list[dict[str, Any]]:
@@ -187,5 +189,5 @@ def arena_matrix_rows(arena: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"model": a, "cells": [arena["win_matrix"][a][b] for b in models]} for a in models]
 
 
-__all__ = ["ArenaResult", "alpaca_eval_arena", "arena_chart", "arena_csv", "arena_matrix_rows", "bootstrap_param",
+__all__ = ["alpaca_eval_arena", "arena_chart", "arena_csv", "arena_matrix_rows", "bootstrap_param",
            "comparison_battles", "dataset_arena", "seed_param"]

@@ -43,7 +43,6 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from .difficulty import difficulty_resolve
-from .length_control import SE_METHOD, lc_win_rate
 from .winrates import alpaca_eval_win_rates
 
 SOURCES = ("human", "suggestions", "both")
@@ -176,6 +175,8 @@ def _reference_row(reference: str, own: dict[str, list[Comparison]], ref_lengths
 def _add_length_control(board: Leaderboard, own: dict[str, list[Comparison]], *, reference: str,
                         instruction_difficulty, gamed, bootstrap: int, seed: int) -> None:
     """Fill the rows' length-controlled win rates with AlpacaEval's GLM (length_control.lc_win_rate)."""
+    from .length_control import SE_METHOD, lc_win_rate  # numpy/scipy load when a length-controlled board is asked for
+
     comps = [c for cs in own.values() for c in cs]
     try:
         results = lc_win_rate(comps, reference=reference, instruction_difficulty=instruction_difficulty,
