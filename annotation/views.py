@@ -414,7 +414,8 @@ def dataset_export(request, dataset_id: int):
     d = form.cleaned_data
     params = {"format": d["format"], "style": d.get("style") or "standard", "pairs": d.get("pairs") or "best_worst",
               "resolve": d.get("resolve") or "majority", "source": d.get("source") or "human",
-              "include_ties": bool(d.get("include_ties"))}
+              "include_ties": bool(d.get("include_ties")), "margin_from": d.get("margin_from") or "votes",
+              "include_both_bad": bool(d.get("include_both_bad"))}
     if d.get("question"):
         params["question"] = d["question"]
     try:
