@@ -245,6 +245,21 @@ def _preference_choices(qv: dict, q: Question, value: Any, page: _Page) -> None:
     }
 
 
+def preference_summary(question: Question, value: Any) -> str:
+    """A preference answer in words for an admin's review, by field name: "response-2 better (2)",
+    "both bad", or both."""
+    if not isinstance(value, dict):
+        return "" if value is None else str(value)
+    parts = []
+    if value.get("preferred") is not None:
+        label = next((lv["label"] for lv in (question.options or {}).get("scale") or []
+                      if lv["value"] == value.get("strength")), str(value.get("strength")))
+        parts.append(f"{value['preferred']} {label} ({value.get('strength')})")
+    if value.get("both_bad"):
+        parts.append("both bad")
+    return " · ".join(parts)
+
+
 def _add_responses(view: AnnotateView, page: _Page, first_ranks: dict[str, int]) -> None:
     """The response cards, in display order, with the rank the first ranking gives them."""
     for name in page.order:

@@ -24,6 +24,9 @@
     else input.checked = true;
     const q = box.closest(".question");
     if (q) { q.classList.remove("has-error"); const e = q.querySelector(".q-error"); if (e) e.textContent = ""; }
+    const form = box.closest("form");
+    const general = form && form.querySelector(".form-errors");
+    if (general && !form.querySelector(".question.has-error")) general.textContent = "";  // nothing left to fix
     input.dispatchEvent(new Event("change", { bubbles: true }));  // the draft auto-save listens for it
     return true;
   }

@@ -374,3 +374,15 @@ def test_export_job_from_the_dashboard_asks_for_strength(graded_dataset, admin_u
     assert r.status_code == 302
     job = Job.objects.get(dataset=graded_dataset, kind="export")
     assert job.params["margin_from"] == "strength" and job.params["include_both_bad"] is True
+
+
+def test_record_page_shows_preference_answers_in_words(graded_dataset, admin_user):
+    from django.urls import reverse
+
+    from annotation.models import Membership
+    Membership.objects.update_or_create(user=admin_user, workspace=graded_dataset.workspace,
+                                        defaults={"role": "admin"})
+    rec = RecordFactory(dataset=graded_dataset)
+    prefer(rec, "response-2", 1, both_bad=True)
+    html = page_client(admin_user).get(reverse("record-detail", args=[graded_dataset.pk, rec.pk])).content.decode()
+    assert "response-2 slightly better (1) · both bad" in html
