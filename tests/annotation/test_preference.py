@@ -386,3 +386,16 @@ def test_record_page_shows_preference_answers_in_words(graded_dataset, admin_use
     prefer(rec, "response-2", 1, both_bad=True)
     html = page_client(admin_user).get(reverse("record-detail", args=[graded_dataset.pk, rec.pk])).content.decode()
     assert "response-2 slightly better (1) · both bad" in html
+
+
+def test_cli_writes_strength_as_margin(graded_dataset, tmp_path):
+    from django.core.management import call_command
+    rec = RecordFactory(dataset=graded_dataset)
+    prefer(rec, "response-1", 3)
+    bad = RecordFactory(dataset=graded_dataset)
+    prefer(bad, None, None, both_bad=True)
+    out = tmp_path / "graded.jsonl"
+    call_command("export_triplets", graded_dataset.pk, "--out", str(out), "--margin-from", "strength",
+                 "--include-both-bad", "--quiet")
+    rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [(r["record_id"], r["chosen_field"], r["margin"]) for r in rows] == [(rec.pk, "response-1", 3.0)]
