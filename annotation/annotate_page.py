@@ -177,6 +177,8 @@ def _add_questions(view: AnnotateView, page: _Page, questions: list[Question], *
                 first_ranks = ranks
         elif q.kind == Question.Kind.RATING:
             _rating_choices(qv, q, value, page)
+        elif q.kind == Question.Kind.PREFERENCE:
+            _preference_choices(qv, q, value, page)
         elif q.kind == Question.Kind.LABEL:
             qv["choices"] = list(q.options.get("values", []))
             qv["multiple"] = bool(q.options.get("multiple"))
@@ -216,6 +218,46 @@ def _rating_choices(qv: dict, q: Question, value: Any, page: _Page) -> None:
         ]
     qv["choices"] = list(q.options.get("values", []))
     qv["value"] = value
+
+
+def _preference_choices(qv: dict, q: Question, value: Any, page: _Page) -> None:
+    """A graded preference in slot terms: one row per strength level (strongest first), the left
+    response's choice then the right one's. Keys run across the scale from the left response's
+    strongest (1) to the right one's strongest (2N); 0 toggles "both are bad"."""
+    options = q.options or {}
+    compares = list(options.get("compares") or [])
+    left, right = sorted(compares, key=lambda n: page.order.index(n) if n in page.order else 99)
+    scale = list(options.get("scale") or [])
+    n = len(scale)
+    answer = value if isinstance(value, dict) else {}
+
+    def choice(field_name: str, level: dict, key: int) -> dict:
+        return {"key": key, "slot": page.slot_of.get(field_name, "?"), "label": level["label"],
+                "value": f"{field_name}:{level['value']}",
+                "checked": answer.get("preferred") == field_name and answer.get("strength") == level["value"]}
+
+    qv["pref"] = {
+        "slots": [page.slot_of.get(left, "?"), page.slot_of.get(right, "?")],
+        "rows": [[choice(left, level, i + 1), choice(right, level, 2 * n - i)] for i, level in enumerate(scale)],
+        "keys": 2 * n,
+        "both_bad": bool(options.get("both_bad")),
+        "both_bad_checked": answer.get("both_bad") is True,
+    }
+
+
+def preference_summary(question: Question, value: Any) -> str:
+    """A preference answer in words for an admin's review, by field name: "response-2 better (2)",
+    "both bad", or both."""
+    if not isinstance(value, dict):
+        return "" if value is None else str(value)
+    parts = []
+    if value.get("preferred") is not None:
+        label = next((lv["label"] for lv in (question.options or {}).get("scale") or []
+                      if lv["value"] == value.get("strength")), str(value.get("strength")))
+        parts.append(f"{value['preferred']} {label} ({value.get('strength')})")
+    if value.get("both_bad"):
+        parts.append("both bad")
+    return " · ".join(parts)
 
 
 def _add_responses(view: AnnotateView, page: _Page, first_ranks: dict[str, int]) -> None:

@@ -258,7 +258,8 @@ class QuestionInputSerializer(StrictInputSerializer):
     required = serializers.BooleanField(required=False)
     options = serializers.JSONField(required=False, help_text=(
         'ranking: {"values": [field names]}; rating: {"values": [ints], "compares": [field, field]?}; '
-        'label: {"values": [labels], "multiple": bool}; text: {}'))
+        'label: {"values": [labels], "multiple": bool}; text: {}; preference: {"compares": [field, field], '
+        '"scale": [{"label": text, "value": number}, ...] (1-4 levels, strongest first)?, "both_bad": bool?}'))
     position = serializers.IntegerField(required=False, min_value=0, max_value=32767)
 
     class Meta:
@@ -462,7 +463,8 @@ _DATETIME = serializers.DateTimeField()
 class ResponseListCreateApi(hotpath.HotPathAuthMixin, APIView):
     class InputSerializer(StrictInputSerializer):
         values = serializers.JSONField(help_text=(
-            'Question name to value. Ranking: [{"value": <field>, "rank": k}, ...]; equal ranks are ties.'))
+            'Question name to value. Ranking: [{"value": <field>, "rank": k}, ...]; equal ranks are ties. '
+            'Preference: {"preferred": <field>, "strength": <scale value>, "both_bad": bool?} or {"both_bad": true}.'))
         status = serializers.ChoiceField(choices=Response.Status.choices)
         display_order = serializers.ListField(child=serializers.CharField(), required=False)
         duration = serializers.FloatField(required=False, min_value=0)

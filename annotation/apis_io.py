@@ -169,7 +169,8 @@ class TripletsExportApi(APIView):
 
     Query: format=jsonl|csv|parquet, question, pairs=best_worst|all|best_vs_rest,
     resolve=majority|mean_rank, source=human|suggestions|both, include_ties=false|true,
-    style=standard|conversational, min_margin=<number>. A bad parameter is a 400 naming it.
+    style=standard|conversational, min_margin=<number>, margin_from=votes|strength (strength: a graded
+    preference's strength as `margin`), include_both_bad=false|true. A bad parameter is a 400 naming it.
     JSONL and CSV are streamed row by row; Parquet row group by row group (its footer last).
     """
 
@@ -189,6 +190,8 @@ class TripletsExportApi(APIView):
             OpenApiParameter("include_ties", bool),
             OpenApiParameter("style", str, enum=["standard", "conversational"]),
             OpenApiParameter("min_margin", float),
+            OpenApiParameter("margin_from", str, enum=["votes", "strength"]),
+            OpenApiParameter("include_both_bad", bool),
         ])
     def get(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)

@@ -5,6 +5,8 @@ data is turned into the `values` dict that services.response_upsert validates:
 
     rank__<question>__<field> = <int>      one per ranked field (empty = not ranked yet)
     q__<question> = <value>                rating (int), label (one or several), text
+    q__<question> = <field>:<strength>     preference (the chosen side and strength)
+    q__<question>__both_bad = 1            preference: both responses are bad
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from django.core.exceptions import ValidationError
 
 from .errors import validation_items
 from .models import Membership, Question
+from .selectors import compared_fields
 from .services import pairwise_dataset_spec
 from .validation import question_value_validate
 
@@ -58,6 +61,10 @@ def response_values_from_post(questions: list[Question], data) -> dict[str, Any]
                     values[q.name] = int(raw)
                 except ValueError:
                     values[q.name] = raw
+        elif q.kind == Question.Kind.PREFERENCE:
+            value = preference_from_post(data.get(f"q__{q.name}"), data.get(f"q__{q.name}__both_bad"))
+            if value:
+                values[q.name] = value
         elif q.kind == Question.Kind.LABEL:
             if q.options.get("multiple"):
                 chosen = [v for v in data.getlist(f"q__{q.name}") if v]
@@ -72,6 +79,24 @@ def response_values_from_post(questions: list[Question], data) -> dict[str, Any]
             if raw is not None and raw.strip():
                 values[q.name] = raw
     return values
+
+
+def preference_from_post(choice: str | None, both_bad: str | None) -> dict[str, Any]:
+    """A preference answer from the annotate form: "<field>:<strength>" and the both-bad box
+    (validation judges the result; a strength that is not a number is passed on for it to name)."""
+    value: dict[str, Any] = {}
+    field_name, sep, raw = (choice or "").strip().rpartition(":")
+    if sep and field_name:
+        try:
+            strength: Any = float(raw)
+            if strength.is_integer():
+                strength = int(strength)
+        except ValueError:
+            strength = raw
+        value = {"preferred": field_name, "strength": strength}
+    if (both_bad or "").strip() in ("1", "on", "true"):
+        value["both_bad"] = True
+    return value
 
 
 def response_values_keep_valid(questions: list[Question], values: dict[str, Any], *, allow_ties: bool) -> dict[str, Any]:
@@ -129,6 +154,10 @@ class DatasetCreateForm(forms.Form):
                                initial=PRESET_PAIRWISE, widget=forms.RadioSelect)
     responses = forms.IntegerField(min_value=2, max_value=8, initial=2,
                                    help_text="Number of responses per prompt (response-1 … response-N).")
+    question = forms.ChoiceField(
+        choices=[("ranking", "Rank the responses"),
+                 ("preference", "Graded preference (two responses): which is better, by how much, or both bad")],
+        initial="ranking", required=False, widget=forms.RadioSelect, label="Question")
     response_kind = forms.ChoiceField(choices=[("markdown", "Markdown"), ("text", "Plain text"), ("chat", "Chat")],
                                       initial="markdown")
     extra_questions = forms.MultipleChoiceField(
@@ -180,12 +209,16 @@ class DatasetCreateForm(forms.Form):
             data["fields"], data["questions"] = fields, questions
         else:
             kind = data.get("response_kind") or "markdown"
+            graded = data.get("question") == "preference"
+            if graded and (data.get("responses") or 2) != 2:
+                self.add_error("question", "a graded preference compares exactly two responses")
+                return data
             data["fields"], data["questions"] = pairwise_dataset_spec(
                 responses=data.get("responses") or 2,
                 # chat: the prompt is the conversation so far, each response one (markdown) answer
                 prompt_kind="chat" if kind == "chat" else "markdown",
                 response_kind="markdown" if kind == "chat" else kind,
-                extra=data.get("extra_questions") or [])
+                extra=data.get("extra_questions") or [], graded=graded)
         return data
 
     def field_for_error(self, key: str | None) -> str | None:
@@ -237,6 +270,9 @@ class ExportForm(forms.Form):
     source = forms.ChoiceField(choices=[("human", "human"), ("suggestions", "suggestions")],
                                required=False, initial="human")
     include_ties = forms.BooleanField(required=False)
+    margin_from = forms.ChoiceField(choices=[("votes", "votes"), ("strength", "strength (graded preference)")],
+                                    required=False, initial="votes", label="Margin from")
+    include_both_bad = forms.BooleanField(required=False, label="Include records called both bad")
     question = forms.ChoiceField(required=False, choices=[("", "first ranking")])
 
     def __init__(self, *args, dataset=None, **kwargs):
@@ -244,5 +280,5 @@ class ExportForm(forms.Form):
         if dataset is not None:
             self.fields["question"].choices = [("", "first ranking")] + [
                 (q.name, q.title or q.name) for q in dataset.questions.all()
-                if q.kind == Question.Kind.RANKING or (q.kind == Question.Kind.RATING and q.options.get("compares"))]
+                if q.kind == Question.Kind.RANKING or compared_fields(q)]
 

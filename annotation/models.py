@@ -91,6 +91,7 @@ class Question(models.Model):
         RATING = "rating", "Rating"
         LABEL = "label", "Label"
         TEXT = "text", "Text"
+        PREFERENCE = "preference", "Preference"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="questions")
     name = models.SlugField(max_length=100)
@@ -99,7 +100,8 @@ class Question(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     required = models.BooleanField(default=True)
     # ranking: {"values": [field names]}; rating: {"values": [ints], "compares": [f1, f2]?};
-    # label: {"values": [labels], "multiple": bool}; text: {}
+    # label: {"values": [labels], "multiple": bool}; text: {};
+    # preference: {"compares": [f1, f2], "scale": [{"label", "value"}, ...] strongest first, "both_bad": bool}
     options = models.JSONField(default=dict, blank=True)
     position = models.PositiveSmallIntegerField(default=0)
 

@@ -139,23 +139,31 @@ def ranked_fields(dataset: Dataset) -> list[str]:
     return ranked_fields_of(dataset.questions.all())
 
 
+def compared_fields(question: Question) -> list[str] | None:
+    """The two fields a pairwise question compares (options.compares of a comparison rating or of a
+    graded preference); None for any other question. Readers pass it to ranks_from_value."""
+    compares = (question.options or {}).get("compares")
+    if question.kind in (Question.Kind.RATING, Question.Kind.PREFERENCE) and compares:
+        return list(compares)
+    return None
+
+
 def ranked_question_of(questions: Iterable[Question]) -> Question | None:
     """The question that orders a dataset's responses, from its questions in their order
-    (position, id): the first ranking question, else the first comparison rating (options.compares)."""
+    (position, id): the first ranking question, else the first pairwise question (a comparison
+    rating or a graded preference, options.compares)."""
     questions = list(questions)
     return (next((q for q in questions if q.kind == Question.Kind.RANKING), None)
-            or next((q for q in questions if q.kind == Question.Kind.RATING and (q.options or {}).get("compares")),
-                    None))
+            or next((q for q in questions if compared_fields(q)), None))
 
 
 def ranked_fields_of(questions: Iterable[Question]) -> list[str]:
     """ranked_fields from a dataset's questions already at hand: the fields ranked_question_of ranks
-    (a comparison rating: the pair it compares)."""
+    (a pairwise question: the pair it compares)."""
     question = ranked_question_of(questions)
     if question is None:
         return []
-    options = question.options or {}
-    return list(options["compares"] if question.kind == Question.Kind.RATING else options.get("values", []))
+    return compared_fields(question) or list((question.options or {}).get("values", []))
 
 
 # --- progress ----------------------------------------------------------------------------------

@@ -128,14 +128,22 @@ EXTRA_QUESTIONS = {
 
 def pairwise_dataset_spec(*, responses: int, prompt_kind: str = "markdown", response_kind: str = "markdown",
                           ranking_title: str = "Rank the responses, best first",
-                          extra: Iterable[str] = ()) -> tuple[list[dict], list[dict]]:
+                          extra: Iterable[str] = (), graded: bool = False) -> tuple[list[dict], list[dict]]:
     """The fields and questions (dataset_create's input) of the usual preference dataset: a `prompt`
     field, `responses` response fields (response_field_names) and a ranking question `ranking` over
-    them; `extra` adds optional questions by name (see EXTRA_QUESTIONS: rating, flags, comment)."""
+    them — or, with `graded` (two responses only), a graded preference `preference` between them
+    (the default strength scale, "both are bad" offered); `extra` adds optional questions by name
+    (see EXTRA_QUESTIONS: rating, flags, comment)."""
     names = response_field_names(responses)
     fields = [{"name": "prompt", "title": "Prompt", "kind": prompt_kind}]
     fields += [{"name": n, "title": f"Response {i}", "kind": response_kind} for i, n in enumerate(names, start=1)]
-    questions = [{"name": "ranking", "title": ranking_title, "kind": "ranking", "options": {"values": names}}]
+    if graded:
+        if responses != 2:
+            raise ValidationError({"responses": "a graded preference compares exactly two responses"})
+        questions = [{"name": "preference", "title": "Which response is better, and by how much?",
+                      "kind": "preference", "options": {"compares": names, "both_bad": True}}]
+    else:
+        questions = [{"name": "ranking", "title": ranking_title, "kind": "ranking", "options": {"values": names}}]
     questions += [copy.deepcopy(spec) for key, spec in EXTRA_QUESTIONS.items() if key in extra]
     return fields, questions
 

@@ -108,6 +108,8 @@ def _question_options_validate(kind: str, options: dict, field_names: set[str], 
     values = options.get("values")
     if kind == Question.Kind.TEXT:
         return {k: v for k, v in options.items() if k in {"placeholder", "max_length"}}
+    if kind == Question.Kind.PREFERENCE:
+        return _preference_options_validate(options, field_names, where)
     if not isinstance(values, list) or not values:
         raise ValidationError({f"{where}.values": "a non-empty list is required"})
     if len(set(map(_hashable, values))) != len(values):
@@ -136,6 +138,49 @@ def _question_options_validate(kind: str, options: dict, field_names: set[str], 
     if not all(isinstance(v, str) and v for v in values):
         raise ValidationError({f"{where}.values": "labels must be non-empty strings"})
     return {"values": list(values), "multiple": bool(options.get("multiple", False))}
+
+
+PREFERENCE_MAX_LEVELS = 4  # keys 1-8 pick a side and a strength: four levels each way
+PREFERENCE_DEFAULT_SCALE = ({"label": "much better", "value": 3}, {"label": "better", "value": 2},
+                            {"label": "slightly better", "value": 1}, {"label": "about the same", "value": 0})
+
+
+def _preference_options_validate(options: dict, field_names: set[str], where: str) -> dict:
+    """A graded pairwise preference: the two fields it compares, a strength scale (strongest level
+    first, each {label, value}; plain labels get the values n-1 .. 0) and whether annotators may say
+    both answers are bad."""
+    unknown = set(options) - {"compares", "scale", "both_bad"}
+    if unknown:
+        raise ValidationError({where: f"unknown keys: {', '.join(sorted(unknown))}"})
+    compares = options.get("compares")
+    if (not isinstance(compares, list) or len(compares) != 2 or compares[0] == compares[1]
+            or any(not isinstance(c, str) or c not in field_names for c in compares)):
+        raise ValidationError({f"{where}.compares": "must name two different fields of this dataset"})
+    scale = options.get("scale")
+    if scale is None:
+        scale = [dict(level) for level in PREFERENCE_DEFAULT_SCALE]
+    if not isinstance(scale, list) or not 1 <= len(scale) <= PREFERENCE_MAX_LEVELS:
+        raise ValidationError({f"{where}.scale": f"a list of 1 to {PREFERENCE_MAX_LEVELS} strength levels, strongest first"})
+    levels = []
+    for i, level in enumerate(scale):
+        if isinstance(level, str):
+            level = {"label": level, "value": len(scale) - 1 - i}
+        if not isinstance(level, dict) or set(level) != {"label", "value"}:
+            raise ValidationError({f"{where}.scale[{i}]": 'each level is {"label": text, "value": number}'})
+        label, value = level["label"], level["value"]
+        if not isinstance(label, str) or not label.strip() or len(label) > 60:
+            raise ValidationError({f"{where}.scale[{i}].label": "a non-empty text of at most 60 characters"})
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+            raise ValidationError({f"{where}.scale[{i}].value": "must be a finite number"})
+        levels.append({"label": label.strip(), "value": value})
+    if len({lv["label"] for lv in levels}) != len(levels):
+        raise ValidationError({f"{where}.scale": "labels must be distinct"})
+    if any(a["value"] <= b["value"] for a, b in zip(levels, levels[1:])):
+        raise ValidationError({f"{where}.scale": "values must decrease from the strongest level to the weakest"})
+    both_bad = options.get("both_bad", False)
+    if not isinstance(both_bad, bool):
+        raise ValidationError({f"{where}.both_bad": "must be true or false"})
+    return {"compares": list(compares), "scale": levels, "both_bad": both_bad}
 
 
 def _hashable(v: Any) -> Any:
@@ -256,6 +301,8 @@ def question_value_validate(question: Question, value: Any, *, allow_ties: bool)
         if isinstance(value, bool) or value not in allowed:
             raise ValidationError({where: f"{value!r} is not one of {allowed}"})
         return value
+    if question.kind == Question.Kind.PREFERENCE:
+        return preference_validate(value, options, where=where)
     if question.kind == Question.Kind.LABEL:
         if options.get("multiple"):
             if not isinstance(value, list) or len(set(value)) != len(value) or not value:
@@ -271,6 +318,42 @@ def question_value_validate(question: Question, value: Any, *, allow_ties: bool)
     if len(value) > int(options.get("max_length", MAX_TEXT_ANSWER)):
         raise ValidationError({where: "too long"})
     return value
+
+
+def preference_validate(value: Any, options: dict, *, where: str = "preference") -> dict:
+    """A preference answer: {"preferred": <one of the compared fields>, "strength": <a value of the
+    scale>} and/or {"both_bad": true} (when the question offers it). Returned with the scale's own
+    value for the strength and both_bad only when true."""
+    if not isinstance(value, dict):
+        raise ValidationError({where: 'a preference is {"preferred": <field>, "strength": <level value>} '
+                                      'or {"both_bad": true}'})
+    unknown = set(value) - {"preferred", "strength", "both_bad"}
+    if unknown:
+        raise ValidationError({where: f"unknown keys: {', '.join(sorted(unknown))}"})
+    compares = list(options.get("compares") or [])
+    scale = options.get("scale") or []
+    out: dict[str, Any] = {}
+    preferred, strength = value.get("preferred"), value.get("strength")
+    if preferred is not None:
+        if preferred not in compares:
+            raise ValidationError({where: f"preferred {preferred!r} is not one of the compared fields {compares}"})
+        level = next((lv for lv in scale if not isinstance(strength, bool) and lv["value"] == strength), None)
+        if level is None:
+            raise ValidationError({where: f"strength {strength!r} is not one of the scale's values "
+                                          f"{[lv['value'] for lv in scale]}"})
+        out["preferred"], out["strength"] = preferred, level["value"]
+    elif strength is not None:
+        raise ValidationError({where: "a strength needs the preferred field"})
+    both_bad = value.get("both_bad", False)
+    if not isinstance(both_bad, bool):
+        raise ValidationError({where: "both_bad must be true or false"})
+    if both_bad:
+        if not options.get("both_bad"):
+            raise ValidationError({where: "this question has no 'both are bad' choice"})
+        out["both_bad"] = True
+    if not out:
+        raise ValidationError({where: "pick the better response (and how much better) or say both are bad"})
+    return out
 
 
 def ranking_validate(value: Any, fields: list[str], *, allow_ties: bool, where: str = "ranking") -> list[dict]:

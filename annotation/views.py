@@ -34,7 +34,7 @@ from .access import (
     workspace_for_user,
 )
 from .agreement import dataset_quality, ranks_from_value
-from .annotate_page import AnnotateView, annotate_view_build, shown_order, slot_names
+from .annotate_page import AnnotateView, annotate_view_build, preference_summary, shown_order, slot_names
 from .errors import form_errors_from
 from .job_selectors import job_page_context, job_progress_context
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
@@ -356,6 +356,8 @@ def record_detail(request, dataset_id: int, record_id: int):
         for q in questions:
             value = (r.values or {}).get(q.name)
             ranks = ranks_from_value(value) if q.kind == Question.Kind.RANKING else None
+            if q.kind == Question.Kind.PREFERENCE:
+                value = preference_summary(q, value)
             if ranks:
                 value = " > ".join(" = ".join(sorted(n for n, k in ranks.items() if k == rank))
                                    for rank in sorted(set(ranks.values())))
@@ -414,7 +416,8 @@ def dataset_export(request, dataset_id: int):
     d = form.cleaned_data
     params = {"format": d["format"], "style": d.get("style") or "standard", "pairs": d.get("pairs") or "best_worst",
               "resolve": d.get("resolve") or "majority", "source": d.get("source") or "human",
-              "include_ties": bool(d.get("include_ties"))}
+              "include_ties": bool(d.get("include_ties")), "margin_from": d.get("margin_from") or "votes",
+              "include_both_bad": bool(d.get("include_both_bad"))}
     if d.get("question"):
         params["question"] = d["question"]
     try:

@@ -14,7 +14,7 @@ from .pairwise import (
     pairwise_summary,
 )
 from .position import PositionBias, position_bias_add
-from .rankings import ranks_from_value
+from .rankings import both_bad_by_majority, pair_vote_from_value, ranks_from_value
 from .rates import Rate, median, rate_with_interval, rounded
 from .report import AgreementReport, AnnotationRow, agreement_report
 
@@ -41,23 +41,28 @@ class DatasetQuality:
     alpha: float | None
     disagreements: list[RecordDisagreement]
     records_with_overlap: int
+    both_bad_records: int | None = None  # records most annotators called both bad (None: no such choice)
 
 
 def dataset_quality(dataset, *, disagreement_limit: int = 50) -> DatasetQuality:
-    """Per-annotator counts and time, agreement and alpha on the first ranking question.
+    """Per-annotator counts and time, agreement and alpha on the first ranking question (else the
+    first pairwise question: a comparison rating or a graded preference), and the records annotators
+    called both bad when that question offers the choice.
 
-    Four queries whatever the size: the question, counts per (user, status), one streamed pass over
+    Four queries whatever the size: the questions, counts per (user, status), one streamed pass over
     the submitted responses (values_list: record, user, values, duration), and the usernames.
     """
     from django.contrib.auth import get_user_model
 
-    from ..models import Question
+    from ..selectors import compared_fields, ranked_question_of
 
-    question = (dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id")
-                .values_list("name", flat=True).first())
+    target = ranked_question_of(dataset.questions.order_by("position", "id"))
+    question = target.name if target is not None else None
+    compares = compared_fields(target) if target is not None else None
     stats = _status_counts(dataset)
     acc = AgreementAccumulator(disagreement_limit=disagreement_limit)
-    durations = _submitted_pass(dataset, question, acc)
+    both_bad = _BothBad() if target is not None and (target.options or {}).get("both_bad") else None
+    durations = _submitted_pass(dataset, question, acc, compares=compares, both_bad=both_bad)
     names = dict(get_user_model().objects.filter(pk__in=list(stats)).values_list("pk", "username"))
     pairs = acc.pairs()
     summary = pairwise_summary(pairs)
@@ -69,7 +74,20 @@ def dataset_quality(dataset, *, disagreement_limit: int = 50) -> DatasetQuality:
         question=question,
         annotators=sorted(stats.values(), key=lambda r: (-r.submitted, r.username)),
         pairs=pairs, overall_agreement=summary.overall.value, alpha=acc.alpha(),
-        disagreements=acc.worst(), records_with_overlap=acc.records_with_overlap)
+        disagreements=acc.worst(), records_with_overlap=acc.records_with_overlap,
+        both_bad_records=both_bad.records if both_bad is not None else None)
+
+
+class _BothBad:
+    """Counts the records most annotators called both bad (rankings.both_bad_by_majority), one
+    record's answers at a time."""
+
+    def __init__(self):
+        self.records = 0
+
+    def add(self, answers: int, both_bad: int) -> None:
+        if answers and both_bad_by_majority(both_bad, answers):
+            self.records += 1
 
 
 def _status_counts(dataset) -> dict[int, AnnotatorStats]:
@@ -86,12 +104,15 @@ def _status_counts(dataset) -> dict[int, AnnotatorStats]:
     return stats
 
 
-def _submitted_pass(dataset, question: str | None, acc: AgreementAccumulator) -> dict[int, list[float]]:
-    """Feed each record's submitted rankings of `question` to `acc`; returns the durations per user."""
+def _submitted_pass(dataset, question: str | None, acc: AgreementAccumulator, *, compares=None,
+                    both_bad: _BothBad | None = None) -> dict[int, list[float]]:
+    """Feed each record's submitted rankings of `question` to `acc` (and its both-bad calls to
+    `both_bad`); returns the durations per user."""
     from ..models import Response
 
     durations: dict[int, list[float]] = defaultdict(list)
     current, by_annotator = None, {}
+    answers = called_bad = 0
     # ordered by record (index response_status_idx): one record's answers at a time, nothing held
     rows = (Response.objects.filter(dataset=dataset, status=Response.Status.SUBMITTED)
             .values_list("record_id", "user_id", "values", "duration").order_by("record_id"))
@@ -103,12 +124,25 @@ def _submitted_pass(dataset, question: str | None, acc: AgreementAccumulator) ->
         if record_id != current:
             if by_annotator:
                 acc.add(current, by_annotator)
+            if both_bad is not None:
+                both_bad.add(answers, called_bad)
             current, by_annotator = record_id, {}
-        ranking = ranks_from_value((values or {}).get(question))
+            answers = called_bad = 0
+        value = (values or {}).get(question)
+        if compares is not None:
+            vote = pair_vote_from_value(value, compares)
+            ranking = vote.ranks if vote is not None else None
+            if vote is not None:
+                answers += 1
+                called_bad += vote.both_bad
+        else:
+            ranking = ranks_from_value(value)
         if ranking:
             by_annotator[user_id] = ranking
     if by_annotator:
         acc.add(current, by_annotator)
+    if both_bad is not None:
+        both_bad.add(answers, called_bad)
     return durations
 
 
@@ -135,14 +169,13 @@ def dataset_agreement(dataset, *, question=None, scoring_rule: str = DEFAULT_SCO
     leave-one-out figure is over human annotators only; a judge's agreement with the human majority has a
     Wilson 95% interval.
     """
-    from ..models import Question
-    from ..selectors import ranked_question_of
+    from ..selectors import compared_fields, ranked_question_of
 
     if question is None:
         question = ranked_question_of(dataset.questions.all())
     if question is None:
         return {"question": None, "error": "this dataset has no ranking or comparison question"}
-    compares = (question.options or {}).get("compares") if question.kind == Question.Kind.RATING else None
+    compares = compared_fields(question)
     fields = list(compares or (question.options or {}).get("values", []))
     members = _Members(dataset)
     responses_per: Counter = Counter()

@@ -32,12 +32,19 @@ source=both uses the humans where a record has a submitted response, its suggest
 Pairs: best_worst = the single best vs the single worst field (left out when several tie for
 either end, unless include_ties); all = every pair with a strict winner; best_vs_rest = the best
 field vs each other one. min_margin drops rows whose margin is below it.
+Graded preferences (a preference question: {"preferred": field, "strength": s, "both_bad": bool}):
+each answer with a preferred field is one vote as above; margin_from=strength sets margin to the mean
+over the record's votes of the strength, signed (+ when the vote agrees with the resolved winner,
+- when not), so one annotator's "much better" = 3 gives margin 3. An answer calling both responses
+bad still votes when it also prefers one; a record most of whose answers call both bad
+(rankings.both_bad_by_majority) is left out unless include_both_bad.
 """
 from .parameters import (
     BASE_COLUMNS,
     CONTENT_TYPES,
     EXTENSIONS,
     FORMATS,
+    MARGIN_FROM,
     PAIRS,
     RESOLVE,
     SOURCES,
@@ -61,7 +68,8 @@ from .writers import (
 )
 
 __all__ = [
-    "BASE_COLUMNS", "CONTENT_TYPES", "EXTENSIONS", "FORMATS", "PAIRS", "RESOLVE", "SOURCES", "STYLES", "PairResult", "Target",
+    "BASE_COLUMNS", "CONTENT_TYPES", "EXTENSIONS", "FORMATS", "MARGIN_FROM", "PAIRS", "RESOLVE", "SOURCES", "STYLES",
+    "PairResult", "Target",
     "columns_for", "csv_chunks", "export_params_parse", "export_target", "jsonl_chunks", "parquet_chunks",
     "parquet_schema", "parquet_write", "prefetch_possible", "resolve_pairs", "triplets_chunks", "triplets_export",
     "triplets_export_count", "triplets_write",

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from ..models import Dataset, Question
-from ..selectors import ranked_question_of
+from ..selectors import compared_fields, ranked_question_of
 from ..validation import bool_param
 
 PAIRS = ("best_worst", "all", "best_vs_rest")
@@ -21,7 +21,9 @@ CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-
                  "parquet": "application/vnd.apache.parquet"}
 BASE_COLUMNS = ("prompt", "chosen", "rejected", "record_id", "external_id", "chosen_field", "rejected_field",
                 "annotators", "agreement", "margin", "source")
-PARAMETERS = {"format", "question", "pairs", "resolve", "source", "include_ties", "style", "min_margin"}
+MARGIN_FROM = ("votes", "strength")
+PARAMETERS = {"format", "question", "pairs", "resolve", "source", "include_ties", "style", "min_margin",
+              "margin_from", "include_both_bad"}
 
 
 def columns_for(source: str) -> tuple[str, ...]:
@@ -35,11 +37,13 @@ def export_params_parse(params: dict, *, with_format: bool = True) -> dict:
         raise ValidationError({sorted(unknown)[0]: f"unknown parameter; known: {', '.join(sorted(PARAMETERS))}"})
     out: dict[str, Any] = {}
     for name, choices, default in (("pairs", PAIRS, "best_worst"), ("resolve", RESOLVE, "majority"),
-                                   ("source", SOURCES, "human"), ("style", STYLES, "standard")):
+                                   ("source", SOURCES, "human"), ("style", STYLES, "standard"),
+                                   ("margin_from", MARGIN_FROM, "votes")):
         out[name] = _choice(name, params.get(name) or default, choices)
     if with_format:
         out["format"] = _choice("format", params.get("format") or "jsonl", FORMATS)
     out["include_ties"] = bool_param("include_ties", params.get("include_ties"))
+    out["include_both_bad"] = bool_param("include_both_bad", params.get("include_both_bad"))
     out["question"] = params.get("question") or None
     out["min_margin"] = _number_or_none("min_margin", params.get("min_margin"))
     return out
@@ -66,11 +70,17 @@ class Target:
 
     question: Question
     fields: tuple[str, ...]
-    compares: bool  # a rating question with options.compares (0 = tie, 1 = first better, 2 = second)
+    compares: bool  # a pairwise question (options.compares): a comparison rating or a graded preference
+    graded: bool = False  # a graded preference: answers carry a strength and may call both responses bad
+
+    @property
+    def offers_both_bad(self) -> bool:
+        return self.graded and bool((self.question.options or {}).get("both_bad"))
 
 
 def export_target(dataset: Dataset, question: str | None = None) -> Target:
-    """The question to export: the named one, else the first ranking, else the first comparison rating."""
+    """The question to export: the named one, else the first ranking, else the first pairwise question
+    (a comparison rating or a graded preference)."""
     questions = list(dataset.questions.all())
     if question:
         q = next((q for q in questions if q.name == question), None)
@@ -79,12 +89,13 @@ def export_target(dataset: Dataset, question: str | None = None) -> Target:
     else:
         q = ranked_question_of(questions)
         if q is None:
-            raise ValidationError({"question": "this dataset has no ranking question and no comparison rating "
-                                               "(a rating with options.compares) to export"})
+            raise ValidationError({"question": "this dataset has no ranking question and no pairwise question "
+                                               "(a preference, or a rating with options.compares) to export"})
     options = q.options or {}
     if q.kind == Question.Kind.RANKING:
         return Target(q, tuple(options.get("values") or ()), False)
-    if q.kind == Question.Kind.RATING and options.get("compares"):
-        return Target(q, tuple(options["compares"]), True)
-    raise ValidationError({"question": f"{q.name!r} is a {q.kind} question; triplets need a ranking question "
-                                      "or a rating with options.compares"})
+    compares = compared_fields(q)
+    if compares:
+        return Target(q, tuple(compares), True, graded=q.kind == Question.Kind.PREFERENCE)
+    raise ValidationError({"question": f"{q.name!r} is a {q.kind} question; triplets need a ranking question, "
+                                      "a preference question or a rating with options.compares"})

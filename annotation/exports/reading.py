@@ -13,13 +13,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
 from django.db.models.fields.json import KT
 
-from ..agreement import ranks_from_value
+from ..agreement import both_bad_by_majority, pair_vote_from_value, ranks_from_value
 from ..models import Record, Response, Suggestion
 from .parameters import Target
 
@@ -36,12 +36,16 @@ _MISSING = object()
 class Chunk:
     """Records of one chunk with their answers. rows: (id, external_id, [system], [*texts when
     dense]); human: record id -> rankings of its submitted responses; suggested: record id ->
-    (ranking, score, raw) of its suggestions; dense: the rows carry the texts too."""
+    (ranking, score, raw) of its suggestions; dense: the rows carry the texts too. A graded
+    preference also gives strengths (record id -> the strength of each ranking in `human`) and
+    both_bad (the records most annotators called both bad)."""
 
     rows: list
     human: dict[int, list]
     suggested: dict[int, list]
     dense: bool
+    strengths: dict[int, list] = field(default_factory=dict)
+    both_bad: set[int] = field(default_factory=set)
 
 
 class ExportReader:
@@ -94,9 +98,14 @@ class ExportReader:
                 return
             lo, hi = rows[0][0], rows[-1][0]
             last_id = hi
-            human = self._human_rankings(lo, hi, rank_cache) if self.use_humans else {}
+            strengths: dict[int, list] = {}
+            both_bad: set[int] = set()
+            if self.use_humans and self.target.graded:
+                human = self._human_votes(lo, hi, rank_cache, strengths, both_bad)
+            else:
+                human = self._human_rankings(lo, hi, rank_cache) if self.use_humans else {}
             suggested = self._suggested_rankings(lo, hi) if self.use_suggestions else {}
-            yield Chunk(rows, human, suggested, dense)
+            yield Chunk(rows, human, suggested, dense, strengths, both_bad)
             answered = len(human) + sum(1 for rid in suggested if rid not in human)
             dense = answered >= 0.9 * len(rows)
 
@@ -119,6 +128,32 @@ class ExportReader:
                     rank_cache[value] = ranks
             if ranks is not None:
                 human.setdefault(rid, []).append(ranks)
+        return human
+
+    def _human_votes(self, lo: int, hi: int, vote_cache: dict[str, Any], strengths: dict[int, list],
+                     both_bad: set[int]) -> dict[int, list]:
+        """_human_rankings for a graded preference: also each ranking's strength (into `strengths`) and
+        the records most of whose answers call both responses bad (into `both_bad`)."""
+        human: dict[int, list] = {}
+        answers: dict[int, int] = {}
+        called_bad: dict[int, int] = {}
+        for rid, value in (Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
+                                                   record_id__gte=lo, record_id__lte=hi)
+                           .annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v")):
+            vote = vote_cache.get(value, _MISSING) if isinstance(value, str) else _MISSING
+            if vote is _MISSING:
+                vote = pair_vote_from_value(value, self.target.fields)
+                if isinstance(value, str) and len(vote_cache) < RANK_CACHE_SIZE:
+                    vote_cache[value] = vote
+            if vote is None:
+                continue
+            answers[rid] = answers.get(rid, 0) + 1
+            if vote.both_bad:
+                called_bad[rid] = called_bad.get(rid, 0) + 1
+            if vote.ranks is not None:
+                human.setdefault(rid, []).append(vote.ranks)
+                strengths.setdefault(rid, []).append(vote.strength)
+        both_bad.update(rid for rid, n in called_bad.items() if both_bad_by_majority(n, answers[rid]))
         return human
 
     def _suggested_rankings(self, lo: int, hi: int) -> dict[int, list]:

@@ -17,6 +17,7 @@ from .resolution import PairResult, record_pairs
 def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str = "best_worst",
                     resolve: str = "majority", source: str = "human", include_ties: bool = False,
                     style: str = "standard", min_margin: float | None = None,
+                    margin_from: str = "votes", include_both_bad: bool = False,
                     chunk_size: int = CHUNK_RECORDS,
                     on_progress: Callable[[int], None] | None = None) -> Iterator[dict]:
     """Yield the preference triplets of a dataset, streamed (see the package docstring for the rules).
@@ -25,14 +26,19 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
     `on_progress(n)` is called after each chunk with the number of records it held.
     """
     export_params_parse({"pairs": pairs, "resolve": resolve, "source": source, "style": style,
-                         "include_ties": include_ties, "min_margin": min_margin}, with_format=False)
+                         "include_ties": include_ties, "min_margin": min_margin, "margin_from": margin_from,
+                         "include_both_bad": include_both_bad}, with_format=False)
     target = export_target(dataset, question)
+    if margin_from == "strength" and not target.graded:
+        raise ValidationError({"margin_from": f"'strength' needs a preference question; {target.question.name!r} "
+                                              f"is a {target.question.kind} question"})
     kinds = dict(dataset.fields.values_list("name", "kind"))
     prompt_field = dataset.prompt_field
     if prompt_field not in kinds:
         raise ValidationError({"prompt_field": f"the dataset's prompt field {prompt_field!r} is not one of its fields"})
     plan = _Plan(target=target, prompt_field=prompt_field, pairs=pairs, resolve=resolve, source=source,
                  include_ties=include_ties, conversational=style == "conversational", min_margin=min_margin,
+                 margin_from=margin_from, include_both_bad=include_both_bad,
                  prompt_is_chat=kinds.get(prompt_field) == Field.Kind.CHAT,
                  chat_fields=frozenset(f for f in target.fields if kinds.get(f) == Field.Kind.CHAT))
     reader = ExportReader(dataset_id=dataset.pk, target=target, names=plan.names,
@@ -58,6 +64,8 @@ class _Plan:
     include_ties: bool
     conversational: bool
     min_margin: float | None
+    margin_from: str
+    include_both_bad: bool
     prompt_is_chat: bool
     chat_fields: frozenset
 
@@ -99,8 +107,11 @@ def _triplets_iter(plan: _Plan, reader: ExportReader, on_progress: Callable[[int
 def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
     """The pairs one record gives: from its submitted responses, else (when asked) its suggestions."""
     rid = row[0]
+    if rid in chunk.both_bad and not plan.include_both_bad:
+        return None
     votes = chunk.human.get(rid)
-    origin, scores, raws = "human", None, None
+    origin, raws = "human", None
+    scores = chunk.strengths.get(rid) if votes and plan.margin_from == "strength" else None
     if not votes:
         if not plan.use_suggestions or rid not in chunk.suggested:
             return None

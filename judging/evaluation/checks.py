@@ -84,10 +84,11 @@ def _record_rankings(record_ids: list[int], question, compares, simulated: set[i
 def dataset_length_bias(dataset, *, batch: int = 1000) -> dict[str, Any]:
     """How often the longer response wins, for humans, simulated annotators and each judge (see the module doc).
     Streams the records in batches."""
-    from annotation.models import Membership, Question, Record
+    from annotation.models import Membership, Record
+    from annotation.selectors import compared_fields
 
     question = _compared_question(dataset)
-    compares = (question.options or {}).get("compares") if question.kind == Question.Kind.RATING else None
+    compares = compared_fields(question)
     fields = list(compares or (question.options or {}).get("values", []))
     simulated = set(Membership.objects.filter(workspace_id=dataset.workspace_id, is_simulated=True)
                     .values_list("user_id", flat=True))

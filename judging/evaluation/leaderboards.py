@@ -385,14 +385,11 @@ def _mean_scores(rankings: list[dict[str, int]], a: str, b: str) -> float | None
 
 
 def _compared_question(dataset):
-    """The question whose answers compare the responses: the ranking question, else the first rating
-    question with options.compares."""
-    from annotation.models import Question
-    from annotation.selectors import ranking_question
+    """The question whose answers compare the responses: the ranking question, else the first pairwise
+    question (a comparison rating or a graded preference, options.compares)."""
+    from annotation.selectors import ranked_question_of
 
-    question = (ranking_question(dataset)
-                or next((q for q in dataset.questions.filter(kind=Question.Kind.RATING).order_by("position", "id")
-                         if (q.options or {}).get("compares")), None))
+    question = ranked_question_of(dataset.questions.order_by("position", "id"))
     if question is None:
         raise ValidationError({"question": "this dataset has no ranking or comparison question"})
     return question
@@ -431,13 +428,14 @@ def dataset_comparisons(dataset, *, source: str = "human", question=None, batch:
     With several raters of a record the score is the mean of their verdicts (so it can be fractional).
     Streams the records in batches; never loads the dataset at once.
     """
-    from annotation.models import Question, Record
+    from annotation.models import Record
+    from annotation.selectors import compared_fields
 
     if source not in SOURCES:
         raise ValidationError({"source": f"must be one of {', '.join(SOURCES)}"})
     if question is None:
         question = _compared_question(dataset)
-    compares = (question.options or {}).get("compares") if question.kind == Question.Kind.RATING else None
+    compares = compared_fields(question)
     ranked = list(compares or (question.options or {}).get("values", []))
 
     last_id = 0

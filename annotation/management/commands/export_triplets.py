@@ -12,6 +12,7 @@ from tqdm import tqdm
 from annotation.errors import validation_message
 from annotation.exports import (
     FORMATS,
+    MARGIN_FROM,
     PAIRS,
     RESOLVE,
     SOURCES,
@@ -38,6 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--include-ties", action="store_true")
         parser.add_argument("--style", choices=STYLES, default="standard")
         parser.add_argument("--min-margin", type=float)
+        parser.add_argument("--margin-from", choices=MARGIN_FROM, default="votes",
+                            help="strength: a graded preference's strength as the margin column")
+        parser.add_argument("--include-both-bad", action="store_true")
         parser.add_argument("--quiet", action="store_true")
 
     def handle(self, *args, dataset_id, out, format=None, quiet=False, **o):
@@ -49,7 +53,8 @@ class Command(BaseCommand):
             params = export_params_parse({"format": fmt, "question": o.get("question"), "pairs": o["pairs"],
                                           "resolve": o["resolve"], "source": o["source"],
                                           "include_ties": o["include_ties"], "style": o["style"],
-                                          "min_margin": o.get("min_margin")})
+                                          "min_margin": o.get("min_margin"), "margin_from": o["margin_from"],
+                                          "include_both_bad": o["include_both_bad"]})
             params.pop("format")
             bar = tqdm(total=triplets_export_count(dataset), unit="records", file=self.stderr._out,
                        disable=quiet, dynamic_ncols=True)
