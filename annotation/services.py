@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -187,10 +187,49 @@ def dataset_publish(*, dataset: Dataset) -> Dataset:
     return dataset
 
 
+def dataset_unpublish(*, dataset: Dataset) -> Dataset:
+    """Close a published (or archived) dataset to annotators; its answers are kept."""
+    return dataset_update(dataset=dataset, status=Dataset.Status.DRAFT)
+
+
+def dataset_archive(*, dataset: Dataset) -> Dataset:
+    """Close a dataset for good but keep it (answers, exports); unpublish or publish it to reopen."""
+    return dataset_update(dataset=dataset, status=Dataset.Status.ARCHIVED)
+
+
+def _rows_delete(queryset, *, seen: tuple = ()) -> int:
+    """Delete the rows of `queryset` and, first, every row that depends on them, in SQL: one
+    DELETE ... WHERE fk IN (SELECT ...) per dependent table, children before parents, whatever
+    app the dependent model lives in (found through the model's relations, so annotation imports
+    no other app). SET_NULL references are cleared; PROTECT/RESTRICT ones refuse."""
+    model = queryset.model
+    for rel in model._meta.get_fields(include_hidden=True):
+        if not (rel.auto_created and not rel.concrete and (rel.one_to_many or rel.one_to_one)):
+            continue
+        child = rel.related_model
+        children = child._base_manager.filter(**{f"{rel.field.name}__in": queryset.values("pk")})
+        on_delete = rel.on_delete
+        if on_delete is models.CASCADE:
+            if child in seen:
+                continue
+            _rows_delete(children, seen=(*seen, model))
+        elif on_delete is models.SET_NULL:
+            children.update(**{rel.field.name: None})
+        elif on_delete in (models.PROTECT, models.RESTRICT) and children.exists():
+            raise ValidationError({"dataset": f"{child._meta.verbose_name_plural} still refer to it; remove them first"})
+    return queryset._raw_delete(queryset.db)
+
+
 @transaction.atomic
-def dataset_delete(*, dataset: Dataset) -> None:
-    """Delete a dataset with its records, responses, suggestions, leases and jobs."""
-    dataset.delete()
+def dataset_delete(*, dataset: Dataset) -> dict:
+    """Delete a dataset with everything in it (records, responses, suggestions, leases, jobs and
+    what other apps hang on them) in one transaction, in SQL by dataset id: no row is loaded,
+    so a million records take seconds, not an ORM cascade's minutes. Returns counts of what went."""
+    counts = {"records": Record.objects.filter(dataset_id=dataset.pk).count(),
+              "responses": Response.objects.filter(dataset_id=dataset.pk).count()}
+    Dataset.objects.select_for_update().filter(pk=dataset.pk).values_list("pk").first()
+    _rows_delete(Dataset.objects.filter(pk=dataset.pk))
+    return counts
 
 
 # --- records -----------------------------------------------------------------------------------

@@ -42,8 +42,11 @@ from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
 from .selectors import datasets_for_user, datasets_progress, members_of, ranked_fields_of
 from .services import (
+    dataset_archive,
     dataset_create,
+    dataset_delete,
     dataset_publish,
+    dataset_unpublish,
     member_password_check,
     member_remove,
     member_upsert,
@@ -290,6 +293,49 @@ def dataset_publish_view(request, dataset_id: int):
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
     return redirect("dashboard", dataset.pk)
+
+
+DATASET_STATUS_ACTIONS = {
+    "unpublish": (dataset_unpublish, "“{name}” is unpublished: annotators no longer see it; answers are kept."),
+    "archive": (dataset_archive, "“{name}” is archived: closed to annotators, kept with its answers and exports."),
+}
+
+
+@login_required
+@require_POST
+def dataset_status_view(request, dataset_id: int):
+    """Unpublish or archive a dataset (the dashboard's buttons ask for confirmation first)."""
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
+    action = DATASET_STATUS_ACTIONS.get(request.POST.get("action", ""))
+    if action is None:
+        return HttpResponseBadRequest("action: must be unpublish or archive")
+    service, done = action
+    service(dataset=dataset)
+    messages.success(request, done.format(name=dataset.name))
+    return redirect("dashboard", dataset.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def dataset_delete_view(request, dataset_id: int):
+    """Delete a dataset after a confirmation page where the admin types its name."""
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
+    error = ""
+    if request.method == "POST":
+        if request.POST.get("confirm_name", "").strip() != dataset.name:
+            error = "Type the dataset's name exactly to confirm; nothing was deleted."
+        else:
+            name = dataset.name
+            counts = dataset_delete(dataset=dataset)
+            messages.success(request, f"“{name}” deleted with its {counts['records']:,} records and "
+                                      f"{counts['responses']:,} answers.")
+            return redirect("dataset-list")
+    counts = _dashboard_counts(dataset)
+    n_responses = Response.objects.filter(dataset=dataset).count()
+    return render(request, "annotation/dataset_delete.html",
+                  {"dataset": dataset, "counts": counts, "n_responses": n_responses,
+                   "n_jobs": Job.objects.filter(dataset=dataset).count(), "error": error},
+                  status=422 if error else 200)
 
 
 def _dashboard_counts(dataset: Dataset) -> dict:
