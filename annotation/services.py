@@ -87,6 +87,19 @@ def member_remove(*, workspace: Workspace, user) -> None:
     Lease.objects.filter(dataset__workspace=workspace, user=user).delete()
 
 
+def api_token_get(*, user) -> Token:
+    """The user's API token (DRF authtoken), created on first use."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return token
+
+
+@transaction.atomic
+def api_token_rotate(*, user) -> Token:
+    """Replace the user's API token: the old one stops working at once."""
+    Token.objects.filter(user=user).delete()
+    return Token.objects.create(user=user)
+
+
 # --- datasets ----------------------------------------------------------------------------------
 
 DATASET_SETTINGS = ("guidelines", "min_submitted", "allow_ties", "show_suggestions", "shuffle_responses",

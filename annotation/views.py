@@ -42,6 +42,8 @@ from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
 from .selectors import datasets_for_user, datasets_progress, members_of, ranked_fields_of
 from .services import (
+    api_token_get,
+    api_token_rotate,
     dataset_archive,
     dataset_create,
     dataset_delete,
@@ -589,3 +591,17 @@ def member_remove_view(request, workspace_id: int, user_id: int):
         member_remove(workspace=workspace, user=user)
         messages.success(request, f"{user.username} removed from {workspace.name}.")
     return redirect("members", workspace.pk)
+
+
+# --- everyone: one's own account -----------------------------------------------------------------
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account(request):
+    """See one's API token (for the REST API and the CLI) and rotate it."""
+    if request.method == "POST":
+        api_token_rotate(user=request.user)
+        messages.success(request, "A new API token was made; the old one no longer works.")
+        return redirect("account")
+    token = api_token_get(user=request.user)
+    return render(request, "annotation/account.html", {"token": token})
