@@ -55,6 +55,8 @@ def member_upsert(*, workspace: Workspace, username: str, role: str, password: s
         raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
     if not username or len(username) > 150:
         raise ValidationError({"username": "required, at most 150 characters"})
+    if role != Membership.Role.ADMIN:
+        _admin_kept(workspace=workspace, username=username)
     user, created = User.objects.get_or_create(username=username)
     if created:
         if password:
@@ -81,8 +83,18 @@ def member_password_check(*, actor, username: str, password: str | None) -> None
                                        "(only staff may set the password of an existing user)"})
 
 
+def _admin_kept(*, workspace: Workspace, username: str) -> None:
+    """A workspace keeps at least one admin: its last one can be neither demoted nor removed."""
+    admins = Membership.objects.select_for_update().filter(workspace=workspace, role=Membership.Role.ADMIN)
+    names = list(admins.values_list("user__username", flat=True))
+    if names == [username]:
+        raise ValidationError({"role": f"{username} is the only admin of {workspace.name}: make someone else "
+                                       "admin first"})
+
+
 @transaction.atomic
 def member_remove(*, workspace: Workspace, user) -> None:
+    _admin_kept(workspace=workspace, username=user.username)
     Membership.objects.filter(workspace=workspace, user=user).delete()
     Lease.objects.filter(dataset__workspace=workspace, user=user).delete()
 

@@ -588,8 +588,12 @@ def member_remove_view(request, workspace_id: int, user_id: int):
     if user == request.user:
         messages.error(request, "You cannot remove yourself from the workspace.")
     else:
-        member_remove(workspace=workspace, user=user)
-        messages.success(request, f"{user.username} removed from {workspace.name}.")
+        try:
+            member_remove(workspace=workspace, user=user)
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        else:
+            messages.success(request, f"{user.username} removed from {workspace.name}.")
     return redirect("members", workspace.pk)
 
 
