@@ -40,7 +40,7 @@ from .job_selectors import job_page_context, job_progress_context
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
 from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
-from .selectors import datasets_for_user, datasets_progress, members_of, ranked_fields_of
+from .selectors import datasets_for_user, datasets_progress, field_titles, members_of, ranked_fields_of
 from .services import (
     api_token_get,
     api_token_rotate,
@@ -359,14 +359,31 @@ def _dashboard_context(dataset: Dataset) -> dict:
     quality = dataset_quality(dataset)
     record_ids = [d.record for d in quality.disagreements]
     ext = dict(Record.objects.filter(pk__in=record_ids).values_list("pk", "external_id"))
-    disagreements = [{"d": d, "external_id": ext.get(d.record, d.record)} for d in quality.disagreements]
+    titles = field_titles(dataset)
+    disagreements = [{"d": d, "external_id": ext.get(d.record, d.record),
+                      "top": [(titles.get(f, f), n) for f, n in d.top_choices.items()]}
+                     for d in quality.disagreements]
     names = {a.user_id: a.username for a in quality.annotators}
     pairs = [{"a": names.get(p.a, p.a), "b": names.get(p.b, p.b), "records": p.records, "agreement": p.agreement}
              for p in quality.pairs]
     # live refresh: every few seconds for a campaign-sized dataset, once a minute for huge ones
     poll = 5 if counts["records"] <= 100_000 else 60
     return {"dataset": dataset, "counts": counts, "quality": quality, "pairs": pairs,
-            "disagreements": disagreements, "refreshed": timezone.now(), "poll_seconds": poll}
+            "disagreements": disagreements, "refreshed": timezone.now(), "poll_seconds": poll,
+            "agreement_hint": _agreement_hint(dataset, quality)}
+
+
+def _agreement_hint(dataset: Dataset, quality) -> str:
+    """Why the agreement figures are empty (an empty figure always says why), or ""."""
+    if quality.overall_agreement is not None:
+        return ""
+    if not quality.question:
+        return "No agreement: this dataset has no ranking question."
+    if dataset.min_submitted == 1:
+        return ("No agreement: the overlap is 1, so each record goes to one annotator. Set the overlap to 2 "
+                "or more to measure agreement.")
+    return (f"No agreement yet: it needs records ranked by two annotators (overlap {dataset.min_submitted}); "
+            "none has been so far.")
 
 
 @login_required
@@ -398,6 +415,7 @@ def record_detail(request, dataset_id: int, record_id: int):
     record = _dataset_record(dataset, record_id)
     view = annotate_view_build(user=request.user, dataset=dataset, record=record, mode="review")
     questions = list(dataset.questions.all())
+    titles = field_titles(dataset)
     answers = []
     for r in Response.objects.filter(record=record).select_related("user").order_by("status", "user__username"):
         row = {"response": r, "answers": []}
@@ -405,7 +423,7 @@ def record_detail(request, dataset_id: int, record_id: int):
             value = (r.values or {}).get(q.name)
             ranks = ranks_from_value(value) if q.kind == Question.Kind.RANKING else None
             if ranks:
-                value = " > ".join(" = ".join(sorted(n for n, k in ranks.items() if k == rank))
+                value = " > ".join(" = ".join(sorted(titles.get(n, n) for n, k in ranks.items() if k == rank))
                                    for rank in sorted(set(ranks.values())))
             row["answers"].append({"q": q, "value": value})
         answers.append(row)
