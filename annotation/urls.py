@@ -22,6 +22,7 @@ urlpatterns: list = [
     path("datasets/<int:dataset_id>/dashboard/stats/", views.dashboard_stats, name="dashboard-stats"),
     path("datasets/<int:dataset_id>/records/<int:record_id>/", views.record_detail, name="record-detail"),
     path("datasets/<int:dataset_id>/publish/", views.dataset_publish_view, name="dataset-publish"),
+    path("datasets/<int:dataset_id>/settings/", views.dataset_settings_view, name="dataset-settings"),
     path("datasets/<int:dataset_id>/status/", views.dataset_status_view, name="dataset-status"),
     path("datasets/<int:dataset_id>/delete/", views.dataset_delete_view, name="dataset-delete"),
     path("datasets/<int:dataset_id>/import/", views.dataset_import, name="dataset-import"),

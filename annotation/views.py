@@ -49,6 +49,7 @@ from .services import (
     dataset_delete,
     dataset_publish,
     dataset_unpublish,
+    dataset_update,
     member_password_check,
     member_remove,
     member_upsert,
@@ -295,6 +296,26 @@ def dataset_publish_view(request, dataset_id: int):
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
     return redirect("dashboard", dataset.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def dataset_settings_view(request, dataset_id: int):
+    """Change a dataset's name, guidelines, overlap and display settings."""
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
+    initial = {k: getattr(dataset, k) for k in ui_forms.DatasetSettingsForm.base_fields}
+    form = ui_forms.DatasetSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            dataset_update(dataset=dataset, **form.cleaned_data)
+        except ValidationError as exc:
+            dataset.refresh_from_db()
+            form_errors_from(form, exc)
+        else:
+            messages.success(request, f"Settings of “{dataset.name}” saved.")
+            return redirect("dashboard", dataset.pk)
+    return render(request, "annotation/dataset_settings.html", {"dataset": dataset, "form": form},
+                  status=422 if request.method == "POST" else 200)
 
 
 DATASET_STATUS_ACTIONS = {

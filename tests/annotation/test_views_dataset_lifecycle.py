@@ -95,3 +95,29 @@ def test_delete_runs_a_fixed_number_of_statements_whatever_the_size(admin_user, 
     assert counts == {"records": 40, "responses": 40}
     assert len(q_small.captured_queries) == len(q_big.captured_queries)
     assert not Record.objects.exists() and not Response.objects.exists() and not Suggestion.objects.exists()
+
+
+def test_settings_page_changes_the_overlap_and_refuses_bad_input(admin_user, workspace, annotator):
+    ds = DatasetFactory(workspace=workspace, min_submitted=1, name="Mine")
+    DatasetFactory(workspace=workspace, name="Taken")
+    rec = RecordFactory(dataset=ds)
+    ResponseFactory(record=rec, user=annotator)
+    Record.objects.filter(pk=rec.pk).update(submitted_count=1, completed=True)
+    c = login(admin_user)
+    dash = c.get(reverse("dashboard", args=[ds.pk])).content.decode()
+    assert reverse("dataset-settings", args=[ds.pk]) + "#id_min_submitted" in dash  # from the agreement hint
+    url = reverse("dataset-settings", args=[ds.pk])
+    assert 'value="1"' in c.get(url).content.decode()
+    form = {"name": "Mine", "guidelines": "Be kind", "min_submitted": "2", "shuffle_responses": "on"}
+    r = c.post(url, {**form, "name": "Taken"})
+    assert r.status_code == 422 and "a dataset with this name exists" in r.content.decode()
+    r = c.post(url, {**form, "min_submitted": "0"})
+    assert r.status_code == 422
+    ds.refresh_from_db()
+    assert (ds.name, ds.min_submitted) == ("Mine", 1)
+    r = c.post(url, form, follow=True)
+    assert "Settings of “Mine” saved." in r.content.decode()
+    ds.refresh_from_db()
+    assert (ds.min_submitted, ds.guidelines, ds.shuffle_responses, ds.allow_ties) == (2, "Be kind", True, False)
+    assert not Record.objects.get(pk=rec.pk).completed  # reopened for a second answer
+    assert login(annotator).post(url, form).status_code == 403

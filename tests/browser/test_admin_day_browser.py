@@ -190,6 +190,12 @@ def test_dashboard_hint_titles_archive_and_delete(browser, live_server, office):
     expect(page.locator('[data-hint="agreement"]')).to_contain_text("the overlap is 1")
     expect(page.locator('[data-hint="agreement"]')).to_be_visible()
     page.screenshot(path=str(SHOTS / "dashboard-empty-agreement.png"))
+    # the hint leads to the page where the overlap is set
+    page.click('[data-hint="agreement"] >> text=Change the overlap')
+    page.fill("#id_min_submitted", "2")
+    page.click("#settings-form button[type=submit]")
+    expect(page.locator('[data-hint="agreement"]')).to_contain_text("needs records ranked by two annotators (overlap 2)")
+    assert Dataset.objects.get(pk=solo.pk).min_submitted == 2
 
     page.goto(f"{base}/datasets/{duo.pk}/")
     expect(page.locator("h1")).to_contain_text("Duo <b>bold</b>")  # the name as text
