@@ -121,3 +121,36 @@ def test_settings_page_changes_the_overlap_and_refuses_bad_input(admin_user, wor
     assert (ds.min_submitted, ds.guidelines, ds.shuffle_responses, ds.allow_ties) == (2, "Be kind", True, False)
     assert not Record.objects.get(pk=rec.pk).completed  # reopened for a second answer
     assert login(annotator).post(url, form).status_code == 403
+
+
+def test_a_large_dataset_is_archived_then_deleted_by_a_job(admin_user, workspace, settings,
+                                                           django_capture_on_commit_callbacks):
+    from preflab.celery import app as celery_app
+
+    settings.PREFLAB_DELETE_IN_REQUEST_MAX = 3
+    ds = DatasetFactory(workspace=workspace, name="Huge")
+    _filled(ds, 5, admin_user)
+    c = login(admin_user)
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            r = c.post(reverse("dataset-delete", args=[ds.pk]), {"confirm_name": "Huge"})
+    finally:
+        celery_app.conf.task_always_eager = False
+    job = Job.objects.get(kind="dataset_delete")
+    assert r.status_code == 302 and r["Location"] == reverse("job-detail", args=[job.pk])
+    job.refresh_from_db()
+    assert (job.status, job.total, job.done) == ("succeeded", 5, 5)
+    assert not Dataset.objects.filter(pk=ds.pk).exists() and not Record.objects.filter(dataset_id=ds.pk).exists()
+    page = c.get(reverse("job-detail", args=[job.pk]))
+    assert page.status_code == 200 and "is archived and being deleted by a background job" in page.content.decode()
+    assert '<span class="badge badge-ok">deleted</span>' in page.content.decode()
+
+
+def test_records_go_in_batches(admin_user, dataset):
+    from annotation.services import dataset_records_delete
+
+    _filled(dataset, 5, admin_user)
+    assert [dataset_records_delete(dataset_id=dataset.pk, limit=2) for _ in range(4)] == [2, 2, 1, 0]
+    assert not Response.objects.filter(dataset=dataset).exists() and not Lease.objects.filter(dataset=dataset).exists()
+    assert Dataset.objects.filter(pk=dataset.pk).exists()
