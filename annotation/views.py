@@ -617,6 +617,8 @@ def members(request, workspace_id: int):
         else:
             what = "added" if created else "updated"
             messages.success(request, f"{d['username']} {what} as {d['role']}.")
+            if d["username"] == request.user.get_username() and d["role"] != ADMIN:
+                return redirect("home")  # no longer an admin here: the members page would be a 403
             return redirect("members", workspace.pk)
     rows = list(members_of(workspace))
     counts = dict(Response.objects.filter(dataset__workspace=workspace, status=Response.Status.SUBMITTED)
