@@ -146,6 +146,20 @@ PRESET_PAIRWISE = "pairwise"
 PRESET_ADVANCED = "advanced"
 
 
+class DatasetSettingsForm(forms.Form):
+    """A dataset's settings after creation (its fields and questions are fixed)."""
+
+    name = forms.CharField(max_length=200)
+    guidelines = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}),
+                                 help_text="Markdown, shown to annotators above every record.")
+    min_submitted = forms.IntegerField(min_value=1, max_value=100, label="Overlap",
+                                       help_text="Submitted responses wanted per record; 2 or more measures agreement.")
+    allow_ties = forms.BooleanField(required=False, help_text="Annotators may give two responses the same rank.")
+    show_suggestions = forms.BooleanField(required=False, help_text="Pre-fill answers from judge suggestions.")
+    shuffle_responses = forms.BooleanField(required=False,
+                                           help_text="Show responses in a per-annotator order (position bias).")
+
+
 class DatasetCreateForm(forms.Form):
     workspace = forms.ModelChoiceField(queryset=None, empty_label=None)
     name = forms.CharField(max_length=200)

@@ -31,7 +31,8 @@ from .imports import (
     records_import,
 )
 from .jobs import ChunkContext, JobFailed, job_handler_register
-from .models import Job, JobChunk, Record
+from .models import Dataset, Job, JobChunk, Record
+from .services import dataset_delete, dataset_records_delete
 
 RAW_IN_ERROR = 2_000
 
@@ -180,5 +181,41 @@ class ExportJobHandler:
         return None
 
 
+class DatasetDeleteJobHandler:
+    """kind "dataset_delete": delete a large dataset in batches of records (each its own transaction,
+    in SQL: services.dataset_records_delete), then the dataset itself.
+
+    job_create(kind="dataset_delete", workspace=ws, dataset=None, created_by=user,
+               params={"dataset": <id>, "name": <its name>})
+    The job is not attached to the dataset (it would go with it). job.total = records at the start,
+    job.done = records deleted. A re-run deletes what is left; there is nothing to cancel halfway
+    back to (the dataset is archived before the job starts, so nobody annotates it meanwhile).
+    """
+
+    kind = "dataset_delete"
+    items_word = "records"
+    status_words = {Job.Status.SUCCEEDED: "deleted"}
+
+    def plan(self, job: Job, plan_input: object = None) -> list[dict]:
+        dataset_id = (job.params or {}).get("dataset")
+        if not Dataset.objects.filter(pk=dataset_id, workspace_id=job.workspace_id).exists():
+            raise ValidationError({"dataset": "no such dataset in this workspace"})
+        job.total = Record.objects.filter(dataset_id=dataset_id).count()
+        return [{}]
+
+    def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
+        dataset_id = job.params["dataset"]
+        while n := dataset_records_delete(dataset_id=dataset_id):
+            ctx.progress(done=n)
+        dataset = Dataset.objects.filter(pk=dataset_id).first()
+        if dataset is not None:
+            dataset_delete(dataset=dataset)
+        Job.objects.filter(pk=job.pk).update(result={"deleted": job.params.get("name", "")})
+
+    def finish(self, job: Job) -> None:
+        return None
+
+
 job_handler_register(ImportJobHandler())
+job_handler_register(DatasetDeleteJobHandler())
 job_handler_register(ExportJobHandler())

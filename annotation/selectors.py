@@ -130,6 +130,11 @@ def dataset_questions(dataset: Dataset) -> list[Question]:
     return questions
 
 
+def field_titles(dataset: Dataset) -> dict[str, str]:
+    """What admins and annotators read for each field: its title, else its name."""
+    return {name: title or name for name, title in dataset.fields.values_list("name", "title")}
+
+
 def ranking_question(dataset: Dataset) -> Question | None:
     return dataset.questions.filter(kind=Question.Kind.RANKING).order_by("position", "id").first()
 

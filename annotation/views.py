@@ -9,6 +9,7 @@ from __future__ import annotations
 import mimetypes
 import os
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -40,10 +41,16 @@ from .job_selectors import job_page_context, job_progress_context
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
 from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
-from .selectors import datasets_for_user, datasets_progress, members_of, ranked_fields_of
+from .selectors import datasets_for_user, datasets_progress, field_titles, members_of, ranked_fields_of
 from .services import (
+    api_token_get,
+    api_token_rotate,
+    dataset_archive,
     dataset_create,
+    dataset_delete,
     dataset_publish,
+    dataset_unpublish,
+    dataset_update,
     member_password_check,
     member_remove,
     member_upsert,
@@ -292,6 +299,77 @@ def dataset_publish_view(request, dataset_id: int):
     return redirect("dashboard", dataset.pk)
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def dataset_settings_view(request, dataset_id: int):
+    """Change a dataset's name, guidelines, overlap and display settings."""
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
+    initial = {k: getattr(dataset, k) for k in ui_forms.DatasetSettingsForm.base_fields}
+    form = ui_forms.DatasetSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            dataset_update(dataset=dataset, **form.cleaned_data)
+        except ValidationError as exc:
+            dataset.refresh_from_db()
+            form_errors_from(form, exc)
+        else:
+            messages.success(request, f"Settings of “{dataset.name}” saved.")
+            return redirect("dashboard", dataset.pk)
+    return render(request, "annotation/dataset_settings.html", {"dataset": dataset, "form": form},
+                  status=422 if request.method == "POST" else 200)
+
+
+DATASET_STATUS_ACTIONS = {
+    "unpublish": (dataset_unpublish, "“{name}” is unpublished: annotators no longer see it; answers are kept."),
+    "archive": (dataset_archive, "“{name}” is archived: closed to annotators, kept with its answers and exports."),
+}
+
+
+@login_required
+@require_POST
+def dataset_status_view(request, dataset_id: int):
+    """Unpublish or archive a dataset (the dashboard's buttons ask for confirmation first)."""
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
+    action = DATASET_STATUS_ACTIONS.get(request.POST.get("action", ""))
+    if action is None:
+        return HttpResponseBadRequest("action: must be unpublish or archive")
+    service, done = action
+    service(dataset=dataset)
+    messages.success(request, done.format(name=dataset.name))
+    return redirect("dashboard", dataset.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def dataset_delete_view(request, dataset_id: int):
+    """Delete a dataset after a confirmation page where the admin types its name."""
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
+    error = ""
+    if request.method == "POST":
+        if request.POST.get("confirm_name", "").strip() != dataset.name:
+            error = "Type the dataset's name exactly to confirm; nothing was deleted."
+        elif Record.objects.filter(dataset=dataset).count() > settings.PREFLAB_DELETE_IN_REQUEST_MAX:
+            from .jobs import job_create
+
+            dataset_archive(dataset=dataset)
+            job = job_create(kind="dataset_delete", workspace=dataset.workspace, created_by=request.user,
+                             name=f"delete {dataset.name}"[:200], params={"dataset": dataset.pk, "name": dataset.name})
+            messages.info(request, f"“{dataset.name}” is archived and being deleted by a background job.")
+            return redirect("job-detail", job.pk)
+        else:
+            name = dataset.name
+            counts = dataset_delete(dataset=dataset)
+            messages.success(request, f"“{name}” deleted with its {counts['records']:,} records and "
+                                      f"{counts['responses']:,} answers.")
+            return redirect("dataset-list")
+    counts = _dashboard_counts(dataset)
+    n_responses = Response.objects.filter(dataset=dataset).count()
+    return render(request, "annotation/dataset_delete.html",
+                  {"dataset": dataset, "counts": counts, "n_responses": n_responses,
+                   "n_jobs": Job.objects.filter(dataset=dataset).count(), "error": error},
+                  status=422 if error else 200)
+
+
 def _dashboard_counts(dataset: Dataset) -> dict:
     """Records by state in one aggregate: completed, in progress (leased or partly answered), pending."""
     c = Record.objects.filter(dataset=dataset).aggregate(
@@ -311,14 +389,31 @@ def _dashboard_context(dataset: Dataset) -> dict:
     quality = dataset_quality(dataset)
     record_ids = [d.record for d in quality.disagreements]
     ext = dict(Record.objects.filter(pk__in=record_ids).values_list("pk", "external_id"))
-    disagreements = [{"d": d, "external_id": ext.get(d.record, d.record)} for d in quality.disagreements]
+    titles = field_titles(dataset)
+    disagreements = [{"d": d, "external_id": ext.get(d.record, d.record),
+                      "top": [(titles.get(f, f), n) for f, n in d.top_choices.items()]}
+                     for d in quality.disagreements]
     names = {a.user_id: a.username for a in quality.annotators}
     pairs = [{"a": names.get(p.a, p.a), "b": names.get(p.b, p.b), "records": p.records, "agreement": p.agreement}
              for p in quality.pairs]
     # live refresh: every few seconds for a campaign-sized dataset, once a minute for huge ones
     poll = 5 if counts["records"] <= 100_000 else 60
     return {"dataset": dataset, "counts": counts, "quality": quality, "pairs": pairs,
-            "disagreements": disagreements, "refreshed": timezone.now(), "poll_seconds": poll}
+            "disagreements": disagreements, "refreshed": timezone.now(), "poll_seconds": poll,
+            "agreement_hint": _agreement_hint(dataset, quality)}
+
+
+def _agreement_hint(dataset: Dataset, quality) -> str:
+    """Why the agreement figures are empty (an empty figure always says why), or ""."""
+    if quality.overall_agreement is not None:
+        return ""
+    if not quality.question:
+        return "No agreement: this dataset has no ranking question."
+    if dataset.min_submitted == 1:
+        return ("No agreement: the overlap is 1, so each record goes to one annotator. Set the overlap to 2 "
+                "or more to measure agreement.")
+    return (f"No agreement yet: it needs records ranked by two annotators (overlap {dataset.min_submitted}); "
+            "none has been so far.")
 
 
 @login_required
@@ -350,6 +445,7 @@ def record_detail(request, dataset_id: int, record_id: int):
     record = _dataset_record(dataset, record_id)
     view = annotate_view_build(user=request.user, dataset=dataset, record=record, mode="review")
     questions = list(dataset.questions.all())
+    titles = field_titles(dataset)
     answers = []
     for r in Response.objects.filter(record=record).select_related("user").order_by("status", "user__username"):
         row = {"response": r, "answers": []}
@@ -359,7 +455,7 @@ def record_detail(request, dataset_id: int, record_id: int):
             if q.kind == Question.Kind.PREFERENCE:
                 value = preference_summary(q, value)
             if ranks:
-                value = " > ".join(" = ".join(sorted(n for n, k in ranks.items() if k == rank))
+                value = " > ".join(" = ".join(sorted(titles.get(n, n) for n, k in ranks.items() if k == rank))
                                    for rank in sorted(set(ranks.values())))
             row["answers"].append({"q": q, "value": value})
         answers.append(row)
@@ -524,6 +620,8 @@ def members(request, workspace_id: int):
         else:
             what = "added" if created else "updated"
             messages.success(request, f"{d['username']} {what} as {d['role']}.")
+            if d["username"] == request.user.get_username() and d["role"] != ADMIN:
+                return redirect("home")  # no longer an admin here: the members page would be a 403
             return redirect("members", workspace.pk)
     rows = list(members_of(workspace))
     counts = dict(Response.objects.filter(dataset__workspace=workspace, status=Response.Status.SUBMITTED)
@@ -543,6 +641,24 @@ def member_remove_view(request, workspace_id: int, user_id: int):
     if user == request.user:
         messages.error(request, "You cannot remove yourself from the workspace.")
     else:
-        member_remove(workspace=workspace, user=user)
-        messages.success(request, f"{user.username} removed from {workspace.name}.")
+        try:
+            member_remove(workspace=workspace, user=user)
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        else:
+            messages.success(request, f"{user.username} removed from {workspace.name}.")
     return redirect("members", workspace.pk)
+
+
+# --- everyone: one's own account -----------------------------------------------------------------
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account(request):
+    """See one's API token (for the REST API and the CLI) and rotate it."""
+    if request.method == "POST":
+        api_token_rotate(user=request.user)
+        messages.success(request, "A new API token was made; the old one no longer works.")
+        return redirect("account")
+    token = api_token_get(user=request.user)
+    return render(request, "annotation/account.html", {"token": token})

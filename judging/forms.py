@@ -46,3 +46,19 @@ class JudgeJobForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = Dataset.objects.filter(workspace__in=workspaces).order_by("name")
         self.fields["judge"].queryset = Judge.objects.filter(workspace__in=workspaces).select_related("endpoint")
+
+
+class SimulatedAnnotatorForm(forms.Form):
+    """Create (name given) or reconfigure a simulated annotator of one workspace."""
+
+    name = forms.CharField(max_length=100, required=False,
+                           help_text="Letters, digits, '-' and '_'; its user is sim-<name>.")
+    judge = forms.ModelChoiceField(queryset=None, help_text="A judge that ranks (UltraFeedback or pairwise).")
+    flip_probability = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.25,
+                                        help_text="Label noise: the judge's choice is flipped with this probability "
+                                                  "(AlpacaFarm used 0.25).")
+    seed = forms.IntegerField(initial=0, help_text="Same seed, same answers.")
+
+    def __init__(self, *args, workspace, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["judge"].queryset = Judge.objects.filter(workspace=workspace).order_by("name")

@@ -5,6 +5,7 @@ one or more LLM calls, each stored as a JudgeOutput keyed by (job, record, call_
 JudgeVerdict per (job, record) holding the combined result (ratings, ranking, margin or the error).
 Both keys make re-running a chunk skip the calls and records already done.
 """
+from django.conf import settings
 from django.db import models
 
 from annotation.models import Job, Record, Workspace
@@ -111,7 +112,23 @@ class JudgeVerdict(models.Model):
         constraints = [models.UniqueConstraint(fields=["job", "record"], name="uniq_judge_verdict")]
         indexes = [models.Index(fields=["judge", "status"], name="verdict_judge_idx")]
 
+class FlipDecision(models.Model):
+    """An admin's decision on a flip of an imported preference pair (the cleaning page): accepted
+    (the cleaned export swaps chosen and rejected) or rejected (it keeps the original). One per
+    record; deciding again replaces it, clearing it leaves the record undecided."""
+
+    class Decision(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted: swap"
+        REJECTED = "rejected", "Rejected: keep the original"
+
+    record = models.OneToOneField(Record, on_delete=models.CASCADE, related_name="flip_decision")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(auto_now=True)
+
+
 # The evaluation package's models are models of this app, in its migrations.
 from .evaluation.models import SimulatedAnnotator, SimulatedAnswer  # noqa: E402
 
-__all__ = ["Judge", "JudgeOutput", "JudgeVerdict", "SimulatedAnnotator", "SimulatedAnswer"]
+__all__ = ["FlipDecision", "Judge", "JudgeOutput", "JudgeVerdict", "SimulatedAnnotator", "SimulatedAnswer"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
@@ -11,7 +12,7 @@ from annotation.job_selectors import job_status
 from annotation.models import Dataset, Job, JobError, Suggestion, Workspace
 from annotation.selectors import ranking_question
 
-from .models import Judge, JudgeOutput, JudgeVerdict
+from .models import FlipDecision, Judge, JudgeOutput, JudgeVerdict
 
 JOB_KIND = "judge"
 
@@ -61,9 +62,12 @@ class Flip:
     agent: str
     rationale: str
     prompt: str
+    chosen_text: str = ""     # the originally chosen answer
+    preferred_text: str = ""  # the answer the judge prefers (originally rejected)
+    decision: str = ""        # the admin's: accepted, rejected or "" (undecided)
 
 
-def _flip_rows(dataset: Dataset, agent: str | None, min_margin: float | None):
+def _flip_rows(dataset: Dataset, agent: str | None, min_margin: float | None, record_id: int | None = None):
     """(question fields, rows) of the ranking suggestions on imported pairs, most confident first.
     Only small columns are read; a record's fields are fetched for the flips alone."""
     from django.db.models.fields.json import KeyTextTransform
@@ -78,6 +82,8 @@ def _flip_rows(dataset: Dataset, agent: str | None, min_margin: float | None):
           .values_list("record_id", "record__external_id", "chosen", "value", "score", "agent", "rationale"))
     if agent:
         qs = qs.filter(agent=agent)
+    if record_id is not None:
+        qs = qs.filter(record_id=record_id)
     if min_margin is not None:
         qs = qs.filter(score__gte=min_margin)
     return list(question.options.get("values", [])), qs.iterator(chunk_size=2000)
@@ -94,13 +100,23 @@ def _preferred_over(chosen: str, value, fields: list[str]) -> str | None:
     return min(better, key=lambda f: ranks[f]) if better else None
 
 
+def _text(value) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
 def _with_prompts(dataset: Dataset, flips: list[Flip]) -> list[Flip]:
+    """Fill in the flips' texts (prompt, both answers) and the admin's decisions, two queries per batch."""
     from annotation.models import Record
 
-    fields = dict(Record.objects.filter(pk__in=[f.record_id for f in flips]).values_list("pk", "fields"))
+    ids = [f.record_id for f in flips]
+    fields = dict(Record.objects.filter(pk__in=ids).values_list("pk", "fields"))
+    decisions = dict(FlipDecision.objects.filter(record_id__in=ids).values_list("record_id", "decision"))
     for f in flips:
-        prompt = (fields.get(f.record_id) or {}).get(dataset.prompt_field, "")
-        f.prompt = prompt if isinstance(prompt, str) else str(prompt)
+        texts = fields.get(f.record_id) or {}
+        f.prompt = _text(texts.get(dataset.prompt_field))
+        f.chosen_text = _text(texts.get(f.original_chosen))
+        f.preferred_text = _text(texts.get(f.judge_prefers))
+        f.decision = decisions.get(f.record_id, "")
     return flips
 
 
@@ -120,6 +136,18 @@ def cleaning_flips(dataset: Dataset, agent: str | None = None, *, min_margin: fl
             batch = []
     if batch:
         yield from _with_prompts(dataset, batch)
+
+
+def cleaning_flip(*, dataset: Dataset, record_id: int, agent: str) -> Flip | None:
+    """One record's flip by one judge, with its texts and decision (the cleaning page's row)."""
+    fields, rows = _flip_rows(dataset, agent, None, record_id=record_id)
+    for rid, external_id, chosen, value, score, agent_, rationale in rows:
+        better = _preferred_over(chosen, value, fields)
+        if better is not None:
+            return _with_prompts(dataset, [Flip(record_id=rid, external_id=external_id, original_chosen=chosen,
+                                                judge_prefers=better, margin=score, agent=agent_,
+                                                rationale=rationale, prompt="")])[0]
+    return None
 
 
 def cleaning_flips_count(*, dataset: Dataset, agent: str | None = None) -> int:
@@ -149,6 +177,64 @@ def cleaning_page(*, dataset: Dataset, agent: str | None = None, min_margin: flo
                              judge_prefers=better, margin=score, agent=agent_, rationale=rationale, prompt=""))
     return {"judged": judged, "flips": flips, "matching": matching, "agents": sorted(agents),
             "results": _with_prompts(dataset, page)}
+
+
+UNDECIDED = ("keep", "drop")
+
+
+def cleaned_pairs(*, dataset: Dataset, undecided: str = "keep", chunk_size: int = 2000) -> Iterator[dict]:
+    """The imported pairs with the admin's decisions applied, in record order, streamed: an accepted
+    flip swaps chosen and rejected, a rejected one keeps the original, and a flip not decided yet
+    keeps the original (undecided="keep") or is left out ("drop"). Rows: prompt, chosen, rejected,
+    record_id, external_id, chosen_field, rejected_field, flipped."""
+    from annotation.models import Record
+
+    if undecided not in UNDECIDED:
+        raise ValidationError({"undecided": f"must be one of {', '.join(UNDECIDED)}"})
+    fields = _pair_fields(dataset)
+    flipped_undecided: set[int] = set()
+    if undecided == "drop":
+        decided = set(FlipDecision.objects.filter(record__dataset=dataset).values_list("record_id", flat=True))
+        flipped_undecided = {f.record_id for f in _flip_ids(dataset)} - decided
+    base = Record.objects.filter(dataset=dataset, metadata__has_key="original_chosen").order_by("pk")
+    last = 0
+    while True:
+        chunk = list(base.filter(pk__gt=last).values_list("pk", "external_id", "fields", "metadata")[:chunk_size])
+        if not chunk:
+            return
+        last = chunk[-1][0]
+        accepted = set(FlipDecision.objects.filter(record_id__in=[c[0] for c in chunk],
+                                                   decision=FlipDecision.Decision.ACCEPTED)
+                       .values_list("record_id", flat=True))
+        for pk, external_id, texts, metadata in chunk:
+            chosen = metadata.get("original_chosen")
+            if chosen not in fields or pk in flipped_undecided:
+                continue
+            rejected = next(f for f in fields if f != chosen)
+            flipped = pk in accepted
+            if flipped:
+                chosen, rejected = rejected, chosen
+            yield {"prompt": _text(texts.get(dataset.prompt_field)), "chosen": _text(texts.get(chosen)),
+                   "rejected": _text(texts.get(rejected)), "record_id": pk, "external_id": external_id,
+                   "chosen_field": chosen, "rejected_field": rejected, "flipped": flipped}
+
+
+def _pair_fields(dataset: Dataset) -> list[str]:
+    question = ranking_question(dataset)
+    values = list((question.options or {}).get("values", [])) if question is not None else []
+    if len(values) != 2:
+        raise ValidationError({"dataset": "the cleaned export needs a ranking question over two answers "
+                                          "(a set imported with import_pairs)"})
+    return values
+
+
+def _flip_ids(dataset: Dataset) -> Iterator[Flip]:
+    """Flips by any judge, without their texts."""
+    fields, rows = _flip_rows(dataset, None, None)
+    for record_id, _e, chosen, value, _s, _a, _r in rows:
+        if _preferred_over(chosen, value, fields) is not None:
+            yield Flip(record_id=record_id, external_id="", original_chosen=chosen, judge_prefers="", margin=None,
+                       agent="", rationale="", prompt="")
 
 
 # --- access (workspace admins only; another workspace's object is a 404) ------------------------

@@ -16,4 +16,7 @@ urlpatterns: list = [
     path("jobs/<int:job_id>/cancel/", job_views.job_cancel_view, {"kind": KIND}, name="judging-job-cancel"),
     path("jobs/<int:job_id>/resume/", job_views.job_resume_view, {"kind": KIND}, name="judging-job-resume"),
     path("datasets/<int:dataset_id>/cleaning/", views.cleaning, name="judging-cleaning"),
+    path("datasets/<int:dataset_id>/cleaning/<int:record_id>/decide/", views.flip_decide_view,
+         name="judging-flip-decide"),
+    path("datasets/<int:dataset_id>/cleaning/export.jsonl", views.cleaned_export, name="judging-cleaned-export"),
 ]

@@ -125,6 +125,8 @@ MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 
 # --- uploads and payload limits ---------------------------------------------------------------
 PREFLAB_MAX_RECORD_BYTES = env.int("PREFLAB_MAX_RECORD_BYTES", default=1_000_000)
+# Deleting a dataset from its page: up to this many records inside the request, more as a job
+PREFLAB_DELETE_IN_REQUEST_MAX = env.int("PREFLAB_DELETE_IN_REQUEST_MAX", default=100_000)
 PREFLAB_MAX_UPLOAD_BYTES = env.int("PREFLAB_MAX_UPLOAD_BYTES", default=10 * 1024**3)
 PREFLAB_LEASE_SECONDS = env.int("PREFLAB_LEASE_SECONDS", default=30 * 60)
 PREFLAB_IMPORT_BATCH = env.int("PREFLAB_IMPORT_BATCH", default=2000)

@@ -50,6 +50,7 @@ from annotation.services import (
     dataset_create,
     dataset_publish,
     display_order_for,
+    member_remove,
     member_upsert,
     next_record_for,
     records_upsert,
@@ -112,6 +113,35 @@ def simulated_annotator_create(*, workspace: Workspace, name: str, judge: Judge,
                                                  role=Membership.Role.ANNOTATOR, is_simulated=True)
     return SimulatedAnnotator.objects.create(workspace=workspace, name=name, judge=judge, user=membership.user,
                                              flip_probability=p, seed=seed)
+
+
+@transaction.atomic
+def simulated_annotator_update(*, annotator: SimulatedAnnotator, judge: Judge | None = None,
+                               flip_probability: float | None = None, seed: int | None = None) -> SimulatedAnnotator:
+    """Reconfigure a simulated annotator (judge, flip probability, seed); its answers so far stay."""
+    if judge is not None:
+        if judge.workspace_id != annotator.workspace_id:
+            raise ValidationError({"judge": "no such judge in this workspace"})
+        if judge.method not in SIMULABLE_METHODS:
+            raise ValidationError({"judge": f"a simulated annotator needs a judge that ranks (method "
+                                            f"{' or '.join(SIMULABLE_METHODS)}), not {judge.method!r}"})
+        annotator.judge = judge
+    if flip_probability is not None:
+        annotator.flip_probability = _flip_validate(flip_probability)
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) >= 2**62:
+            raise ValidationError({"seed": "an integer"})
+        annotator.seed = seed
+    annotator.save(update_fields=["judge", "flip_probability", "seed"])
+    return annotator
+
+
+@transaction.atomic
+def simulated_annotator_delete(*, annotator: SimulatedAnnotator) -> None:
+    """Remove a simulated annotator; like a person who left, its user and submitted answers stay
+    (its membership goes, so it is no longer offered records)."""
+    member_remove(workspace=annotator.workspace, user=annotator.user)
+    annotator.delete()
 
 
 def simulated_annotators_resolve(*, workspace: Workspace, names: Iterable[Any] | None) -> list[SimulatedAnnotator]:

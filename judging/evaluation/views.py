@@ -6,13 +6,15 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from rest_framework.exceptions import APIException
 
 from annotation import access, selectors
 from annotation.agreement import DEFAULT_SCORING_RULE, SCORING_RULES
+from annotation.errors import form_errors_from
 
+from ..forms import SimulatedAnnotatorForm
 from .battles import alpaca_eval_arena, arena_chart, arena_matrix_rows, dataset_arena
 from .checks import dataset_length_bias
 from .difficulty import difficulty_parse
@@ -25,7 +27,13 @@ from .leaderboards import (
 )
 from .models import SimulatedAnnotator
 from .selectors import dataset_agreement_with_judges as dataset_agreement
-from .simulation import simulated_annotators_resolve, simulation_job_create
+from .simulation import (
+    simulated_annotator_create,
+    simulated_annotator_delete,
+    simulated_annotator_update,
+    simulated_annotators_resolve,
+    simulation_job_create,
+)
 from .uploads import parse_json, read_upload
 
 MAX_UPLOAD = 256 * 1024 * 1024  # AlpacaEval 2's annotations of six models are ~24 MB
@@ -41,10 +49,10 @@ def _errors(exc: ValidationError) -> list[str]:
 
 @login_required
 def evaluation_home(request):
-    access.admin_workspaces(request.user, refuse=REFUSED)
+    workspaces = access.admin_workspaces(request.user, refuse=REFUSED)
     datasets = selectors.datasets_for_user(request.user, role=access.ADMIN)
     datasets = datasets.exclude(name__startswith="scratch-annotate-pairs-")
-    return render(request, "evaluation/home.html", {"datasets": datasets[:200]})
+    return render(request, "evaluation/home.html", {"datasets": datasets[:200], "workspaces": workspaces[:20]})
 
 
 @login_required
@@ -114,6 +122,52 @@ def dataset_simulate(request, dataset_id: int):
         return redirect("evaluation-dataset", dataset_id=dataset.pk)
     messages.success(request, f"Simulation job #{job.pk} started with {len(annotators)} simulated annotator(s).")
     return redirect("job-detail", job_id=job.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def simulated_annotators_page(request, workspace_id: int):
+    """A workspace's simulated annotators: create one, change its judge, noise or seed, remove it."""
+    workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
+    annotators = list(SimulatedAnnotator.objects.filter(workspace=workspace).select_related("judge", "user"))
+    editing = None
+    if request.POST.get("annotator"):
+        editing = get_object_or_404(SimulatedAnnotator, pk=access.parse_pk(request.POST["annotator"]),
+                                    workspace=workspace)
+    form = SimulatedAnnotatorForm(request.POST or None, workspace=workspace)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            if editing is None:
+                if not d.get("name"):
+                    raise ValidationError({"name": "required"})
+                done = simulated_annotator_create(workspace=workspace, name=d["name"], judge=d["judge"],
+                                                  flip_probability=d["flip_probability"], seed=d["seed"])
+                messages.success(request, f"Simulated annotator {done.name} created (user {done.user.username}).")
+            else:
+                done = simulated_annotator_update(annotator=editing, judge=d["judge"],
+                                                  flip_probability=d["flip_probability"], seed=d["seed"])
+                messages.success(request, f"{done.name} now uses judge {done.judge.name}, "
+                                          f"p = {done.flip_probability:g}, seed {done.seed}.")
+        except ValidationError as exc:
+            form_errors_from(form, exc)
+        else:
+            return redirect("evaluation-simulated-annotators", workspace.pk)
+    datasets = selectors.datasets_for_user(request.user, workspace_id=workspace.pk, role=access.ADMIN)
+    return render(request, "evaluation/simulated_annotators.html", {
+        "workspace": workspace, "annotators": annotators, "form": form, "editing": editing,
+        "judges": form.fields["judge"].queryset, "datasets": datasets[:50]},
+        status=422 if request.method == "POST" else 200)
+
+
+@login_required
+@require_POST
+def simulated_annotator_remove(request, workspace_id: int, annotator_id: int):
+    workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
+    annotator = get_object_or_404(SimulatedAnnotator, pk=annotator_id, workspace=workspace)
+    simulated_annotator_delete(annotator=annotator)
+    messages.success(request, f"Simulated annotator {annotator.name} removed; its answers stay.")
+    return redirect("evaluation-simulated-annotators", workspace.pk)
 
 
 def _uploaded_text(upload, name: str) -> str:

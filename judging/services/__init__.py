@@ -31,13 +31,14 @@ the annotation UI shuffles the display order per annotator (the target dataset h
 shuffle_responses on); the suggestion (agent "clair:<model>") ranks response-1 first. An answer the
 judge left unchanged gives no pair (a "skipped" verdict): an identical pair teaches nothing.
 """
+from .cleaning import DECISIONS, flip_decide
 from .handler import JudgeJobHandler, judge_job_failed_reset, judge_job_summary, judge_position_bias_refresh
 from .jobs import default_chunk_size, judge_job_create
 from .judges import JUDGE_FIELDS, judge_create, judge_delete, judge_update
 from .layout import CLAIR_FIELDS, Layout, clair_target_for, dataset_layout
 
 __all__ = [
-    "CLAIR_FIELDS", "JUDGE_FIELDS", "JudgeJobHandler", "Layout", "clair_target_for", "dataset_layout",
-    "default_chunk_size", "judge_create", "judge_delete", "judge_job_create", "judge_job_failed_reset",
+    "CLAIR_FIELDS", "DECISIONS", "JUDGE_FIELDS", "JudgeJobHandler", "Layout", "clair_target_for", "dataset_layout",
+    "default_chunk_size", "flip_decide", "judge_create", "judge_delete", "judge_job_create", "judge_job_failed_reset",
     "judge_job_summary", "judge_position_bias_refresh", "judge_update",
 ]

@@ -163,4 +163,25 @@ def test_dashboard_shows_counts_agreement_and_disagreements(workspace, admin_use
     stats = c.get(reverse("dashboard-stats", args=[ds.pk]))
     assert stats.status_code == 200 and b'id="dashboard-stats"' in stats.content and b"<html" not in stats.content
     detail = c.get(reverse("record-detail", args=[ds.pk, recs[0].pk])).content.decode()
-    assert "xena" in detail and "response-1 &gt; response-2" in detail and "response-2 &gt; response-1" in detail
+    # rankings read in the fields' titles, as on the rest of the admin pages
+    assert "xena" in detail and "Response 1 &gt; Response 2" in detail and "Response 2 &gt; Response 1" in detail
+
+
+@pytest.mark.django_db
+def test_dashboard_says_why_agreement_is_empty_and_names_fields_by_title(workspace, admin_user):
+    c = Client()
+    c.force_login(admin_user)
+    solo = DatasetFactory(workspace=workspace, min_submitted=1)
+    html = c.get(reverse("dashboard", args=[solo.pk])).content.decode()
+    assert 'data-hint="agreement">No agreement: the overlap is 1, so each record goes to one annotator' in html
+    duo = DatasetFactory(workspace=workspace, min_submitted=2)
+    html = c.get(reverse("dashboard-stats", args=[duo.pk])).content.decode()
+    assert "needs records ranked by two annotators (overlap 2)" in html
+    x, y = UserFactory(username="xena"), UserFactory(username="yuri")
+    rec = RecordFactory(dataset=duo)
+    response_upsert(user=x, record=rec, values=RANK[True], status="submitted")
+    response_upsert(user=y, record=rec, values=RANK[False], status="submitted")
+    html = c.get(reverse("dashboard-stats", args=[duo.pk])).content.decode()
+    assert 'data-hint="agreement"' not in html  # a figure now, no excuse needed
+    table = html.split("Where annotators disagree")[1]
+    assert "Response 1 × 1" in table and "Response 2 × 1" in table and "response-1" not in table
