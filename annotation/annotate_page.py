@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from .agreement import ranks_from_value
 from .markdown import markdown_render, plain_render
 from .models import Dataset, Field, Question, Record, Response, Suggestion
-from .selectors import ranked_fields_of
+from .selectors import annotator_progress, ranked_fields_of
 from .services import display_order_for
 from .validation import question_value_validate
 
@@ -41,6 +41,9 @@ class AnnotateView:
     errors: list[str] = field(default_factory=list)
     notice: str = ""
     submitted_by_me: int = 0
+    progress: dict = field(default_factory=dict)   # selectors.annotator_progress
+    undo_url: str = ""                       # the notice offers to undo a discard
+    done_record: Record | None = None        # the record just answered (the browser's Back shows it)
     cols: int = 2
     empty: bool = False                      # the dataset has no records at all
 
@@ -89,8 +92,8 @@ def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: 
     (review: an admin's view, responses named and in field order).
     """
     view = AnnotateView(dataset=dataset, record=record, mode=mode)
-    view.submitted_by_me = Response.objects.filter(dataset=dataset, user=user,
-                                                   status=Response.Status.SUBMITTED).count()
+    view.progress = annotator_progress(dataset=dataset, user=user)
+    view.submitted_by_me = view.progress["submitted"]
     if record is None:
         view.empty = not Record.objects.filter(dataset=dataset).exists()
         return view
