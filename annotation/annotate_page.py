@@ -92,8 +92,9 @@ def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: 
     (review: an admin's view, responses named and in field order).
     """
     view = AnnotateView(dataset=dataset, record=record, mode=mode)
-    view.progress = annotator_progress(dataset=dataset, user=user)
-    view.submitted_by_me = view.progress["submitted"]
+    if mode != "review":  # (an admin's review of a record shows no progress of theirs)
+        view.progress = annotator_progress(dataset=dataset, user=user)
+        view.submitted_by_me = view.progress["submitted"]
     if record is None:
         view.empty = not Record.objects.filter(dataset=dataset).exists()
         return view

@@ -406,3 +406,44 @@ def test_a_submit_still_needs_the_whole_ranking(annotator, dataset):
     r = login(annotator).post(respond_url(rec), {"action": "submit", "rank__ranking__response-2": "1"}, **HX)
     assert r.status_code == 422 and "missing from the ranking: Response A" in r.content.decode()
     assert Response.objects.get(record=rec).status == "draft"
+
+
+@pytest.mark.django_db
+def test_undo_of_a_discard_brings_the_record_back_with_its_answer(annotator, dataset):
+    rec = RecordFactory(dataset=dataset, priority=2)
+    nxt = RecordFactory(dataset=dataset, priority=1)
+    c = login(annotator)
+    c.get(reverse("annotate", args=[dataset.pk]))
+    r = c.post(respond_url(rec), {"action": "discard", **ranks("response-2", "response-1")}, **HX)
+    html = r.content.decode()
+    undo_url = reverse("record-undo-discard", args=[dataset.pk, rec.pk])
+    assert shown_record_id(html) == nxt.pk and f'hx-post="{undo_url}"' in html and "Undo" in html
+    assert f'data-done-url="{reverse("history-record", args=[dataset.pk, rec.pk])}"' in html
+    r = c.post(undo_url, **HX)
+    html = r.content.decode()
+    assert r.status_code == 200 and shown_record_id(html) == rec.pk and "Discard undone" in html
+    assert re.search(r'name="rank__ranking__response-2" value="1"', html)
+    resp = Response.objects.get(record=rec, user=annotator)
+    assert resp.status == "draft" and resp.values["ranking"][0] == {"value": "response-2", "rank": 1}
+    # the next page view resumes it (drafts first) and a second undo has nothing to undo
+    r = c.post(undo_url, **HX)
+    assert "Nothing to undo" in r.content.decode()
+    assert Response.objects.get(record=rec, user=annotator).status == "draft"
+    # a submit is not undone by it
+    c.post(respond_url(rec), {"action": "submit", **ranks()}, **HX)
+    c.post(undo_url, **HX)
+    assert Response.objects.get(record=rec, user=annotator).status == "submitted"
+
+
+@pytest.mark.django_db
+def test_progress_shows_mine_left_for_me_and_the_dataset_completion(annotator, dataset):
+    recs = [RecordFactory(dataset=dataset, priority=10 - i) for i in range(4)]
+    c = login(annotator)
+    html = c.get(reverse("annotate", args=[dataset.pk])).content.decode()
+    assert re.search(r'data-mine="submitted">0<', html) and re.search(r'data-mine="left">4<', html)
+    assert re.search(r"data-dataset-completion>0%<", html)
+    c.post(respond_url(recs[0]), {"action": "submit", **ranks()}, **HX)
+    html = c.post(respond_url(recs[1]), {"action": "discard"}, **HX).content.decode()
+    # live for my own answers, even within the dataset counts' snapshot
+    assert re.search(r'data-mine="submitted">1<', html) and re.search(r'data-mine="left">2<', html)
+    assert re.search(r"data-dataset-completion>25%<", html) and "1 discarded" in html
