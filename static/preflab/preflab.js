@@ -316,6 +316,8 @@
     const form = root.id === "annotate-form" ? root : root.querySelector && root.querySelector("#annotate-form");
     if (form && clock.record !== form.dataset.record) clockStart(form.dataset.record);
     root.querySelectorAll("[data-remember]").forEach(function (d) {
+      if (d.__remembered) return;  // (the guidelines are kept across swaps: wired once)
+      d.__remembered = true;
       const key = "preflab:" + d.dataset.remember;
       const saved = localStorage.getItem(key);
       if (saved !== null) d.open = saved === "1";
