@@ -246,6 +246,19 @@
   window.addEventListener("popstate", function (e) {
     if (e.state && e.state.preflab) window.location.reload();  // load the page of that entry
   });
+  function historyCheck() {
+    // a Back pressed before this script ran (a quick second Back) changed the address only: the
+    // page shown must be the one of the address (a record's history page, or the annotate page)
+    if (!(history.state && history.state.preflab)) return;
+    const m = location.pathname.match(/\/history\/(\d+)\/$/);
+    const form = annotateForm();
+    const shown = form && form.dataset.mode === "history" ? form.dataset.record : null;
+    const key = "preflab:history-reload";
+    if ((m ? m[1] : null) === shown) { sessionStorage.removeItem(key); return; }
+    if (sessionStorage.getItem(key) === location.href) return;  // once, never a loop
+    sessionStorage.setItem(key, location.href);
+    window.location.reload();
+  }
 
   // --- htmx wiring -------------------------------------------------------------------------------
   // <body hx-headers> carries the CSRF token of the page that was loaded first; Django rotates the
@@ -330,6 +343,7 @@
     if (root.id === "annotate-panel") historyStep(root);
   }
   function boot() {
+    historyCheck();
     if (window.htmx) htmx.onLoad(initPanel); else initPanel(document);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();

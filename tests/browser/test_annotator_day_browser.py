@@ -98,6 +98,9 @@ def test_a_tie_suggestion_where_ties_are_not_allowed_asks_to_choose_in_letters(b
     assert rationale == (f"Response {letter['response-1']} and Response {letter['response-2']} "
                          "are equally good <b>really</b>")
     assert "response-1" not in rationale
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(SHOTS / "annotate-tie-suggestion-1280x800.png"))
 
     # Enter before choosing says what is missing; choosing then Enter submits
     page.locator("body").click(position={"x": 5, "y": 5})
