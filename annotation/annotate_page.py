@@ -8,14 +8,18 @@ slots.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.core.exceptions import ValidationError
 
 from .agreement import ranks_from_value
 from .markdown import markdown_render, plain_render
 from .models import Dataset, Field, Question, Record, Response, Suggestion
-from .selectors import ranked_fields_of
+from .selectors import annotator_progress, ranked_fields_of
 from .services import display_order_for
+from .validation import question_value_validate
 
 SLOTS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -37,6 +41,9 @@ class AnnotateView:
     errors: list[str] = field(default_factory=list)
     notice: str = ""
     submitted_by_me: int = 0
+    progress: dict = field(default_factory=dict)   # selectors.annotator_progress
+    undo_url: str = ""                       # the notice offers to undo a discard
+    done_record: Record | None = None        # the record just answered (the browser's Back shows it)
     cols: int = 2
     empty: bool = False                      # the dataset has no records at all
 
@@ -50,10 +57,14 @@ def shown_order(data, record: Record, user, dataset: Dataset, ranked: list[str])
 
 
 def slot_names(message: str, order: list[str]) -> str:
-    """Annotators see "Response A/B/…", not field names: say the same in error messages."""
-    for name in sorted(order, key=len, reverse=True):
-        message = message.replace(f"'{name}'", name).replace(name, f"Response {SLOTS[order.index(name)]}")
-    return message
+    """Annotators see "Response A/B/…", not field names: say the same in error messages and in the
+    judges' rationales. A name counts whole (response-1 is not in response-10), quoted or not."""
+    if not message or not order:
+        return message
+    slot_of = {name: SLOTS[i] for i, name in enumerate(order)}
+    names = "|".join(re.escape(n) for n in sorted(order, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w-])'?({names})'?(?![\w-])")
+    return pattern.sub(lambda m: f"Response {slot_of[m.group(1)]}", message)
 
 
 def field_html(kind: str, value: Any) -> dict:
@@ -81,8 +92,9 @@ def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: 
     (review: an admin's view, responses named and in field order).
     """
     view = AnnotateView(dataset=dataset, record=record, mode=mode)
-    view.submitted_by_me = Response.objects.filter(dataset=dataset, user=user,
-                                                   status=Response.Status.SUBMITTED).count()
+    if mode != "review":  # (an admin's review of a record shows no progress of theirs)
+        view.progress = annotator_progress(dataset=dataset, user=user)
+        view.submitted_by_me = view.progress["submitted"]
     if record is None:
         view.empty = not Record.objects.filter(dataset=dataset).exists()
         return view
@@ -160,17 +172,22 @@ def _add_questions(view: AnnotateView, page: _Page, questions: list[Question], *
     for q in questions:
         value = values.get(q.name)
         suggestion = suggestions.get(q.pk)
-        prefilled = False
+        prefilled, suggestion_note = False, ""
         if value is None and suggestion is not None and q.name not in question_errors:
-            value, prefilled = suggestion.value, True
-            view.suggested = True
+            suggestion_note = _suggestion_unfit(q, suggestion.value, page, allow_ties=view.dataset.allow_ties)
+            if not suggestion_note:
+                value, prefilled = suggestion.value, True
+                view.suggested = True
         qv: dict[str, Any] = {"q": q, "name": q.name, "kind": q.kind, "title": q.title or q.name,
                               "description": q.description, "required": q.required, "error": question_errors.get(q.name, ""),
-                              "prefilled": prefilled,
+                              "prefilled": prefilled, "suggestion_note": suggestion_note,
                               "suggestion": None}
         if suggestion is not None:
+            rationale = suggestion.rationale or ""
+            if view.mode != "review":  # annotators see letters, admins field names
+                rationale = slot_names(rationale, page.order)
             qv["suggestion"] = {"agent": suggestion.agent, "score": suggestion.score,
-                                "rationale_html": markdown_render(suggestion.rationale) if suggestion.rationale else ""}
+                                "rationale_html": markdown_render(rationale) if rationale else ""}
         if q.kind == Question.Kind.RANKING:
             ranks = _ranking_items(qv, q, value, page)
             if q is first_ranking:
@@ -188,6 +205,28 @@ def _add_questions(view: AnnotateView, page: _Page, questions: list[Question], *
             qv["placeholder"] = q.options.get("placeholder", "")
         view.questions.append(qv)
     return first_ranks
+
+
+def _suggestion_unfit(q: Question, value: Any, page: _Page, *, allow_ties: bool) -> str:
+    """Why a judge's suggestion cannot pre-fill this question ("" when it can): the page pre-fills
+    only answers that could be submitted as they are, and otherwise asks the annotator to choose."""
+    try:
+        question_value_validate(q, value, allow_ties=allow_ties)
+    except ValidationError:
+        pass
+    else:
+        return ""
+    ranks = ranks_from_value(value) if q.kind == Question.Kind.RANKING else None
+    if ranks and not allow_ties:
+        tied: dict[Any, list[str]] = {}
+        for name in page.order:
+            if name in ranks:
+                tied.setdefault(ranks[name], []).append(f"Response {page.slot_of[name]}")
+        groups = [names for names in tied.values() if len(names) > 1]
+        if groups:
+            equal = "; ".join(" and ".join(names) if len(names) == 2 else ", ".join(names) for names in groups)
+            return f"The judge found {equal} equal. This dataset needs a strict order: choose one."
+    return "The judge's suggestion does not fit this question, so nothing is pre-filled: choose yourself."
 
 
 def _ranking_items(qv: dict, q: Question, value: Any, page: _Page) -> dict[str, int]:

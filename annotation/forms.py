@@ -100,13 +100,13 @@ def preference_from_post(choice: str | None, both_bad: str | None) -> dict[str, 
 
 
 def response_values_keep_valid(questions: list[Question], values: dict[str, Any], *, allow_ties: bool) -> dict[str, Any]:
-    """For drafts and discards: keep the answers that are valid on their own (a half-done ranking
-    is not stored), so saving a draft never fails."""
+    """For drafts and discards: keep the answers that are valid on their own, a half-done ranking
+    included (it is stored as entered), so saving a draft never fails and loses nothing valid."""
     by_name = {q.name: q for q in questions}
     kept = {}
     for name, value in values.items():
         try:
-            kept[name] = question_value_validate(by_name[name], value, allow_ties=allow_ties)
+            kept[name] = question_value_validate(by_name[name], value, allow_ties=allow_ties, partial=True)
         except (ValidationError, KeyError):
             continue
     return kept

@@ -564,6 +564,19 @@ def response_upsert(*, user, record: Record, values: Any, status: str,
     return result
 
 
+def response_discard_undo(*, user, record: Record) -> Response | None:
+    """Undo the user's discard of a record: their response turns back into a draft holding the
+    answers it was discarded with (so the record is theirs to finish again, first in their queue).
+    None when there is nothing to undo (no response, or not a discarded one)."""
+    with transaction.atomic():
+        Record.objects.select_for_update().filter(pk=record.pk).values_list("pk").first()  # record first, as every writer
+        response = Response.objects.filter(record=record, user=user).first()
+        if response is None or response.status != Response.Status.DISCARDED:
+            return None
+        return response_upsert(user=user, record=record, values=response.values, status=Response.Status.DRAFT,
+                               display_order=response.display_order or None).response
+
+
 def _response_write_orm(*, user, record: Record, clean: dict, status: str, display_order, duration,
                         add_duration: bool):
     dataset = record.dataset

@@ -13,6 +13,8 @@ urlpatterns: list = [
     path("datasets/<int:dataset_id>/annotate/", views.annotate, name="annotate"),
     path("datasets/<int:dataset_id>/records/<int:record_id>/respond/", views.record_respond, name="record-respond"),
     path("datasets/<int:dataset_id>/records/<int:record_id>/draft/", views.record_draft, name="record-draft"),
+    path("datasets/<int:dataset_id>/records/<int:record_id>/undo-discard/", views.record_undo_discard,
+         name="record-undo-discard"),
     path("datasets/<int:dataset_id>/history/", views.history, name="history"),
     path("datasets/<int:dataset_id>/history/<int:record_id>/", views.history_record, name="history-record"),
     # admin

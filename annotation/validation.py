@@ -267,8 +267,10 @@ def response_values_validate(*, questions: list[Question], values: Any, status: 
     """Check a response's values against the dataset's questions; returns {question: value}.
 
     Accepts Argilla's wrapped form {"q": {"value": v}} as well as {"q": v}. Required questions
-    must be answered on submit; drafts and discards may be partial.
+    must be answered on submit, and a ranking must rank every field; drafts and discards may be
+    partial (questions left out, a ranking of some of the fields), so they keep what was entered.
     """
+    partial = status != "submitted"
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -283,7 +285,7 @@ def response_values_validate(*, questions: list[Question], values: Any, status: 
             value = value["value"]
         if value is None:
             continue
-        out[name] = question_value_validate(by_name[name], value, allow_ties=allow_ties)
+        out[name] = question_value_validate(by_name[name], value, allow_ties=allow_ties, partial=partial)
     if status == "submitted":
         missing = [q.name for q in questions if q.required and q.name not in out]
         if missing:
@@ -291,12 +293,13 @@ def response_values_validate(*, questions: list[Question], values: Any, status: 
     return out
 
 
-def question_value_validate(question: Question, value: Any, *, allow_ties: bool) -> Any:
+def question_value_validate(question: Question, value: Any, *, allow_ties: bool, partial: bool = False) -> Any:
+    """One answer checked against its question; `partial`: a ranking may leave fields unranked (drafts)."""
     where = f"values.{question.name}"
     options = question.options or {}
     allowed = options.get("values", [])
     if question.kind == Question.Kind.RANKING:
-        return ranking_validate(value, allowed, allow_ties=allow_ties, where=where)
+        return ranking_validate(value, allowed, allow_ties=allow_ties, where=where, partial=partial)
     if question.kind == Question.Kind.RATING:
         if isinstance(value, bool) or value not in allowed:
             raise ValidationError({where: f"{value!r} is not one of {allowed}"})
@@ -356,8 +359,10 @@ def preference_validate(value: Any, options: dict, *, where: str = "preference")
     return out
 
 
-def ranking_validate(value: Any, fields: list[str], *, allow_ties: bool, where: str = "ranking") -> list[dict]:
-    """A ranking is [{"value": field, "rank": k}, ...] over exactly the question's fields.
+def ranking_validate(value: Any, fields: list[str], *, allow_ties: bool, where: str = "ranking",
+                     partial: bool = False) -> list[dict]:
+    """A ranking is [{"value": field, "rank": k}, ...] over exactly the question's fields
+    (`partial`, for drafts: over some of them, at least one).
 
     A plain ordered list of field names is accepted as a shorthand (best first, no ties).
     Ranks are positive integers; equal ranks are ties. Returned sorted by rank.
@@ -381,7 +386,7 @@ def ranking_validate(value: Any, fields: list[str], *, allow_ties: bool, where: 
         seen.append(item["value"])
         items.append({"value": item["value"], "rank": rank})
     missing = [f for f in fields if f not in seen]
-    if missing:
+    if missing and not partial:
         raise ValidationError({where: f"missing from the ranking: {', '.join(missing)}"})
     ranks = [i["rank"] for i in items]
     if not allow_ties and len(set(ranks)) != len(ranks):

@@ -55,6 +55,7 @@ from .services import (
     member_remove,
     member_upsert,
     next_record_for,
+    response_discard_undo,
     response_upsert,
 )
 
@@ -189,7 +190,33 @@ def record_respond(request, dataset_id: int, record_id: int):
         nxt.dataset = dataset
     view = annotate_view_build(user=request.user, dataset=dataset, record=nxt, questions=questions)
     view.notice = f"{done_word} {record.external_id}." + (" " + " ".join(result.warnings) if result.warnings else "")
+    view.done_record = record  # the browser's Back goes to it (history-record page)
+    if status == Response.Status.DISCARDED:
+        view.undo_url = reverse("record-undo-discard", args=[dataset.pk, record.pk])
     return _annotate_response(request, view, full=False)
+
+
+@login_required
+@require_POST
+def record_undo_discard(request, dataset_id: int, record_id: int):
+    """The Undo of the notice after a discard: the record comes back with the answers it was
+    discarded with (a draft again), in the annotate panel."""
+    dataset = _with_definition(dataset_for_user(request.user, dataset_id))
+    _require_open(request.user, dataset)
+    record = _dataset_record(dataset, record_id)
+    questions = list(dataset.questions.all())
+    response = response_discard_undo(user=request.user, record=record)
+    if response is None:
+        shown = next_record_for(request.user, dataset)
+        if shown is not None:
+            shown.dataset = dataset
+        notice = f"Nothing to undo: {record.external_id} is not discarded any more."
+    else:
+        shown, notice = record, f"Discard undone: {record.external_id} is back."
+    view = annotate_view_build(user=request.user, dataset=dataset, record=shown, questions=questions,
+                               response=response)
+    view.notice = notice
+    return _annotate_response(request, view, full=not request.htmx)
 
 
 @login_required

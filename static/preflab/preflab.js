@@ -172,14 +172,22 @@
     return false;
   }
   function clickAction(form, action) {
+    // a key pressed right after a swap can come before htmx has wired the new form: wire it now,
+    // so the answer still goes through htmx (no page load; the notice and its Undo show)
+    if (window.htmx) htmx.process(form);
     const btn = form.querySelector('[data-action="' + action + '"]');
     if (btn && !btn.disabled) { btn.click(); return true; }
     return false;
   }
   document.addEventListener("keydown", function (e) {
-    const form = annotateForm();
-    if (!form || e.defaultPrevented) return;
+    if (e.defaultPrevented) return;
     const mod = e.ctrlKey || e.metaKey;
+    if (mod && (e.key === "z" || e.key === "Z") && !e.shiftKey && !isTyping(e.target) && undoDiscard()) {
+      e.preventDefault();  // (also on the "all done" panel, after discarding the last record)
+      return;
+    }
+    const form = annotateForm();
+    if (!form) return;
     if (mod && (e.key === "s" || e.key === "S")) {
       e.preventDefault();
       clickAction(form, "draft");  // (no drafts when editing an answer from the history)
@@ -187,7 +195,10 @@
     }
     if (mod && e.key === "Enter") { e.preventDefault(); clickAction(form, "submit"); return; }
     if (isTyping(e.target) || mod || e.altKey) return;
-    const onControl = e.target.closest && e.target.closest("button, a, summary");
+    // a panel toggle (guidelines, shortcuts, a judge's rationale) keeps focus after a click: Enter
+    // there still submits; Space opens or closes it
+    const onToggle = e.target.closest && e.target.closest("summary, [aria-expanded]");
+    const onControl = !onToggle && e.target.closest && e.target.closest("button, a");
     if (e.key === "Enter") {
       if (onControl) return;  // Enter on a focused button or link does what that control does
       e.preventDefault();
@@ -212,6 +223,42 @@
       moveActive(form, e.key === "ArrowRight" ? 1 : -1);
     }
   });
+
+  // --- undo a discard (the notice's Undo button, while the notice shows) -------------------------
+  function undoDiscard() {
+    const btn = document.querySelector("#annotate-panel [data-toast]:not(.toast-hide) [data-undo]");
+    if (!btn || btn.disabled) return false;
+    if (window.htmx) htmx.process(btn);  // (see clickAction)
+    btn.click();
+    return true;
+  }
+
+  // --- the browser's Back: the record just answered ----------------------------------------------
+  /* After a submit or discard the next record is swapped in without a page load; the history entry
+     of the answered record is turned into its history page and a new entry holds the annotate page,
+     so Back shows the record just done (to change it), as the history view does. */
+  function historyStep(panel) {
+    const done = panel.dataset.doneUrl, here = panel.dataset.annotateUrl;
+    if (!done || !here || !window.history.pushState) return;
+    history.replaceState({ preflab: "done" }, "", done);
+    history.pushState({ preflab: "annotate" }, "", here);
+  }
+  window.addEventListener("popstate", function (e) {
+    if (e.state && e.state.preflab) window.location.reload();  // load the page of that entry
+  });
+  function historyCheck() {
+    // a Back pressed before this script ran (a quick second Back) changed the address only: the
+    // page shown must be the one of the address (a record's history page, or the annotate page)
+    if (!(history.state && history.state.preflab)) return;
+    const m = location.pathname.match(/\/history\/(\d+)\/$/);
+    const form = annotateForm();
+    const shown = form && form.dataset.mode === "history" ? form.dataset.record : null;
+    const key = "preflab:history-reload";
+    if ((m ? m[1] : null) === shown) { sessionStorage.removeItem(key); return; }
+    if (sessionStorage.getItem(key) === location.href) return;  // once, never a loop
+    sessionStorage.setItem(key, location.href);
+    window.location.reload();
+  }
 
   // --- htmx wiring -------------------------------------------------------------------------------
   // <body hx-headers> carries the CSRF token of the page that was loaded first; Django rotates the
@@ -282,16 +329,21 @@
     const form = root.id === "annotate-form" ? root : root.querySelector && root.querySelector("#annotate-form");
     if (form && clock.record !== form.dataset.record) clockStart(form.dataset.record);
     root.querySelectorAll("[data-remember]").forEach(function (d) {
+      if (d.__remembered) return;  // (the guidelines are kept across swaps: wired once)
+      d.__remembered = true;
       const key = "preflab:" + d.dataset.remember;
       const saved = localStorage.getItem(key);
       if (saved !== null) d.open = saved === "1";
       d.addEventListener("toggle", function () { localStorage.setItem(key, d.open ? "1" : "0"); });
     });
     root.querySelectorAll("[data-toast]").forEach(function (t) {
-      setTimeout(function () { t.classList.add("toast-hide"); }, 2200);
+      // a notice with an Undo stays a few seconds longer, long enough to use it
+      setTimeout(function () { t.classList.add("toast-hide"); }, t.querySelector("[data-undo]") ? 6000 : 2200);
     });
+    if (root.id === "annotate-panel") historyStep(root);
   }
   function boot() {
+    historyCheck();
     if (window.htmx) htmx.onLoad(initPanel); else initPanel(document);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();

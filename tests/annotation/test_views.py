@@ -125,7 +125,8 @@ def test_discard_then_all_done(annotator, dataset):
     html = r.content.decode()
     assert "data-all-done" in html and "All done" in html
     resp = Response.objects.get(record=rec, user=annotator)
-    assert resp.status == "discarded" and resp.values == {}
+    # what was entered is kept with the discard (an undo restores it)
+    assert resp.status == "discarded" and resp.values == {"ranking": [{"value": "response-1", "rank": 1}]}
     assert not Lease.objects.filter(record=rec).exists()
 
 
@@ -174,9 +175,13 @@ def test_draft_autosave_keeps_valid_answers_and_never_downgrades_a_submit(annota
     rec = RecordFactory(dataset=dataset)
     c = login(annotator)
     url = reverse("record-draft", args=[dataset.pk, rec.pk])
-    r = c.post(url, {"rank__ranking__response-1": "1"}, **HX)  # half a ranking: saved as an empty draft
+    r = c.post(url, {"rank__ranking__response-1": "1"}, **HX)  # half a ranking: saved as entered
     assert r.status_code == 200 and "Draft saved" in r.content.decode()
-    assert Response.objects.get(record=rec).status == "draft"
+    draft = Response.objects.get(record=rec)
+    assert draft.status == "draft" and draft.values == {"ranking": [{"value": "response-1", "rank": 1}]}
+    html = c.get(reverse("annotate", args=[dataset.pk])).content.decode()
+    assert re.search(r'name="rank__ranking__response-1" value="1"', html)
+    assert re.search(r'name="rank__ranking__response-2" value=""', html)
     c.post(url, ranks("response-2", "response-1"), **HX)
     assert Response.objects.get(record=rec).values["ranking"][0]["value"] == "response-2"
     # the draft is restored when the annotator comes back
@@ -345,3 +350,100 @@ def test_the_order_the_page_showed_is_stored_with_the_response(annotator, datase
     html = c.get(reverse("history-record", args=[dataset.pk, rec.pk])).content.decode()
     cards = re.findall(r'class="response-card[^"]*"[^>]*data-field="([^"]+)"', html)
     assert cards == ["response-2", "response-1"]  # history shows it as the annotator saw it
+
+
+@pytest.mark.django_db
+def test_a_tie_suggestion_is_not_prefilled_where_ties_are_not_allowed(annotator, workspace):
+    ds = DatasetFactory(workspace=workspace, show_suggestions=True, allow_ties=False, shuffle_responses=True)
+    rec = RecordFactory(dataset=ds)
+    q = Question.objects.get(dataset=ds, name="ranking")
+    SuggestionFactory(record=rec, question=q, agent="judge-tie", rationale="response-1 and 'response-2' are equal",
+                      value=[{"value": "response-1", "rank": 1}, {"value": "response-2", "rank": 1}])
+    c = login(annotator)
+    html = c.get(reverse("annotate", args=[ds.pk])).content.decode()
+    assert re.search(r'name="rank__ranking__response-1" value=""', html)
+    assert re.search(r'name="rank__ranking__response-2" value=""', html)
+    assert "pre-filled by a judge" not in html
+    assert "The judge found Response A and Response B equal" in html and "choose one" in html
+    # the rationale speaks of the letters on screen, in this annotator's (shuffled) order
+    from annotation.services import display_order_for
+
+    order = display_order_for(record=rec, user_id=annotator.pk, field_names=["response-1", "response-2"], shuffle=True)
+    letter = {name: "AB"[i] for i, name in enumerate(order)}
+    assert f"Response {letter['response-1']} and Response {letter['response-2']} are equal" in html
+    assert "response-1 and" not in html
+    # where ties are allowed the same suggestion pre-fills
+    Dataset.objects.filter(pk=ds.pk).update(allow_ties=True)
+    html = c.get(reverse("annotate", args=[ds.pk])).content.decode()
+    assert re.search(r'name="rank__ranking__response-2" value="1"', html) and "pre-filled by a judge" in html
+
+
+@pytest.mark.django_db
+def test_rationale_letters_stay_escaped_and_admins_review_sees_field_names(annotator, admin_user, workspace):
+    ds = DatasetFactory(workspace=workspace, show_suggestions=True)
+    rec = RecordFactory(dataset=ds)
+    q = Question.objects.get(dataset=ds, name="ranking")
+    SuggestionFactory(record=rec, question=q, rationale="response-2 <script>alert(1)</script> beats response-1; "
+                                                       "response-10 is no field")
+    html = login(annotator).get(reverse("annotate", args=[ds.pk])).content.decode()
+    assert "Response B &lt;script&gt;alert(1)&lt;/script&gt; beats Response A" in html
+    assert "response-10 is no field" in html and "<script>alert(1)" not in html
+    review = login(admin_user).get(reverse("record-detail", args=[ds.pk, rec.pk])).content.decode()
+    assert "response-2 &lt;script&gt;" in review
+
+
+@pytest.mark.django_db
+def test_a_submit_still_needs_the_whole_ranking(annotator, dataset):
+    rec = RecordFactory(dataset=dataset)
+    from django.core.exceptions import ValidationError
+
+    response_upsert(user=annotator, record=rec, values={"ranking": [{"value": "response-2", "rank": 1}]},
+                    status="draft")
+    assert Response.objects.get(record=rec).values == {"ranking": [{"value": "response-2", "rank": 1}]}
+    with pytest.raises(ValidationError, match="missing from the ranking"):
+        response_upsert(user=annotator, record=rec, values={"ranking": [{"value": "response-2", "rank": 1}]},
+                        status="submitted")
+    r = login(annotator).post(respond_url(rec), {"action": "submit", "rank__ranking__response-2": "1"}, **HX)
+    assert r.status_code == 422 and "missing from the ranking: Response A" in r.content.decode()
+    assert Response.objects.get(record=rec).status == "draft"
+
+
+@pytest.mark.django_db
+def test_undo_of_a_discard_brings_the_record_back_with_its_answer(annotator, dataset):
+    rec = RecordFactory(dataset=dataset, priority=2)
+    nxt = RecordFactory(dataset=dataset, priority=1)
+    c = login(annotator)
+    c.get(reverse("annotate", args=[dataset.pk]))
+    r = c.post(respond_url(rec), {"action": "discard", **ranks("response-2", "response-1")}, **HX)
+    html = r.content.decode()
+    undo_url = reverse("record-undo-discard", args=[dataset.pk, rec.pk])
+    assert shown_record_id(html) == nxt.pk and f'hx-post="{undo_url}"' in html and "Undo" in html
+    assert f'data-done-url="{reverse("history-record", args=[dataset.pk, rec.pk])}"' in html
+    r = c.post(undo_url, **HX)
+    html = r.content.decode()
+    assert r.status_code == 200 and shown_record_id(html) == rec.pk and "Discard undone" in html
+    assert re.search(r'name="rank__ranking__response-2" value="1"', html)
+    resp = Response.objects.get(record=rec, user=annotator)
+    assert resp.status == "draft" and resp.values["ranking"][0] == {"value": "response-2", "rank": 1}
+    # the next page view resumes it (drafts first) and a second undo has nothing to undo
+    r = c.post(undo_url, **HX)
+    assert "Nothing to undo" in r.content.decode()
+    assert Response.objects.get(record=rec, user=annotator).status == "draft"
+    # a submit is not undone by it
+    c.post(respond_url(rec), {"action": "submit", **ranks()}, **HX)
+    c.post(undo_url, **HX)
+    assert Response.objects.get(record=rec, user=annotator).status == "submitted"
+
+
+@pytest.mark.django_db
+def test_progress_shows_mine_left_for_me_and_the_dataset_completion(annotator, dataset):
+    recs = [RecordFactory(dataset=dataset, priority=10 - i) for i in range(4)]
+    c = login(annotator)
+    html = c.get(reverse("annotate", args=[dataset.pk])).content.decode()
+    assert re.search(r'data-mine="submitted">0<', html) and re.search(r'data-mine="left">4<', html)
+    assert re.search(r"data-dataset-completion>0%<", html)
+    c.post(respond_url(recs[0]), {"action": "submit", **ranks()}, **HX)
+    html = c.post(respond_url(recs[1]), {"action": "discard"}, **HX).content.decode()
+    # live for my own answers, even within the dataset counts' snapshot
+    assert re.search(r'data-mine="submitted">1<', html) and re.search(r'data-mine="left">2<', html)
+    assert re.search(r"data-dataset-completion>25%<", html) and "1 discarded" in html

@@ -6,7 +6,6 @@ only. Meanwhile an admin's dashboard shows the progress change live. Record text
 <script> and <img onerror> never runs, neither on a full page load nor in an htmx swap.
 Screenshots of the annotate page and the dashboard are written to var/screenshots/.
 """
-import os
 from pathlib import Path
 
 import pytest
@@ -23,41 +22,13 @@ from annotation.services import (
     workspace_create,
 )
 from annotation.validation import field_specs_of, record_validate
-from tests.helpers import need
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _allow_orm_beside_playwright():
-    """Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
-    beside it are safe. Scoped to this module so it never leaks into other tests' subprocesses."""
-    old = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if old is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = old
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 XSS = ('<script>window.__pwned = "script"; alert(1)</script> '
        '<img src=x onerror="window.__pwned = \'img\'; alert(2)"> '
        '<svg onload="window.__pwned = \'svg\'">')
-
-
-@pytest.fixture(scope="module")
-def browser():
-    need(Path(CHROMIUM).exists(), f"Chromium at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run",
-            "--disable-gpu"])
-        yield b
-        b.close()
 
 
 def _dataset(ws, admin, name, items, n_responses, *, min_submitted=1):
