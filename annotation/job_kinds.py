@@ -12,9 +12,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from .exports import (
     EXTENSIONS,
+    export_file_name,
     export_params_parse,
     export_target,
     triplets_export,
@@ -178,6 +180,13 @@ class ExportJobHandler:
 
     def finish(self, job: Job) -> None:
         return None
+
+    def download_name(self, job: Job) -> str:
+        """Dataset, style, source and the day the file was written, like the API's direct download."""
+        params = export_params_parse(job.params or {})
+        made = job.finished_at or job.updated_at or timezone.now()
+        return export_file_name(job.dataset, fmt=params["format"], style=params["style"], source=params["source"],
+                                day=timezone.localdate(made))
 
 
 job_handler_register(ImportJobHandler())

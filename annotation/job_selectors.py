@@ -7,6 +7,7 @@ failed items. Access checks stay with annotation.access.job_for_user.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .jobs import job_handler_hook, job_summary
@@ -42,6 +43,12 @@ def job_status(job: Job) -> dict:
         "rate": s.rate, "error": s.error, "result": job.result,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
     }
+
+
+def job_download_name(job: Job) -> str:
+    """The file name a job's output file is downloaded under: its kind's `download_name`, else the file's own."""
+    name_of = job_handler_hook(job.kind, "download_name")
+    return name_of(job) if name_of is not None else os.path.basename(job.output_file)
 
 
 def job_actions(job: Job) -> dict:

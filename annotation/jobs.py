@@ -106,6 +106,8 @@ class JobHandler(Protocol):
     detail_template: str         a template with the partials "head" and "panel": the kind's own
                                  part of the one job page (annotation.views.job_detail)
     detail_context(job) -> dict  what that template gets (as `panel`)
+    download_name(job) -> str    the file name its output file is downloaded under (default: the
+                                 stored file's own name)
     retry_failed(job) -> bool    make the failed items of a finished job run again: reset what they
                                  wrote and set the chunks holding them to pending (inside the
                                  caller's transaction); False when there is nothing to retry

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from annotation import access
 from annotation.agreement import DEFAULT_SCORING_RULE, SCORING_RULES
 from annotation.apis import StrictInputSerializer
-from annotation.exports import jsonl_chunks
+from annotation.exports import file_name_part, jsonl_chunks
 from annotation.jobs import job_run_inline, job_summary
 
 from ..selectors import judge_by_ref
@@ -87,7 +87,7 @@ def _format(params, allowed: tuple[str, ...]) -> str:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:80] or "dataset"
+    return file_name_part(name)
 
 
 def _scoring_rule(params) -> str:
