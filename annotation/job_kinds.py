@@ -78,6 +78,10 @@ class ImportJobHandler:
     """
 
     kind = "import"
+    items_word = "lines"
+    done_word = "imported"
+    failed_word = "rejected"
+    item_label = "Line"
 
     def _format(self, job: Job) -> str:
         fmt = (job.params or {}).get("format") or format_from_name(job.input_file) or ""
@@ -144,6 +148,8 @@ class ExportJobHandler:
     """
 
     kind = "export"
+    items_word = "records"
+    done_word = "exported"
 
     def plan(self, job: Job, plan_input: object = None) -> list[dict]:
         if job.dataset_id is None:

@@ -167,6 +167,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "annotation.models.Dataset.Status",
         "ResponseStatusEnum": "annotation.models.Response.Status",
+        "JobStatusEnum": "annotation.models.Job.Status",
         "FieldKindEnum": "annotation.models.Field.Kind",
         "QuestionKindEnum": "annotation.models.Question.Kind",
         "MembershipRoleEnum": "annotation.models.Membership.Role",
