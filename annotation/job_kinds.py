@@ -19,6 +19,7 @@ from .exports import (
     export_file_name,
     export_params_parse,
     export_target,
+    file_name_part,
     triplets_export,
     triplets_export_count,
     triplets_write,
@@ -189,9 +190,12 @@ class ExportJobHandler:
 
     def download_name(self, job: Job) -> str:
         """Dataset, style, source and the day the file was written, like the API's direct download."""
-        params = export_params_parse(job.params or {})
+        params = job.params or {}  # as plan() stored them, checked; read leniently, a name must never fail
+        fmt = Path(job.output_file).suffix.lstrip(".") or "jsonl"
         made = job.finished_at or job.updated_at or timezone.now()
-        return export_file_name(job.dataset, fmt=params["format"], style=params["style"], source=params["source"],
+        return export_file_name(job.dataset, fmt=fmt if fmt in EXTENSIONS else "jsonl",
+                                style=file_name_part(str(params.get("style") or "standard"), "standard"),
+                                source=file_name_part(str(params.get("source") or "human"), "human"),
                                 day=timezone.localdate(made))
 
 
