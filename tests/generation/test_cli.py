@@ -36,11 +36,11 @@ def test_generate_in_process(workspace, llm_endpoint, tmp_path):
                  "--prompts", str(path), "--new-dataset", "cli-ds", "--n", "2", "--seed", "4",
                  "--override", f"{a.name}:temperature=0.1", stdout=out, stderr=err)
     assert "5 records written" in out.getvalue()
-    assert out.getvalue().splitlines()[-1] == "generation job 1 succeeded: 10 responses generated, 0 failed (of 10)"
+    job = Job.objects.get(kind="generation")
+    assert out.getvalue().splitlines()[-1] == f"generation job {job.pk} succeeded: 10 responses generated, 0 failed (of 10)"
     assert "10/10" in err.getvalue()  # the progress bar reached the end
     ds = Dataset.objects.get(name="cli-ds")
     assert Record.objects.filter(dataset=ds).count() == 5
-    job = Job.objects.get(kind="generation")
     assert job.params["overrides"] == {a.name: {"temperature": 0.1}} and job.params["seed"] == 4
 
 
