@@ -94,7 +94,7 @@ def job_progress_context(job: Job, *, detail: bool) -> dict:
     error rows once the job has ended). detail=True: the job page's form, with the stop / resume /
     retry buttons and the kind's panel (or the error rows when the kind has no panel)."""
     template = job_handler_hook(job.kind, "detail_template")
-    ctx: dict[str, Any] = {"job": job, "detail": detail, "words": job_words(job), "tone": job_status_tone(job)}
+    ctx: dict[str, Any] = {"job": job, "detail": detail}
     if detail:
         ctx["actions"] = job_actions(job)
     if detail and template:
