@@ -18,6 +18,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -26,7 +27,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from . import access
-from .exports import CONTENT_TYPES, EXTENSIONS, export_params_parse, triplets_chunks, triplets_export
+from .exports import CONTENT_TYPES, export_file_name, export_params_parse, triplets_chunks, triplets_export
 from .imports import (
     CountingStream,
     ImportFormatError,
@@ -200,8 +201,8 @@ class TripletsExportApi(APIView):
         rows = triplets_export(dataset=dataset, **params)  # raises ValidationError before any byte
         body = triplets_chunks(rows, fmt=fmt, style=params["style"], source=params["source"])
         response = StreamingHttpResponse(body, content_type=CONTENT_TYPES[fmt])
-        safe_name = "".join(c if c.isalnum() or c in "-_" else "-" for c in dataset.name)[:80] or "dataset"
-        response["Content-Disposition"] = (f'attachment; filename="{safe_name}-{dataset.pk}-triplets.'
-                                           f'{EXTENSIONS[fmt]}"')
+        filename = export_file_name(dataset, fmt=fmt, style=params["style"], source=params["source"],
+                                    day=timezone.localdate())
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
         response["X-Accel-Buffering"] = "no"
         return response

@@ -5,13 +5,19 @@ their own fields; their cancel and resume endpoints call the one job mechanism (
 """
 from rest_framework import serializers
 
+from .models import Job
+
 
 class JobStatusOutputSerializer(serializers.Serializer):
     """annotation.job_selectors.job_status, less `rate` (each kind names its throughput)."""
 
     id = serializers.IntegerField()
     name = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=Job.Status.choices,
+        help_text="queued or running; then succeeded (no item failed), partly_failed (some items failed: the "
+                  "others were written), failed (every item failed, or the job stopped on an error: see `error`; "
+                  "resumable) or cancelled (stopped by a user; resumable)")
     workspace = serializers.IntegerField()
     dataset = serializers.IntegerField(allow_null=True)
     dataset_name = serializers.CharField(allow_null=True)
@@ -21,6 +27,8 @@ class JobStatusOutputSerializer(serializers.Serializer):
     progress = serializers.FloatField()
     tokens = serializers.IntegerField()
     error = serializers.CharField()
+    summary = serializers.CharField(help_text="one line in the kind's words, e.g. "
+                                              "'judge job 12 failed: 0 records judged, 10 failed (of 10)'")
     result = serializers.JSONField()
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)

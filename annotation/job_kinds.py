@@ -12,11 +12,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from .exports import (
     EXTENSIONS,
+    export_file_name,
     export_params_parse,
     export_target,
+    file_name_part,
     triplets_export,
     triplets_export_count,
     triplets_write,
@@ -77,6 +80,10 @@ class ImportJobHandler:
     """
 
     kind = "import"
+    items_word = "lines"
+    done_word = "imported"
+    failed_word = "rejected"
+    item_label = "Line"
 
     def _format(self, job: Job) -> str:
         fmt = (job.params or {}).get("format") or format_from_name(job.input_file) or ""
@@ -143,6 +150,8 @@ class ExportJobHandler:
     """
 
     kind = "export"
+    items_word = "records"
+    done_word = "exported"
 
     def plan(self, job: Job, plan_input: object = None) -> list[dict]:
         if job.dataset_id is None:
@@ -179,6 +188,16 @@ class ExportJobHandler:
 
     def finish(self, job: Job) -> None:
         return None
+
+    def download_name(self, job: Job) -> str:
+        """Dataset, style, source and the day the file was written, like the API's direct download."""
+        params = job.params or {}  # as plan() stored them, checked; read leniently, a name must never fail
+        fmt = Path(job.output_file).suffix.lstrip(".") or "jsonl"
+        made = job.finished_at or job.updated_at or timezone.now()
+        return export_file_name(job.dataset, fmt=fmt if fmt in EXTENSIONS else "jsonl",
+                                style=file_name_part(str(params.get("style") or "standard"), "standard"),
+                                source=file_name_part(str(params.get("source") or "human"), "human"),
+                                day=timezone.localdate(made))
 
 
 class DatasetDeleteJobHandler:

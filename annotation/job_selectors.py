@@ -7,15 +7,17 @@ failed items. Access checks stay with annotation.access.job_for_user.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from .jobs import job_handler_hook, job_summary
+from .jobs import job_handler_hook, job_has_finished, job_summary
 from .models import Job, JobError
 
-# How pages say each status: today the status itself, for every kind. A handler's `status_words`
-# may say it in the kind's own terms; job_status_word is the one place pages read the words from.
-STATUS_WORDS: dict[str, str] = {value: value for value in Job.Status.values}
-STATUS_TONES: dict[str, str] = {Job.Status.SUCCEEDED: "ok", Job.Status.FAILED: "danger",
+# How pages say each status ("partly failed"). A handler's `status_words` may say it in the kind's own
+# terms; job_status_word is the one place pages, CLIs and the API read the words from.
+STATUS_WORDS: dict[str, str] = {value: label.lower() for value, label in Job.Status.choices}
+STATUS_TONES: dict[str, str] = {Job.Status.SUCCEEDED: "ok", Job.Status.PARTLY_FAILED: "warn",
+                                Job.Status.FAILED: "danger",
                                 Job.Status.CANCELLED: "danger"}  # the others (running, queued): "accent"
 
 ERRORS_SHOWN = 200  # error rows on the job page of a kind without its own panel
@@ -27,8 +29,34 @@ def job_status_word(job: Job) -> str:
 
 
 def job_status_tone(job: Job) -> str:
-    """The badge colour of a status: ok, danger or accent."""
+    """The badge (and progress bar) colour of a status: ok, warn, danger or accent."""
     return STATUS_TONES.get(job.status, "accent")
+
+
+def job_words(job: Job) -> dict[str, str]:
+    """How the job's kind calls its items and what happened to them (JobHandler hooks):
+    {"items": "records", "done": "judged", "failed": "failed", "item": "Record"}."""
+    return {"items": job_handler_hook(job.kind, "items_word", "items"),
+            "done": job_handler_hook(job.kind, "done_word", "done"),
+            "failed": job_handler_hook(job.kind, "failed_word", "failed"),
+            "item": job_handler_hook(job.kind, "item_label", "Item")}
+
+
+def job_counts_text(job: Job) -> str:
+    """The counters in the kind's words: "0 records judged, 10 failed (of 10)"."""
+    w = job_words(job)
+    items = w["items"][:-1] if job.done == 1 and w["items"].endswith("s") else w["items"]  # "1 record judged"
+    text = f"{job.done:,} {items} {w['done']}, {job.failed:,} {w['failed']}"
+    return f"{text} (of {job.total:,})" if job.total else text
+
+
+def job_outcome_line(job: Job) -> str:
+    """One line saying how a job stands or ended, for CLIs and the API:
+    "judge job 12 failed: 0 records judged, 10 failed (of 10)" (+ the job's error when it stopped on one)."""
+    line = f"{job.kind} job {job.pk} {job_status_word(job)}: {job_counts_text(job)}"
+    if job.error and job.status in (Job.Status.FAILED, Job.Status.PARTLY_FAILED, Job.Status.CANCELLED):
+        line += f" — {' '.join(job.error.split())[:300]}"
+    return line
 
 
 def job_status(job: Job) -> dict:
@@ -39,18 +67,24 @@ def job_status(job: Job) -> dict:
         "id": job.pk, "name": job.name, "status": s.status, "workspace": job.workspace_id,
         "dataset": job.dataset_id, "dataset_name": job.dataset.name if job.dataset_id else None,
         "total": s.total, "done": s.done, "failed": s.failed, "progress": s.progress, "tokens": s.tokens,
-        "rate": s.rate, "error": s.error, "result": job.result,
+        "rate": s.rate, "error": s.error, "result": job.result, "summary": job_outcome_line(job),
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
     }
 
 
+def job_download_name(job: Job) -> str:
+    """The file name a job's output file is downloaded under: its kind's `download_name`, else the file's own."""
+    name_of = job_handler_hook(job.kind, "download_name")
+    return name_of(job) if name_of is not None else os.path.basename(job.output_file)
+
+
 def job_actions(job: Job) -> dict:
     """Which of stop / resume / retry the job page offers now."""
-    can_retry = (job.status == Job.Status.SUCCEEDED and job.failed > 0
-                 and job_handler_hook(job.kind, "retry_failed") is not None)
-    actions = {"cancel": job.is_active, "resume": job.status in (Job.Status.CANCELLED, Job.Status.FAILED),
-               "retry": can_retry}
-    return {**actions, "any": any(actions.values()), "items_word": job_handler_hook(job.kind, "items_word", "items")}
+    finished = not job.is_active and job.status != Job.Status.CANCELLED and job_has_finished(job)
+    can_retry = finished and job.failed > 0 and job_handler_hook(job.kind, "retry_failed") is not None
+    resume = job.status == Job.Status.CANCELLED or (job.status == Job.Status.FAILED and not finished)
+    actions = {"cancel": job.is_active, "resume": resume, "retry": can_retry}
+    return {**actions, "any": any(actions.values()), "items_word": job_words(job)["items"]}
 
 
 def job_progress_context(job: Job, *, detail: bool) -> dict:

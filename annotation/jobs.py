@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from .models import Job, JobChunk, JobError
@@ -43,7 +43,27 @@ class JobFailed(Exception):
 
 
 class _JobFinished(Exception):
-    """A chunk reported progress after its job had succeeded (ChunkContext.progress)."""
+    """A chunk reported progress after its job had finished (ChunkContext.progress)."""
+
+
+# A job that has not finished: not ended as succeeded / partly failed / failed, or ended so with a chunk not
+# done (a chunk gave up: the job failed but can be resumed). One UPDATE filter (ChunkContext.progress).
+_NOT_FINISHED = (~Q(status__in=Job.FINISHED)
+                 | Q(Exists(JobChunk.objects.filter(job_id=OuterRef("pk")).exclude(status=JobChunk.Status.DONE))))
+
+
+def job_final_status(*, done: int, failed: int) -> str:
+    """What a job that ran all its chunks ends as — the one rule: succeeded when no item failed, failed
+    when every item failed, partly failed when some did."""
+    if not failed:
+        return Job.Status.SUCCEEDED
+    return Job.Status.PARTLY_FAILED if done else Job.Status.FAILED
+
+
+def job_has_finished(job: Job) -> bool:
+    """True when the job ran all its chunks and ended (succeeded, partly failed or failed): nothing is left
+    to resume, only failed items to retry. A job that failed because a chunk gave up has not finished."""
+    return job.status in Job.FINISHED and not job.chunks.exclude(status=JobChunk.Status.DONE).exists()
 
 
 class ChunkContext:
@@ -61,14 +81,14 @@ class ChunkContext:
     def progress(self, *, done: int = 0, failed: int = 0, tokens: int = 0) -> None:
         """Add to the counters of this chunk and its job (atomic F() updates).
 
-        Nothing is added once the job has succeeded: its final counts came from the rows (finish), and
+        Nothing is added once the job has finished: its final counts came from the rows (finish), and
         a second copy of a chunk (a redelivered task) still running then would count them again."""
         if not (done or failed or tokens):
             return
         try:
             with transaction.atomic():
                 JobChunk.objects.filter(pk=self.chunk.pk).update(done=F("done") + done, failed=F("failed") + failed)
-                added = (Job.objects.filter(pk=self.job.pk).exclude(status=Job.Status.SUCCEEDED)
+                added = (Job.objects.filter(pk=self.job.pk).filter(_NOT_FINISHED)
                          .update(done=F("done") + done, failed=F("failed") + failed,
                                  tokens=F("tokens") + tokens, updated_at=timezone.now()))
                 if not added:
@@ -102,10 +122,15 @@ class JobHandler(Protocol):
     job_handler_hook; a kind leaves out what it does not need):
 
     items_word: str              what the job's items are called ("responses", "records"); "items"
+    done_word: str               what happened to a done item ("generated", "judged"); "done"
+    failed_word: str             what happened to a failed one ("rejected" for import lines); "failed"
+    item_label: str              the column head of an item in its error rows ("Line"); "Item"
     status_words: dict           how its pages say a status ({status: word}); see job_selectors
     detail_template: str         a template with the partials "head" and "panel": the kind's own
                                  part of the one job page (annotation.views.job_detail)
     detail_context(job) -> dict  what that template gets (as `panel`)
+    download_name(job) -> str    the file name its output file is downloaded under (default: the
+                                 stored file's own name)
     retry_failed(job) -> bool    make the failed items of a finished job run again: reset what they
                                  wrote and set the chunks holding them to pending (inside the
                                  caller's transaction); False when there is nothing to retry
@@ -191,7 +216,7 @@ def job_enqueue(*, job: Job) -> int:
 
 def job_cancel(*, job: Job) -> Job:
     if not job.is_active:
-        raise ValidationError({"status": f"a {job.status} job cannot be cancelled"})
+        raise ValidationError({"status": f"a {job.get_status_display().lower()} job cannot be cancelled"})
     Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
     job.refresh_from_db()
     return job
@@ -201,7 +226,7 @@ def job_resume(*, job: Job) -> Job:
     """Run again the chunks of a cancelled or failed job that are not done."""
     if job.is_active:
         raise ValidationError({"status": "the job is already running"})
-    if job.status == Job.Status.SUCCEEDED:
+    if job_has_finished(job):
         raise ValidationError({"status": "the job has finished; nothing to resume"})
     with transaction.atomic():
         job.chunks.exclude(status=JobChunk.Status.DONE).update(status=JobChunk.Status.PENDING)
@@ -216,8 +241,10 @@ def job_retry_failed(*, job: Job) -> Job:
     retry = job_handler_hook(job.kind, "retry_failed")
     if retry is None:
         raise ValidationError({"status": f"{job.kind} jobs cannot retry their failed items"})
-    if job.status != Job.Status.SUCCEEDED:
-        raise ValidationError({"status": f"a {job.status} job is resumed, not retried"})
+    if job.is_active:
+        raise ValidationError({"status": "the job is still running"})
+    if not job_has_finished(job):
+        raise ValidationError({"status": f"a {job.get_status_display().lower()} job is resumed, not retried"})
     items = job_handler_hook(job.kind, "items_word", "items")
     with transaction.atomic():
         if not retry(job):
@@ -230,7 +257,7 @@ def job_retry_failed(*, job: Job) -> Job:
 
 def job_resume_or_retry(*, job: Job) -> Job:
     """Resume a cancelled or failed job; retry the failed items of a finished one (when its kind can)."""
-    if job.status == Job.Status.SUCCEEDED and job_handler_hook(job.kind, "retry_failed") is not None:
+    if job_handler_hook(job.kind, "retry_failed") is not None and job_has_finished(job):
         return job_retry_failed(job=job)
     return job_resume(job=job)
 
@@ -254,7 +281,7 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
     with transaction.atomic():
         chunk = JobChunk.objects.select_for_update().get(pk=chunk.pk)
         status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-        if chunk.status == JobChunk.Status.DONE or status == Job.Status.SUCCEEDED:
+        if chunk.status == JobChunk.Status.DONE or status in (Job.Status.SUCCEEDED, Job.Status.PARTLY_FAILED):
             return "done-already"
         if status == Job.Status.CANCELLED:
             return "cancelled"
@@ -325,8 +352,8 @@ def job_finish_if_complete(*, job_id: int) -> bool:
         totals = job.chunks.aggregate(done=Sum("done"), failed=Sum("failed"))
         job.done, job.failed = totals["done"] or 0, totals["failed"] or 0
         handler = job_handler_for(job.kind)
-        handler.finish(job)
-        job.status = Job.Status.SUCCEEDED
+        handler.finish(job)  # may recount done / failed from what the chunks wrote
+        job.status = job_final_status(done=job.done, failed=job.failed)
         job.finished_at = timezone.now()
         job.save()
     return True

@@ -210,13 +210,19 @@ class Job(models.Model):
     """
 
     class Status(models.TextChoices):
+        """queued, running; then it ends as succeeded (no item failed), partly_failed (some items failed),
+        failed (every item failed, or the job stopped on an error: resumable) or cancelled (stopped by a user)."""
+
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
+        PARTLY_FAILED = "partly_failed", "Partly failed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
+    # what a job that ran all its chunks ends as (annotation.jobs.job_final_status decides which)
+    FINISHED = (Status.SUCCEEDED, Status.PARTLY_FAILED, Status.FAILED)
 
     kind = models.CharField(max_length=40)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="jobs")

@@ -37,7 +37,7 @@ from .access import (
 from .agreement import dataset_quality, ranks_from_value
 from .annotate_page import AnnotateView, annotate_view_build, preference_summary, shown_order, slot_names
 from .errors import form_errors_from
-from .job_selectors import job_page_context, job_progress_context
+from .job_selectors import job_download_name, job_page_context, job_progress_context
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
 from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
@@ -615,7 +615,7 @@ def job_download(request, job_id: int):
     if not path or not os.path.isfile(path):
         raise Http404("This job has no output file (yet).")
     content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=os.path.basename(path),
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=job_download_name(job),
                         content_type=content_type)
 
 

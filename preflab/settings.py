@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "annotation",
@@ -158,11 +159,17 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's files come from drf-spectacular-sidecar (static files of this app, pinned by its version),
+    # so /api/docs/ works without internet access.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # distinct names for choice sets used by several serializers (several models have a `status` /
     # `kind`); keeps `check --deploy` free of schema warnings
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "annotation.models.Dataset.Status",
         "ResponseStatusEnum": "annotation.models.Response.Status",
+        "JobStatusEnum": "annotation.models.Job.Status",
         "FieldKindEnum": "annotation.models.Field.Kind",
         "QuestionKindEnum": "annotation.models.Question.Kind",
         "MembershipRoleEnum": "annotation.models.Membership.Role",

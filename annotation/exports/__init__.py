@@ -51,8 +51,10 @@ from .parameters import (
     STYLES,
     Target,
     columns_for,
+    export_file_name,
     export_params_parse,
     export_target,
+    file_name_part,
 )
 from .reading import prefetch_possible
 from .resolution import PairResult, resolve_pairs
@@ -70,7 +72,8 @@ from .writers import (
 __all__ = [
     "BASE_COLUMNS", "CONTENT_TYPES", "EXTENSIONS", "FORMATS", "MARGIN_FROM", "PAIRS", "RESOLVE", "SOURCES", "STYLES",
     "PairResult", "Target",
-    "columns_for", "csv_chunks", "export_params_parse", "export_target", "jsonl_chunks", "parquet_chunks",
+    "columns_for", "csv_chunks", "export_file_name", "export_params_parse", "export_target", "jsonl_chunks",
+    "parquet_chunks",
     "parquet_schema", "parquet_write", "prefetch_possible", "resolve_pairs", "triplets_chunks", "triplets_export",
-    "triplets_export_count", "triplets_write",
+    "triplets_export_count", "triplets_write", "file_name_part",
 ]

@@ -2,6 +2,9 @@
 the question and the fields it orders."""
 from __future__ import annotations
 
+import datetime
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,20 @@ BASE_COLUMNS = ("prompt", "chosen", "rejected", "record_id", "external_id", "cho
 MARGIN_FROM = ("votes", "strength")
 PARAMETERS = {"format", "question", "pairs", "resolve", "source", "include_ties", "style", "min_margin",
               "margin_from", "include_both_bad"}
+
+
+def file_name_part(text: str, fallback: str = "dataset") -> str:
+    """User text (a dataset's name) as part of a download's file name: lower-case ASCII letters, digits and
+    single hyphens only (no quotes, slashes, dots or control characters), at most 80 characters."""
+    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text)[:80].strip("-") or fallback
+
+
+def export_file_name(dataset: Dataset, *, fmt: str, style: str, source: str, day: datetime.date) -> str:
+    """The file name of a triplet export, saying what is in it and when it was made, so that two exports
+    never land on the same name: `helpfulness-triplets-conversational-human-2026-12-03.jsonl`."""
+    name = file_name_part(dataset.name, fallback=f"dataset-{dataset.pk}")
+    return f"{name}-triplets-{style}-{source}-{day.isoformat()}.{EXTENSIONS[fmt]}"
 
 
 def columns_for(source: str) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from django import template
 from django.utils.safestring import mark_safe
 
 from annotation.access import admin_workspaces
-from annotation.job_selectors import job_status_tone, job_status_word
+from annotation.job_selectors import job_counts_text, job_status_tone, job_status_word, job_words
 from annotation.markdown import markdown_render
 
 register = template.Library()
@@ -68,3 +68,21 @@ def seconds(value) -> str:
 def job_status_badge(job) -> dict:
     """A job's status badge, its word and colour from annotation.job_selectors (the one place)."""
     return {"job": job, "word": job_status_word(job), "tone": job_status_tone(job)}
+
+
+@register.simple_tag
+def job_counts(job) -> str:
+    """A job's counters in its kind's words ("97 lines imported, 3 rejected (of 100)"); escaped like any text."""
+    return job_counts_text(job)
+
+
+@register.simple_tag
+def job_words_of(job) -> dict:
+    """How a job's kind calls its items and their outcomes (annotation.job_selectors.job_words)."""
+    return job_words(job)
+
+
+@register.filter
+def job_tone(job) -> str:
+    """ok / warn / danger / accent: the colour of a job's status badge and progress bar."""
+    return job_status_tone(job)

@@ -27,6 +27,8 @@ from .prompts import Prompt, prompt_messages, prompts_from_dataset, prompts_read
 class GenerationJobHandler:
     kind = JOB_KIND
     items_word = "responses"
+    done_word = "generated"
+    item_label = "Prompt#slot"
     detail_template = "generation/partials/job_panel.html"
 
     def detail_context(self, job: Job) -> dict:

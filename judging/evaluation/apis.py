@@ -19,7 +19,8 @@ from rest_framework.views import APIView
 from annotation import access
 from annotation.agreement import DEFAULT_SCORING_RULE, SCORING_RULES
 from annotation.apis import StrictInputSerializer
-from annotation.exports import jsonl_chunks
+from annotation.exports import file_name_part, jsonl_chunks
+from annotation.job_selectors import job_outcome_line
 from annotation.jobs import job_run_inline, job_summary
 
 from ..selectors import judge_by_ref
@@ -87,7 +88,7 @@ def _format(params, allowed: tuple[str, ...]) -> str:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:80] or "dataset"
+    return file_name_part(name)
 
 
 def _scoring_rule(params) -> str:
@@ -413,7 +414,7 @@ class DatasetSimulateApi(APIView):
             # no Celery retry inside a request: a failure (e.g. the judge's endpoint is down) fails
             # the job with the reason, resumable; the caller gets the failed job, not a 500
             job = job_run_inline(job=job)
-        body = {**asdict(job_summary(job)), "result": job.result}
+        body = {**asdict(job_summary(job)), "summary": job_outcome_line(job), "result": job.result}
         return ApiResponse(body, status=status.HTTP_200_OK if data["wait"] else status.HTTP_202_ACCEPTED)
 
 

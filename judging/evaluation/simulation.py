@@ -593,6 +593,9 @@ class SimulationJobHandler:
     again to the same user, and a re-run recounts what the annotator answered since the job planned."""
 
     kind = JOB_KIND
+    items_word = "answers"
+    done_word = "simulated"
+    item_label = "Annotator:record"
 
     def plan(self, job: Job, plan_input: object = None) -> list[dict]:
         annotators = list(SimulatedAnnotator.objects.filter(pk__in=job.params.get("annotators") or []).order_by("name"))

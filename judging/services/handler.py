@@ -416,6 +416,8 @@ def _uncertainty(score: Any, stated: Any) -> float:
 class JudgeJobHandler:
     kind = JOB_KIND
     items_word = "records"
+    done_word = "judged"
+    item_label = "Record"
     detail_template = "judging/partials/job_panel.html"
 
     def detail_context(self, job: Job) -> dict:

@@ -121,3 +121,56 @@ def test_export_triplets_command(annotated, tmp_path):
     assert pq.read_table(pq_out).num_rows == 3
     with pytest.raises(CommandError, match="question"):
         call_command("export_triplets", str(ds.pk), "--out", str(out), "--question", "nope", stdout=io.StringIO())
+
+
+def _attachment_name(resp) -> str:
+    disposition = resp["Content-Disposition"]
+    assert disposition.startswith("attachment; filename="), disposition
+    return disposition.split("filename=", 1)[1].strip('"')
+
+
+def test_downloads_are_named_by_dataset_style_source_and_date(annotated, admin_client_api):
+    """Standard and conversational exports, human and suggestion ones, no longer land on one file name; the
+    dataset's name (user text) comes in safe characters only."""
+    from django.utils import timezone
+
+    ds, _ = annotated
+    ds.name = 'Helpfulness "v2"/../Ünïcode\r\nX-Evil: 1'
+    ds.save()
+    today = timezone.localdate().isoformat()
+    names = set()
+    for style in ("standard", "conversational"):
+        for source in ("human", "suggestions"):
+            resp = admin_client_api.get(f"/api/v1/datasets/{ds.pk}/triplets/",
+                                        {"format": "jsonl", "style": style, "source": source})
+            assert resp.status_code == 200
+            names.add(_attachment_name(resp))
+    assert names == {f"helpfulness-v2-unicode-x-evil-1-triplets-{style}-{source}-{today}.jsonl"
+                     for style in ("standard", "conversational") for source in ("human", "suggestions")}
+    resp = admin_client_api.get(f"/api/v1/datasets/{ds.pk}/triplets/", {"format": "parquet", "source": "both"})
+    assert _attachment_name(resp) == f"helpfulness-v2-unicode-x-evil-1-triplets-standard-both-{today}.parquet"
+    ds.name = "偏好数据"  # nothing left in safe characters: the dataset's id names it
+    ds.save()
+    resp = admin_client_api.get(f"/api/v1/datasets/{ds.pk}/triplets/", {"style": "conversational"})
+    assert _attachment_name(resp) == f"dataset-{ds.pk}-triplets-conversational-human-{today}.jsonl"
+
+
+def test_export_job_download_is_named_like_the_direct_download(annotated, admin_user, settings, tmp_path):
+    import datetime
+
+    from django.test import Client
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    ds, _ = annotated
+    ds.name = "helpfulness"
+    ds.save()
+    job = job_create(kind="export", workspace=ds.workspace, dataset=ds, created_by=admin_user,
+                     params={"format": "csv", "style": "conversational", "source": "both"}, start=False)
+    assert job_chunk_execute(job_id=job.pk, index=0) == "ok"
+    Job.objects.filter(pk=job.pk).update(finished_at=datetime.datetime(2026, 12, 3, 10, tzinfo=datetime.UTC))
+    client = Client()
+    client.force_login(admin_user)
+    resp = client.get(f"/jobs/{job.pk}/download/")
+    assert resp.status_code == 200
+    assert _attachment_name(resp) == "helpfulness-triplets-conversational-both-2026-12-03.csv"
+    assert b"".join(resp.streaming_content).startswith(b"prompt,chosen,rejected")

@@ -70,7 +70,8 @@ def test_the_compact_progress_has_no_buttons_and_the_page_has_no_retry_for_kinds
 
 def test_status_words_come_from_one_place(admin_user, dataset, monkeypatch):
     job = JobFactory(kind="export", workspace=dataset.workspace, dataset=dataset, status=Job.Status.RUNNING)
-    assert STATUS_WORDS == {s: s for s in Job.Status.values}  # today: the status itself, for every kind
+    assert STATUS_WORDS == {"queued": "queued", "running": "running", "succeeded": "succeeded",
+                            "partly_failed": "partly failed", "failed": "failed", "cancelled": "cancelled"}
     assert job_status_word(job) == "running"
     c = login(admin_user)
     assert '<span class="badge badge-accent">running</span>' in c.get(reverse("job-detail", args=[job.pk])).content.decode()
@@ -106,3 +107,46 @@ def test_job_create_hands_plan_input_to_the_plan(dataset, monkeypatch):
     job = job_create(kind=Handler.kind, workspace=dataset.workspace, dataset=dataset, plan_input=[1, 2], start=False)
     assert seen == [[1, 2]] and job.total == 2
     assert list(JobChunk.objects.filter(job=job).values_list("spec", flat=True)) == [{"n": 1}, {"n": 2}]
+
+
+@pytest.mark.parametrize("done, failed, status", [(0, 0, "succeeded"), (7, 0, "succeeded"),
+                                                  (7, 3, "partly_failed"), (0, 10, "failed")])
+def test_a_finished_job_ends_succeeded_partly_failed_or_failed_by_its_items(dataset, done, failed, status):
+    """The engine decides once, when the last chunk is done, from the counts the kind's finish left."""
+    job = JobFactory(kind="export", workspace=dataset.workspace, dataset=dataset, status=Job.Status.RUNNING,
+                     total=done + failed)
+    JobChunk.objects.create(job=job, index=0, status=JobChunk.Status.DONE, done=done, failed=failed)
+    assert jobs.job_finish_if_complete(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.done, job.failed) == (status, done, failed)
+    assert jobs.job_final_status(done=done, failed=failed) == status
+
+
+@pytest.mark.parametrize("kind, heading, column, counts", [
+    ("import", "Rejected lines", "Line", "97 lines imported, 3 rejected (of 100)"),
+    ("simulation", "Failed answers", "Annotator:record", "97 answers simulated, 3 failed (of 100)"),
+])
+def test_the_generic_job_page_speaks_of_the_kinds_own_items(admin_user, dataset, kind, heading, column, counts):
+    from tests.factories import JobErrorFactory
+
+    job = JobFactory(kind=kind, workspace=dataset.workspace, dataset=dataset, status=Job.Status.PARTLY_FAILED,
+                     total=100, done=97, failed=3)
+    JobChunk.objects.create(job=job, index=0, status=JobChunk.Status.DONE, done=97, failed=3)
+    JobErrorFactory(job=job, item="7", error="bad <b>thing</b>")
+    page = login(admin_user).get(reverse("job-detail", args=[job.pk])).content.decode()
+    assert f"<h3>{heading}</h3>" in page and f">{column}</th>" in page and counts in page
+    assert '<span class="badge badge-warn">partly failed</span>' in page and "progress-warn" in page
+    assert "bad &lt;b&gt;thing&lt;/b&gt;" in page
+    if kind != "import":
+        assert "rejected" not in page.lower()
+    compact = login(admin_user).get(reverse("dashboard", args=[dataset.pk])).content.decode()
+    assert counts in compact
+
+
+def test_the_api_schema_documents_every_job_status(admin_user):
+    schema = login(admin_user).get("/api/schema/", {"format": "json"}).json()
+    enum = schema["components"]["schemas"]["JobStatusEnum"]
+    assert enum["enum"] == ["queued", "running", "succeeded", "partly_failed", "failed", "cancelled"]
+    status = schema["components"]["schemas"]["GenerationJobStatus"]["properties"]["status"]
+    assert "partly_failed (some items failed" in str(status)
+    assert "summary" in schema["components"]["schemas"]["GenerationJobStatus"]["properties"]

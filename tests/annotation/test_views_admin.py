@@ -91,13 +91,13 @@ def test_import_file_runs_a_job_with_progress_and_rejected_lines(admin_user, dat
     job = Job.objects.get(kind="import", dataset=dataset)
     assert r.status_code == 302 and r["Location"] == reverse("job-detail", args=[job.pk])
     job.refresh_from_db()
-    assert job.status == Job.Status.SUCCEEDED and job.done == 5 and job.failed == 2
+    assert job.status == Job.Status.PARTLY_FAILED and job.done == 5 and job.failed == 2
     assert Record.objects.filter(dataset=dataset).count() == 5
     html = c.get(r["Location"]).content.decode()
     assert "Rejected lines" in html and ">3</td>" in html and ">7</td>" in html  # line numbers
     progress = c.get(reverse("job-progress", args=[job.pk]), HTTP_HX_REQUEST="true")
     assert progress.status_code == 286  # htmx stops polling: the job has ended
-    assert b"succeeded" in progress.content and b"hx-trigger" not in progress.content
+    assert b"partly failed" in progress.content and b"hx-trigger" not in progress.content
     assert JobError.objects.filter(job=job).count() == 2
 
 

@@ -35,11 +35,12 @@ def test_generate_in_process(workspace, llm_endpoint, tmp_path):
     call_command("generate", "--workspace", workspace.name, "--endpoint", a.name, "--endpoint", b.name,
                  "--prompts", str(path), "--new-dataset", "cli-ds", "--n", "2", "--seed", "4",
                  "--override", f"{a.name}:temperature=0.1", stdout=out, stderr=err)
-    assert "5 records, 10 responses, 0 failed" in out.getvalue()
+    assert "5 records written" in out.getvalue()
+    job = Job.objects.get(kind="generation")
+    assert out.getvalue().splitlines()[-1] == f"generation job {job.pk} succeeded: 10 responses generated, 0 failed (of 10)"
     assert "10/10" in err.getvalue()  # the progress bar reached the end
     ds = Dataset.objects.get(name="cli-ds")
     assert Record.objects.filter(dataset=ds).count() == 5
-    job = Job.objects.get(kind="generation")
     assert job.params["overrides"] == {a.name: {"temperature": 0.1}} and job.params["seed"] == 4
 
 
@@ -61,10 +62,13 @@ def test_generate_failures_then_resume(workspace, llm_endpoint, llm_server, tmp_
     path.write_text("prompt\nalpha\nbeta\n")
     llm_server.fail("500", times=1)
     out = io.StringIO()
-    call_command("generate", "--endpoint", ep.name, "--prompts", str(path), "--new-dataset", "r",
-                 "--strategy", "samples", "--temperatures", "0.2,0.9", "--quiet", stdout=out)
+    with pytest.raises(CommandError) as failed:  # exit 1: not every response came
+        call_command("generate", "--endpoint", ep.name, "--prompts", str(path), "--new-dataset", "r",
+                     "--strategy", "samples", "--temperatures", "0.2,0.9", "--quiet", stdout=out)
     job = Job.objects.get(kind="generation")
-    assert "1 failed" in out.getvalue() and f"--resume {job.pk}" in out.getvalue()
+    assert str(failed.value) == (f"generation job {job.pk} partly failed: 3 responses generated, 1 failed (of 4); "
+                                 f"again with: manage.py generate --resume {job.pk}")
     out = io.StringIO()
     call_command("generate", "--resume", str(job.pk), "--quiet", stdout=out)
-    assert "2 records, 4 responses, 0 failed" in out.getvalue()
+    assert "2 records written" in out.getvalue()
+    assert f"generation job {job.pk} succeeded: 4 responses generated, 0 failed (of 4)" in out.getvalue()

@@ -130,8 +130,9 @@ def test_the_job_page_retries_the_failed_responses(web, workspace, llm_endpoint,
     job = job_run_inline(job=generation_job_create(
         workspace=workspace, dataset_name="retry", endpoints=[ep], strategy="samples",
         prompts_source={"file": _file(b'{"prompt": "a"}\n')}, start=False))
-    assert (job.status, job.done, job.failed) == ("succeeded", 1, 1)
+    assert (job.status, job.done, job.failed) == ("partly_failed", 1, 1)
     page = web.get(f"/jobs/{job.pk}/").content.decode()
+    assert '<span class="badge badge-warn">partly failed</span>' in page
     assert f'action="/jobs/{job.pk}/retry/"' in page and "Retry the 1 failed responses" in page
     with django_capture_on_commit_callbacks(execute=True):
         r = web.post(f"/jobs/{job.pk}/retry/")

@@ -211,7 +211,7 @@ def test_cli_judge_with_inline_judge_and_progress(workspace, dataset, llm_server
     out, err = io.StringIO(), io.StringIO()
     call_command("judge", "--dataset", str(dataset.pk), "--endpoint", endpoint.name, "--aspect", "truthfulness",
                  stdout=out, stderr=err)
-    assert "succeeded: 3 judged, 0 failed" in out.getvalue()
+    assert out.getvalue().splitlines()[-1].endswith("succeeded: 3 records judged, 0 failed (of 3)")
     assert "3/3" in err.getvalue()  # the tqdm bar
     judge = Judge.objects.get(name=f"ultrafeedback-truthfulness-{endpoint.name}")
     assert Suggestion.objects.filter(record__dataset=dataset, agent=judge.agent).count() == 3
@@ -239,7 +239,7 @@ def test_cli_clair_into_a_named_target_dataset(workspace, llm_server, llm_endpoi
     out = io.StringIO()
     call_command("judge", "--dataset", "to-clean", "--workspace", workspace.name, "--endpoint", endpoint.name,
                  "--method", "clair", "--target-dataset", "revised", "--no-progress", stdout=out, stderr=io.StringIO())
-    assert "succeeded: 5 judged" in out.getvalue()
+    assert "succeeded: 5 records judged, 0 failed (of 5)" in out.getvalue()
     target = Dataset.objects.get(workspace=workspace, name="revised")
     assert target.records.count() == 5
     assert llm_server.requests[0]["response_format"]["json_schema"]["name"] == "revision"

@@ -86,7 +86,7 @@ def test_malformed_then_good_is_retried_and_unreadable_fails_without_suggestion(
     flaky, never = add_records(dataset, [{"prompt": "Q", "response-1": "FLAKY x", "response-2": "y"},
                                          {"prompt": "Q", "response-1": "NEVER x", "response-2": "y"}])
     job = _run(workspace, dataset, judge)
-    assert (job.status, job.done, job.failed) == ("succeeded", 1, 1)
+    assert (job.status, job.done, job.failed) == ("partly_failed", 1, 1)
     out = JudgeOutput.objects.get(record=flaky)
     assert out.attempts == 2 and out.error == "" and out.parsed["ratings"]["response-1"] == 3
     assert "truncated" in out.failed_attempts[0]["error"]
@@ -218,7 +218,7 @@ def test_retry_judges_the_failed_records_again_and_keeps_the_failed_output(works
     ok, never = add_records(dataset, [{"prompt": "Q", "response-1": "GOOD", "response-2": "y"},
                                       {"prompt": "Q", "response-1": "NEVER GOOD", "response-2": "y"}])
     job = _run(workspace, dataset, judge, chunk_size=1)
-    assert (job.status, job.done, job.failed) == ("succeeded", 1, 1)
+    assert (job.status, job.done, job.failed) == ("partly_failed", 1, 1)
     assert JobError.objects.filter(job=job).count() == 1
     sent = llm_server.count
     refuse["on"] = False

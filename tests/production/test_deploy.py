@@ -337,3 +337,24 @@ def test_every_page_renders_with_the_production_static_storage(db, settings, tmp
         assert not broken, "\n".join(broken)
     finally:
         world.close()
+
+
+def test_api_docs_are_served_from_the_apps_static_files(db, settings, tmp_path):
+    """Swagger UI comes with the app (drf-spectacular-sidecar, collected like any static file), so /api/docs/ works
+    without internet access: its page names no other host, and every file it loads is in the collected manifest."""
+    from django.core.management import call_command
+    from django.test import Client
+
+    settings.STATIC_ROOT = str(tmp_path / "static")
+    settings.STORAGES = {**settings.STORAGES,
+                         "staticfiles": {"BACKEND": dockerfile_env()["STATICFILES_STORAGE"]}}
+    call_command("collectstatic", "--noinput", verbosity=0)
+    response = Client().get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert not re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html), html
+    assert "cdn.jsdelivr.net" not in html and "@latest" not in html
+    loaded = re.findall(r"""(?:src|href)\s*=\s*["']?(/static/[^"' >]+)""", html)
+    assert any("swagger-ui-bundle" in u for u in loaded), loaded
+    for url in loaded:
+        assert (tmp_path / "static" / url.removeprefix("/static/")).exists(), url

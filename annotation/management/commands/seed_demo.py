@@ -28,8 +28,12 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, workspace: str, **options):
         ws, _ = Workspace.objects.get_or_create(name=workspace)
+        users = {u.username: u for u in get_user_model().objects.filter(username__in=[u for u, _, _ in DEMO_USERS])}
         for username, password, role in DEMO_USERS:
-            member_upsert(workspace=ws, username=username, role=role, password=password)
+            # A password is set once, when the user is created (or has none): setting it again would log the
+            # user out everywhere (sessions carry a hash of it) and undo a password they chose.
+            keep = username in users and users[username].has_usable_password()
+            member_upsert(workspace=ws, username=username, role=role, password=None if keep else password)
         admin = get_user_model().objects.get(username="admin")
         if not (admin.is_staff and admin.is_superuser):
             admin.is_staff = admin.is_superuser = True

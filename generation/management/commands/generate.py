@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from annotation.errors import validation_message
 from annotation.jobs import job_cancel, job_run_inline
+from annotation.management.job_outcome import job_command_end
 from annotation.models import Dataset, Job
 from generation.services import (
     PROMPT_FORMATS,
@@ -149,12 +150,8 @@ class Command(BaseCommand):
             poller.join()
             bar.n = job.done + job.failed
             bar.close()
-        if job.status != Job.Status.SUCCEEDED:
-            raise CommandError(f"job {job.pk} {job.status}: {job.error}")
-        r = job.result
-        msg = (f"{r.get('records', 0)} records, {job.done} responses, {job.failed} failed, {job.tokens} tokens "
-               f"in {r.get('seconds')} s ({r.get('responses_per_second')} responses/s)")
-        if job.failed:
-            self.stdout.write(self.style.WARNING(msg + f"; retry the failures with: manage.py generate --resume {job.pk}"))
-        else:
-            self.stdout.write(self.style.SUCCESS(msg))
+        if job.status in Job.FINISHED and job.result:
+            r = job.result
+            self.stdout.write(f"{r.get('records', 0)} records written, {job.tokens} tokens in {r.get('seconds')} s "
+                              f"({r.get('responses_per_second')} responses/s)")
+        job_command_end(self, job, again=f"manage.py generate --resume {job.pk}")

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from annotation.errors import validation_message
 from annotation.jobs import job_run_inline
+from annotation.management.job_outcome import job_command_end
 from annotation.models import Dataset
 from generation.models import Endpoint
 from judging.models import Judge
@@ -73,13 +74,11 @@ class Command(BaseCommand):
             job = job_run_inline(job=job, on_chunk=on_chunk)
         finally:
             bar.close()
-        self.stdout.write(f"{job.status}: {job.done} judged, {job.failed} failed, {job.tokens} tokens")
         if job.result:
             self.stdout.write(json.dumps(job.result, sort_keys=True))
         for err in job.errors.all()[:10]:
             self.stderr.write(f"  {err.item}: {err.error}")
-        if job.status != "succeeded":
-            raise CommandError(f"the job ended {job.status}: {job.error}")
+        job_command_end(self, job)
 
     def _dataset(self, opts) -> Dataset:
         ref = opts["dataset"]

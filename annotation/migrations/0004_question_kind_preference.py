@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0002_record_dataset_id_idx'),
+        ('annotation', '0003_job_status_partly_failed'),
     ]
 
     operations = [
