@@ -6,14 +6,12 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.browser.test_annotate_browser import _allow_orm_beside_playwright, browser  # noqa: F401 (fixtures)
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 
 
-def test_api_docs_list_operations_without_internet(browser, live_server):  # noqa: F811
+def test_api_docs_list_operations_without_internet(browser, live_server):
     base = live_server.url
     ctx = browser.new_context(viewport={"width": 1300, "height": 1000})
     refused = []

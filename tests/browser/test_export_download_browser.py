@@ -6,17 +6,12 @@ from django.utils import timezone
 from annotation.demo_data import PAIRS, demo_records
 from annotation.models import Membership
 from annotation.services import member_upsert, workspace_create
-from tests.browser.test_annotate_browser import (  # noqa: F401 (fixtures)
-    _allow_orm_beside_playwright,
-    _dataset,
-    _login,
-    browser,
-)
+from tests.browser.test_annotate_browser import _dataset, _login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_export_buttons_download_distinct_descriptive_files(browser, live_server, tmp_path):  # noqa: F811
+def test_export_buttons_download_distinct_descriptive_files(browser, live_server, tmp_path):
     ws = workspace_create(name="Downloads")
     admin = member_upsert(workspace=ws, username="dora", role=Membership.Role.ADMIN, password="dora-pass-12")[0].user
     ds = _dataset(ws, admin, "Helpfulness / v2", demo_records(PAIRS[:2]), 2)

@@ -12,7 +12,7 @@ from annotation.imports import import_file_save
 from annotation.jobs import job_create, job_run_inline
 from annotation.models import Membership
 from annotation.services import member_upsert, workspace_create
-from tests.browser.test_annotate_browser import _allow_orm_beside_playwright, _login, browser  # noqa: F401 (fixtures)
+from tests.browser.test_annotate_browser import _login
 from tests.factories import DatasetFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,7 +27,7 @@ def _import(ws, dataset, admin, lines: list[bytes]):
                                          input_file=path, start=False))
 
 
-def test_failed_and_partly_failed_jobs_look_so(browser, live_server):  # noqa: F811
+def test_failed_and_partly_failed_jobs_look_so(browser, live_server):
     ws = workspace_create(name="Outcomes")
     admin = member_upsert(workspace=ws, username="olga", role=Membership.Role.ADMIN, password="olga-pass-12")[0].user
     dataset = DatasetFactory(workspace=ws, name="outcomes")
