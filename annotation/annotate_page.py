@@ -47,6 +47,11 @@ class AnnotateView:
     cols: int = 2
     empty: bool = False                      # the dataset has no records at all
 
+    @property
+    def question_kinds(self) -> set[str]:
+        """The kinds of question on the page (the shortcuts panel lists the keys of these only)."""
+        return {q["kind"] for q in self.questions}
+
 
 def shown_order(data, record: Record, user, dataset: Dataset, ranked: list[str]) -> list[str]:
     """The order the annotator saw, as the page sent it back; computed when missing or not valid."""

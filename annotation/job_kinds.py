@@ -213,6 +213,7 @@ class DatasetDeleteJobHandler:
 
     kind = "dataset_delete"
     items_word = "records"
+    done_word = "deleted"
     status_words = {Job.Status.SUCCEEDED: "deleted"}
 
     def plan(self, job: Job, plan_input: object = None) -> list[dict]:

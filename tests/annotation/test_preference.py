@@ -327,6 +327,10 @@ def test_annotate_form_shows_the_scale_in_slot_terms_and_saves_answers(graded_da
     assert re.search(r'data-key="8" data-slot="B">\s*<input type="radio" name="q__graded" value="response-1:3"', html)
     assert re.search(r'data-key="5" data-slot="B">\s*<input type="radio" name="q__graded" value="response-1:0"', html)
     assert "negligibly better / unsure" in html
+    # the shortcuts panel lists this page's keys: no ranking keys on a dataset without a ranking
+    shortcuts = html[html.index('class="panel shortcuts"'):]
+    assert "how much better" in shortcuts and "rank the selected response" not in shortcuts
+    assert "reorder the ranking list" not in shortcuts
     r = c.post(reverse("record-respond", args=[graded_dataset.pk, rec.pk]),
                {"action": "submit", "q__graded": "response-2:9"}, **HX)
     assert r.status_code == 422 and "strength 9 is not one of" in r.content.decode()
