@@ -46,7 +46,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # Admin-only operations, by URL name (regex). Writes are admin-only unless ANNOTATOR_WRITES matches.
 ADMIN_ONLY_GET = re.compile(r"dashboard|members?\b|member-|export|triplet|import|jobs?\b|job-|endpoint|"
                             r"dataset-create|generation|judge|judging|simulat|cleaning|best-of-n")
-ANNOTATOR_WRITES = re.compile(r"respond|draft|undo-discard|responses|next|logout|account")  # account: one's own token; undo-discard: one's own discard
+ANNOTATOR_WRITES = re.compile(r"respond|draft|undo-discard|responses|next|logout|account")  # one's own token, one's own discard
 
 
 # --- discovery ----------------------------------------------------------------------------------
