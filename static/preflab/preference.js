@@ -6,14 +6,8 @@
   "use strict";
   if (window.preflabPreference) return;
 
-  function isTyping(el) {
-    if (!el) return false;
-    if (el.isContentEditable) return true;
-    const tag = el.tagName;
-    if (tag === "TEXTAREA" || tag === "SELECT") return true;
-    if (tag === "INPUT") return !["radio", "checkbox", "button", "submit", "hidden"].includes(el.type);
-    return false;
-  }
+  // preflab.js (deferred, so loaded by the time a key is pressed) says when a key is typing text
+  function isTyping(el) { return window.preflab.isTyping(el); }
 
   /* Pick the choice bound to `key` in one preference question; returns whether there was one. */
   function choose(box, key) {

@@ -348,5 +348,5 @@
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
 
-  window.preflab = { setRank: setRank, clockElapsed: clockElapsed };
+  window.preflab = { setRank: setRank, clockElapsed: clockElapsed, isTyping: isTyping };
 })();

@@ -9,7 +9,6 @@ Record and judge text carrying <script> and <img onerror> never runs. Screenshot
 page and the dashboard go to var/screenshots/.
 """
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -29,38 +28,11 @@ from annotation.services import (
 from annotation.validation import field_specs_of, record_validate
 from judging.models import FlipDecision, SimulatedAnnotator
 from judging.services import judge_create
-from tests.helpers import need
 from tests.judging.helpers_cleaning import imported_with_flips
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _allow_orm_beside_playwright():
-    """Playwright's sync API runs an event loop in this thread; the ORM calls beside it are safe."""
-    old = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if old is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = old
-
-
-@pytest.fixture(scope="module")
-def browser():
-    need(Path(CHROMIUM).exists(), f"Chromium at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run",
-            "--disable-gpu"])
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ htmx swap, and the export written over the admin's session carries the strength 
 asked and leaves the both-bad record out unless asked. Screenshots of the annotate page go to
 var/screenshots/.
 """
-import os
 from pathlib import Path
 
 import orjson
@@ -22,39 +21,12 @@ from annotation.services import (
     workspace_create,
 )
 from annotation.validation import field_specs_of, record_validate
-from tests.helpers import need
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 XSS = '<img src=x onerror="window.__pwned = 1">'
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _allow_orm_beside_playwright():
-    """Playwright's sync API runs an event loop in this thread; the ORM calls beside it are safe."""
-    old = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if old is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = old
-
-
-@pytest.fixture(scope="module")
-def browser():
-    need(Path(CHROMIUM).exists(), f"Chromium at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run",
-            "--disable-gpu"])
-        yield b
-        b.close()
 
 
 @pytest.fixture
