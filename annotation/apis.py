@@ -10,6 +10,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
 from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -19,6 +20,8 @@ from rest_framework.views import APIView
 
 from . import access, hotpath, selectors, services
 from .api_common import StrictInputSerializer, validated_input
+from .job_apis import JobStatusOutputSerializer
+from .job_selectors import job_status
 from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
 
 # --- shared serializers ------------------------------------------------------------------------
@@ -333,11 +336,16 @@ class DatasetDetailApi(APIView):
         dataset = services.dataset_update(dataset=dataset, **data)
         return ApiResponse(DatasetOutputSerializer(dataset).data)
 
-    @extend_schema(responses={204: None}, description="Delete the dataset and everything in it (workspace admin).")
+    @extend_schema(responses={204: None, 202: JobStatusOutputSerializer},
+                   description="Delete the dataset and everything in it (workspace admin). Up to PREFLAB_DELETE_IN_REQUEST_MAX "
+                               "records (100,000 by default) go at once (204); a bigger dataset is archived at once and "
+                               "deleted by a background job (202 with the job's status; its page is /jobs/<id>/).")
     def delete(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
-        services.dataset_delete(dataset=dataset)
-        return ApiResponse(status=status.HTTP_204_NO_CONTENT)
+        _counts, job = services.dataset_delete_or_enqueue(dataset=dataset, user=request.user)
+        if job is None:
+            return ApiResponse(status=status.HTTP_204_NO_CONTENT)
+        return ApiResponse(job_status(job), status=status.HTTP_202_ACCEPTED, headers={"Location": reverse("job-detail", args=[job.pk])})
 
 
 class DatasetPublishApi(APIView):

@@ -278,6 +278,23 @@ def dataset_delete(*, dataset: Dataset) -> dict:
     return counts
 
 
+def dataset_delete_or_enqueue(*, dataset: Dataset, user) -> tuple[dict | None, object | None]:
+    """The one rule for deleting a dataset from a request (page or API): up to
+    PREFLAB_DELETE_IN_REQUEST_MAX records go at once (returns their counts, no job); a bigger
+    dataset is archived at once, so nobody annotates it meanwhile, and a "dataset_delete" job
+    removes it in batches (returns the job)."""
+    from django.conf import settings
+
+    if Record.objects.filter(dataset_id=dataset.pk).count() <= settings.PREFLAB_DELETE_IN_REQUEST_MAX:
+        return dataset_delete(dataset=dataset), None
+    from .jobs import job_create
+
+    dataset_archive(dataset=dataset)
+    job = job_create(kind="dataset_delete", workspace=dataset.workspace, created_by=user,
+                     name=f"delete {dataset.name}"[:200], params={"dataset": dataset.pk, "name": dataset.name})
+    return None, job
+
+
 # --- records -----------------------------------------------------------------------------------
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import mimetypes
 import os
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -47,7 +46,7 @@ from .services import (
     api_token_rotate,
     dataset_archive,
     dataset_create,
-    dataset_delete,
+    dataset_delete_or_enqueue,
     dataset_publish,
     dataset_unpublish,
     dataset_update,
@@ -375,17 +374,12 @@ def dataset_delete_view(request, dataset_id: int):
     if request.method == "POST":
         if request.POST.get("confirm_name", "").strip() != dataset.name:
             error = "Type the dataset's name exactly to confirm; nothing was deleted."
-        elif Record.objects.filter(dataset=dataset).count() > settings.PREFLAB_DELETE_IN_REQUEST_MAX:
-            from .jobs import job_create
-
-            dataset_archive(dataset=dataset)
-            job = job_create(kind="dataset_delete", workspace=dataset.workspace, created_by=request.user,
-                             name=f"delete {dataset.name}"[:200], params={"dataset": dataset.pk, "name": dataset.name})
-            messages.info(request, f"“{dataset.name}” is archived and being deleted by a background job.")
-            return redirect("job-detail", job.pk)
         else:
             name = dataset.name
-            counts = dataset_delete(dataset=dataset)
+            counts, job = dataset_delete_or_enqueue(dataset=dataset, user=request.user)
+            if job is not None:
+                messages.info(request, f"“{name}” is archived and being deleted by a background job.")
+                return redirect("job-detail", job.pk)
             messages.success(request, f"“{name}” deleted with its {counts['records']:,} records and "
                                       f"{counts['responses']:,} answers.")
             return redirect("dataset-list")

@@ -160,3 +160,26 @@ def test_publish(workspace, admin_client_api):
     resp = admin_client_api.post(f"/api/v1/datasets/{created['id']}/publish/")
     assert resp.status_code == 200 and resp.json()["status"] == "published"
     assert Dataset.objects.get(pk=created["id"]).status == "published"
+
+
+def test_delete_of_a_large_dataset_answers_202_and_a_job_deletes_it(dataset, admin_client_api, settings,
+                                                                     django_capture_on_commit_callbacks):
+    """The API follows the page's one rule: above PREFLAB_DELETE_IN_REQUEST_MAX records the dataset is
+    archived at once and a background job deletes it; the answer says so instead of holding the request."""
+    from annotation.models import Job
+    from preflab.celery import app as celery_app
+
+    settings.PREFLAB_DELETE_IN_REQUEST_MAX = 2
+    for _ in range(3):
+        RecordFactory(dataset=dataset)
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            resp = admin_client_api.delete(f"/api/v1/datasets/{dataset.pk}/")
+    finally:
+        celery_app.conf.task_always_eager = False
+    job = Job.objects.get(kind="dataset_delete")
+    assert resp.status_code == 202 and resp.json()["id"] == job.pk and resp["Location"] == f"/jobs/{job.pk}/"
+    job.refresh_from_db()
+    assert (job.status, job.done) == ("succeeded", 3)
+    assert not Dataset.objects.filter(pk=dataset.pk).exists() and not Record.objects.filter(dataset_id=dataset.pk).exists()
