@@ -77,6 +77,34 @@ def compare_value(ratings: dict[str, float], compares: list[str]) -> int:
     return 0 if a == b else (1 if a > b else 2)
 
 
+def preference_top(value: dict) -> frozenset[str]:
+    """The top choice of a preference answer, for the priority formula: the preferred field, or no
+    one field when the strength is the tie level (0)."""
+    if not isinstance(value, dict) or not value.get("preferred") or value.get("strength") == 0:
+        return frozenset()
+    return frozenset({value["preferred"]})
+
+
+def preference_value(ratings: dict[str, float], compares: list[str], scale: list[dict],
+                     uncertainty: float) -> dict | None:
+    """A judge's answer to a graded "preference" question [f1, f2] with a strength scale (strongest
+    level first, see annotation.validation): the better field, and a strength read from how sure
+    the judge is (1 - uncertainty, the figure that orders the annotation queue): sure → the strongest
+    level, unsure → the weakest. A tie is the scale's level of value 0 ("about the same"); a scale
+    without one cannot say a tie, and then there is no suggestion (the annotator chooses) rather
+    than one the question would refuse."""
+    a, b = ratings[compares[0]], ratings[compares[1]]
+    tie_level = next((lv for lv in scale if lv["value"] == 0), None)
+    if a == b:
+        return None if tie_level is None else {"preferred": compares[0], "strength": tie_level["value"]}
+    graded = [lv for lv in scale if lv is not tie_level]
+    if not graded:
+        return None
+    sure = max(0.0, min(1.0, 1.0 - float(uncertainty)))
+    level = graded[min(len(graded) - 1, int((1.0 - sure) * len(graded)))]
+    return {"preferred": compares[0] if a > b else compares[1], "strength": level["value"]}
+
+
 # --- pairwise ----------------------------------------------------------------------------------
 
 @dataclass

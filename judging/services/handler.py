@@ -29,6 +29,8 @@ from ..scoring import (
     pairwise_ranking,
     pairwise_wins,
     position_bias_of,
+    preference_top,
+    preference_value,
     priority_from,
     ranking_from_ratings,
     top_fields,
@@ -353,6 +355,12 @@ class _ChunkRun:
                 out.append({"record": record.pk, "question": qname,
                             "value": compare_value(result["ratings"], compares),
                             "score": score, "agent": agent, "rationale": rationale, "raw": raw})
+        for qname, compares, scale in self.layout.preference_questions:
+            if all(c in result["ratings"] for c in compares):
+                value = preference_value(result["ratings"], compares, scale, result["uncertainty"])
+                if value is not None:
+                    out.append({"record": record.pk, "question": qname, "value": value,
+                                "score": score, "agent": agent, "rationale": rationale, "raw": raw})
         return out
 
     def _clair_verdict(self, p: _Pending) -> tuple[JudgeVerdict, list[dict], tuple[dict, dict] | None]:
@@ -384,15 +392,19 @@ class _ChunkRun:
         return verdict, [], (row, suggestion)
 
     def _priorities_update(self, record_ids: set[int]) -> None:
-        if not self.layout.ranking_question:
+        """Order the annotation queue by the judges' doubt, read from the suggestions of the dataset's
+        ranking question, or of its first graded preference when it asks no ranking."""
+        question = self.layout.ranking_question or next((q[0] for q in self.layout.preference_questions), None)
+        if not question:
             return
         views: dict[int, list[JudgeView]] = defaultdict(list)
-        rows = (Suggestion.objects.filter(record_id__in=record_ids, question__name=self.layout.ranking_question,
+        rows = (Suggestion.objects.filter(record_id__in=record_ids, question__name=question,
                                           question__dataset=self.dataset)
                 .annotate(u=KT("raw__uncertainty"))
                 .values_list("record_id", "agent", "value", "score", "u"))
         for record_id, agent, value, score, u in rows:
-            views[record_id].append(JudgeView(agent=agent, top=top_fields(value), uncertainty=_uncertainty(score, u)))
+            top = top_fields(value) if question == self.layout.ranking_question else preference_top(value)
+            views[record_id].append(JudgeView(agent=agent, top=top, uncertainty=_uncertainty(score, u)))
         record_priority_set(record_ids_to_priority={rid: priority_from(v) for rid, v in views.items()})
 
 

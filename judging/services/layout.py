@@ -24,6 +24,7 @@ class Layout:
     fields: list[str]                  # the ranked fields (the ranking question's values)
     ranking_question: str | None
     compares_questions: list[tuple[str, list[str]]] = field(default_factory=list)
+    preference_questions: list[tuple[str, list[str], list[dict]]] = field(default_factory=list)  # name, compares, scale
 
 
 def dataset_layout(dataset: Dataset) -> Layout:
@@ -32,15 +33,19 @@ def dataset_layout(dataset: Dataset) -> Layout:
     ranking = next((q for q in questions if q.kind == Question.Kind.RANKING), None)
     compares = [(q.name, list(q.options["compares"])) for q in questions
                 if q.kind == Question.Kind.RATING and (q.options or {}).get("compares")]
+    preferences = [(q.name, list(q.options["compares"]), list(q.options.get("scale") or []))
+                   for q in questions if q.kind == Question.Kind.PREFERENCE]
     if ranking is not None:
         fields = list(ranking.options.get("values", []))
     elif compares:
         fields = list(compares[0][1])
+    elif preferences:
+        fields = list(preferences[0][1])
     else:
         fields = []
     prompt_field = dataset.prompt_field if dataset.prompt_field in field_names else ""
     return Layout(prompt_field=prompt_field, fields=fields, ranking_question=ranking.name if ranking else None,
-                  compares_questions=compares)
+                  compares_questions=compares, preference_questions=preferences)
 
 
 def clair_target_for(*, workspace: Workspace, source: Dataset, target: Dataset | str | None, created_by) -> Dataset:

@@ -318,3 +318,48 @@ def test_a_copy_of_a_chunk_flushing_between_the_other_copys_reset_and_plan_is_co
     job.refresh_from_db()
     assert (job.done, job.failed) == (4, 0)
     assert llm_server.count == 4
+
+
+def test_a_graded_preference_question_gets_a_suggestion_it_can_take(workspace, dataset, llm_server, llm_endpoint,
+                                                                    admin_user):
+    """A dataset that asks a graded preference (no ranking) is judged too: the suggestion names the better
+    response and a strength read from how sure the judge is, and a tie is the scale's "about the same";
+    a scale that cannot say a tie gets no suggestion rather than one the question would refuse. The
+    annotate page pre-fills the suggestion as the annotator's choice."""
+    import re
+
+    from django.test import Client
+
+    from annotation.models import Question
+    from annotation.validation import question_specs_validate
+
+    dataset.questions.all().delete()
+    fields = {"prompt", "response-1", "response-2"}
+    [graded] = question_specs_validate([{"name": "graded", "kind": "preference",
+                                         "options": {"compares": ["response-1", "response-2"]}}], fields)
+    [strict] = question_specs_validate([{"name": "strict", "kind": "preference",
+                                         "options": {"compares": ["response-1", "response-2"],
+                                                     "scale": [{"label": "much better", "value": 2},
+                                                               {"label": "better", "value": 1}]}}], fields)
+    for i, spec in enumerate((graded, strict)):
+        Question.objects.create(dataset=dataset, **{**spec, "position": i})
+    llm_server.responder = content_rater("json")
+    judge = make_judge(workspace, llm_endpoint(), aspect="helpfulness")
+    records = add_records(dataset, [
+        {"prompt": "Q1", "response-1": "a GOOD answer", "response-2": "a BAD answer"},   # 5 vs 1: sure
+        {"prompt": "Q2", "response-1": "an OK answer", "response-2": "a GOOD answer"},   # 3 vs 5: less sure
+        {"prompt": "Q3", "response-1": "an OK answer", "response-2": "another OK one"},  # a tie
+    ])
+    job = _run(workspace, dataset, judge)
+    assert job.status == "succeeded", job.error
+    got = {(s.record_id, s.question.name): s.value for s in Suggestion.objects.filter(record__dataset=dataset)}
+    assert got[(records[0].pk, "graded")] == {"preferred": "response-1", "strength": 3}   # much better
+    assert got[(records[1].pk, "graded")] == {"preferred": "response-2", "strength": 2}   # better
+    assert got[(records[2].pk, "graded")] == {"preferred": "response-1", "strength": 0}   # about the same
+    assert got[(records[0].pk, "strict")] == {"preferred": "response-1", "strength": 2}
+    assert (records[2].pk, "strict") not in got  # no tie level: the annotator chooses
+    client = Client()
+    client.force_login(admin_user)
+    html = client.get(f"/datasets/{dataset.pk}/annotate/").content.decode()  # the tie first: the least sure
+    assert f'data-record="{records[2].pk}"' in html or f"/records/{records[2].pk}/" in html
+    assert re.search(r'name="q__graded" value="response-1:0"\s+checked', html), "the suggestion is pre-filled"
