@@ -182,6 +182,7 @@ def dataset_agreement(dataset, *, question=None, scoring_rule: str = DEFAULT_SCO
     judges, judge_bias = _judge_rankings(question, compares)
     rows = _submitted_rows(dataset, question, compares, responses_per)
     report = agreement_report(rows, fields, judges=judges, humans=members.humans(), scoring_rule=scoring_rule)
+    competence = _competence(report, judges, fields)
     members.name_former(responses_per)
     return {
         "question": question.name,
@@ -196,11 +197,12 @@ def dataset_agreement(dataset, *, question=None, scoring_rule: str = DEFAULT_SCO
         "krippendorff_alpha": rounded(report.alpha),
         "krippendorff_alpha_ordinal": rounded(report.alpha_ordinal),
         "position_bias": report.position.as_dict(),
-        "annotators": _annotator_rows(report, members, responses_per),
+        "annotators": _annotator_rows(report, members, responses_per, competence),
         "pairs": [{"a": members.name(u), "b": members.name(v), **rate.as_dict()}
                   for (u, v), rate in sorted(report.pairwise.per_pair.items(),
                                              key=lambda kv: (members.name(kv[0][0]), members.name(kv[0][1])))],
-        "judges": _judge_rows(report, judge_bias),
+        "judges": _judge_rows(report, judge_bias, competence),
+        "competence_model": COMPETENCE_MODEL,
         "scoring_rule": scoring_rule,
         "tie_rule": TIE_RULES[scoring_rule],
     }
@@ -282,7 +284,34 @@ def _judge_rankings(question, compares) -> tuple[dict[str, dict[int, dict]], dic
     return judges, judge_bias
 
 
-def _annotator_rows(report: AgreementReport, members: _Members, responses_per: Counter) -> list[dict]:
+COMPETENCE_MODEL = ("one-coin Dawid-Skene fitted by EM over every pair verdict (annotation.agreement.competence): the "
+                    "probability that the annotator (or judge) gives a pair's true label, estimated from agreement "
+                    "without gold; shown once the annotator shares a pair with someone else")
+
+
+def _competence(report: AgreementReport, judges: Mapping[str, Mapping[int, Mapping[str, int]]],
+                fields: list[str]) -> dict[object, tuple[float, int]]:
+    """Competence of every annotator and judge (judges keyed ("judge", agent)) from the pair verdicts
+    of the units humans answered, as (competence, verdicts on units shared with someone else);
+    annotators who share no unit with anyone are left out (nothing to measure them against)."""
+    from .competence import one_coin_dawid_skene
+    from .rankings import unit_labels
+
+    units = {unit: dict(labels) for unit, labels in report.units.items()}
+    for agent, by_record in judges.items():
+        for record, ranks in by_record.items():
+            for pair, label in unit_labels(ranks, fields).items():
+                if (record, pair) in units:
+                    units[(record, pair)][("judge", agent)] = label
+    shared: Counter = Counter(a for labels in units.values() if len(labels) >= 2 for a in labels)
+    if not shared:
+        return {}
+    fit = one_coin_dawid_skene(units)
+    return {a: (round(fit.competence[a], 4), n) for a, n in shared.items()}
+
+
+def _annotator_rows(report: AgreementReport, members: _Members, responses_per: Counter,
+                    competence: Mapping[object, tuple[float, int]]) -> list[dict]:
     rows = []
     for user_id in sorted(responses_per, key=members.name):
         human = report.human_leave_one_out.per_annotator.get(user_id, Rate()) if report.human_leave_one_out else Rate()
@@ -293,12 +322,16 @@ def _annotator_rows(report: AgreementReport, members: _Members, responses_per: C
             "leave_one_out": report.leave_one_out.per_annotator.get(user_id, Rate()).as_dict(),
             "human_majority": human.as_dict(),
             "position_bias": report.position_per_annotator.get(user_id, PositionBias()).as_dict(),
+            "competence": competence.get(user_id, (None, 0))[0],
+            "competence_verdicts": competence.get(user_id, (None, 0))[1],
         })
     return rows
 
 
-def _judge_rows(report: AgreementReport, judge_bias: Mapping[str, PositionBias]) -> list[dict]:
+def _judge_rows(report: AgreementReport, judge_bias: Mapping[str, PositionBias],
+                competence: Mapping[object, tuple[float, int]]) -> list[dict]:
     return [{"agent": agent, "units": rates["units"].n,
+             "competence": competence.get(("judge", agent), (None, 0))[0],
              "human_majority": rate_with_interval(rates["human_majority"]),
              "annotator_majority": rate_with_interval(rates["annotator_majority"]),
              "position_bias": judge_bias[agent].as_dict() if agent in judge_bias else None}

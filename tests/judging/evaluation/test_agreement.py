@@ -168,6 +168,18 @@ def test_dataset_agreement_counts_only_submitted(workspace):
     judge = out["judges"][0]
     assert judge["agent"] == "judge-x" and judge["human_majority"]["value"] == 0.625
     assert judge["human_majority"]["tied"] == 1
+    # competence: the one-coin Dawid-Skene fit of the same verdicts, the judge an annotator like the others
+    from annotation.agreement.competence import one_coin_dawid_skene
+
+    units = {(records[r].pk, PAIR): {users[who].pk: label for who, label in labels.items()} for r, labels in TABLE.items()}
+    for r, label in (("r1", F), ("r2", F), ("r3", F), ("r4", S)):
+        units[(records[r].pk, PAIR)][("judge", "judge-x")] = label
+    fit = one_coin_dawid_skene(units)
+    for name in ("u1", "u2", "u3"):
+        assert by_name[name]["competence"] == round(fit.competence[users[name].pk], 4)
+    assert [by_name[n]["competence_verdicts"] for n in ("u1", "u2", "u3")] == [4, 4, 3]
+    assert judge["competence"] == round(fit.competence[("judge", "judge-x")], 4)
+    assert by_name["u1"]["competence"] > by_name["u3"]["competence"]  # u3 is alone against u1, u2 and the judge on r1
 
 
 @pytest.mark.django_db
@@ -226,3 +238,17 @@ def test_judge_position_bias_from_shown_order_and_inconsistency(workspace):
     assert judges["uf:m"]["human_majority"]["value"] == 1.0
     assert judges["pw:m"]["position_bias"] is None
     assert judges["pw:m"]["judge"] == "pw" and judges["pw:m"]["inconsistency"]["rate"] == 0.3
+
+
+@pytest.mark.django_db
+def test_competence_is_empty_without_shared_pairs(workspace):
+    """With overlap 1 nobody shares a pair with anyone: there is nothing to measure a competence against,
+    so it is None (the page shows "—"), not a confident 100%."""
+    dataset = DatasetFactory(workspace=workspace)
+    for name, first in (("solo1", "response-1"), ("solo2", "response-2")):
+        user = UserFactory(username=name)
+        MembershipFactory(user=user, workspace=workspace)
+        ResponseFactory(record=RecordFactory(dataset=dataset), user=user,
+                        values=_rank(first, "response-2" if first == "response-1" else "response-1"))
+    out = dataset_agreement(dataset)
+    assert [(a["competence"], a["competence_verdicts"]) for a in out["annotators"]] == [(None, 0), (None, 0)]
