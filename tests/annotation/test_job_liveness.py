@@ -134,6 +134,29 @@ def test_the_heartbeat_thread_refreshes_a_running_chunk_until_it_stops():
     assert not [t for t in threading.enumerate() if t.name.startswith("job-chunk-heartbeat")]
 
 
+def _sweepers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "job-stall-sweep" and t.is_alive()]
+
+
+def test_every_worker_starts_the_sweep_when_ready_and_stops_it_at_shutdown(settings):
+    """The signals every `celery -A preflab worker` sends (docker-compose, quickstart): no beat needed."""
+    from celery.signals import worker_ready, worker_shutdown
+
+    settings.PREFLAB_JOB_SWEEP_SECONDS = 3600
+    assert not _sweepers()
+    worker_ready.send(sender=None)
+    try:
+        assert len(_sweepers()) == 1
+        worker_ready.send(sender=None)  # one sweep per process
+        assert len(_sweepers()) == 1
+    finally:
+        worker_shutdown.send(sender=None)
+    assert not _sweepers()
+    settings.PREFLAB_JOB_SWEEP_SECONDS = 0
+    worker_ready.send(sender=None)
+    assert not _sweepers()
+
+
 # --- the broker is down when a job is created ---------------------------------------------------------
 
 @pytest.fixture
