@@ -429,35 +429,45 @@ class ChunkHeartbeat:
             connections.close_all()  # this thread's own connections
 
 
-def _stall_note(*, index: int, at: datetime, silent: float, requeues: int, give_up: bool) -> str:
+def _stall_note(*, index: int, at: datetime, silent: float, requeues: int, give_up: bool, retrying: bool) -> str:
     when = timezone.localtime(at).strftime("%H:%M:%S %Z")
+    why = f"no heartbeat for {silent:.0f} s{' while waiting to retry' if retrying else ''} (worker lost)"
     if give_up:
-        return (f"chunk {index} given up at {when}: no heartbeat for {silent:.0f} s (worker lost) after "
-                f"{requeues} re-queue{'s' if requeues != 1 else ''}; resume the job to run it again")
-    return f"chunk {index} re-queued at {when}: no heartbeat for {silent:.0f} s (worker lost)"
+        return (f"chunk {index} given up at {when}: {why} after {requeues} re-queue{'s' if requeues != 1 else ''}; "
+                "resume the job to run it again")
+    return f"chunk {index} re-queued at {when}: {why}"
+
+
+def _silent_since(before: datetime) -> Q:
+    return Q(heartbeat_at__lt=before) | Q(heartbeat_at__isnull=True, updated_at__lt=before)
 
 
 def job_chunks_requeue_stalled(*, now: datetime | None = None) -> list[str]:
     """The liveness rule, one sweep: every running chunk of an active job whose heartbeat is older than
-    PREFLAB_JOB_STALL_SECONDS lost its worker. It is set pending and sent again (its note says when and
-    why), unless it was re-queued PREFLAB_JOB_MAX_REQUEUES times already: then it is failed and its job
-    fails with that reason (job_chunk_give_up; resumable). Returns the notes of what it did.
+    PREFLAB_JOB_STALL_SECONDS lost its worker (so did a failed one of an active job — a chunk waiting for
+    its Celery retry — silent for that long plus the task's longest retry backoff). It is set pending and
+    sent again (its note says when and why), unless it was re-queued PREFLAB_JOB_MAX_REQUEUES times
+    already: then it is failed and its job fails with that reason (job_chunk_give_up; resumable).
+    Returns the notes of what it did.
 
-    Safe to run in every worker at once: each chunk is claimed with one conditional UPDATE (still
-    running, still stale), so only one sweep re-queues it; a second copy of the chunk that still runs
-    somewhere counts nothing twice (job_chunk_execute's lock, ChunkContext.counts_set)."""
+    Safe to run in every worker at once: each chunk is claimed with one conditional UPDATE (same status,
+    still stale), so only one sweep re-queues it; a second copy of the chunk that still runs somewhere
+    counts nothing twice (job_chunk_execute's lock, ChunkContext.counts_set)."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=float(settings.PREFLAB_JOB_STALL_SECONDS))
+    retry_cutoff = cutoff - timedelta(seconds=float(getattr(job_chunk_run, "retry_backoff_max", 0) or 0))
     most = int(settings.PREFLAB_JOB_MAX_REQUEUES)
-    stale_q = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, updated_at__lt=cutoff)
+    stale_q = (Q(_silent_since(cutoff), status=JobChunk.Status.RUNNING)
+               | Q(_silent_since(retry_cutoff), status=JobChunk.Status.FAILED))
     notes = []
-    stale = (JobChunk.objects.filter(stale_q, status=JobChunk.Status.RUNNING, job__status__in=Job.ACTIVE)
+    stale = (JobChunk.objects.filter(stale_q, job__status__in=Job.ACTIVE)
              .select_related("job").order_by("pk")[:1000])
     for chunk in stale:
         silent = (now - (chunk.heartbeat_at or chunk.updated_at)).total_seconds()
         give_up = chunk.requeues >= most
-        note = _stall_note(index=chunk.index, at=now, silent=silent, requeues=chunk.requeues, give_up=give_up)
-        claim = JobChunk.objects.filter(stale_q, pk=chunk.pk, status=JobChunk.Status.RUNNING)
+        note = _stall_note(index=chunk.index, at=now, silent=silent, requeues=chunk.requeues, give_up=give_up,
+                           retrying=chunk.status == JobChunk.Status.FAILED)
+        claim = JobChunk.objects.filter(stale_q, pk=chunk.pk, status=chunk.status)
         with transaction.atomic():
             if give_up:
                 if not claim.update(status=JobChunk.Status.FAILED, requeued_at=now, requeue_note=note):

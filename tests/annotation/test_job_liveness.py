@@ -77,6 +77,24 @@ def test_a_chunk_requeued_too_often_fails_its_job_with_the_reason_and_stays_resu
 
 
 @pytest.mark.django_db
+def test_a_chunk_waiting_for_its_retry_is_requeued_only_after_the_longest_backoff_too(stall, sent):
+    from annotation.tasks import job_chunk_run
+
+    backoff = job_chunk_run.retry_backoff_max
+    job = JobFactory(status=Job.Status.RUNNING)
+    waiting = JobChunk.objects.create(job=job, index=0, status=JobChunk.Status.FAILED,
+                                      heartbeat_at=timezone.now() - timedelta(seconds=60 + backoff - 10))
+    lost = JobChunk.objects.create(job=job, index=1, status=JobChunk.Status.FAILED,
+                                   heartbeat_at=timezone.now() - timedelta(seconds=60 + backoff + 10))
+    [note] = job_chunks_requeue_stalled()
+    assert note.startswith("chunk 1 re-queued at ") and note.endswith("while waiting to retry (worker lost)")
+    waiting.refresh_from_db()
+    lost.refresh_from_db()
+    assert waiting.status == JobChunk.Status.FAILED and waiting.requeues == 0
+    assert lost.status == JobChunk.Status.PENDING and lost.requeues == 1 and sent == [(job.pk, 1)]
+
+
+@pytest.mark.django_db
 def test_the_sweep_leaves_chunks_of_stopped_jobs_alone(stall, sent):
     for status in (Job.Status.CANCELLED, Job.Status.FAILED):
         _running_chunk(JobFactory(status=status), 0, silent_for=500)
