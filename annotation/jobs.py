@@ -36,6 +36,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, close_old_connections, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from .models import Job, JobChunk, JobError
 from .tasks import job_chunk_run
@@ -65,11 +66,7 @@ class JobNotQueued(Exception):
 
 # What sending a task raises when the broker cannot be reached (kombu wraps the transport's errors
 # in its OperationalError; a refused or reset socket may surface as OSError).
-try:
-    from kombu.exceptions import OperationalError as _BrokerOperationalError
-except ImportError:  # pragma: no cover - kombu comes with celery
-    _BrokerOperationalError = OSError
-BROKER_ERRORS: tuple[type[BaseException], ...] = (_BrokerOperationalError, OSError)
+BROKER_ERRORS: tuple[type[BaseException], ...] = (BrokerOperationalError, OSError)
 
 
 class _JobFinished(Exception):
@@ -355,7 +352,8 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
         return "failed"
     except Exception as exc:
         log.exception("job %s chunk %s failed", job.pk, index)
-        JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.FAILED)
+        # waiting for its Celery retry: the stall sweep counts its silence from now (job_chunks_requeue_stalled)
+        JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.FAILED, heartbeat_at=timezone.now())
         Job.objects.filter(pk=job.pk).update(error=f"chunk {index}: {type(exc).__name__}: {exc}"[:10_000])
         raise
     JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.DONE)
