@@ -16,15 +16,20 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import validation_detail
+from .jobs import JobNotQueued
 from .validation import bool_param
 
 __all__ = ["StrictInputSerializer", "bool_param", "exception_handler", "validated_input"]
 
 
 def exception_handler(exc, context):
-    """Turn service-layer ValidationErrors into 400s naming the field and the reason."""
+    """Turn service-layer ValidationErrors into 400s naming the field and the reason; a job that was
+    stored but could not be queued (the broker is down) into a 503 saying so, with the job to resume."""
     if isinstance(exc, DjangoValidationError):
         return ApiResponse(validation_detail(exc), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, JobNotQueued):
+        return ApiResponse({"detail": exc.message, "job": exc.job.pk, "status": exc.job.status},
+                           status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"})
     return drf_exception_handler(exc, context)
 
 

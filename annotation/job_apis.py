@@ -34,3 +34,8 @@ class JobStatusOutputSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     last_errors = serializers.ListField(child=serializers.JSONField())
+    requeues = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text="chunks the stall sweep re-queued (no heartbeat: their worker was lost) or gave up, oldest first: "
+                  "{chunk, at, requeues, note}, e.g. note 'chunk 3 re-queued at 05:12:03 UTC: no heartbeat for 94 s "
+                  "(worker lost)'")

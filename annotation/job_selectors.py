@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from .jobs import job_handler_hook, job_has_finished, job_summary
-from .models import Job, JobError
+from .models import Job, JobChunk, JobError
 
 # How pages say each status ("partly failed"). A handler's `status_words` may say it in the kind's own
 # terms; job_status_word is the one place pages, CLIs and the API read the words from.
@@ -59,6 +59,15 @@ def job_outcome_line(job: Job) -> str:
     return line
 
 
+def job_requeues(job: Job) -> list[dict]:
+    """When and why the stall sweep re-queued (or gave up) chunks of the job (annotation.jobs liveness):
+    [{"chunk": 3, "at": datetime, "requeues": 1, "note": "chunk 3 re-queued at 05:12:03 UTC: no heartbeat
+    for 94 s (worker lost)"}], oldest first."""
+    rows = (JobChunk.objects.filter(job=job).exclude(requeue_note="").order_by("requeued_at", "index")
+            .values_list("index", "requeued_at", "requeues", "requeue_note"))
+    return [{"chunk": index, "at": at, "requeues": count, "note": note} for index, at, count, note in rows]
+
+
 def job_status(job: Job) -> dict:
     """What every job API returns about any job; a kind's API adds its own fields (its params, its
     throughput under its own name, its last errors): generation.selectors, judging.selectors."""
@@ -69,6 +78,7 @@ def job_status(job: Job) -> dict:
         "total": s.total, "done": s.done, "failed": s.failed, "progress": s.progress, "tokens": s.tokens,
         "rate": s.rate, "error": s.error, "result": job.result, "summary": job_outcome_line(job),
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "requeues": job_requeues(job),
     }
 
 
@@ -97,6 +107,7 @@ def job_progress_context(job: Job, *, detail: bool) -> dict:
     ctx: dict[str, Any] = {"job": job, "detail": detail}
     if detail:
         ctx["actions"] = job_actions(job)
+        ctx["requeues"] = job_requeues(job)
     if detail and template:
         ctx["panel_template"] = f"{template}#panel"
         ctx["counters_template"] = f"{template}#counters"

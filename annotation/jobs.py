@@ -5,6 +5,16 @@ A kind registers a JobHandler (generation and judging do it in their AppConfig.r
 (`annotation.tasks.job_chunk_run`). Handlers must make `run_chunk` idempotent: the chunk may run
 again after a worker was killed (acks_late), so everything it writes has a unique key.
 
+Liveness, one rule for every kind: a running chunk carries a heartbeat (JobChunk.heartbeat_at, set
+when it starts and refreshed every PREFLAB_JOB_HEARTBEAT_SECONDS by a thread beside the handler, so a
+long LLM call keeps it alive). Every worker sweeps every PREFLAB_JOB_SWEEP_SECONDS
+(job_chunks_requeue_stalled): a running chunk whose heartbeat is older than PREFLAB_JOB_STALL_SECONDS
+lost its worker and is re-queued, at most PREFLAB_JOB_MAX_REQUEUES times; after that its job fails
+with the reason (resumable). The note of each re-queue is shown on the job page and in the job APIs.
+
+A job whose chunks could not be sent (the broker is down) is stored failed with that reason, and
+resume sends them once the broker is back (job_enqueue raises JobNotQueued: the APIs answer 503).
+
 Cancel marks the job cancelled; handlers call `ctx.check_cancelled()` between items and stop.
 Resume re-enqueues the chunks that are not done; a kind with a `retry_failed` hook can also run the
 failed items of a finished job again (job_retry_failed).
@@ -15,15 +25,18 @@ annotation/job_selectors.py.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from .models import Job, JobChunk, JobError
 from .tasks import job_chunk_run
@@ -40,6 +53,20 @@ class JobFailed(Exception):
 
     The job fails at once with this message, without Celery retries; the chunk stays resumable.
     """
+
+
+class JobNotQueued(Exception):
+    """The job was stored, but its chunks could not be sent to the task broker (job_enqueue): the job
+    is failed with the reason, and resume sends them once the broker is back. APIs answer 503."""
+
+    def __init__(self, job: Job, message: str):
+        super().__init__(message)
+        self.job, self.message = job, message
+
+
+# What sending a task raises when the broker cannot be reached (kombu wraps the transport's errors
+# in its OperationalError; a refused or reset socket may surface as OSError).
+BROKER_ERRORS: tuple[type[BaseException], ...] = (BrokerOperationalError, OSError)
 
 
 class _JobFinished(Exception):
@@ -87,7 +114,8 @@ class ChunkContext:
             return
         try:
             with transaction.atomic():
-                JobChunk.objects.filter(pk=self.chunk.pk).update(done=F("done") + done, failed=F("failed") + failed)
+                JobChunk.objects.filter(pk=self.chunk.pk).update(done=F("done") + done, failed=F("failed") + failed,
+                                                                 heartbeat_at=timezone.now())
                 added = (Job.objects.filter(pk=self.job.pk).filter(_NOT_FINISHED)
                          .update(done=F("done") + done, failed=F("failed") + failed,
                                  tokens=F("tokens") + tokens, updated_at=timezone.now()))
@@ -203,14 +231,32 @@ def job_create(*, kind: str, workspace, dataset=None, created_by=None, name: str
     return job
 
 
+def _chunk_send(job: Job, index: int) -> None:
+    """Send one chunk's task to the job's queue: the one place a chunk is sent (job_enqueue, the sweep)."""
+    job_chunk_run.apply_async(args=[job.pk, index], queue=job.queue or settings.PREFLAB_CPU_QUEUE)
+
+
 def job_enqueue(*, job: Job) -> int:
-    """Send every chunk that is not done to the job's queue; returns how many were sent."""
+    """Send every chunk that is not done to the job's queue; returns how many were sent.
+
+    When the broker cannot be reached, the job is left failed with the reason (a job resume accepts:
+    resume sends the chunks again) and JobNotQueued is raised for the caller to say so (API: 503)."""
     pending = list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True))
     if not pending:
         job_finish_if_complete(job_id=job.pk)
         return 0
-    for index in pending:
-        job_chunk_run.apply_async(args=[job.pk, index], queue=job.queue or settings.PREFLAB_CPU_QUEUE)
+    try:
+        for index in pending:
+            _chunk_send(job, index)
+    except BROKER_ERRORS as exc:
+        log.warning("job %s: could not reach the task broker: %s", job.pk, exc)
+        message = (f"{job.kind} job {job.pk} was not queued: the task broker could not be reached "
+                   f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). Nothing ran; resume the job "
+                   "once the broker is back.")
+        Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE).update(status=Job.Status.FAILED, error=message,
+                                                                    finished_at=timezone.now())
+        job.refresh_from_db()
+        raise JobNotQueued(job, message) from exc
     return len(pending)
 
 
@@ -291,12 +337,13 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
         if chunk.done or chunk.failed:
             Job.objects.filter(pk=job.pk).update(done=F("done") - chunk.done, failed=F("failed") - chunk.failed)
         JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.RUNNING, done=0, failed=0,
-                                                    attempts=F("attempts") + 1)
+                                                    attempts=F("attempts") + 1, heartbeat_at=now)
         chunk.refresh_from_db()
     job.refresh_from_db()
     ctx = ChunkContext(job, chunk)
     try:
-        handler.run_chunk(job, chunk, ctx)
+        with ChunkHeartbeat(chunk.pk):
+            handler.run_chunk(job, chunk, ctx)
     except JobCancelled:
         JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.PENDING)
         return "cancelled"
@@ -305,7 +352,8 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
         return "failed"
     except Exception as exc:
         log.exception("job %s chunk %s failed", job.pk, index)
-        JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.FAILED)
+        # waiting for its Celery retry: the stall sweep counts its silence from now (job_chunks_requeue_stalled)
+        JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.FAILED, heartbeat_at=timezone.now())
         Job.objects.filter(pk=job.pk).update(error=f"chunk {index}: {type(exc).__name__}: {exc}"[:10_000])
         raise
     JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.DONE)
@@ -340,6 +388,142 @@ def job_chunk_give_up(*, job_id: int, index: int, error: str) -> None:
         JobChunk.objects.filter(job_id=job_id, index=index).update(status=JobChunk.Status.FAILED)
         Job.objects.filter(pk=job_id).exclude(status=Job.Status.CANCELLED).update(
             status=Job.Status.FAILED, error=f"chunk {index}: {error}"[:10_000], finished_at=timezone.now())
+
+
+# --- liveness: heartbeat, stall sweep ------------------------------------------------------------
+
+class ChunkHeartbeat:
+    """While a chunk runs, a thread beside it refreshes the chunk's heartbeat every
+    PREFLAB_JOB_HEARTBEAT_SECONDS (one UPDATE of one row), whatever the handler is doing; it dies with
+    the worker, which is how the sweep learns that the worker was lost. A chunk the sweep already
+    re-queued (no longer running) is not revived."""
+
+    def __init__(self, chunk_id: int, every: float | None = None):
+        self.chunk_id = chunk_id
+        self.every = float(settings.PREFLAB_JOB_HEARTBEAT_SECONDS if every is None else every)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ChunkHeartbeat:
+        if self.every > 0:
+            self._thread = threading.Thread(target=self._beat, name=f"job-chunk-heartbeat-{self.chunk_id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    JobChunk.objects.filter(pk=self.chunk_id, status=JobChunk.Status.RUNNING).update(
+                        heartbeat_at=timezone.now())
+                except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next one
+                    log.warning("heartbeat of job chunk %s not written: %s", self.chunk_id, exc)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+
+def _stall_note(*, index: int, at: datetime, silent: float, requeues: int, give_up: bool, retrying: bool) -> str:
+    when = timezone.localtime(at).strftime("%H:%M:%S %Z")
+    why = f"no heartbeat for {silent:.0f} s{' while waiting to retry' if retrying else ''} (worker lost)"
+    if give_up:
+        return (f"chunk {index} given up at {when}: {why} after {requeues} re-queue{'s' if requeues != 1 else ''}; "
+                "resume the job to run it again")
+    return f"chunk {index} re-queued at {when}: {why}"
+
+
+def _silent_since(before: datetime) -> Q:
+    return Q(heartbeat_at__lt=before) | Q(heartbeat_at__isnull=True, updated_at__lt=before)
+
+
+def job_chunks_requeue_stalled(*, now: datetime | None = None) -> list[str]:
+    """The liveness rule, one sweep: every running chunk of an active job whose heartbeat is older than
+    PREFLAB_JOB_STALL_SECONDS lost its worker (so did a failed one of an active job — a chunk waiting for
+    its Celery retry — silent for that long plus the task's longest retry backoff). It is set pending and
+    sent again (its note says when and why), unless it was re-queued PREFLAB_JOB_MAX_REQUEUES times
+    already: then it is failed and its job fails with that reason (job_chunk_give_up; resumable).
+    Returns the notes of what it did.
+
+    Safe to run in every worker at once: each chunk is claimed with one conditional UPDATE (same status,
+    still stale), so only one sweep re-queues it; a second copy of the chunk that still runs somewhere
+    counts nothing twice (job_chunk_execute's lock, ChunkContext.counts_set)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=float(settings.PREFLAB_JOB_STALL_SECONDS))
+    retry_cutoff = cutoff - timedelta(seconds=float(getattr(job_chunk_run, "retry_backoff_max", 0) or 0))
+    most = int(settings.PREFLAB_JOB_MAX_REQUEUES)
+    stale_q = (Q(_silent_since(cutoff), status=JobChunk.Status.RUNNING)
+               | Q(_silent_since(retry_cutoff), status=JobChunk.Status.FAILED))
+    notes = []
+    stale = (JobChunk.objects.filter(stale_q, job__status__in=Job.ACTIVE)
+             .select_related("job").order_by("pk")[:1000])
+    for chunk in stale:
+        silent = (now - (chunk.heartbeat_at or chunk.updated_at)).total_seconds()
+        give_up = chunk.requeues >= most
+        note = _stall_note(index=chunk.index, at=now, silent=silent, requeues=chunk.requeues, give_up=give_up,
+                           retrying=chunk.status == JobChunk.Status.FAILED)
+        claim = JobChunk.objects.filter(stale_q, pk=chunk.pk, status=chunk.status)
+        with transaction.atomic():
+            if give_up:
+                if not claim.update(status=JobChunk.Status.FAILED, requeued_at=now, requeue_note=note):
+                    continue
+                job_chunk_give_up(job_id=chunk.job_id, index=chunk.index, error=note.split(": ", 1)[1])
+            else:
+                if not claim.update(status=JobChunk.Status.PENDING, requeues=F("requeues") + 1, requeued_at=now,
+                                    requeue_note=note):
+                    continue
+                _chunk_send(chunk.job, chunk.index)  # a broker error rolls the claim back: the next sweep retries
+        log.warning("job %s: %s", chunk.job_id, note)
+        notes.append(note)
+    return notes
+
+
+class _Sweeper:
+    """The sweep of one worker process: a daemon thread calling job_chunks_requeue_stalled every
+    PREFLAB_JOB_SWEEP_SECONDS (started on Celery's worker_ready, stopped on worker_shutdown:
+    annotation.tasks), so every deployment that runs a worker sweeps, beat or not."""
+
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+    _stop = threading.Event()
+
+    @classmethod
+    def start(cls, every: float | None = None) -> bool:
+        every = float(settings.PREFLAB_JOB_SWEEP_SECONDS if every is None else every)
+        with cls._lock:
+            if every <= 0 or (cls._thread is not None and cls._thread.is_alive()):
+                return False
+            cls._stop = threading.Event()
+            cls._thread = threading.Thread(target=cls._loop, args=(every, cls._stop), name="job-stall-sweep", daemon=True)
+            cls._thread.start()
+        return True
+
+    @classmethod
+    def stop(cls) -> None:
+        with cls._lock:
+            cls._stop.set()
+            thread, cls._thread = cls._thread, None
+        if thread is not None:
+            thread.join(timeout=10)
+
+    @staticmethod
+    def _loop(every: float, stop: threading.Event) -> None:
+        try:
+            while not stop.wait(every):
+                close_old_connections()
+                try:
+                    job_chunks_requeue_stalled()
+                except Exception:  # the database or broker is away: the next sweep retries
+                    log.exception("the stall sweep of jobs failed")
+        finally:
+            connections.close_all()
+
+
+job_sweeper_start = _Sweeper.start
+job_sweeper_stop = _Sweeper.stop
 
 
 def job_finish_if_complete(*, job_id: int) -> bool:

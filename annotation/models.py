@@ -275,11 +275,20 @@ class JobChunk(models.Model):
     done = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
+    # liveness (annotation.jobs): a running chunk refreshes heartbeat_at while it works; the sweep
+    # re-queues a running (or retry-waiting) chunk whose heartbeat is older than PREFLAB_JOB_STALL_SECONDS
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    requeues = models.PositiveIntegerField(default=0, help_text="times the sweep re-queued it (no heartbeat)")
+    requeued_at = models.DateTimeField(null=True, blank=True)
+    requeue_note = models.CharField(max_length=300, blank=True, default="",
+                                    help_text="when and why the sweep last re-queued or gave up the chunk")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["index"]
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="uniq_job_chunk")]
+        indexes = [models.Index(fields=["heartbeat_at"], condition=models.Q(status__in=["running", "failed"]),
+                                name="job_chunk_stall_idx")]
 
 
 class JobError(models.Model):

@@ -5,6 +5,22 @@ this task, so this module must not import annotation.jobs at load time.
 """
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready, worker_shutdown
+
+
+@worker_ready.connect
+def job_sweeper_on_worker_ready(**kwargs) -> None:
+    """Every worker re-queues stalled chunks (annotation.jobs liveness rule): no beat needed."""
+    from .jobs import job_sweeper_start
+
+    job_sweeper_start()
+
+
+@worker_shutdown.connect
+def job_sweeper_on_worker_shutdown(**kwargs) -> None:
+    from .jobs import job_sweeper_stop
+
+    job_sweeper_stop()
 
 
 @shared_task(

@@ -19,6 +19,11 @@ Redis `SHUTDOWN SAVE`, the pause, then its own command line again), always bring
 (c) llm: the same job while the LLM endpoint flaps (down: 500/429/hangs, up: healthy). The job must
     complete, and every item that failed for good has its error recorded (done + failed = total,
     one JobError per failed response).
+(d) worker: the same job; its worker is SIGKILLed mid-chunk and another started, with Redis'
+    visibility timeout at its default (3600 s): the job liveness sweep (annotation.jobs) must re-queue
+    the killed chunks (--stall / --sweep / --heartbeat: the PREFLAB_JOB_* settings, defaults as in
+    production) and the job complete with exactly n responses per prompt, no duplicates. Prints the
+    seconds from the kill to the first re-queue and to the job's end.
 Loopback only; bounded in time; prints what happened and a RESULT line per scenario.
 """
 from __future__ import annotations
@@ -50,7 +55,10 @@ DB_NAME = "preflab_bench_faults"
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--scenario", choices=["all", "postgres", "redis", "llm"], default="all")
+    p.add_argument("--scenario", choices=["all", "postgres", "redis", "llm", "worker"], default="all")
+    p.add_argument("--stall", type=float, default=90.0, help="(d) PREFLAB_JOB_STALL_SECONDS of the workers")
+    p.add_argument("--sweep", type=float, default=30.0, help="(d) PREFLAB_JOB_SWEEP_SECONDS of the workers")
+    p.add_argument("--heartbeat", type=float, default=10.0, help="(d) PREFLAB_JOB_HEARTBEAT_SECONDS of the workers")
     p.add_argument("--shared-postgres", action="store_true", help="restart the machine's PostgreSQL cluster")
     p.add_argument("--shared-redis", action="store_true", help="restart the machine's Redis")
     p.add_argument("--pg-port", type=int, default=5507)
@@ -565,6 +573,53 @@ def scenario_llm(args, env: dict, queue: str) -> bool:
     return ok
 
 
+def scenario_worker(args, env: dict, queue: str) -> bool:
+    print("\n== (d) a worker SIGKILLed mid-chunk, Redis' visibility timeout at its default ==", flush=True)
+    from django.utils import timezone
+
+    from annotation.models import JobChunk
+    from tests.llm_server import LLMTestServer
+
+    env = {**env, "CELERY_VISIBILITY_TIMEOUT": "3600", "PREFLAB_JOB_STALL_SECONDS": str(args.stall),
+           "PREFLAB_JOB_SWEEP_SECONDS": str(args.sweep), "PREFLAB_JOB_HEARTBEAT_SECONDS": str(args.heartbeat)}
+    server = LLMTestServer(latency=0.2).start()
+    workers = [start_worker(env, queue)]
+    killed_at = requeued_at = None
+    try:
+        job = generation_job(server, args.prompts, queue, "worker")
+        job = wait_job(job, 60, until=lambda j: j.done >= j.total * 0.3 or not j.is_active)
+        running = sorted(job.chunks.filter(status=JobChunk.Status.RUNNING).values_list("index", flat=True))
+        os.killpg(workers[0].pid, signal.SIGKILL)
+        workers[0].wait(15)
+        killed_at = timezone.now()
+        print(f"job {job.pk}: {job.done}/{job.total} done when the worker is killed, chunks {running} running; "
+              f"stall {args.stall:g} s, sweep every {args.sweep:g} s, heartbeat every {args.heartbeat:g} s", flush=True)
+        workers.append(start_worker(env, queue))
+        job = wait_job(job, args.stall + args.sweep + 180)
+        first = job.chunks.exclude(requeued_at=None).order_by("requeued_at").first()
+        requeued_at = first.requeued_at if first else None
+        for chunk in job.chunks.exclude(requeue_note=""):
+            print("  " + chunk.requeue_note, flush=True)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                try:
+                    worker.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)
+        server.stop()
+    result = check_generation(job)
+    if killed_at and requeued_at:
+        print(f"kill -> first re-queue {(requeued_at - killed_at).total_seconds():.1f} s; kill -> job ended "
+              f"{((job.finished_at or timezone.now()) - killed_at).total_seconds():.1f} s", flush=True)
+    print(f"job: {result}; LLM requests served {server.count}")
+    ok = (result["status"] == "succeeded" and result["outputs"] == result["total"] == args.prompts * 2
+          and result["duplicate_slots"] == 0 and result["complete_records"] == args.prompts and requeued_at is not None)
+    print("RESULT (d)", "OK" if ok else "FAILED")
+    return ok
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if os.geteuid() != 0 and not (args.shared_postgres and args.shared_redis):
@@ -591,6 +646,8 @@ def main(argv=None) -> int:
             results["redis"] = scenario_redis(args, redis, env, queue)
         if args.scenario in ("all", "llm"):
             results["llm"] = scenario_llm(args, env, queue)
+        if args.scenario in ("all", "worker"):
+            results["worker"] = scenario_worker(args, env, queue)
     finally:
         try:
             close_db()

@@ -82,6 +82,33 @@ class DatabaseUnavailableMiddleware:
         return response
 
 
+class JobNotQueuedMiddleware:
+    """A page that created or resumed a job while the task broker was down (annotation.jobs.JobNotQueued):
+    the job is stored failed with the reason, so the page says so and opens the job, whose Resume button
+    sends it once the broker is back (the APIs answer 503: annotation.api_common.exception_handler)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.contrib import messages
+        from django.shortcuts import redirect
+
+        from annotation.jobs import JobNotQueued
+
+        if not isinstance(exception, JobNotQueued):
+            return None
+        messages.error(request, exception.message)
+        response = redirect("job-detail", exception.job.pk)
+        if request.headers.get("HX-Request") == "true":
+            response = HttpResponse(status=200)
+            response["HX-Redirect"] = redirect("job-detail", exception.job.pk)["Location"]
+        return response
+
+
 def _is_connection_error(exc: DatabaseError) -> bool:
     if isinstance(exc, InterfaceError):
         return True

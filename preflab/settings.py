@@ -57,6 +57,8 @@ MIDDLEWARE = [
     "preflab.security.LoginThrottleMiddleware",
     # A lost database connection answers 503 with a message instead of a bare 500.
     "preflab.health.DatabaseUnavailableMiddleware",
+    # A job stored while the task broker was down: the page says so and opens the job (resume sends it).
+    "preflab.health.JobNotQueuedMiddleware",
 ]
 
 ROOT_URLCONF = "preflab.urls"
@@ -216,6 +218,14 @@ PREFLAB_GPU_QUEUE = env.str("PREFLAB_GPU_QUEUE", default="gpu")
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3300)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Job liveness (annotation.jobs, README "Jobs and workers"): a running chunk refreshes its heartbeat
+# every PREFLAB_JOB_HEARTBEAT_SECONDS; every worker sweeps every PREFLAB_JOB_SWEEP_SECONDS (0: this
+# worker does not sweep) and re-queues a running chunk silent for PREFLAB_JOB_STALL_SECONDS, at most
+# PREFLAB_JOB_MAX_REQUEUES times (then the job fails with the reason, resumable).
+PREFLAB_JOB_HEARTBEAT_SECONDS = env.float("PREFLAB_JOB_HEARTBEAT_SECONDS", default=10.0)
+PREFLAB_JOB_STALL_SECONDS = env.float("PREFLAB_JOB_STALL_SECONDS", default=90.0)
+PREFLAB_JOB_SWEEP_SECONDS = env.float("PREFLAB_JOB_SWEEP_SECONDS", default=30.0)
+PREFLAB_JOB_MAX_REQUEUES = env.int("PREFLAB_JOB_MAX_REQUEUES", default=3)
 
 # --- production switches (all from the environment) ------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)

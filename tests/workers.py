@@ -34,11 +34,13 @@ class Workers:
         self.redis_url, self.queue = redis_url, queue
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, *, visibility_timeout: int = 3600) -> subprocess.Popen:
+    def start(self, *, visibility_timeout: int = 3600, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """A worker on the test's queue; `env` adds to its environment (e.g. the job liveness settings)."""
         env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": self.redis_url,
                "REDIS_URL": self.redis_url, "PREFLAB_CPU_QUEUE": self.queue,
                "CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout), "PREFLAB_LLM_BACKOFF": "0.01",
-               "PREFLAB_LLM_BACKOFF_MAX": "0.2", "CONN_MAX_AGE": "0", "DJANGO_SETTINGS_MODULE": "tests.generation.worker_settings"}
+               "PREFLAB_LLM_BACKOFF_MAX": "0.2", "CONN_MAX_AGE": "0", "DJANGO_SETTINGS_MODULE": "tests.generation.worker_settings",
+               **(env or {})}
         env.pop("CELERY_TASK_ALWAYS_EAGER", None)
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "preflab", "worker", "-Q", self.queue, "-c", "2",

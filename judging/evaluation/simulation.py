@@ -57,7 +57,7 @@ from annotation.services import (
     response_upsert,
 )
 from annotation.validation import NAME_RE, field_specs_of, record_validate
-from generation.llm import chat_many_groups
+from generation.llm import LLMConfigError, api_key_for, chat_many_groups
 from generation.llm_types import ChatRequest
 
 from .. import judges as J
@@ -759,6 +759,22 @@ def _annotated_pairs(pairs: list[dict], by_record: dict[str, dict], result: Simu
     return out
 
 
+def _pool_keys_check(annotators: Sequence[SimulatedAnnotator]) -> None:
+    """annotate_pairs calls the LLM endpoints in this process (the API: in the web request), not on a
+    worker: an API key variable set only in the workers' environment is a 400 naming it, before
+    anything is written, instead of a failure half-way."""
+    for annotator in annotators:
+        try:
+            api_key_for(annotator.judge.endpoint)
+        except LLMConfigError:
+            variable = annotator.judge.endpoint.api_key_env
+            raise ValidationError({"annotators": (
+                f"{annotator.name}: its judge's endpoint {annotator.judge.endpoint.name!r} reads its API key from the "
+                f"environment variable {variable}, which is not set in this process; annotate-pairs and "
+                "annotate-samples call the LLM here, not on a worker. Set it here too, or run the pool on the "
+                "workers: put the pairs in a dataset and POST /api/v1/datasets/<id>/simulate/")})
+
+
 def pairs_annotate(*, workspace: Workspace, pairs: Any, annotators: Sequence[SimulatedAnnotator],
                    created_by=None, keep_dataset: bool = False) -> dict:
     """AlpacaFarm's `annotate_pairs`: preferences of the simulated pool for a list of
@@ -775,6 +791,7 @@ def pairs_annotate(*, workspace: Workspace, pairs: Any, annotators: Sequence[Sim
     pairs = _pairs_validate(pairs)
     if not annotators:
         raise ValidationError({"annotators": "at least one simulated annotator"})
+    _pool_keys_check(annotators)
     dataset = _scratch_dataset(workspace=workspace, created_by=created_by)
     try:
         _pairs_records_add(dataset, pairs)

@@ -10,6 +10,7 @@ import signal
 
 import pytest
 
+from annotation.job_selectors import job_status
 from annotation.models import Job, JobChunk, Record
 from generation.models import GenerationOutput
 from generation.services import generation_job_create
@@ -77,3 +78,40 @@ def test_worker_killed_mid_job_loses_and_duplicates_nothing(require_postgres, re
                    for b in llm_server.requests[requests_at_kill:]}
     assert not asked_after & stored
     assert asked_after | stored == {(str(i), s) for i in range(1, 41) for s in (0, 1)}
+
+
+# the liveness settings of the workers below: heartbeat every 0.5 s, stalled after 4 s, swept every second
+LIVENESS = {"PREFLAB_JOB_HEARTBEAT_SECONDS": "0.5", "PREFLAB_JOB_STALL_SECONDS": "4", "PREFLAB_JOB_SWEEP_SECONDS": "1"}
+
+
+def test_a_chunk_of_a_killed_worker_is_requeued_by_the_stall_sweep_with_default_broker_settings(
+        require_postgres, redis_url, worker_queue, workers, workspace, llm_endpoint, llm_server, tmp_path):
+    """Redis would hand the killed worker's chunks out again only after its visibility timeout (3600 s
+    by default, left as is here): the stall sweep of the surviving worker re-queues them once their
+    heartbeat is PREFLAB_JOB_STALL_SECONDS old, and the job completes with exact counts."""
+    llm_server.latency = 0.3
+    ep = llm_endpoint(queue=worker_queue, max_concurrency=4)
+    job = generation_job_create(workspace=workspace, dataset_name="celery-stall", endpoints=[ep], n=2,
+                                strategy="samples", temperatures=[0.3, 0.9], chunk_size=20,
+                                prompts_source={"file": _prompts(tmp_path, 40)}, start=False)
+    first = workers.start(env=LIVENESS)
+    enqueue_chunks(job, redis_url, worker_queue)
+    job = wait_for(job, lambda j: j.done >= 12, 30, workers)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    job.refresh_from_db()
+    assert job.is_active and job.done < 80
+    killed = set(job.chunks.filter(status=JobChunk.Status.RUNNING).values_list("index", flat=True))
+    assert killed
+    workers.start(env=LIVENESS)
+    job = wait_for(job, lambda j: not j.is_active, 60, workers)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.done == 80 and job.failed == 0
+    assert GenerationOutput.objects.filter(job=job).count() == 80
+    records = list(Record.objects.filter(dataset=job.dataset))
+    assert len(records) == 40 and len({r.external_id for r in records}) == 40
+    assert all(c.status == JobChunk.Status.DONE for c in job.chunks.all())
+    # each chunk the killed worker held was re-queued, and the job's status says when and why
+    requeues = job_status(job)["requeues"]
+    assert killed <= {r["chunk"] for r in requeues} and all(r["requeues"] >= 1 for r in requeues)
+    assert all("re-queued at" in r["note"] and "(worker lost)" in r["note"] for r in requeues)

@@ -222,3 +222,30 @@ def test_annotate_pairs_api(workspace, admin_user, llm_server, llm_endpoint):
     r = api.post(f"/api/v1/workspaces/{workspace.pk}/annotate-samples/",
                  {"samples": samples, "pairs_per_instruction": 2}, format="json")
     assert r.status_code == 400 and "annotate_pairs --samples" in r.json()["samples"][0]
+
+
+def test_annotate_pairs_and_samples_name_an_api_key_variable_the_web_process_lacks(workspace, admin_user, llm_server,
+                                                                                   llm_endpoint, monkeypatch):
+    """These two answer in the request, so the LLM is called by the web process: a key variable set only
+    in the workers' environment (as the README recommends) is a 400 naming it, and nothing is written."""
+    from annotation.models import Dataset
+    from judging.evaluation.simulation import simulated_annotator_create
+
+    monkeypatch.delenv("PREFLAB_TEST_WORKER_ONLY_KEY", raising=False)
+    llm_server.responder = judge_responder
+    judge = make_judge(workspace, llm_endpoint(api_key_env="PREFLAB_TEST_WORKER_ONLY_KEY"), method="pairwise")
+    simulated_annotator_create(workspace=workspace, name="keyless", judge=judge)
+    datasets = Dataset.objects.count()
+    api = client_for(admin_user)
+    pairs = [{"instruction": "x", "output_1": "quality=5", "output_2": "quality=1"}]
+    r = api.post(f"/api/v1/workspaces/{workspace.pk}/annotate-pairs/", {"pairs": pairs}, format="json")
+    assert r.status_code == 400, r.content
+    assert "PREFLAB_TEST_WORKER_ONLY_KEY" in r.json()["annotators"][0] and "keyless" in r.json()["annotators"][0]
+    r = api.post(f"/api/v1/workspaces/{workspace.pk}/annotate-samples/",
+                 {"samples": [{"instruction": "s", "outputs": ["quality=1", "quality=3"]}]}, format="json")
+    assert r.status_code == 400 and "PREFLAB_TEST_WORKER_ONLY_KEY" in r.json()["annotators"][0]
+    assert Dataset.objects.count() == datasets and llm_server.count == 0
+    # with the variable set here too, the same call answers
+    monkeypatch.setenv("PREFLAB_TEST_WORKER_ONLY_KEY", "sk-test")
+    r = api.post(f"/api/v1/workspaces/{workspace.pk}/annotate-pairs/", {"pairs": pairs}, format="json")
+    assert r.status_code == 200 and r.json()["annotations"][0]["preference"] == 1
