@@ -2,6 +2,7 @@
 loss), one schema across JSONL and Parquet (datasets concatenates them), tied rows marked, the
 unpaired (KTO) export and the raw export of every response, over the API, the CLI and the job."""
 import io
+import re
 
 import orjson
 import pytest
@@ -10,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from annotation.exports import triplets_export, unpaired_export
+from annotation.job_selectors import job_download_name
 from annotation.jobs import job_chunk_execute, job_create
 from annotation.models import Job, Membership, Response
 from tests.factories import (
@@ -218,6 +220,7 @@ def test_export_job_and_page_for_each_kind(mixed, admin_user, settings, tmp_path
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED and job.result["export"] == "responses" and job.result["rows"] == 5
     assert pq.read_table(job.output_file).num_rows == 5
+    assert re.fullmatch(rf"{mixed.name}-responses-\d{{4}}-\d\d-\d\d\.parquet", job_download_name(job))
     with pytest.raises(ValidationError) as err:
         job_create(kind="export", workspace=mixed.workspace, dataset=mixed, params={"export": "everything"},
                    start=False)
