@@ -118,8 +118,9 @@ class Client:
             batch_size: int = 500, progress: bool = True) -> dict:
         """Import records in batches (POST /datasets/{id}/records/). `records`: dicts, a pandas DataFrame or a
         datasets.Dataset; `mapping` renames columns: {column: "external_id" | "priority" | "metadata.<key>" |
-        <field name>}; other columns keep their names ("id" is the external id, "metadata" a dict). Valid
-        lines are stored; rejected ones raise RejectedLines (line numbers over the whole call) at the end."""
+        <field name>}. With a mapping only the columns it names are sent (and "id"/"external_id", "priority",
+        "metadata" as a dict); without one every column is a field under its own name. Valid lines are
+        stored; rejected ones raise RejectedLines (line numbers over the whole call) at the end."""
         rows = (_record_of(row, mapping) for row in _rows(records))
         return self._import_batches(f"datasets/{_id(dataset)}/records/", rows, total=_length(records),
                                     batch_size=batch_size, progress=progress, params={})
