@@ -231,6 +231,12 @@ def test_export_job_and_page_for_each_kind(mixed, admin_user, settings, tmp_path
     assert 'name="export"' in html and 'name="trl_margin"' in html
     assert f"/api/v1/datasets/{mixed.pk}/unpaired/?format=jsonl" in html
     assert f"/api/v1/datasets/{mixed.pk}/responses-export/?format=parquet" in html
+    links = re.findall(r'data-export-file="([a-z]+)-([a-z]+)" href="([^"]+)"', html)
+    assert sorted({kind for kind, _, _ in links}) == ["responses", "unpaired"] and len(links) == 6
+    for kind, fmt, href in links:
+        resp = client.get(href.replace("&amp;", "&"))
+        body = b"".join(resp.streaming_content)
+        assert resp.status_code == 200 and (body[:4] == b"PAR1" if fmt == "parquet" else body), (kind, fmt)
     settings.CELERY_TASK_ALWAYS_EAGER = True
     resp = client.post(f"/datasets/{mixed.pk}/export/", {"export": "unpaired", "format": "jsonl", "style": "standard"})
     job = Job.objects.filter(kind="export").latest("pk")
