@@ -151,6 +151,7 @@ class _RowWriter:
         position, plan = self.position, self.plan
         row = r.row
         prompt = self._prompt(t[offset + position[plan.prompt_field]], row)
+        human = r.origin == "human"
         for pair in r.results:
             if self.plain_text:
                 chosen = t[offset + position[pair.chosen]] or ""
@@ -161,8 +162,9 @@ class _RowWriter:
                                  plan.conversational)
             out = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "record_id": row[0],
                    "external_id": row[1], "chosen_field": pair.chosen, "rejected_field": pair.rejected,
-                   "annotators": r.voters, "agreement": pair.agreement, **_margins(pair, r.origin), "tie": pair.tie,
-                   "source": r.origin}
+                   "annotators": r.voters, "agreement": pair.agreement, "vote_margin": pair.vote_margin,
+                   "rank_margin": pair.rank_margin, "strength_margin": pair.score_margin if human else None,
+                   "judge_margin": None if human else pair.score_margin, "tie": pair.tie, "source": r.origin}
             if self.with_ratings:
                 out["ratings"] = _ratings(r.raws, pair.chosen, pair.rejected) if r.raws else None
             if plan.trl_margin is not None:
@@ -187,7 +189,7 @@ class _RowWriter:
 
 
 def _margins(pair: PairResult, origin: str) -> dict[str, float | None]:
-    """The pair's margin columns, each with one meaning (see the package docs)."""
+    """The pair's margin columns, each with one meaning (see the package docs; _RowWriter writes the same)."""
     human = origin == "human"
     return {"vote_margin": pair.vote_margin, "rank_margin": pair.rank_margin,
             "strength_margin": pair.score_margin if human else None,
