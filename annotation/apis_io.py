@@ -27,7 +27,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from . import access
-from .exports import CONTENT_TYPES, export_file_name, export_params_parse, triplets_chunks, triplets_export
+from .exports import CONTENT_TYPES, export_chunks, export_kind_file_name, export_kind_parse, export_rows
 from .imports import (
     CountingStream,
     ImportFormatError,
@@ -165,44 +165,77 @@ class _AnyFormatNegotiation:
         return JSONRenderer(), JSONRenderer.media_type
 
 
+def _export_response(request, dataset_id: int, kind: str) -> StreamingHttpResponse:
+    """The streamed file of one export kind; a bad parameter is a 400 naming it, before any byte."""
+    dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
+    params = export_kind_parse(kind, {k: v for k, v in request.query_params.items()})
+    fmt = params.pop("format")
+    rows = export_rows(kind, dataset=dataset, params=params)  # raises ValidationError before any byte
+    response = StreamingHttpResponse(export_chunks(kind, rows, fmt=fmt, params=params), content_type=CONTENT_TYPES[fmt])
+    filename = export_kind_file_name(kind, dataset, fmt=fmt, params=params, day=timezone.localdate())
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+_FILE_RESPONSES = {(200, "application/x-ndjson"): OpenApiTypes.BINARY, (200, "text/csv"): OpenApiTypes.BINARY,
+                   (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY}
+_PAIR_PARAMETERS = [
+    OpenApiParameter("format", str, enum=["jsonl", "csv", "parquet"]),
+    OpenApiParameter("question", str),
+    OpenApiParameter("pairs", str, enum=["best_worst", "all", "best_vs_rest"]),
+    OpenApiParameter("resolve", str, enum=["majority", "mean_rank"]),
+    OpenApiParameter("source", str, enum=["human", "suggestions", "both"]),
+    OpenApiParameter("include_ties", bool),
+    OpenApiParameter("style", str, enum=["standard", "conversational"]),
+    OpenApiParameter("min_margin", float),
+    OpenApiParameter("margin_from", str, enum=["votes", "strength"]),
+    OpenApiParameter("include_both_bad", bool),
+]
+
+
 class TripletsExportApi(APIView):
     """GET /datasets/{id}/triplets/: preference triplets, streamed. Workspace admins only.
 
     Query: format=jsonl|csv|parquet, question, pairs=best_worst|all|best_vs_rest,
     resolve=majority|mean_rank, source=human|suggestions|both, include_ties=false|true,
-    style=standard|conversational, min_margin=<number>, margin_from=votes|strength (strength: a graded
-    preference's strength as `margin`), include_both_bad=false|true. A bad parameter is a 400 naming it.
+    style=standard|conversational, min_margin=<number>, margin_from=votes|strength (which margin
+    min_margin reads), include_both_bad=false|true, trl_margin=vote_margin|rank_margin|strength_margin|
+    judge_margin (adds TRL's `margin` column, a copy of that one). A bad parameter is a 400 naming it.
     JSONL and CSV are streamed row by row; Parquet row group by row group (its footer last).
     """
 
     renderer_classes = [JSONRenderer]
     content_negotiation_class = _AnyFormatNegotiation
 
-    @extend_schema(
-        responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY,
-                   (200, "text/csv"): OpenApiTypes.BINARY,
-                   (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY},
-        parameters=[
-            OpenApiParameter("format", str, enum=["jsonl", "csv", "parquet"]),
-            OpenApiParameter("question", str),
-            OpenApiParameter("pairs", str, enum=["best_worst", "all", "best_vs_rest"]),
-            OpenApiParameter("resolve", str, enum=["majority", "mean_rank"]),
-            OpenApiParameter("source", str, enum=["human", "suggestions", "both"]),
-            OpenApiParameter("include_ties", bool),
-            OpenApiParameter("style", str, enum=["standard", "conversational"]),
-            OpenApiParameter("min_margin", float),
-            OpenApiParameter("margin_from", str, enum=["votes", "strength"]),
-            OpenApiParameter("include_both_bad", bool),
-        ])
+    @extend_schema(responses=_FILE_RESPONSES, parameters=[
+        *_PAIR_PARAMETERS,
+        OpenApiParameter("trl_margin", str, enum=["vote_margin", "rank_margin", "strength_margin", "judge_margin"])])
     def get(self, request, dataset_id: int):
-        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
-        params = export_params_parse({k: v for k, v in request.query_params.items()})
-        fmt = params.pop("format")
-        rows = triplets_export(dataset=dataset, **params)  # raises ValidationError before any byte
-        body = triplets_chunks(rows, fmt=fmt, style=params["style"], source=params["source"])
-        response = StreamingHttpResponse(body, content_type=CONTENT_TYPES[fmt])
-        filename = export_file_name(dataset, fmt=fmt, style=params["style"], source=params["source"],
-                                    day=timezone.localdate())
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return _export_response(request, dataset_id, "triplets")
+
+
+class UnpairedExportApi(APIView):
+    """GET /datasets/{id}/unpaired/: TRL's unpaired preference rows (prompt, completion, label) for KTO,
+    streamed. Workspace admins only. The triplet export's options (trl_margin aside)."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _AnyFormatNegotiation
+
+    @extend_schema(responses=_FILE_RESPONSES, parameters=_PAIR_PARAMETERS)
+    def get(self, request, dataset_id: int):
+        return _export_response(request, dataset_id, "unpaired")
+
+
+class ResponsesExportApi(APIView):
+    """GET /datasets/{id}/responses-export/: every annotator response, one row each, streamed.
+    Workspace admins only. Query: format=jsonl|csv|parquet, status=draft|submitted|discarded."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _AnyFormatNegotiation
+
+    @extend_schema(responses=_FILE_RESPONSES, parameters=[
+        OpenApiParameter("format", str, enum=["jsonl", "csv", "parquet"]),
+        OpenApiParameter("status", str, enum=["draft", "submitted", "discarded"])])
+    def get(self, request, dataset_id: int):
+        return _export_response(request, dataset_id, "responses")

@@ -274,6 +274,10 @@ class MemberForm(forms.Form):
 
 
 class ExportForm(forms.Form):
+    export = forms.ChoiceField(choices=[("triplets", "triplets (DPO, reward models)"),
+                                        ("unpaired", "unpaired: prompt, completion, label (KTO)"),
+                                        ("responses", "raw responses (one row per answer)")],
+                               required=False, initial="triplets", label="Export")
     format = forms.ChoiceField(choices=[("jsonl", "JSONL"), ("csv", "CSV"), ("parquet", "Parquet")])
     style = forms.ChoiceField(choices=[("standard", "standard"), ("conversational", "conversational")],
                               required=False, initial="standard")
@@ -287,6 +291,9 @@ class ExportForm(forms.Form):
     margin_from = forms.ChoiceField(choices=[("votes", "votes"), ("strength", "strength (graded preference)")],
                                     required=False, initial="votes", label="Margin from")
     include_both_bad = forms.BooleanField(required=False, label="Include records called both bad")
+    trl_margin = forms.ChoiceField(choices=[("", "none"), ("vote_margin", "vote margin"), ("rank_margin", "rank margin"),
+                                            ("strength_margin", "strength margin"), ("judge_margin", "judge margin")],
+                                   required=False, initial="", label="TRL margin column (RewardTrainer's loss)")
     question = forms.ChoiceField(required=False, choices=[("", "first ranking")])
 
     def __init__(self, *args, dataset=None, **kwargs):

@@ -16,13 +16,12 @@ from django.utils import timezone
 
 from .exports import (
     EXTENSIONS,
-    export_file_name,
-    export_params_parse,
+    export_count,
+    export_kind_file_name,
+    export_kind_parse,
+    export_rows,
     export_target,
-    file_name_part,
-    triplets_export,
-    triplets_export_count,
-    triplets_write,
+    export_write,
 )
 from .imports import (
     FORMATS,
@@ -137,16 +136,25 @@ class ImportJobHandler:
         return None
 
 
+def _export_job_params(job: Job) -> tuple[str, dict]:
+    """The export kind (params["export"]: triplets, unpaired or responses) and its checked options."""
+    params = dict(job.params or {})
+    kind = params.pop("export", None) or "triplets"
+    return kind, export_kind_parse(kind, params)
+
+
 class ExportJobHandler:
-    """kind "export": write the dataset's triplets to MEDIA_ROOT/exports/<job id>.<ext>.
+    """kind "export": write the dataset's export to MEDIA_ROOT/exports/<job id>.<ext>.
 
     job_create(kind="export", workspace=ws, dataset=ds, created_by=user,
-               params={"format": "jsonl" | "csv" | "parquet", "question": None, "pairs": "best_worst",
+               params={"export": "triplets" | "unpaired" | "responses",
+                       "format": "jsonl" | "csv" | "parquet", "question": None, "pairs": "best_worst",
                        "resolve": "majority", "source": "human", "include_ties": False,
-                       "style": "standard", "min_margin": None})
-    (every key optional; the same options as GET /datasets/{id}/triplets/). job.total = records,
-    job.done = records walked; when done job.output_file is the file's path and job.result
-    {"rows", "format", "file"}.
+                       "style": "standard", "min_margin": None, "trl_margin": None})
+    (every key optional; the same options as GET /datasets/{id}/triplets/, /unpaired/ or, for
+    responses, format and status as /responses-export/). job.total = records (responses for the raw
+    export), job.done = walked; when done job.output_file is the file's path and job.result
+    {"rows", "format", "file", "export"}.
     """
 
     kind = "export"
@@ -156,14 +164,15 @@ class ExportJobHandler:
     def plan(self, job: Job, plan_input: object = None) -> list[dict]:
         if job.dataset_id is None:
             raise ValidationError({"dataset": "an export job needs a dataset"})
-        params = export_params_parse(job.params or {})
-        export_target(job.dataset, params["question"])  # a bad question fails now, not in the worker
-        job.params = params
-        job.total = triplets_export_count(job.dataset)
+        kind, params = _export_job_params(job)
+        if kind != "responses":
+            export_target(job.dataset, params["question"])  # a bad question fails now, not in the worker
+        job.params = {"export": kind, **params}
+        job.total = export_count(kind, job.dataset)
         return [{}]
 
     def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
-        params = export_params_parse(job.params or {})
+        kind, params = _export_job_params(job)
         fmt = params.pop("format")
         directory = Path(settings.MEDIA_ROOT) / "exports"
         directory.mkdir(parents=True, exist_ok=True)
@@ -174,30 +183,30 @@ class ExportJobHandler:
             ctx.progress(done=n)
             ctx.check_cancelled()
 
-        rows = triplets_export(dataset=job.dataset, on_progress=on_progress, **params)
+        rows = export_rows(kind, dataset=job.dataset, params=params, on_progress=on_progress)
         try:
             with open(part, "wb") as out:
-                count = triplets_write(rows, out, fmt=fmt, style=params["style"], source=params["source"])
+                count = export_write(kind, rows, out, fmt=fmt, params=params)
             os.replace(part, path)
         finally:
             if part.exists():
                 part.unlink()
         Job.objects.filter(pk=job.pk).update(
-            output_file=str(path), total=Record.objects.filter(dataset_id=job.dataset_id).count(),
-            result={"rows": count, "format": fmt, "file": path.name})
+            output_file=str(path), total=export_count(kind, job.dataset),
+            result={"rows": count, "format": fmt, "file": path.name, "export": kind})
 
     def finish(self, job: Job) -> None:
         return None
 
     def download_name(self, job: Job) -> str:
-        """Dataset, style, source and the day the file was written, like the API's direct download."""
-        params = job.params or {}  # as plan() stored them, checked; read leniently, a name must never fail
+        """Dataset, export, style, source and the day the file was written, like the API's direct download."""
+        params = dict(job.params or {})  # as plan() stored them, checked; read leniently, a name must never fail
+        kind = params.pop("export", None) or "triplets"
         fmt = Path(job.output_file).suffix.lstrip(".") or "jsonl"
         made = job.finished_at or job.updated_at or timezone.now()
-        return export_file_name(job.dataset, fmt=fmt if fmt in EXTENSIONS else "jsonl",
-                                style=file_name_part(str(params.get("style") or "standard"), "standard"),
-                                source=file_name_part(str(params.get("source") or "human"), "human"),
-                                day=timezone.localdate(made))
+        return export_kind_file_name(kind if kind in ("triplets", "unpaired", "responses") else "triplets", job.dataset,
+                                     fmt=fmt if fmt in EXTENSIONS else "jsonl", params=params,
+                                     day=timezone.localdate(made))
 
 
 class DatasetDeleteJobHandler:

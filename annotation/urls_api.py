@@ -19,5 +19,8 @@ urlpatterns: list = [
     # --- import/export (apis_io) ---
     path("datasets/<int:dataset_id>/import-pairs/", apis_io.PairsImportApi.as_view(), name="api-dataset-import-pairs"),
     path("datasets/<int:dataset_id>/triplets/", apis_io.TripletsExportApi.as_view(), name="api-dataset-triplets"),
+    path("datasets/<int:dataset_id>/unpaired/", apis_io.UnpairedExportApi.as_view(), name="api-dataset-unpaired"),
+    path("datasets/<int:dataset_id>/responses-export/", apis_io.ResponsesExportApi.as_view(),
+         name="api-dataset-responses-export"),
     # --- end import/export ---
 ]

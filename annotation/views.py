@@ -531,15 +531,23 @@ def dataset_export(request, dataset_id: int):
         messages.error(request, "Export: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return redirect("dashboard", dataset.pk)
     d = form.cleaned_data
-    params = {"format": d["format"], "style": d.get("style") or "standard", "pairs": d.get("pairs") or "best_worst",
-              "resolve": d.get("resolve") or "majority", "source": d.get("source") or "human",
-              "include_ties": bool(d.get("include_ties")), "margin_from": d.get("margin_from") or "votes",
-              "include_both_bad": bool(d.get("include_both_bad"))}
-    if d.get("question"):
-        params["question"] = d["question"]
+    kind = d.get("export") or "triplets"
+    if kind == "responses":
+        params = {"export": kind, "format": d["format"]}
+        name = f"export responses {params['format']}"
+    else:
+        params = {"export": kind, "format": d["format"], "style": d.get("style") or "standard",
+                  "pairs": d.get("pairs") or "best_worst", "resolve": d.get("resolve") or "majority",
+                  "source": d.get("source") or "human", "include_ties": bool(d.get("include_ties")),
+                  "margin_from": d.get("margin_from") or "votes", "include_both_bad": bool(d.get("include_both_bad"))}
+        if d.get("question"):
+            params["question"] = d["question"]
+        if d.get("trl_margin") and kind == "triplets":
+            params["trl_margin"] = d["trl_margin"]
+        name = f"export {kind} {params['format']} ({params['style']})"
     try:
         job = job_create(kind="export", workspace=dataset.workspace, dataset=dataset, created_by=request.user,
-                         name=f"export {params['format']} ({params['style']})", params=params)
+                         name=name, params=params)
     except ValidationError as exc:
         messages.error(request, "Export: " + "; ".join(exc.messages))
         return redirect("dashboard", dataset.pk)

@@ -17,38 +17,57 @@ Resolution rules (per record, per pair of ranked fields):
 - every submitted response gives one vote per pair: the field with the lower rank wins, equal
   ranks are a tie vote; discarded and draft responses never count;
 - majority: the pair's winner has strictly more votes than the other side;
-  agreement = winning votes / submitted responses of the record,
-  margin = (winning votes - losing votes) / submitted responses;
+  agreement = winning votes / submitted responses of the record;
   the resolved order of the fields is their Copeland score (pairs won minus pairs lost);
-- mean_rank: mean rank per field (lower is better); margin = difference of the mean ranks;
+- mean_rank: mean rank per field (lower is better);
   agreement = share of annotators whose own ranking puts the pair in the resolved order;
-- pairs without a strict winner are left out unless include_ties (then margin 0, chosen and
-  rejected in field order, agreement = share of annotators who ranked the pair as a tie).
-Suggestions (source=suggestions) are votes too, one per agent; their margin is the mean over
-agents of the agent's score (signed: + when the agent agrees with the resolved winner, - when
-not, 0 for a tie) when every agent gave a score, else the mean rank difference; the `ratings`
+- pairs without a strict winner are left out unless include_ties (then every margin is 0, `tie` is
+  true, chosen and rejected in field order, agreement = share of annotators who ranked the pair as a tie).
+Margins: no column is named `margin` unless asked for, because TRL's RewardTrainer reads a column of
+that name into its loss (-logsigmoid(r_chosen - r_rejected - margin)). Each margin column has one meaning:
+  vote_margin     = (winning votes - losing votes) / voters;
+  rank_margin     = mean rank of the rejected field - mean rank of the chosen one;
+  strength_margin = a graded preference's strength, signed (+ when the annotator agrees with the
+                    resolved winner, - when not, 0 for a tie) and averaged over annotators (human rows);
+  judge_margin    = the same over the judges' suggestion scores, when every judge gave one (suggestion rows).
+trl_margin=<one of them> adds TRL's `margin` column, a copy of that one (rows where it is empty are left out).
+min_margin reads the resolution's own margin: vote_margin under majority, rank_margin under mean_rank,
+strength_margin with margin_from=strength, judge_margin for suggestions (rank_margin when a judge gave no score).
+Suggestions (source=suggestions) are votes too, one per agent; the `ratings`
 column carries per-field ratings found in the suggestions' raw output ({"ratings": {field: n}}).
 source=both uses the humans where a record has a submitted response, its suggestions otherwise.
 Pairs: best_worst = the single best vs the single worst field (left out when several tie for
 either end, unless include_ties); all = every pair with a strict winner; best_vs_rest = the best
-field vs each other one. min_margin drops rows whose margin is below it.
+field vs each other one. min_margin drops rows whose margin (the one it reads, above) is below it.
 Graded preferences (a preference question: {"preferred": field, "strength": s, "both_bad": bool}):
-each answer with a preferred field is one vote as above; margin_from=strength sets margin to the mean
-over the record's votes of the strength, signed (+ when the vote agrees with the resolved winner,
-- when not), so one annotator's "much better" = 3 gives margin 3. An answer calling both responses
+each answer with a preferred field is one vote as above; strength_margin is the mean over the record's
+votes of the strength, signed, so one annotator's "much better" = 3 gives strength_margin 3. An answer calling both responses
 bad still votes when it also prefers one; a record most of whose answers call both bad
 (rankings.both_bad_by_majority) is left out unless include_both_bad.
 """
+from .kinds import (
+    EXPORT_KINDS,
+    export_chunks,
+    export_columns,
+    export_count,
+    export_kind_file_name,
+    export_kind_parse,
+    export_rows,
+    export_schema,
+    export_write,
+)
 from .parameters import (
     BASE_COLUMNS,
     CONTENT_TYPES,
     EXTENSIONS,
     FORMATS,
+    MARGIN_COLUMNS,
     MARGIN_FROM,
     PAIRS,
     RESOLVE,
     SOURCES,
     STYLES,
+    TRL_MARGIN,
     Target,
     columns_for,
     export_file_name,
@@ -58,7 +77,9 @@ from .parameters import (
 )
 from .reading import prefetch_possible
 from .resolution import PairResult, resolve_pairs
+from .responses import RESPONSE_STATUSES, RESPONSES_COLUMNS, responses_export
 from .triplets import triplets_export, triplets_export_count
+from .unpaired import UNPAIRED_COLUMNS, unpaired_export, unpaired_rows
 from .writers import (
     csv_chunks,
     jsonl_chunks,
@@ -70,6 +91,9 @@ from .writers import (
 )
 
 __all__ = [
+    "EXPORT_KINDS", "MARGIN_COLUMNS", "RESPONSE_STATUSES", "RESPONSES_COLUMNS", "TRL_MARGIN", "UNPAIRED_COLUMNS",
+    "export_chunks", "export_columns", "export_count", "export_kind_file_name", "export_kind_parse", "export_rows",
+    "export_schema", "export_write", "responses_export", "unpaired_export", "unpaired_rows",
     "BASE_COLUMNS", "CONTENT_TYPES", "EXTENSIONS", "FORMATS", "MARGIN_FROM", "PAIRS", "RESOLVE", "SOURCES", "STYLES",
     "PairResult", "Target",
     "columns_for", "csv_chunks", "export_file_name", "export_params_parse", "export_target", "jsonl_chunks",

@@ -22,11 +22,15 @@ FORMATS = ("jsonl", "csv", "parquet")
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
                  "parquet": "application/vnd.apache.parquet"}
+MARGIN_COLUMNS = ("vote_margin", "rank_margin", "strength_margin", "judge_margin")
 BASE_COLUMNS = ("prompt", "chosen", "rejected", "record_id", "external_id", "chosen_field", "rejected_field",
-                "annotators", "agreement", "margin", "source")
+                "annotators", "agreement", *MARGIN_COLUMNS, "tie", "source")
 MARGIN_FROM = ("votes", "strength")
+# trl_margin=<column>: TRL's RewardTrainer reads a column named `margin` into its loss
+# (-logsigmoid(r_chosen - r_rejected - margin)); it is written only when asked for, from one named column.
+TRL_MARGIN = MARGIN_COLUMNS
 PARAMETERS = {"format", "question", "pairs", "resolve", "source", "include_ties", "style", "min_margin",
-              "margin_from", "include_both_bad"}
+              "margin_from", "include_both_bad", "trl_margin"}
 
 
 def file_name_part(text: str, fallback: str = "dataset") -> str:
@@ -36,15 +40,16 @@ def file_name_part(text: str, fallback: str = "dataset") -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_text)[:80].strip("-") or fallback
 
 
-def export_file_name(dataset: Dataset, *, fmt: str, style: str, source: str, day: datetime.date) -> str:
+def export_file_name(dataset: Dataset, *, fmt: str, style: str, source: str, day: datetime.date,
+                     kind: str = "triplets") -> str:
     """The file name of a triplet export, saying what is in it and when it was made, so that two exports
     never land on the same name: `helpfulness-triplets-conversational-human-2026-12-03.jsonl`."""
     name = file_name_part(dataset.name, fallback=f"dataset-{dataset.pk}")
-    return f"{name}-triplets-{style}-{source}-{day.isoformat()}.{EXTENSIONS[fmt]}"
+    return f"{name}-{kind}-{style}-{source}-{day.isoformat()}.{EXTENSIONS[fmt]}"
 
 
-def columns_for(source: str) -> tuple[str, ...]:
-    return BASE_COLUMNS + (("ratings",) if source != "human" else ())
+def columns_for(source: str, trl_margin: str | None = None) -> tuple[str, ...]:
+    return BASE_COLUMNS + (("ratings",) if source != "human" else ()) + (("margin",) if trl_margin else ())
 
 
 def export_params_parse(params: dict, *, with_format: bool = True) -> dict:
@@ -62,6 +67,7 @@ def export_params_parse(params: dict, *, with_format: bool = True) -> dict:
     out["include_ties"] = bool_param("include_ties", params.get("include_ties"))
     out["include_both_bad"] = bool_param("include_both_bad", params.get("include_both_bad"))
     out["question"] = params.get("question") or None
+    out["trl_margin"] = _choice("trl_margin", params["trl_margin"], TRL_MARGIN) if params.get("trl_margin") else None
     out["min_margin"] = _number_or_none("min_margin", params.get("min_margin"))
     return out
 

@@ -6,19 +6,31 @@ from dataclasses import dataclass
 
 @dataclass
 class PairResult:
+    """One resolved pair. Its margins, each with one meaning (0.0 for a tie):
+    vote_margin  (winning votes - losing votes) / voters;
+    rank_margin  mean rank of the rejected field - mean rank of the chosen one;
+    score_margin the voters' scores (a graded preference's strength, a judge's score), signed (+ when
+                 the voter agrees with the resolved winner) and averaged; None unless every voter scored.
+    `margin` is the one of them that the resolution reads (min_margin filters on it)."""
+
     chosen: str
     rejected: str
     agreement: float
     margin: float
     tie: bool
+    vote_margin: float = 0.0
+    rank_margin: float = 0.0
+    score_margin: float | None = None
 
 
 def record_pairs(fields: tuple[str, ...], votes: list[dict[str, int]], *, resolve: str, pairs: str,
-                 include_ties: bool, scores: list[float | None] | None = None) -> list[PairResult]:
-    """resolve_pairs, with a short way for the common case: two fields, one annotator."""
+                 include_ties: bool, scores: list[float | None] | None = None,
+                 margin_by: str | None = None) -> list[PairResult]:
+    """resolve_pairs, with a short way for the common case: two fields, one annotator, no scores."""
     if len(fields) == 2 and len(votes) == 1 and scores is None:
         return one_vote_pair(fields, votes[0], resolve=resolve, include_ties=include_ties)
-    return resolve_pairs(fields, votes, resolve=resolve, pairs=pairs, include_ties=include_ties, scores=scores)
+    return resolve_pairs(fields, votes, resolve=resolve, pairs=pairs, include_ties=include_ties, scores=scores,
+                         margin_by=margin_by)
 
 
 def one_vote_pair(fields: tuple[str, str], vote: dict[str, int], *, resolve: str,
@@ -28,28 +40,31 @@ def one_vote_pair(fields: tuple[str, str], vote: dict[str, int], *, resolve: str
     ra, rb = vote.get(a), vote.get(b)
     if ra is None or rb is None:
         return []
+    ranks = float(abs(ra - rb))
+    margin = ranks if resolve == "mean_rank" else 1.0
     if ra < rb:
-        result = PairResult(a, b, 1.0, 1.0, False)
-    elif rb < ra:
-        result = PairResult(b, a, 1.0, 1.0, False)
-    elif include_ties:
+        return [PairResult(a, b, 1.0, margin, False, vote_margin=1.0, rank_margin=ranks)]
+    if rb < ra:
+        return [PairResult(b, a, 1.0, margin, False, vote_margin=1.0, rank_margin=ranks)]
+    if include_ties:
         return [PairResult(a, b, 1.0, 0.0, True)]
-    else:
-        return []
-    if resolve == "mean_rank":
-        result.margin = float(abs(ra - rb))
-    return [result]
+    return []
 
 
 def resolve_pairs(fields: tuple[str, ...], votes: list[dict[str, int]], *, resolve: str, pairs: str,
-                  include_ties: bool, scores: list[float | None] | None = None) -> list[PairResult]:
-    """The pairs of one record, resolved across its voters (annotators or suggestion agents)."""
+                  include_ties: bool, scores: list[float | None] | None = None,
+                  margin_by: str | None = None) -> list[PairResult]:
+    """The pairs of one record, resolved across its voters (annotators or suggestion agents).
+    margin_by (votes | ranks | scores) names the margin min_margin reads; by default the votes under
+    majority, the ranks under mean_rank, and for scored voters (suggestions) their scores when every
+    voter has one, else the ranks. Scores that are missing for a voter fall back to the ranks."""
     if not votes:
         return []
     present = [f for f in fields if any(f in v for v in votes)]
     if len(present) < 2:
         return []
-    record = _RecordVotes(present, votes, resolve=resolve, include_ties=include_ties, scores=scores)
+    record = _RecordVotes(present, votes, resolve=resolve, include_ties=include_ties, scores=scores,
+                          margin_by=margin_by)
     if pairs == "all":
         return [r for r in (record.pair(a, b) for a, b in record.tally) if r is not None]
     return record.best_pairs(pairs)
@@ -60,7 +75,7 @@ class _RecordVotes:
     fields, and each pair's winner, agreement and margin."""
 
     def __init__(self, present: list[str], votes: list[dict[str, int]], *, resolve: str, include_ties: bool,
-                 scores: list[float | None] | None):
+                 scores: list[float | None] | None, margin_by: str | None = None):
         self.present = present
         self.votes = votes
         self.n = len(votes)
@@ -69,48 +84,50 @@ class _RecordVotes:
         self.include_ties = include_ties
         self.scores = scores
         self.use_scores = scores is not None and len(scores) == self.n and all(s is not None for s in scores)
-        if resolve == "majority":
-            self.means = None
+        self.means = _mean_ranks(present, votes)
+        self.majority = resolve == "majority"
+        if self.majority:
             score = _copeland(present, self.tally)
             self.key = {f: -score[f] for f in present}
         else:
-            self.means = _mean_ranks(present, votes)
             self.key = self.means
+        if margin_by is None:
+            margin_by = "scores" if scores is not None else "ranks" if resolve == "mean_rank" else "votes"
+        if margin_by == "scores" and not self.use_scores:
+            margin_by = "ranks"
+        self.margin_by = margin_by
 
     def pair(self, a: str, b: str) -> PairResult | None:
         if self.index[a] > self.index[b]:
             a, b = b, a
         wa, wb, t = self.tally[(a, b)]
-        if self.means is None:
+        if self.majority:
             winner = a if wa > wb else b if wb > wa else None
         else:
             winner = a if self.means[a] < self.means[b] else b if self.means[b] < self.means[a] else None
         if winner is None:
             if not self.include_ties:
                 return None
-            return PairResult(a, b, t / self.n, 0.0, True)
+            return PairResult(a, b, t / self.n, 0.0, True, score_margin=0.0 if self.use_scores else None)
         loser = b if winner == a else a
         w_votes, l_votes = (wa, wb) if winner == a else (wb, wa)
-        return PairResult(winner, loser, w_votes / self.n, float(self._margin(winner, loser, w_votes, l_votes)),
-                          False)
+        margins = {"votes": (w_votes - l_votes) / self.n, "ranks": float(self.means[loser] - self.means[winner]),
+                   "scores": self._score_margin(winner, loser)}
+        return PairResult(winner, loser, w_votes / self.n, float(margins[self.margin_by]), False,
+                          vote_margin=float(margins["votes"]), rank_margin=margins["ranks"],
+                          score_margin=margins["scores"])
 
-    def _margin(self, winner: str, loser: str, w_votes: int, l_votes: int) -> float:
-        votes, scores = self.votes, self.scores
-        if self.use_scores:
-            signed = []
-            for v, s in zip(votes, scores):
-                rw, rl = v.get(winner), v.get(loser)
-                if rw is None or rl is None or rw == rl:
-                    signed.append(0.0)
-                else:
-                    signed.append(float(s) if rw < rl else -float(s))
-            return sum(signed) / len(signed)
-        if scores is not None:  # suggestions without scores: rank difference
-            diffs = [v[loser] - v[winner] for v in votes if winner in v and loser in v]
-            return sum(diffs) / len(diffs) if diffs else 0.0
-        if self.means is None:
-            return (w_votes - l_votes) / self.n
-        return self.means[loser] - self.means[winner]
+    def _score_margin(self, winner: str, loser: str) -> float | None:
+        if not self.use_scores:
+            return None
+        signed = []
+        for v, s in zip(self.votes, self.scores):
+            rw, rl = v.get(winner), v.get(loser)
+            if rw is None or rl is None or rw == rl:
+                signed.append(0.0)
+            else:
+                signed.append(float(s) if rw < rl else -float(s))
+        return sum(signed) / len(signed)
 
     def best_pairs(self, pairs: str) -> list[PairResult]:
         """best_worst: the best field vs the worst; best_vs_rest: the best vs each other field."""

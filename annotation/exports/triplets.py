@@ -18,7 +18,7 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
                     resolve: str = "majority", source: str = "human", include_ties: bool = False,
                     style: str = "standard", min_margin: float | None = None,
                     margin_from: str = "votes", include_both_bad: bool = False,
-                    chunk_size: int = CHUNK_RECORDS,
+                    trl_margin: str | None = None, chunk_size: int = CHUNK_RECORDS,
                     on_progress: Callable[[int], None] | None = None) -> Iterator[dict]:
     """Yield the preference triplets of a dataset, streamed (see the package docstring for the rules).
 
@@ -27,18 +27,23 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
     """
     export_params_parse({"pairs": pairs, "resolve": resolve, "source": source, "style": style,
                          "include_ties": include_ties, "min_margin": min_margin, "margin_from": margin_from,
-                         "include_both_bad": include_both_bad}, with_format=False)
+                         "include_both_bad": include_both_bad, "trl_margin": trl_margin}, with_format=False)
     target = export_target(dataset, question)
     if margin_from == "strength" and not target.graded:
         raise ValidationError({"margin_from": f"'strength' needs a preference question; {target.question.name!r} "
                                               f"is a {target.question.kind} question"})
+    if trl_margin == "strength_margin" and not target.graded:
+        raise ValidationError({"trl_margin": f"'strength_margin' needs a preference question; {target.question.name!r} "
+                                             f"is a {target.question.kind} question"})
+    if trl_margin == "judge_margin" and source == "human":
+        raise ValidationError({"trl_margin": "'judge_margin' needs source=suggestions or both (judges' scores)"})
     kinds = dict(dataset.fields.values_list("name", "kind"))
     prompt_field = dataset.prompt_field
     if prompt_field not in kinds:
         raise ValidationError({"prompt_field": f"the dataset's prompt field {prompt_field!r} is not one of its fields"})
     plan = _Plan(target=target, prompt_field=prompt_field, pairs=pairs, resolve=resolve, source=source,
                  include_ties=include_ties, conversational=style == "conversational", min_margin=min_margin,
-                 margin_from=margin_from, include_both_bad=include_both_bad,
+                 margin_from=margin_from, include_both_bad=include_both_bad, trl_margin=trl_margin,
                  prompt_is_chat=kinds.get(prompt_field) == Field.Kind.CHAT,
                  chat_fields=frozenset(f for f in target.fields if kinds.get(f) == Field.Kind.CHAT))
     reader = ExportReader(dataset_id=dataset.pk, target=target, names=plan.names,
@@ -66,6 +71,7 @@ class _Plan:
     min_margin: float | None
     margin_from: str
     include_both_bad: bool
+    trl_margin: str | None
     prompt_is_chat: bool
     chat_fields: frozenset
 
@@ -111,7 +117,8 @@ def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
         return None
     votes = chunk.human.get(rid)
     origin, raws = "human", None
-    scores = chunk.strengths.get(rid) if votes and plan.margin_from == "strength" else None
+    scores = chunk.strengths.get(rid) if votes else None  # a graded preference's strengths
+    margin_by = "scores" if plan.margin_from == "strength" else "ranks" if plan.resolve == "mean_rank" else "votes"
     if not votes:
         if not plan.use_suggestions or rid not in chunk.suggested:
             return None
@@ -120,10 +127,13 @@ def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
         scores = [e[1] for e in entries]
         raws = [e[2] for e in entries]
         origin = "suggestions"
+        margin_by = None  # the judges' scores when every one has a score, else the ranks
     results = record_pairs(plan.target.fields, votes, resolve=plan.resolve, pairs=plan.pairs,
-                           include_ties=plan.include_ties, scores=scores)
+                           include_ties=plan.include_ties, scores=scores, margin_by=margin_by)
     if plan.min_margin is not None:
         results = [r for r in results if r.margin >= plan.min_margin]
+    if plan.trl_margin is not None:  # a row without the chosen margin could not be trained on
+        results = [r for r in results if _margins(r, origin)[plan.trl_margin] is not None]
     return _Resolved(row, results, len(votes), origin, raws) if results else None
 
 
@@ -141,6 +151,7 @@ class _RowWriter:
         position, plan = self.position, self.plan
         row = r.row
         prompt = self._prompt(t[offset + position[plan.prompt_field]], row)
+        human = r.origin == "human"
         for pair in r.results:
             if self.plain_text:
                 chosen = t[offset + position[pair.chosen]] or ""
@@ -151,9 +162,13 @@ class _RowWriter:
                                  plan.conversational)
             out = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "record_id": row[0],
                    "external_id": row[1], "chosen_field": pair.chosen, "rejected_field": pair.rejected,
-                   "annotators": r.voters, "agreement": pair.agreement, "margin": pair.margin, "source": r.origin}
+                   "annotators": r.voters, "agreement": pair.agreement, "vote_margin": pair.vote_margin,
+                   "rank_margin": pair.rank_margin, "strength_margin": pair.score_margin if human else None,
+                   "judge_margin": None if human else pair.score_margin, "tie": pair.tie, "source": r.origin}
             if self.with_ratings:
                 out["ratings"] = _ratings(r.raws, pair.chosen, pair.rejected) if r.raws else None
+            if plan.trl_margin is not None:
+                out["margin"] = out[plan.trl_margin]
             yield out
 
     def _prompt(self, prompt_raw: Any, row: tuple):
@@ -171,6 +186,14 @@ class _RowWriter:
         if system:
             prompt.insert(0, {"role": "system", "content": system})
         return prompt
+
+
+def _margins(pair: PairResult, origin: str) -> dict[str, float | None]:
+    """The pair's margin columns, each with one meaning (see the package docs; _RowWriter writes the same)."""
+    human = origin == "human"
+    return {"vote_margin": pair.vote_margin, "rank_margin": pair.rank_margin,
+            "strength_margin": pair.score_margin if human else None,
+            "judge_margin": None if human else pair.score_margin}
 
 
 # --- texts -------------------------------------------------------------------------------------

@@ -81,20 +81,21 @@ def csv_chunks(rows: Iterable[dict], *, columns: tuple[str, ...]) -> Iterator[by
         yield "".join(parts).encode()
 
 
-def parquet_schema(*, style: str, source: str):
+def parquet_schema(*, style: str, source: str, trl_margin: str | None = None):
+    """The triplet export's one schema: Parquet writes it, and its types are the ones a JSONL file's
+    values load as (integers int64, numbers float64 written with a decimal point, booleans)."""
     import pyarrow as pa
 
     if style == "conversational":
         text = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     else:
         text = pa.string()
-    cols = [("prompt", text), ("chosen", text), ("rejected", text), ("record_id", pa.int64()),
-            ("external_id", pa.string()), ("chosen_field", pa.string()), ("rejected_field", pa.string()),
-            ("annotators", pa.int32()), ("agreement", pa.float64()), ("margin", pa.float64()),
-            ("source", pa.string())]
-    if source != "human":
-        cols.append(("ratings", pa.struct([("chosen", pa.float64()), ("rejected", pa.float64())])))
-    return pa.schema(cols)
+    types = {"prompt": text, "chosen": text, "rejected": text, "record_id": pa.int64(), "external_id": pa.string(),
+             "chosen_field": pa.string(), "rejected_field": pa.string(), "annotators": pa.int64(),
+             "agreement": pa.float64(), "vote_margin": pa.float64(), "rank_margin": pa.float64(),
+             "strength_margin": pa.float64(), "judge_margin": pa.float64(), "tie": pa.bool_(), "source": pa.string(),
+             "ratings": pa.struct([("chosen", pa.float64()), ("rejected", pa.float64())]), "margin": pa.float64()}
+    return pa.schema([(name, types[name]) for name in columns_for(source, trl_margin)])
 
 
 class _TextColumn:
@@ -123,7 +124,8 @@ def _row_groups(rows: Iterable[dict], schema, row_group: int) -> Iterator:
     shorter; one empty table for no rows)."""
     import pyarrow as pa
 
-    plain = [n for n in ("prompt", "chosen", "rejected") if schema.field(n).type == pa.string()]
+    plain = [n for n in ("prompt", "chosen", "rejected", "completion")
+             if n in schema.names and schema.field(n).type == pa.string()]
     others = [n for n in schema.names if n not in plain]
 
     def new() -> tuple[dict, dict]:
@@ -181,12 +183,13 @@ class _Drain(io.RawIOBase):
         return data
 
 
-def parquet_chunks(rows: Iterable[dict], *, style: str, source: str, row_group: int = PARQUET_ROW_GROUP) -> Iterator[bytes]:
+def parquet_chunks(rows: Iterable[dict], *, style: str, source: str, trl_margin: str | None = None,
+                   row_group: int = PARQUET_ROW_GROUP, schema=None) -> Iterator[bytes]:
     """A Parquet file as bytes, streamed row group by row group (the footer comes last): the first
     bytes leave after the first row group, and only one row group is ever held."""
     import pyarrow.parquet as pq
 
-    schema = parquet_schema(style=style, source=source)
+    schema = schema if schema is not None else parquet_schema(style=style, source=source, trl_margin=trl_margin)
     sink = _Drain()
     writer = pq.ParquetWriter(sink, schema, compression="zstd", use_dictionary=_DICT_COLUMNS)
     head = sink.take()  # the magic number, written when the file opens: the first bytes leave now
@@ -206,11 +209,12 @@ def parquet_chunks(rows: Iterable[dict], *, style: str, source: str, row_group: 
         yield data
 
 
-def parquet_write(rows: Iterable[dict], sink, *, style: str, source: str, row_group: int = PARQUET_ROW_GROUP) -> int:
+def parquet_write(rows: Iterable[dict], sink, *, style: str, source: str, trl_margin: str | None = None,
+                  row_group: int = PARQUET_ROW_GROUP, schema=None) -> int:
     """Write rows to a Parquet file (path or binary file object) in row groups; returns the row count."""
     import pyarrow.parquet as pq
 
-    schema = parquet_schema(style=style, source=source)
+    schema = schema if schema is not None else parquet_schema(style=style, source=source, trl_margin=trl_margin)
     count = 0
     with pq.ParquetWriter(sink, schema, compression="zstd", use_dictionary=_DICT_COLUMNS) as writer:
         for table in _row_groups(rows, schema, row_group):
@@ -219,19 +223,21 @@ def parquet_write(rows: Iterable[dict], sink, *, style: str, source: str, row_gr
     return count
 
 
-def triplets_chunks(rows: Iterable[dict], *, fmt: str, style: str, source: str) -> Iterator[bytes]:
+def triplets_chunks(rows: Iterable[dict], *, fmt: str, style: str, source: str,
+                    trl_margin: str | None = None) -> Iterator[bytes]:
     """The rows as byte chunks of a file in the given format (jsonl, csv or parquet)."""
     if fmt == "jsonl":
         return jsonl_chunks(rows)
     if fmt == "csv":
-        return csv_chunks(rows, columns=columns_for(source))
-    return parquet_chunks(rows, style=style, source=source)
+        return csv_chunks(rows, columns=columns_for(source, trl_margin))
+    return parquet_chunks(rows, style=style, source=source, trl_margin=trl_margin)
 
 
-def triplets_write(rows: Iterable[dict], out, *, fmt: str, style: str, source: str) -> int:
+def triplets_write(rows: Iterable[dict], out, *, fmt: str, style: str, source: str,
+                   trl_margin: str | None = None) -> int:
     """Write rows to a binary file object in the given format; returns the number of rows."""
     if fmt == "parquet":
-        return parquet_write(rows, out, style=style, source=source)
+        return parquet_write(rows, out, style=style, source=source, trl_margin=trl_margin)
     count = 0
 
     def counted():
@@ -240,6 +246,6 @@ def triplets_write(rows: Iterable[dict], out, *, fmt: str, style: str, source: s
             count += 1
             yield row
 
-    for chunk in triplets_chunks(counted(), fmt=fmt, style=style, source=source):
+    for chunk in triplets_chunks(counted(), fmt=fmt, style=style, source=source, trl_margin=trl_margin):
         out.write(chunk)
     return count

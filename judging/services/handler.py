@@ -382,6 +382,9 @@ class _ChunkRun:
                             "original_field": "response-2", "judge": self.judge.name,
                             "model": self.judge.endpoint.model, "job": self.job.pk},
                "priority": 0.0}
+        system = _system_prompt_of(p.record)
+        if system:  # the pair answers the same conversation: exports put it first in the prompt
+            row["metadata"]["system"] = system
         suggestion = {"external_id": external_id, "question": "ranking",
                       "value": [{"value": "response-1", "rank": 1}, {"value": "response-2", "rank": 2}],
                       "score": 1.0, "agent": self.judge.agent, "rationale": reasoning,
@@ -406,6 +409,15 @@ class _ChunkRun:
             top = top_fields(value) if question == self.layout.ranking_question else preference_top(value)
             views[record_id].append(JudgeView(agent=agent, top=top, uncertainty=_uncertainty(score, u)))
         record_priority_set(record_ids_to_priority={rid: priority_from(v) for rid, v in views.items()})
+
+
+def _system_prompt_of(record) -> str | None:
+    """A record's system prompt: metadata["system"] (where imports and exports keep it), else a text
+    field named "system"."""
+    for value in ((record.metadata or {}).get("system"), (record.fields or {}).get("system")):
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
 
 
 def _fmt(x: float) -> str:

@@ -50,7 +50,8 @@ def test_majority_two_against_one_gives_agreement_two_thirds():
     assert (row["chosen_field"], row["rejected_field"]) == ("response-2", "response-1")
     assert row["annotators"] == 3
     assert row["agreement"] == pytest.approx(2 / 3)
-    assert row["margin"] == pytest.approx(1 / 3)
+    assert row["vote_margin"] == pytest.approx(1 / 3) and row["tie"] is False
+    assert "margin" not in row  # TRL's RewardTrainer would read it: only with trl_margin
     assert row["source"] == "human" and row["record_id"] == rec.pk and row["external_id"] == rec.external_id
 
 
@@ -65,7 +66,7 @@ def test_vote_tie_left_out_unless_include_ties():
     rows = export(ds, include_ties=True)
     assert [r["record_id"] for r in rows] == [rec.pk, clear.pk]
     tie = rows[0]
-    assert tie["margin"] == 0 and tie["chosen_field"] == "response-1" and tie["rejected_field"] == "response-2"
+    assert tie["vote_margin"] == 0 and tie["tie"] is True and tie["chosen_field"] == "response-1" and tie["rejected_field"] == "response-2"
 
 
 def test_ranked_tie_from_one_annotator_only_with_include_ties():
@@ -74,7 +75,7 @@ def test_ranked_tie_from_one_annotator_only_with_include_ties():
     answer(rec, ranking(("response-1", "response-2")))
     assert export(ds) == []
     [row] = export(ds, include_ties=True)
-    assert row["margin"] == 0 and row["agreement"] == 1.0
+    assert row["vote_margin"] == 0 and row["rank_margin"] == 0 and row["tie"] is True and row["agreement"] == 1.0
 
 
 def test_discarded_and_draft_responses_never_count():
@@ -109,7 +110,7 @@ def test_best_worst_left_out_when_best_is_tied():
     answer(rec, ranking(("response-1", "response-2"), "response-3"))
     assert export(ds, pairs="best_worst") == []
     [row] = export(ds, pairs="best_worst", include_ties=True)
-    assert (row["chosen"], row["rejected"]) == ("a", "c") and row["margin"] == 1.0
+    assert (row["chosen"], row["rejected"]) == ("a", "c") and row["vote_margin"] == 1.0 and row["rank_margin"] == 1.0
     assert sorted((r["chosen"], r["rejected"]) for r in export(ds, pairs="all")) == [("a", "c"), ("b", "c")]
 
 
@@ -122,13 +123,14 @@ def test_mean_rank_resolution():
     answer(rec, ranking("response-1", "response-3", "response-2"))
     [row] = export(ds, resolve="mean_rank")
     assert (row["chosen_field"], row["rejected_field"]) == ("response-1", "response-3")
-    assert row["margin"] == pytest.approx(8 / 3 - 4 / 3)
+    assert row["rank_margin"] == pytest.approx(8 / 3 - 4 / 3)
+    assert row["vote_margin"] == pytest.approx(1.0)  # all three put r1 above r3
     assert row["agreement"] == pytest.approx(1.0)  # everyone put r1 above r3
     rows = export(ds, resolve="mean_rank", pairs="all")
     by_pair = {(r["chosen_field"], r["rejected_field"]): r for r in rows}
     assert set(by_pair) == {("response-1", "response-2"), ("response-1", "response-3"), ("response-2", "response-3")}
     assert by_pair[("response-2", "response-3")]["agreement"] == pytest.approx(2 / 3)
-    assert by_pair[("response-2", "response-3")]["margin"] == pytest.approx(2 / 3)
+    assert by_pair[("response-2", "response-3")]["rank_margin"] == pytest.approx(2 / 3)
 
 
 def test_majority_and_mean_rank_can_disagree():
@@ -177,9 +179,10 @@ def test_source_suggestions_and_both():
     rows = export(ds, source="suggestions")
     assert [r["record_id"] for r in rows] == [judged.pk, both.pk]
     assert all(r["source"] == "suggestions" for r in rows)
-    assert rows[0]["chosen_field"] == "response-2" and rows[0]["margin"] == pytest.approx(0.8)
+    assert rows[0]["chosen_field"] == "response-2" and rows[0]["judge_margin"] == pytest.approx(0.8)
     assert rows[0]["ratings"] == {"chosen": 5.0, "rejected": 2.0}
-    assert rows[1]["margin"] == 1 and rows[1]["ratings"] is None  # no score: rank difference
+    assert rows[1]["judge_margin"] is None and rows[1]["rank_margin"] == 1 and rows[1]["ratings"] is None
+    assert rows[0]["strength_margin"] is None  # suggestions: judges' scores, never in the human column
     assert [r["record_id"] for r in export(ds, source="suggestions", min_margin=0.9)] == [both.pk]
 
     mixed = {r["record_id"]: r for r in export(ds, source="both")}
@@ -198,7 +201,7 @@ def test_several_agents_vote_like_annotators():
     [row] = export(ds, source="suggestions")
     assert row["chosen_field"] == "response-2" and row["annotators"] == 3
     assert row["agreement"] == pytest.approx(2 / 3)
-    assert row["margin"] == pytest.approx((0.9 + 0.6 - 0.3) / 3)
+    assert row["judge_margin"] == pytest.approx((0.9 + 0.6 - 0.3) / 3)
 
 
 def test_conversational_style_with_system_and_chat_fields():
@@ -391,11 +394,13 @@ def test_streamed_parquet_is_a_valid_file_in_row_groups(tmp_path):
 def test_csv_cells_match_the_csv_module():
     rows = [{"prompt": 'a "quoted", multi\nline\r\ntext', "chosen": "plain", "rejected": "é, ünïcode",
              "record_id": 7, "external_id": "x,y", "chosen_field": "response-1", "rejected_field": "response-2",
-             "annotators": 3, "agreement": 2 / 3, "margin": 0.1, "source": "human",
+             "annotators": 3, "agreement": 2 / 3, "vote_margin": 0.1, "rank_margin": 1.0, "strength_margin": None,
+             "judge_margin": None, "tie": False, "source": "human",
              "ratings": {"chosen": 4.5, "rejected": None}},
             {"prompt": [{"role": "user", "content": 'say "hi"'}], "chosen": "", "rejected": " lead space",
              "record_id": 8, "external_id": "e", "chosen_field": "a", "rejected_field": "b", "annotators": 1,
-             "agreement": 1.0, "margin": 0.0, "source": "suggestions", "ratings": None}]
+             "agreement": 1.0, "vote_margin": 0.0, "rank_margin": 0.0, "strength_margin": None, "judge_margin": 0.5,
+             "tie": True, "source": "suggestions", "ratings": None}]
     columns = columns_for("both")
     ours = b"".join(csv_chunks(rows, columns=columns)).decode()
     reference = io.StringIO()

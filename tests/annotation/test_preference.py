@@ -180,9 +180,11 @@ def test_one_annotator_strength_becomes_the_margin_when_asked(graded_dataset):
     [row] = export(graded_dataset)
     assert (row["chosen_field"], row["rejected_field"]) == ("response-2", "response-1")
     assert row["chosen"] == rec.fields["response-2"] and row["rejected"] == rec.fields["response-1"]
-    assert row["margin"] == 1.0  # default: vote margin
+    assert row["vote_margin"] == 1.0 and row["strength_margin"] == 3.0 and "margin" not in row
     [row] = export(graded_dataset, margin_from="strength")
-    assert row["margin"] == 3.0 and row["agreement"] == 1.0 and row["annotators"] == 1
+    assert row["strength_margin"] == 3.0 and row["agreement"] == 1.0 and row["annotators"] == 1
+    assert export(graded_dataset, margin_from="strength", min_margin=3.5) == []  # min_margin reads the strength
+    assert len(export(graded_dataset, min_margin=1.0)) == 1  # ... and by default the vote margin
 
 
 def test_three_annotators_signed_mean_strength(graded_dataset):
@@ -195,9 +197,9 @@ def test_three_annotators_signed_mean_strength(graded_dataset):
     # response-1 wins 2 votes to 1; margin = (3 + 1 - 2) / 3
     assert row["chosen_field"] == "response-1"
     assert row["agreement"] == pytest.approx(2 / 3)
-    assert row["margin"] == pytest.approx(2 / 3)
+    assert row["strength_margin"] == pytest.approx(2 / 3)
     [row] = export(graded_dataset)
-    assert row["margin"] == pytest.approx(1 / 3)
+    assert row["vote_margin"] == pytest.approx(1 / 3)
 
 
 def test_both_bad_records_left_out_unless_asked(graded_dataset):
@@ -214,12 +216,12 @@ def test_both_bad_records_left_out_unless_asked(graded_dataset):
     prefer(half_bad, None, None, both_bad=True)
     rows = export(graded_dataset, margin_from="strength")
     assert [r["record_id"] for r in rows] == [minority_bad.pk, half_bad.pk]
-    assert rows[0]["annotators"] == 3 and rows[0]["margin"] == pytest.approx((2 + 2 - 0) / 3)
-    assert rows[1]["annotators"] == 1 and rows[1]["margin"] == 1.0
+    assert rows[0]["annotators"] == 3 and rows[0]["strength_margin"] == pytest.approx((2 + 2 - 0) / 3)
+    assert rows[1]["annotators"] == 1 and rows[1]["strength_margin"] == 1.0
     rows = export(graded_dataset, margin_from="strength", include_both_bad=True)
     # the record with only "both bad" has no preference to export
     assert [r["record_id"] for r in rows] == [bad_but_b.pk, minority_bad.pk, half_bad.pk]
-    assert rows[0]["chosen_field"] == "response-2" and rows[0]["margin"] == 1.0
+    assert rows[0]["chosen_field"] == "response-2" and rows[0]["strength_margin"] == 1.0
 
 
 def test_margin_from_strength_needs_a_preference_question():
@@ -243,10 +245,10 @@ def test_export_api_writes_strength_as_margin(graded_dataset, admin_user):
     client = client_for(admin_user)
     base = f"/api/v1/datasets/{graded_dataset.pk}/triplets/?format=jsonl"
     rows = [orjson.loads(x) for x in b"".join(client.get(base + "&margin_from=strength").streaming_content).splitlines()]
-    assert [(r["record_id"], r["margin"]) for r in rows] == [(rec.pk, 2.0)]
+    assert [(r["record_id"], r["strength_margin"]) for r in rows] == [(rec.pk, 2.0)]
     rows = [orjson.loads(x) for x in b"".join(
         client.get(base + "&margin_from=strength&include_both_bad=true").streaming_content).splitlines()]
-    assert [(r["record_id"], r["margin"]) for r in rows] == [(rec.pk, 2.0), (bad.pk, 0.0)]
+    assert [(r["record_id"], r["strength_margin"]) for r in rows] == [(rec.pk, 2.0), (bad.pk, 0.0)]
     resp = client.get(base + "&include_both_bad=maybe")
     assert resp.status_code == 400 and "include_both_bad" in resp.json()
 
@@ -402,4 +404,4 @@ def test_cli_writes_strength_as_margin(graded_dataset, tmp_path):
     call_command("export_triplets", graded_dataset.pk, "--out", str(out), "--margin-from", "strength",
                  "--include-both-bad", "--quiet")
     rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    assert [(r["record_id"], r["chosen_field"], r["margin"]) for r in rows] == [(rec.pk, "response-1", 3.0)]
+    assert [(r["record_id"], r["chosen_field"], r["strength_margin"]) for r in rows] == [(rec.pk, "response-1", 3.0)]

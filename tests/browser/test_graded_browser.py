@@ -142,12 +142,12 @@ def test_annotator_answers_a_graded_question_with_the_keyboard(browser, live_ser
     expect(boss.locator('[data-stat="both-bad"]')).to_have_text("both bad: 1 record")
     api = f"{base}/api/v1/datasets/{graded.pk}/triplets/?format=jsonl"
     [row] = _jsonl(admin_ctx, api)
-    assert (row["external_id"], row["chosen"], row["margin"]) == ("tea", tea.fields["response-2"], 1.0)
+    assert (row["external_id"], row["chosen"], row["vote_margin"]) == ("tea", tea.fields["response-2"], 1.0)
     [row] = _jsonl(admin_ctx, api + "&margin_from=strength")
-    assert (row["external_id"], row["chosen_field"], row["rejected_field"], row["margin"]) == (
+    assert (row["external_id"], row["chosen_field"], row["rejected_field"], row["strength_margin"]) == (
         "tea", "response-2", "response-1", 2.0)
     rows = _jsonl(admin_ctx, api + "&margin_from=strength&include_both_bad=true")
-    assert [(r["external_id"], r["chosen_field"], r["margin"]) for r in rows] == [
+    assert [(r["external_id"], r["chosen_field"], r["strength_margin"]) for r in rows] == [
         ("tea", "response-2", 2.0), ("capital", "response-1", 2.0)]
     ctx.close()
     admin_ctx.close()

@@ -160,6 +160,33 @@ def test_clair_writes_contrastive_pairs_into_a_target_dataset(workspace, llm_ser
     assert not Suggestion.objects.filter(record__dataset=ds).exists()
 
 
+def test_clair_target_records_keep_the_source_system_prompt_and_export_it(workspace, llm_server, llm_endpoint):
+    from annotation.exports import triplets_export
+
+    ds = _import_pairs(workspace, [{"id": "s1", "prompt": "What is 1+1?", "chosen": "It is 3.", "rejected": "No",
+                                    "system": "You are a terse math tutor."},
+                                   {"id": "s2", "prompt": "What is 2+2?", "chosen": "It is 5.", "rejected": "No"}],
+                       name="sys")
+
+    def respond(body):
+        answer = re.search(r"=== Student answer ===\n(.*?)\n\n", user_prompt(body), re.DOTALL).group(1)
+        fixed = re.sub(r"\d+", lambda m: str(int(m.group()) - 1), answer)
+        return f"<reasoning>\nOff by one.\n</reasoning>\n<revision>\n{fixed}\n</revision>"
+
+    llm_server.responder = respond
+    judge = make_judge(workspace, llm_endpoint(supports_json_schema=False), name="clair", method="clair")
+    job = job_run_inline(job=judge_job_create(workspace=workspace, dataset=ds, judge=judge, start=False))
+    assert job.status == "succeeded"
+    target = Dataset.objects.get(pk=job.params["target_dataset_id"])
+    records = {r.metadata["source_external_id"]: r for r in target.records.all()}
+    assert records["s1"].metadata["system"] == "You are a terse math tutor."
+    assert "system" not in records["s2"].metadata  # none in the source: none made up
+    rows = {r["external_id"]: r for r in triplets_export(dataset=target, source="suggestions", style="conversational")}
+    assert rows[records["s1"].external_id]["prompt"] == [{"role": "system", "content": "You are a terse math tutor."},
+                                                         {"role": "user", "content": "What is 1+1?"}]
+    assert rows[records["s2"].external_id]["prompt"] == [{"role": "user", "content": "What is 2+2?"}]
+
+
 def test_cancel_then_resume_finishes_exactly_once(workspace, dataset, llm_server, llm_endpoint, monkeypatch):
     from annotation.jobs import job_cancel
     from annotation.models import Job

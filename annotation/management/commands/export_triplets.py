@@ -1,7 +1,9 @@
 """manage.py export_triplets DATASET_ID --format jsonl|csv|parquet --out FILE [options]
 
-The same export as GET /api/v1/datasets/{id}/triplets/, written to a file with a progress bar
-(records walked). The file is written under a temporary name and renamed when complete.
+The same exports as the API, written to a file with a progress bar: --kind triplets (default, GET
+/api/v1/datasets/{id}/triplets/), unpaired (TRL's prompt/completion/label rows for KTO, .../unpaired/)
+or responses (every annotator response, .../responses-export/). The file is written under a
+temporary name and renamed when complete.
 """
 import os
 
@@ -11,25 +13,29 @@ from tqdm import tqdm
 
 from annotation.errors import validation_message
 from annotation.exports import (
+    EXPORT_KINDS,
     FORMATS,
     MARGIN_FROM,
     PAIRS,
     RESOLVE,
+    RESPONSE_STATUSES,
     SOURCES,
     STYLES,
-    export_params_parse,
-    triplets_export,
-    triplets_export_count,
-    triplets_write,
+    TRL_MARGIN,
+    export_count,
+    export_kind_parse,
+    export_rows,
+    export_write,
 )
 from annotation.models import Dataset
 
 
 class Command(BaseCommand):
-    help = "Export preference triplets (prompt, chosen, rejected) of a dataset."
+    help = "Export preference triplets (prompt, chosen, rejected), unpaired KTO rows or raw responses of a dataset."
 
     def add_arguments(self, parser):
         parser.add_argument("dataset_id", type=int)
+        parser.add_argument("--kind", choices=EXPORT_KINDS, default="triplets")
         parser.add_argument("--format", choices=FORMATS, default=None, help="default: from --out, else jsonl")
         parser.add_argument("--out", required=True)
         parser.add_argument("--question")
@@ -40,34 +46,40 @@ class Command(BaseCommand):
         parser.add_argument("--style", choices=STYLES, default="standard")
         parser.add_argument("--min-margin", type=float)
         parser.add_argument("--margin-from", choices=MARGIN_FROM, default="votes",
-                            help="strength: a graded preference's strength as the margin column")
+                            help="strength: min_margin reads a graded preference's strength")
         parser.add_argument("--include-both-bad", action="store_true")
+        parser.add_argument("--trl-margin", choices=TRL_MARGIN,
+                            help="write TRL's `margin` column (RewardTrainer's loss reads it) from this one")
+        parser.add_argument("--status", choices=RESPONSE_STATUSES, help="--kind responses: only these")
         parser.add_argument("--quiet", action="store_true")
 
-    def handle(self, *args, dataset_id, out, format=None, quiet=False, **o):
+    def handle(self, *args, dataset_id, out, kind="triplets", format=None, quiet=False, **o):
         dataset = Dataset.objects.filter(pk=dataset_id).first()
         if dataset is None:
             raise CommandError(f"no dataset with id {dataset_id}")
         fmt = format or next((f for f in FORMATS if out.lower().endswith("." + f)), "jsonl")
+        if kind == "responses":
+            given = {"format": fmt, "status": o.get("status")}
+        else:
+            given = {"format": fmt, "question": o.get("question"), "pairs": o["pairs"], "resolve": o["resolve"],
+                     "source": o["source"], "include_ties": o["include_ties"], "style": o["style"],
+                     "min_margin": o.get("min_margin"), "margin_from": o["margin_from"],
+                     "include_both_bad": o["include_both_bad"], "trl_margin": o.get("trl_margin")}
         try:
-            params = export_params_parse({"format": fmt, "question": o.get("question"), "pairs": o["pairs"],
-                                          "resolve": o["resolve"], "source": o["source"],
-                                          "include_ties": o["include_ties"], "style": o["style"],
-                                          "min_margin": o.get("min_margin"), "margin_from": o["margin_from"],
-                                          "include_both_bad": o["include_both_bad"]})
+            params = export_kind_parse(kind, given)
             params.pop("format")
-            bar = tqdm(total=triplets_export_count(dataset), unit="records", file=self.stderr._out,
-                       disable=quiet, dynamic_ncols=True)
-            rows = triplets_export(dataset=dataset, on_progress=bar.update, **params)
+            bar = tqdm(total=export_count(kind, dataset), unit="responses" if kind == "responses" else "records",
+                       file=self.stderr._out, disable=quiet, dynamic_ncols=True)
+            rows = export_rows(kind, dataset=dataset, params=params, on_progress=bar.update)
         except ValidationError as exc:
             raise CommandError(validation_message(exc))
         part = out + ".part"
         try:
             with open(part, "wb") as f:
-                count = triplets_write(rows, f, fmt=fmt, style=params["style"], source=params["source"])
+                count = export_write(kind, rows, f, fmt=fmt, params=params)
             os.replace(part, out)
         finally:
             bar.close()
             if os.path.exists(part):
                 os.unlink(part)
-        self.stdout.write(self.style.SUCCESS(f"{count} triplets written to {out}"))
+        self.stdout.write(self.style.SUCCESS(f"{count} {'rows' if kind != 'triplets' else 'triplets'} written to {out}"))
