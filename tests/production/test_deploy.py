@@ -256,7 +256,7 @@ def test_web_service_command_migrates_and_serves_static_files_securely(tmp_path)
         deadline = time.monotonic() + 90
         while True:
             try:
-                health = requests.get(base + "/healthz", timeout=2)
+                health = requests.get(base + "/healthz", timeout=30)  # the first request loads the app: slow on a busy machine
                 break
             except requests.ConnectionError:
                 assert proc.poll() is None, proc.stdout.read()
