@@ -27,7 +27,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from . import access
-from .exports import CONTENT_TYPES, export_chunks, export_kind_file_name, export_kind_parse, export_rows
+from .exports import CONTENT_TYPES, RESOLVE, export_chunks, export_kind_file_name, export_kind_parse, export_rows
 from .imports import (
     CountingStream,
     ImportFormatError,
@@ -184,7 +184,7 @@ _PAIR_PARAMETERS = [
     OpenApiParameter("format", str, enum=["jsonl", "csv", "parquet"]),
     OpenApiParameter("question", str),
     OpenApiParameter("pairs", str, enum=["best_worst", "all", "best_vs_rest"]),
-    OpenApiParameter("resolve", str, enum=["majority", "mean_rank"]),
+    OpenApiParameter("resolve", str, enum=list(RESOLVE)),
     OpenApiParameter("source", str, enum=["human", "suggestions", "both"]),
     OpenApiParameter("include_ties", bool),
     OpenApiParameter("style", str, enum=["standard", "conversational"]),
@@ -198,7 +198,8 @@ class TripletsExportApi(APIView):
     """GET /datasets/{id}/triplets/: preference triplets, streamed. Workspace admins only.
 
     Query: format=jsonl|csv|parquet, question, pairs=best_worst|all|best_vs_rest,
-    resolve=majority|mean_rank, source=human|suggestions|both, include_ties=false|true,
+    resolve=majority|mean_rank|weighted (votes weighed by annotator competence),
+    source=human|suggestions|both, include_ties=false|true,
     style=standard|conversational, min_margin=<number>, margin_from=votes|strength (which margin
     min_margin reads), include_both_bad=false|true, trl_margin=vote_margin|rank_margin|strength_margin|
     judge_margin (adds TRL's `margin` column, a copy of that one). A bad parameter is a 400 naming it.

@@ -283,7 +283,8 @@ class ExportForm(forms.Form):
                               required=False, initial="standard")
     pairs = forms.ChoiceField(choices=[("best_worst", "best vs worst"), ("all", "all pairs"),
                                        ("best_vs_rest", "best vs rest")], required=False, initial="best_worst")
-    resolve = forms.ChoiceField(choices=[("majority", "majority"), ("mean_rank", "mean rank")],
+    resolve = forms.ChoiceField(choices=[("majority", "majority"), ("mean_rank", "mean rank"),
+                                         ("weighted", "weighted by competence")],
                                 required=False, initial="majority")
     source = forms.ChoiceField(choices=[("human", "human"), ("suggestions", "suggestions")],
                                required=False, initial="human")

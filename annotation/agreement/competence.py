@@ -59,6 +59,40 @@ class CompetenceFit:
         probs = self.posterior.get(unit)
         return max(probs) if probs else None
 
+    def vote(self, votes: list[tuple[Hashable, int]]) -> tuple[int | None, float]:
+        """The competence-weighted vote of any unit's votes [(annotator, label), ...] under this fit
+        (the E-step for one unit): its label (None when two are equally likely) and that label's
+        probability. An annotator the fit never saw gets the fitted annotators' median competence;
+        with nothing fitted every vote counts the same (competence 2/3) and the labels are equally
+        likely beforehand, so the vote is the plain majority."""
+        import math
+        import statistics
+
+        if not votes:
+            return None, 0.0
+        labels, priors = self.labels, self.priors
+        if not labels:
+            labels = tuple(sorted({label for _who, label in votes}))
+            priors = tuple(1.0 / len(labels) for _ in labels)
+        k = len(labels)
+        col = {label: i for i, label in enumerate(labels)}
+        unknown = statistics.median(self.competence.values()) if self.competence else 2.0 / 3.0
+        log_post = [math.log(max(p, EPS)) for p in priors]
+        for annotator, label in votes:
+            if label not in col:
+                continue
+            p = min(max(self.competence.get(annotator, unknown), EPS), 1.0 - EPS)
+            right, wrong = math.log(p), (math.log((1.0 - p) / (k - 1)) if k > 1 else 0.0)
+            for i in range(k):
+                log_post[i] += right if i == col[label] else wrong
+        top = max(log_post)
+        probs = [math.exp(x - top) for x in log_post]
+        total = sum(probs)
+        probs = [x / total for x in probs]
+        best = max(probs)
+        winners = [label for label, x in zip(labels, probs) if abs(x - best) < 1e-12]
+        return (winners[0] if len(winners) == 1 else None), best
+
 
 def one_coin_dawid_skene(units: Mapping[Unit, Mapping[Hashable, int]], *, gold: Mapping[Unit, int] | None = None,
                          max_iter: int = 100, tol: float = 1e-6) -> CompetenceFit:

@@ -291,23 +291,51 @@ COMPETENCE_MODEL = ("one-coin Dawid-Skene fitted by EM over every pair verdict (
 
 def _competence(report: AgreementReport, judges: Mapping[str, Mapping[int, Mapping[str, int]]],
                 fields: list[str]) -> dict[object, tuple[float, int]]:
-    """Competence of every annotator and judge (judges keyed ("judge", agent)) from the pair verdicts
-    of the units humans answered, as (competence, verdicts on units shared with someone else);
-    annotators who share no unit with anyone are left out (nothing to measure them against)."""
+    """Competence of every annotator and judge (judges keyed ("judge", agent)) as (competence,
+    verdicts on units shared with someone else); annotators who share no unit with anyone are left
+    out (nothing to measure them against)."""
+    units = _competence_units(report.units, judges, fields)
+    shared: Counter = Counter(a for labels in units.values() if len(labels) >= 2 for a in labels)
+    if not shared:
+        return {}
     from .competence import one_coin_dawid_skene
+
+    fit = one_coin_dawid_skene(units)
+    return {a: (round(fit.competence[a], 4), n) for a, n in shared.items()}
+
+
+def _competence_units(human_units, judges: Mapping[str, Mapping[int, Mapping[str, int]]], fields: list[str]) -> dict:
+    """The units the competence model is fitted on: the pair verdicts of the units humans answered,
+    with the judges' verdicts on those units beside them (keyed ("judge", agent))."""
     from .rankings import unit_labels
 
-    units = {unit: dict(labels) for unit, labels in report.units.items()}
+    units = {unit: dict(labels) for unit, labels in human_units.items()}
     for agent, by_record in judges.items():
         for record, ranks in by_record.items():
             for pair, label in unit_labels(ranks, fields).items():
                 if (record, pair) in units:
-                    units[(record, pair)][("judge", agent)] = label
-    shared: Counter = Counter(a for labels in units.values() if len(labels) >= 2 for a in labels)
-    if not shared:
-        return {}
-    fit = one_coin_dawid_skene(units)
-    return {a: (round(fit.competence[a], 4), n) for a, n in shared.items()}
+                    units[(record, pair)][judge_key(agent)] = label
+    return units
+
+
+def judge_key(agent: str) -> tuple[str, str]:
+    """How a judge (suggestion agent) is named among annotators in the competence model."""
+    return ("judge", agent or "(no agent)")
+
+
+def dataset_competence(dataset, question):
+    """The competence model of a dataset's question (annotation.agreement.competence), fitted on its
+    submitted answers and its judges' suggestions: what `resolve=weighted` exports weigh votes by.
+    Reads the answers once (the units of a million pairs take a few hundred MB)."""
+    from ..selectors import compared_fields
+    from .competence import one_coin_dawid_skene
+    from .report import units_from_rows
+
+    compares = compared_fields(question)
+    fields = list(compares or (question.options or {}).get("values", []))
+    judges, _bias = _judge_rankings(question, compares)
+    human = units_from_rows(_submitted_rows(dataset, question, compares, Counter()), fields)
+    return one_coin_dawid_skene(_competence_units(human, judges, fields))
 
 
 def _annotator_rows(report: AgreementReport, members: _Members, responses_per: Counter,
@@ -331,7 +359,7 @@ def _annotator_rows(report: AgreementReport, members: _Members, responses_per: C
 def _judge_rows(report: AgreementReport, judge_bias: Mapping[str, PositionBias],
                 competence: Mapping[object, tuple[float, int]]) -> list[dict]:
     return [{"agent": agent, "units": rates["units"].n,
-             "competence": competence.get(("judge", agent), (None, 0))[0],
+             "competence": competence.get(judge_key(agent), (None, 0))[0],
              "human_majority": rate_with_interval(rates["human_majority"]),
              "annotator_majority": rate_with_interval(rates["annotator_majority"]),
              "position_bias": judge_bias[agent].as_dict() if agent in judge_bias else None}

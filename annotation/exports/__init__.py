@@ -21,6 +21,11 @@ Resolution rules (per record, per pair of ranked fields):
   the resolved order of the fields is their Copeland score (pairs won minus pairs lost);
 - mean_rank: mean rank per field (lower is better);
   agreement = share of annotators whose own ranking puts the pair in the resolved order;
+- weighted: each pair's winner is the competence-weighted vote of the record's voters: every vote counts
+  with the log-odds of its annotator (or judge) being right, under the one-coin Dawid-Skene model fitted
+  on the whole dataset's answers and its judges' suggestions before the first row is written
+  (annotation.agreement.competence); agreement = that vote's probability (the "weighted agreement");
+  the order of the fields is their Copeland score over the weighted winners;
 - pairs without a strict winner are left out unless include_ties (then every margin is 0, `tie` is
   true, chosen and rejected in field order, agreement = share of annotators who ranked the pair as a tie).
 Margins: no column is named `margin` unless asked for, because TRL's RewardTrainer reads a column of

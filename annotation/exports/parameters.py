@@ -15,7 +15,7 @@ from ..selectors import compared_fields, ranked_question_of
 from ..validation import bool_param
 
 PAIRS = ("best_worst", "all", "best_vs_rest")
-RESOLVE = ("majority", "mean_rank")
+RESOLVE = ("majority", "mean_rank", "weighted")
 SOURCES = ("human", "suggestions", "both")
 STYLES = ("standard", "conversational")
 FORMATS = ("jsonl", "csv", "parquet")

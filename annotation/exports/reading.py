@@ -46,14 +46,16 @@ class Chunk:
     dense: bool
     strengths: dict[int, list] = field(default_factory=dict)
     both_bad: set[int] = field(default_factory=set)
+    voters: dict[int, list] = field(default_factory=dict)  # with_voters: record id -> who gave each ranking in `human`
 
 
 class ExportReader:
     """The records and answers one export reads (see the module docstring)."""
 
     def __init__(self, *, dataset_id: int, target: Target, names: list[str], conversational: bool,
-                 use_humans: bool, use_suggestions: bool, chunk_size: int):
+                 use_humans: bool, use_suggestions: bool, chunk_size: int, with_voters: bool = False):
         self.dataset_id = dataset_id
+        self.with_voters = with_voters  # also read who answered (resolve=weighted weighs them)
         self.target = target
         self.compares = target.fields if target.compares else None  # how ranks_from_value reads a rating
         self.use_humans = use_humans
@@ -100,12 +102,13 @@ class ExportReader:
             last_id = hi
             strengths: dict[int, list] = {}
             both_bad: set[int] = set()
+            voters: dict[int, list] = {}
             if self.use_humans and self.target.graded:
-                human = self._human_votes(lo, hi, rank_cache, strengths, both_bad)
+                human = self._human_votes(lo, hi, rank_cache, strengths, both_bad, voters)
             else:
-                human = self._human_rankings(lo, hi, rank_cache) if self.use_humans else {}
+                human = self._human_rankings(lo, hi, rank_cache, voters) if self.use_humans else {}
             suggested = self._suggested_rankings(lo, hi) if self.use_suggestions else {}
-            yield Chunk(rows, human, suggested, dense, strengths, both_bad)
+            yield Chunk(rows, human, suggested, dense, strengths, both_bad, voters)
             answered = len(human) + sum(1 for rid in suggested if rid not in human)
             dense = answered >= 0.9 * len(rows)
 
@@ -115,11 +118,16 @@ class ExportReader:
         return list((self.dense_base if dense else self.base)
                     .extra(where=[self.after], params=[self.dataset_id, after_id])[:limit])
 
-    def _human_rankings(self, lo: int, hi: int, rank_cache: dict[str, Any]) -> dict[int, list]:
+    def _answers(self, lo: int, hi: int):
+        """(record id, answer as text[, user id]) of the submitted responses of records lo..hi."""
+        who = ("user_id",) if self.with_voters else ()
+        return (Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
+                                        record_id__gte=lo, record_id__lte=hi)
+                .annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v", *who))
+
+    def _human_rankings(self, lo: int, hi: int, rank_cache: dict[str, Any], voters: dict[int, list]) -> dict[int, list]:
         human: dict[int, list] = {}
-        for rid, value in (Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
-                                                   record_id__gte=lo, record_id__lte=hi)
-                           .annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v")):
+        for rid, value, *who in self._answers(lo, hi):
             # answers repeat (a two-field ranking has three possible ones): parse each once
             ranks = rank_cache.get(value, _MISSING) if isinstance(value, str) else _MISSING
             if ranks is _MISSING:
@@ -128,18 +136,18 @@ class ExportReader:
                     rank_cache[value] = ranks
             if ranks is not None:
                 human.setdefault(rid, []).append(ranks)
+                if who:
+                    voters.setdefault(rid, []).append(who[0])
         return human
 
     def _human_votes(self, lo: int, hi: int, vote_cache: dict[str, Any], strengths: dict[int, list],
-                     both_bad: set[int]) -> dict[int, list]:
+                     both_bad: set[int], voters: dict[int, list]) -> dict[int, list]:
         """_human_rankings for a graded preference: also each ranking's strength (into `strengths`) and
         the records most of whose answers call both responses bad (into `both_bad`)."""
         human: dict[int, list] = {}
         answers: dict[int, int] = {}
         called_bad: dict[int, int] = {}
-        for rid, value in (Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
-                                                   record_id__gte=lo, record_id__lte=hi)
-                           .annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v")):
+        for rid, value, *who in self._answers(lo, hi):
             vote = vote_cache.get(value, _MISSING) if isinstance(value, str) else _MISSING
             if vote is _MISSING:
                 vote = pair_vote_from_value(value, self.target.fields)
@@ -153,18 +161,20 @@ class ExportReader:
             if vote.ranks is not None:
                 human.setdefault(rid, []).append(vote.ranks)
                 strengths.setdefault(rid, []).append(vote.strength)
+                if who:
+                    voters.setdefault(rid, []).append(who[0])
         both_bad.update(rid for rid, n in called_bad.items() if both_bad_by_majority(n, answers[rid]))
         return human
 
     def _suggested_rankings(self, lo: int, hi: int) -> dict[int, list]:
         suggested: dict[int, list] = {}
-        for rid, value, score, raw in (Suggestion.objects.filter(question_id=self.target.question.pk,
-                                                                 record_id__gte=lo, record_id__lte=hi)
-                                       .order_by("record_id", "agent")
-                                       .values_list("record_id", "value", "score", "raw")):
+        for rid, value, score, raw, agent in (Suggestion.objects.filter(question_id=self.target.question.pk,
+                                                                        record_id__gte=lo, record_id__lte=hi)
+                                              .order_by("record_id", "agent")
+                                              .values_list("record_id", "value", "score", "raw", "agent")):
             ranks = ranks_from_value(value, compares=self.compares)
             if ranks is not None:
-                suggested.setdefault(rid, []).append((ranks, score, raw))
+                suggested.setdefault(rid, []).append((ranks, score, raw, agent))
         return suggested
 
     # --- texts ----------------------------------------------------------------------------------

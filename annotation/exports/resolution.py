@@ -25,12 +25,12 @@ class PairResult:
 
 def record_pairs(fields: tuple[str, ...], votes: list[dict[str, int]], *, resolve: str, pairs: str,
                  include_ties: bool, scores: list[float | None] | None = None,
-                 margin_by: str | None = None) -> list[PairResult]:
+                 margin_by: str | None = None, voters: list | None = None, model=None) -> list[PairResult]:
     """resolve_pairs, with a short way for the common case: two fields, one annotator, no scores."""
-    if len(fields) == 2 and len(votes) == 1 and scores is None:
+    if len(fields) == 2 and len(votes) == 1 and scores is None and resolve != "weighted":
         return one_vote_pair(fields, votes[0], resolve=resolve, include_ties=include_ties)
     return resolve_pairs(fields, votes, resolve=resolve, pairs=pairs, include_ties=include_ties, scores=scores,
-                         margin_by=margin_by)
+                         margin_by=margin_by, voters=voters, model=model)
 
 
 def one_vote_pair(fields: tuple[str, str], vote: dict[str, int], *, resolve: str,
@@ -53,18 +53,20 @@ def one_vote_pair(fields: tuple[str, str], vote: dict[str, int], *, resolve: str
 
 def resolve_pairs(fields: tuple[str, ...], votes: list[dict[str, int]], *, resolve: str, pairs: str,
                   include_ties: bool, scores: list[float | None] | None = None,
-                  margin_by: str | None = None) -> list[PairResult]:
+                  margin_by: str | None = None, voters: list | None = None, model=None) -> list[PairResult]:
     """The pairs of one record, resolved across its voters (annotators or suggestion agents).
     margin_by (votes | ranks | scores) names the margin min_margin reads; by default the votes under
     majority, the ranks under mean_rank, and for scored voters (suggestions) their scores when every
-    voter has one, else the ranks. Scores that are missing for a voter fall back to the ranks."""
+    voter has one, else the ranks. Scores that are missing for a voter fall back to the ranks.
+    resolve=weighted needs `voters` (who gave each ranking, as the competence model names them) and
+    `model` (an annotation.agreement.competence.CompetenceFit)."""
     if not votes:
         return []
     present = [f for f in fields if any(f in v for v in votes)]
     if len(present) < 2:
         return []
     record = _RecordVotes(present, votes, resolve=resolve, include_ties=include_ties, scores=scores,
-                          margin_by=margin_by)
+                          margin_by=margin_by, voters=voters, model=model)
     if pairs == "all":
         return [r for r in (record.pair(a, b) for a, b in record.tally) if r is not None]
     return record.best_pairs(pairs)
@@ -75,7 +77,8 @@ class _RecordVotes:
     fields, and each pair's winner, agreement and margin."""
 
     def __init__(self, present: list[str], votes: list[dict[str, int]], *, resolve: str, include_ties: bool,
-                 scores: list[float | None] | None, margin_by: str | None = None):
+                 scores: list[float | None] | None, margin_by: str | None = None, voters: list | None = None,
+                 model=None):
         self.present = present
         self.votes = votes
         self.n = len(votes)
@@ -86,8 +89,12 @@ class _RecordVotes:
         self.use_scores = scores is not None and len(scores) == self.n and all(s is not None for s in scores)
         self.means = _mean_ranks(present, votes)
         self.majority = resolve == "majority"
+        self.weighted = _weighted_pairs(self.tally, votes, voters, model) if resolve == "weighted" else None
         if self.majority:
             score = _copeland(present, self.tally)
+            self.key = {f: -score[f] for f in present}
+        elif self.weighted is not None:
+            score = _copeland(present, {pair: (w == pair[0], w == pair[1], 0) for pair, (w, _p) in self.weighted.items()})
             self.key = {f: -score[f] for f in present}
         else:
             self.key = self.means
@@ -103,17 +110,21 @@ class _RecordVotes:
         wa, wb, t = self.tally[(a, b)]
         if self.majority:
             winner = a if wa > wb else b if wb > wa else None
+        elif self.weighted is not None:
+            winner, probability = self.weighted[(a, b)]
         else:
             winner = a if self.means[a] < self.means[b] else b if self.means[b] < self.means[a] else None
         if winner is None:
             if not self.include_ties:
                 return None
-            return PairResult(a, b, t / self.n, 0.0, True, score_margin=0.0 if self.use_scores else None)
+            agreement = probability if self.weighted is not None else t / self.n
+            return PairResult(a, b, agreement, 0.0, True, score_margin=0.0 if self.use_scores else None)
         loser = b if winner == a else a
         w_votes, l_votes = (wa, wb) if winner == a else (wb, wa)
         margins = {"votes": (w_votes - l_votes) / self.n, "ranks": float(self.means[loser] - self.means[winner]),
                    "scores": self._score_margin(winner, loser)}
-        return PairResult(winner, loser, w_votes / self.n, float(margins[self.margin_by]), False,
+        agreement = probability if self.weighted is not None else w_votes / self.n
+        return PairResult(winner, loser, agreement, float(margins[self.margin_by]), False,
                           vote_margin=float(margins["votes"]), rank_margin=margins["ranks"],
                           score_margin=margins["scores"])
 
@@ -167,6 +178,21 @@ def _tally(present: list[str], votes: list[dict[str, int]]) -> dict[tuple[str, s
                     t += 1
             tally[(a, b)] = (wa, wb, t)
     return tally
+
+
+def _weighted_pairs(tally, votes: list[dict[str, int]], voters: list | None, model) -> dict:
+    """resolve=weighted: for each pair (a, b), the competence-weighted vote of the record's voters
+    (CompetenceFit.vote): the winning field (None for a tie or an even split) and its probability."""
+    from ..agreement.rankings import FIRST, SECOND, pair_label
+
+    if model is None or voters is None or len(voters) != len(votes):
+        raise ValueError("resolve=weighted needs the voters and the competence model")
+    out = {}
+    for a, b in tally:
+        labelled = [(who, label) for who, v in zip(voters, votes) if (label := pair_label(v, a, b)) is not None]
+        label, probability = model.vote(labelled)
+        out[(a, b)] = ({FIRST: a, SECOND: b}.get(label), round(probability, 4))
+    return out
 
 
 def _copeland(present: list[str], tally: dict[tuple[str, str], tuple[int, int, int]]) -> dict[str, int]:

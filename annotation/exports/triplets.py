@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from django.core.exceptions import ValidationError
 
+from ..agreement.datasets import dataset_competence, judge_key
 from ..models import Dataset, Field, Record
 from .parameters import Target, export_params_parse, export_target
 from .reading import CHUNK_RECORDS, Chunk, ExportReader, first_then_prefetched
@@ -45,10 +46,12 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
                  include_ties=include_ties, conversational=style == "conversational", min_margin=min_margin,
                  margin_from=margin_from, include_both_bad=include_both_bad, trl_margin=trl_margin,
                  prompt_is_chat=kinds.get(prompt_field) == Field.Kind.CHAT,
-                 chat_fields=frozenset(f for f in target.fields if kinds.get(f) == Field.Kind.CHAT))
+                 chat_fields=frozenset(f for f in target.fields if kinds.get(f) == Field.Kind.CHAT),
+                 competence=dataset_competence(dataset, target.question) if resolve == "weighted" else None)
     reader = ExportReader(dataset_id=dataset.pk, target=target, names=plan.names,
                           conversational=plan.conversational, use_humans=source in ("human", "both"),
-                          use_suggestions=plan.use_suggestions, chunk_size=chunk_size)
+                          use_suggestions=plan.use_suggestions, chunk_size=chunk_size,
+                          with_voters=resolve == "weighted")
     return _triplets_iter(plan, reader, on_progress)
 
 
@@ -74,6 +77,7 @@ class _Plan:
     trl_margin: str | None
     prompt_is_chat: bool
     chat_fields: frozenset
+    competence: Any = None  # resolve=weighted: the dataset's competence model, fitted before the first row
 
     @property
     def names(self) -> list[str]:
@@ -117,6 +121,7 @@ def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
         return None
     votes = chunk.human.get(rid)
     origin, raws = "human", None
+    voters = chunk.voters.get(rid) if votes else None
     scores = chunk.strengths.get(rid) if votes else None  # a graded preference's strengths
     margin_by = "scores" if plan.margin_from == "strength" else "ranks" if plan.resolve == "mean_rank" else "votes"
     if not votes:
@@ -126,10 +131,12 @@ def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
         votes = [e[0] for e in entries]
         scores = [e[1] for e in entries]
         raws = [e[2] for e in entries]
+        voters = [judge_key(e[3]) for e in entries]
         origin = "suggestions"
         margin_by = None  # the judges' scores when every one has a score, else the ranks
     results = record_pairs(plan.target.fields, votes, resolve=plan.resolve, pairs=plan.pairs,
-                           include_ties=plan.include_ties, scores=scores, margin_by=margin_by)
+                           include_ties=plan.include_ties, scores=scores, margin_by=margin_by,
+                           voters=voters, model=plan.competence)
     if plan.min_margin is not None:
         results = [r for r in results if r.margin >= plan.min_margin]
     if plan.trl_margin is not None:  # a row without the chosen margin could not be trained on

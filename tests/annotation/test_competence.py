@@ -96,3 +96,16 @@ def test_same_fit_as_crowd_kit():
         assert ours.competence[worker] == pytest.approx(skill, abs=1e-6), worker
     labels = ref.labels_.to_dict()
     assert sum(ours.weighted_label((t, AB)) == label for t, label in labels.items()) == len(labels)
+
+
+def test_the_vote_of_one_unit_is_the_fits_posterior_and_unknown_voters_count_as_the_median():
+    truth, units = _campaign(9, n_units=200)
+    fit = one_coin_dawid_skene(units)
+    for unit in list(units)[:30]:
+        label, probability = fit.vote(list(units[unit].items()))
+        assert label == fit.weighted_label(unit) and probability == pytest.approx(fit.weighted_agreement(unit))
+    # nothing fitted: every vote counts the same (the plain majority)
+    empty = one_coin_dawid_skene({})
+    assert empty.vote([("x", FIRST), ("y", FIRST), ("z", SECOND)])[0] == FIRST
+    assert empty.vote([("x", FIRST), ("y", SECOND)])[0] is None
+    assert empty.vote([("x", SECOND)]) == (SECOND, 1.0)
