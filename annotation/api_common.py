@@ -15,14 +15,17 @@ from rest_framework import serializers, status
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import validation_detail
+from .errors import ConflictError, validation_detail
 from .validation import bool_param
 
 __all__ = ["StrictInputSerializer", "bool_param", "exception_handler", "validated_input"]
 
 
 def exception_handler(exc, context):
-    """Turn service-layer ValidationErrors into 400s naming the field and the reason."""
+    """Turn service-layer ValidationErrors into 400s naming the field and the reason (a
+    ConflictError: 409, same body)."""
+    if isinstance(exc, ConflictError):
+        return ApiResponse(validation_detail(exc), status=status.HTTP_409_CONFLICT)
     if isinstance(exc, DjangoValidationError):
         return ApiResponse(validation_detail(exc), status=status.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)

@@ -23,6 +23,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from .errors import ConflictError
 from .models import Dataset, Field, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .selectors import dataset_questions
 from .validation import (
@@ -564,6 +565,32 @@ def response_upsert(*, user, record: Record, values: Any, status: str,
     return result
 
 
+def response_admit(*, old_status: str | None, status: str, held_lease: bool, submitted: int, leased: int,
+                   min_submitted: int) -> bool:
+    """Whether a response write may happen, read under the record's lock (the rule of README's
+    "Who may answer what"); ConflictError (409) when not, and nothing changes.
+
+    - A submitted answer changes only by an explicit edit (a submit with new values) or a
+      discard: a draft after a submit is refused (a late auto-save must not un-submit it).
+    - A record is answered by those it was handed to: the caller holds a lease on it (next gave it
+      to them), or already has a response to it (their own answer, to finish or edit), or the
+      record still has a free slot (submitted + leased below the overlap), which the answer then
+      takes. So an answer to any other record id is refused and
+      the overlap stays exact (beyond it only when a lease expired while its holder worked).
+      A draft takes its slot as a lease (as next would have given); the return value says so
+      (True: the caller adds the lease and counts it in leased_count).
+    """
+    if old_status == Response.Status.SUBMITTED and status == Response.Status.DRAFT:
+        raise ConflictError({"status": "this response is already submitted: a draft cannot replace it "
+                                       "(send status 'submitted' with the new values to edit it)"})
+    if held_lease or old_status is not None:
+        return False
+    if submitted + leased < min_submitted:
+        return status == Response.Status.DRAFT
+    raise ConflictError({"record": "this record was not handed to you and has all the answers it needs: "
+                                   "ask for the next record (GET /api/v1/datasets/<id>/next/) and answer that one"})
+
+
 def response_discard_undo(*, user, record: Record) -> Response | None:
     """Undo the user's discard of a record: their response turns back into a draft holding the
     answers it was discarded with (so the record is theirs to finish again, first in their queue).
@@ -588,6 +615,15 @@ def _response_write_orm(*, user, record: Record, clean: dict, status: str, displ
         response = Response.objects.filter(record=locked, user=user).first()
         created = response is None
         old_status = None if created else response.status
+        held = released > 0 or (status == Response.Status.DRAFT
+                                and Lease.objects.filter(record=locked, user=user).exists())
+        takes_lease = response_admit(old_status=old_status, status=status, held_lease=held,
+                                     submitted=locked.submitted_count, leased=locked.leased_count,
+                                     min_submitted=dataset.min_submitted)
+        if takes_lease:
+            Lease.objects.create(record=locked, dataset_id=locked.dataset_id, user=user,
+                                 expires_at=_lease_expiry(timezone.now()))
+            released = -1
         if created:
             response = Response(record=locked, dataset_id=locked.dataset_id, user=user)
         response.values = clean
@@ -611,7 +647,12 @@ def _response_write_orm(*, user, record: Record, clean: dict, status: str, displ
 _RESPONSE_LOCK_SQL = "SELECT submitted_count, leased_count FROM annotation_record WHERE id = %s FOR UPDATE"
 # Read after the record lock (a statement of its own, so a fresh snapshot): every writer of a
 # response holds its record's lock, so the status read here stays true until commit.
-_RESPONSE_STATUS_SQL = "SELECT status FROM annotation_response WHERE record_id = %s AND user_id = %s"
+# It also says whether the caller holds a lease on the record (what a draft is admitted on: a
+# submit or discard deleted its lease already and knows from the rowcount).
+_RESPONSE_STATUS_SQL = """
+SELECT (SELECT status FROM annotation_response WHERE record_id = %(rec)s AND user_id = %(u)s),
+       EXISTS (SELECT 1 FROM annotation_lease WHERE record_id = %(rec)s AND user_id = %(u)s)
+"""
 _RESPONSE_WRITE_SQL = """
 WITH up AS (
     INSERT INTO annotation_response AS resp
@@ -652,9 +693,13 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
         if row is None:
             raise Record.DoesNotExist("Record matching query does not exist.")
         old_submitted, old_leased = row
-        cursor.execute(_RESPONSE_STATUS_SQL, [record.pk, user.pk])
-        row = cursor.fetchone()
-        old_status = row[0] if row is not None else None
+        cursor.execute(_RESPONSE_STATUS_SQL, {"rec": record.pk, "u": user.pk})
+        old_status, lease_held = cursor.fetchone()
+        if response_admit(old_status=old_status, status=status, held_lease=released > 0 or lease_held,
+                          submitted=old_submitted, leased=old_leased, min_submitted=min_submitted):
+            cursor.execute("INSERT INTO annotation_lease (record_id, dataset_id, user_id, expires_at, created_at) "
+                           "VALUES (%s, %s, %s, %s, %s)", [record.pk, record.dataset_id, user.pk, _lease_expiry(now), now])
+            released = -1  # the draft took a slot: leased_count goes up by one
         delta = int(status == Response.Status.SUBMITTED) - int(old_status == Response.Status.SUBMITTED)
         submitted = old_submitted + delta
         leased = max(0, old_leased - released)
