@@ -24,9 +24,10 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from .errors import ConflictError
-from .models import Dataset, Field, Lease, Membership, Question, Record, Response, Suggestion, Workspace
-from .selectors import dataset_questions
+from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
+from .selectors import dataset_questions, invitations_for
 from .validation import (
+    display_name_validate,
     field_specs_validate,
     question_specs_validate,
     question_value_validate,
@@ -56,6 +57,7 @@ def member_upsert(*, workspace: Workspace, username: str, role: str, password: s
         raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
     if not username or len(username) > 150:
         raise ValidationError({"username": "required, at most 150 characters"})
+    display_name_validate(username, field="username")
     if role != Membership.Role.ADMIN:
         _admin_kept(workspace=workspace, username=username)
     user, created = User.objects.get_or_create(username=username)
@@ -72,6 +74,66 @@ def member_upsert(*, workspace: Workspace, username: str, role: str, password: s
         user=user, workspace=workspace, defaults={"role": role, "is_simulated": is_simulated})
     token, _ = Token.objects.get_or_create(user=user)
     return membership, token.key, created
+
+
+# What a workspace admin is told after inviting someone: the same words whether an account by that
+# name exists or not, and nothing about the workspaces it belongs to.
+INVITED_MESSAGE = ("{invitee} is invited as {role}. If an account with this user name or e-mail address exists, "
+                   "it joins {workspace} once it accepts the invitation on its account page.")
+
+
+@dataclass
+class MemberAdded:
+    membership: Membership | None   # None: an invitation was recorded instead
+    token: str | None
+    created: bool                   # a new account was made
+    invited: bool
+    message: str
+
+
+@transaction.atomic
+def member_add(*, actor, workspace: Workspace, username: str, role: str, password: str | None = None,
+               is_simulated: bool = False) -> MemberAdded:
+    """What the members page and API do with "add this user as <role>" (the caller checked that
+    `actor` administers the workspace, and member_password_check).
+
+    Staff add any account, or create it. A workspace admin changes the role of a member of this
+    workspace, creates a new account (a user name nobody has, with a password), and otherwise
+    invites: an account of the installation joins only once it accepts (invitation_accept), and the
+    admin learns nothing about it (the same answer whether it exists or not)."""
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
+    if not isinstance(username, str) or not username or len(username) > 254:
+        raise ValidationError({"username": "required, a user name or an e-mail address (at most 254 characters)"})
+    display_name_validate(username, field="username")
+    direct = actor.is_staff or Membership.objects.filter(workspace=workspace, user__username=username).exists()
+    if not direct and password and not User.objects.filter(username=username).exists():
+        direct = True  # a new account, made by this admin
+    if direct:
+        membership, token, created = member_upsert(workspace=workspace, username=username, role=role,
+                                                   password=password, is_simulated=is_simulated)
+        return MemberAdded(membership=membership, token=token, created=created, invited=False,
+                           message=f"{username} {'added' if created else 'updated'} as {role}.")
+    Invitation.objects.update_or_create(workspace=workspace, invitee=username,
+                                        defaults={"role": role, "invited_by": actor})
+    return MemberAdded(membership=None, token=None, created=False, invited=True,
+                       message=INVITED_MESSAGE.format(invitee=username, role=role, workspace=workspace.name))
+
+
+@transaction.atomic
+def invitation_answer(*, user, invitation_id: Any, accept: bool) -> Invitation:
+    """Accept (join the workspace with the invited role; a member keeps the role they have) or
+    decline one of the user's invitations; either way it is gone afterwards. ValidationError when
+    there is no such invitation for this account."""
+    from .access import parse_pk
+
+    invitation = invitations_for(user).select_for_update(of=("self",)).filter(pk=parse_pk(invitation_id)).first()
+    if invitation is None:
+        raise ValidationError({"invitation": "no such invitation for your account (it may have been answered already)"})
+    if accept:
+        Membership.objects.get_or_create(user=user, workspace=invitation.workspace, defaults={"role": invitation.role})
+    invitations_for(user).filter(workspace=invitation.workspace).delete()
+    return invitation
 
 
 def member_password_check(*, actor, username: str, password: str | None) -> None:
@@ -116,7 +178,7 @@ def api_token_rotate(*, user) -> Token:
 # --- datasets ----------------------------------------------------------------------------------
 
 DATASET_SETTINGS = ("guidelines", "min_submitted", "allow_ties", "show_suggestions", "shuffle_responses",
-                    "prompt_field")
+                    "prompt_field", "visible_metadata")
 
 
 @transaction.atomic
@@ -186,6 +248,18 @@ def _dataset_settings_validate(values: dict, *, field_names: set[str]) -> None:
             raise ValidationError({flag: "must be true or false"})
     if "guidelines" in values and not isinstance(values["guidelines"], str):
         raise ValidationError({"guidelines": "must be a string"})
+    if "visible_metadata" in values:
+        values["visible_metadata"] = visible_metadata_validate(values["visible_metadata"])
+
+
+METADATA_KEY_MAX = 100
+
+
+def visible_metadata_validate(keys: Any) -> list[str]:
+    """The metadata keys a dataset shows to annotators: a list of distinct top-level key names."""
+    if not isinstance(keys, list) or not all(isinstance(k, str) and 0 < len(k) <= METADATA_KEY_MAX for k in keys):
+        raise ValidationError({"visible_metadata": f"a list of metadata key names (1 to {METADATA_KEY_MAX} characters)"})
+    return list(dict.fromkeys(keys))
 
 
 @transaction.atomic
