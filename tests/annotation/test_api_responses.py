@@ -241,3 +241,18 @@ def test_answer_to_an_open_record_takes_its_slot(dataset, annotator, annotator_c
     other = UserFactory()
     MembershipFactory(user=other, workspace=dataset.workspace)
     assert client_for(other).get(f"/api/v1/datasets/{dataset.pk}/next/").status_code == 204
+
+
+def test_submits_to_every_record_id_never_push_a_record_over_its_overlap(dataset):
+    """Annotators who submit to every record id without asking next: each record takes exactly
+    its overlap, every other submit is a 409."""
+    Dataset.objects.filter(pk=dataset.pk).update(min_submitted=2)
+    records = [RecordFactory(dataset=dataset) for _ in range(5)]
+    clients = []
+    for _ in range(3):
+        user = UserFactory()
+        MembershipFactory(user=user, workspace=dataset.workspace)
+        clients.append(client_for(user))
+    codes = [_post(c, rec, values=RANK, status="submitted").status_code for c in clients for rec in records]
+    assert codes.count(201) == 10 and codes.count(409) == 5
+    assert set(Record.objects.filter(dataset=dataset).values_list("submitted_count", "completed")) == {(2, True)}
