@@ -710,9 +710,8 @@ def invitation_answer_view(request, invitation_id: int, action: str):
         raise Http404("No such action.")
     try:
         invitation = invitation_answer(user=request.user, invitation_id=invitation_id, accept=action == "accept")
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-    else:
-        done = "You joined" if action == "accept" else "You declined the invitation to"
-        messages.success(request, f"{done} {invitation.workspace.name}.")
+    except ValidationError as exc:  # not one of this account's invitations: it does not exist for them
+        raise Http404("; ".join(exc.messages)) from exc
+    done = "You joined" if action == "accept" else "You declined the invitation to"
+    messages.success(request, f"{done} {invitation.workspace.name}.")
     return redirect("account")
