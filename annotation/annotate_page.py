@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from .agreement import ranks_from_value
 from .markdown import markdown_render, plain_render
 from .models import Dataset, Field, Question, Record, Response, Suggestion
-from .selectors import annotator_progress, ranked_fields_of
+from .selectors import annotator_progress, ranked_fields_of, record_metadata_for
 from .services import display_order_for
 from .validation import question_value_validate
 
@@ -46,6 +46,7 @@ class AnnotateView:
     done_record: Record | None = None        # the record just answered (the browser's Back shows it)
     cols: int = 2
     empty: bool = False                      # the dataset has no records at all
+    metadata: dict = field(default_factory=dict)  # what selectors.record_metadata_for lets this user see
 
     @property
     def question_kinds(self) -> set[str]:
@@ -108,6 +109,7 @@ def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: 
     if response is None:
         response = Response.objects.filter(record=record, user=user).first()
     view.response = response
+    view.metadata = record_metadata_for(record=record, dataset=dataset, user=user)
     view.display_order = _display_order(user=user, dataset=dataset, record=record, response=response,
                                         ranked=ranked_fields_of(questions), mode=mode)
     page = _Page(view.display_order, fields, record.fields or {})

@@ -15,7 +15,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import validation_detail
+from .errors import ConflictError, validation_detail
 from .jobs import JobNotQueued
 from .validation import bool_param
 
@@ -23,8 +23,11 @@ __all__ = ["StrictInputSerializer", "bool_param", "exception_handler", "validate
 
 
 def exception_handler(exc, context):
-    """Turn service-layer ValidationErrors into 400s naming the field and the reason; a job that was
-    stored but could not be queued (the broker is down) into a 503 saying so, with the job to resume."""
+    """Turn service-layer ValidationErrors into 400s naming the field and the reason (a
+    ConflictError: 409, same body); a job that was stored but could not be queued (the broker is
+    down) into a 503 saying so, with the job to resume."""
+    if isinstance(exc, ConflictError):
+        return ApiResponse(validation_detail(exc), status=status.HTTP_409_CONFLICT)
     if isinstance(exc, DjangoValidationError):
         return ApiResponse(validation_detail(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, JobNotQueued):

@@ -58,7 +58,7 @@ class DatasetOutputSerializer(serializers.ModelSerializer):
         model = Dataset
         ref_name = "Dataset"
         fields = ["id", "workspace", "name", "guidelines", "min_submitted", "allow_ties", "show_suggestions",
-                  "shuffle_responses", "prompt_field", "status", "created_at", "updated_at",
+                  "shuffle_responses", "prompt_field", "visible_metadata", "status", "created_at", "updated_at",
                   "fields", "questions", "progress"]
 
     @extend_schema_field(ProgressSerializer)
@@ -93,12 +93,18 @@ class RecordOutputSerializer(serializers.ModelSerializer):
 
     response = serializers.SerializerMethodField()
     suggestions = serializers.SerializerMethodField()
+    metadata = serializers.SerializerMethodField(help_text=(
+        "All of it for a workspace admin; for anyone else only the keys the dataset's visible_metadata names."))
 
     class Meta:
         model = Record
         ref_name = "Record"
         fields = ["id", "external_id", "fields", "metadata", "priority", "submitted_count", "completed",
                   "response", "suggestions"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_metadata(self, obj) -> dict:
+        return selectors.metadata_only(obj.metadata, self.context["metadata_keys"])
 
     @extend_schema_field(ResponseOutputSerializer(allow_null=True))
     def get_response(self, obj) -> dict | None:
@@ -130,7 +136,8 @@ def _records_with_context(queryset, user):
 
 def _record_context(request, dataset) -> dict:
     return {"request": request,
-            "show_suggestions": selectors.suggestions_visible(dataset=dataset, user=request.user)}
+            "show_suggestions": selectors.suggestions_visible(dataset=dataset, user=request.user),
+            "metadata_keys": selectors.metadata_keys_visible(dataset=dataset, user=request.user)}
 
 
 # --- workspaces --------------------------------------------------------------------------------
@@ -179,7 +186,9 @@ class MemberOutputSerializer(serializers.ModelSerializer):
 
 class MemberListCreateApi(APIView):
     class InputSerializer(StrictInputSerializer):
-        username = serializers.CharField(max_length=150)
+        username = serializers.CharField(max_length=254, help_text=(
+            "A user name (or, to invite, an e-mail address). A workspace admin adds an account of the "
+            "installation only by inviting it: it joins once it accepts on its account page."))
         role = serializers.ChoiceField(choices=Membership.Role.choices)
         password = serializers.CharField(required=False, write_only=True, allow_blank=False,
                                          style={"input_type": "password"})
@@ -195,6 +204,10 @@ class MemberListCreateApi(APIView):
             "The member's API token: given for a user created by this call (or to staff), "
             "null for an existing user."))
         created = serializers.BooleanField(help_text="Whether the user account was created by this call.")
+        invited = serializers.BooleanField(help_text=(
+            "True (status 202): an invitation was recorded; the account, if one by this name or e-mail "
+            "exists, joins once it accepts. The answer is the same whether it exists or not."))
+        detail = serializers.CharField()
 
         class Meta:
             ref_name = "MemberUpsertResult"
@@ -204,9 +217,11 @@ class MemberListCreateApi(APIView):
         workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         return ApiResponse(MemberOutputSerializer(selectors.members_of(workspace), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer},
-                   description="Add a member (creating the user if needed) or change their role. "
-                               "Workspace admin or staff.")
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer,
+                                                       202: OutputSerializer},
+                   description="Change a member's role (200), create a new account as a member (201: a "
+                               "user name nobody has, with a password), or invite an account (202: it "
+                               "joins once it accepts). Staff add any account directly. Workspace admin or staff.")
     def post(self, request, workspace_id: int):
         workspace = access.workspace_for_user(request.user, workspace_id, role=access.ADMIN)
         data = validated_input(self.InputSerializer, request.data)
@@ -218,14 +233,19 @@ class MemberListCreateApi(APIView):
                 validate_password(password, user=existing)
             except DjangoValidationError as exc:
                 raise DjangoValidationError({"password": exc.messages}) from exc
-        membership, token, created = services.member_upsert(
-            workspace=workspace, username=data["username"], role=data["role"], password=password,
-            is_simulated=data.get("is_simulated", False))
-        reveal = created or request.user.is_staff or membership.user_id == request.user.pk
+        added = services.member_add(actor=request.user, workspace=workspace, username=data["username"],
+                                    role=data["role"], password=password, is_simulated=data.get("is_simulated", False))
+        if added.invited:
+            body = {"username": data["username"], "role": data["role"], "token": None, "created": False,
+                    "invited": True, "detail": added.message}
+            return ApiResponse(self.OutputSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+        membership = added.membership
+        reveal = added.created or request.user.is_staff or membership.user_id == request.user.pk
         body = {"username": membership.user.username, "role": membership.role,
-                "token": token if reveal else None, "created": created}
+                "token": added.token if reveal else None, "created": added.created, "invited": False,
+                "detail": added.message}
         return ApiResponse(self.OutputSerializer(body).data,
-                           status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+                           status=status.HTTP_201_CREATED if added.created else status.HTTP_200_OK)
 
 
 class MemberDeleteApi(APIView):
@@ -279,6 +299,9 @@ class DatasetListCreateApi(APIView):
         show_suggestions = serializers.BooleanField(required=False)
         shuffle_responses = serializers.BooleanField(required=False)
         prompt_field = serializers.CharField(required=False, max_length=100)
+        visible_metadata = serializers.ListField(child=serializers.CharField(max_length=100), required=False, help_text=(
+            "The record metadata keys annotators see (default none: provenance, original labels, judge "
+            "internals and gold answers stay with admins)."))
         fields = FieldInputSerializer(many=True, allow_empty=False)
         questions = QuestionInputSerializer(many=True, allow_empty=False)
 
@@ -318,6 +341,9 @@ class DatasetDetailApi(APIView):
         show_suggestions = serializers.BooleanField(required=False)
         shuffle_responses = serializers.BooleanField(required=False)
         prompt_field = serializers.CharField(required=False, max_length=100)
+        visible_metadata = serializers.ListField(child=serializers.CharField(max_length=100), required=False, help_text=(
+            "The record metadata keys annotators see (default none: provenance, original labels, judge "
+            "internals and gold answers stay with admins)."))
         status = serializers.ChoiceField(choices=Dataset.Status.choices, required=False)
 
         class Meta:
@@ -454,7 +480,8 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
             suggestions = []
         return ApiResponse({
             "id": record.pk, "external_id": record.external_id, "fields": record.fields,
-            "metadata": record.metadata, "priority": record.priority, "submitted_count": record.submitted_count,
+            "metadata": selectors.record_metadata_for(record=record, dataset=dataset, user=request.user),
+            "priority": record.priority, "submitted_count": record.submitted_count,
             "completed": record.completed,
             "response": ResponseOutputSerializer(mine[0]).data if mine else None,
             "suggestions": suggestions,

@@ -11,6 +11,11 @@ from collections.abc import Callable
 from django.core.exceptions import ValidationError
 
 
+class ConflictError(ValidationError):
+    """A request that is well formed but conflicts with what is stored (HTTP 409 over the API; a
+    form error on a page): nothing was changed."""
+
+
 def validation_items(exc: ValidationError) -> list[tuple[str | None, list[str]]]:
     """(field, messages) of each field the error names; (None, messages) for an error without one."""
     if hasattr(exc, "error_dict"):

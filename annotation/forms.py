@@ -158,6 +158,13 @@ class DatasetSettingsForm(forms.Form):
     show_suggestions = forms.BooleanField(required=False, help_text="Pre-fill answers from judge suggestions.")
     shuffle_responses = forms.BooleanField(required=False,
                                            help_text="Show responses in a per-annotator order (position bias).")
+    visible_metadata = forms.CharField(
+        required=False, label="Metadata annotators see",
+        help_text="Record metadata keys shown to annotators, separated by commas (e.g. topic). Every other key "
+                  "(where a pair came from, its original labels, judge details, gold answers) is for admins only.")
+
+    def clean_visible_metadata(self) -> list[str]:
+        return [k.strip() for k in self.cleaned_data["visible_metadata"].split(",") if k.strip()]
 
 
 class DatasetCreateForm(forms.Form):
@@ -267,7 +274,8 @@ class ImportForm(forms.Form):
 
 
 class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150)
+    username = forms.CharField(max_length=254, label="User name or e-mail",
+                               help_text="An account of this installation is invited: it joins once it accepts.")
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.ANNOTATOR)
     password = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False), min_length=8,
                                help_text="Only for a new user or to reset the password (8+ characters).")

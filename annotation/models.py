@@ -37,6 +37,26 @@ class Membership(models.Model):
         return f"{self.user} @ {self.workspace} ({self.role})"
 
 
+class Invitation(models.Model):
+    """A workspace admin's invitation of an account (named by user name or e-mail address) to join
+    the workspace as `role`. The account sees it on its account page and accepts or declines it;
+    until then it is not a member. (annotation.services.member_add, invitation_accept)"""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="invitations")
+    invitee = models.CharField(max_length=254, help_text="A user name or an e-mail address, as the admin typed it.")
+    role = models.CharField(max_length=16, choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "invitee"], name="uniq_invitation")]
+
+    def __str__(self) -> str:
+        return f"{self.invitee} to {self.workspace} ({self.role})"
+
+
 class Dataset(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -52,6 +72,9 @@ class Dataset(models.Model):
     shuffle_responses = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     prompt_field = models.CharField(max_length=100, default="prompt")
+    # The record metadata keys annotators see (annotation.selectors.record_metadata_for); every other
+    # key (provenance, original labels, judge internals, gold answers) is for admins only.
+    visible_metadata = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -21,7 +21,7 @@ from .access import (
     role_at_least,
     workspaces_for_user,
 )
-from .models import Dataset, Membership, Question, Record, Response, Workspace
+from .models import Dataset, Invitation, Membership, Question, Record, Response, Workspace
 from .validation import bool_param
 
 # --- lists -------------------------------------------------------------------------------------
@@ -38,6 +38,19 @@ def members_of(workspace: Workspace) -> QuerySet[Membership]:
     return Membership.objects.filter(workspace=workspace).select_related("user").order_by("user__username")
 
 
+def invitations_for(user) -> QuerySet[Invitation]:
+    """The invitations addressed to the user's account (by its user name, or its e-mail address)."""
+    match = Q(invitee=user.get_username())
+    if user.email:
+        match |= Q(invitee__iexact=user.email)
+    return Invitation.objects.filter(match).select_related("workspace", "invited_by").order_by("-created_at", "-id")
+
+
+def invitations_of(workspace: Workspace) -> QuerySet[Invitation]:
+    """A workspace's pending invitations (its members page lists them)."""
+    return Invitation.objects.filter(workspace=workspace).select_related("invited_by").order_by("-created_at", "-id")
+
+
 RECORD_STATUS = ("pending", "completed")
 RESPONSE_STATUS = ("submitted", "discarded", "draft", "missing")
 
@@ -47,7 +60,8 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
 
     filters: status=pending|completed, response_status=submitted|discarded|draft|missing (the
     user's own response), has_my_response=true|false, metadata.<key>=<value> (JSON key equality;
-    the value is compared as a string, a number or a boolean, whichever matches).
+    the value is compared as a string, a number or a boolean, whichever matches; only on the keys
+    the user may see, metadata_keys_visible, so a filter cannot probe a hidden key's value).
     Bad filter values raise ValidationError naming the filter.
     """
     filters = filters or {}
@@ -76,14 +90,44 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
     has_mine = filters.get("has_my_response")
     if has_mine not in (None, ""):
         qs = qs.filter(Exists(mine)) if bool_param("has_my_response", has_mine) else qs.exclude(Exists(mine))
+    visible = None
     for key, value in filters.items():
         if not key.startswith("metadata."):
             continue
         path = key[len("metadata."):]
         if not path or not all(part.replace("_", "").replace("-", "").isalnum() for part in path.split(".")):
             raise ValidationError({key: "metadata keys are letters, digits, '-' and '_' (nested with '.')"})
+        if visible is None:
+            visible = (metadata_keys_visible(dataset=dataset, user=user),)
+        if visible[0] is not None and path.split(".")[0] not in visible[0]:
+            raise ValidationError({key: "only the metadata keys this dataset shows to annotators can be filtered on"})
         qs = qs.filter(_metadata_equals(path.replace(".", "__"), value))
     return qs
+
+
+def metadata_keys_visible(*, dataset: Dataset, user) -> frozenset[str] | None:
+    """The record metadata keys `user` may read in `dataset`: None (all of them) for an admin of its
+    workspace (and staff), else the keys the dataset declares visible (Dataset.visible_metadata).
+    Provenance (generation, source), original labels (original_chosen), judge info and gold
+    answers are admin-only unless an admin declares them visible."""
+    if role_at_least(dataset_role(dataset, user), ADMIN):
+        return None
+    return frozenset(dataset.visible_metadata or ())
+
+
+def metadata_only(metadata: Any, keys: frozenset[str] | None) -> dict:
+    """The part of a record's metadata that `keys` (from metadata_keys_visible) lets through."""
+    if not isinstance(metadata, dict):
+        return {}
+    if keys is None:
+        return metadata
+    return {k: v for k, v in metadata.items() if k in keys}
+
+
+def record_metadata_for(*, record: Record, dataset: Dataset, user) -> dict:
+    """A record's metadata as `user` may see it: the one path every record read of the API and the
+    pages goes through (next, the records list and detail, the annotate and history pages)."""
+    return metadata_only(record.metadata, metadata_keys_visible(dataset=dataset, user=user))
 
 
 def _metadata_equals(lookup: str, raw: Any) -> Q:

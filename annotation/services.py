@@ -23,9 +23,11 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from .models import Dataset, Field, Lease, Membership, Question, Record, Response, Suggestion, Workspace
-from .selectors import dataset_questions
+from .errors import ConflictError
+from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
+from .selectors import dataset_questions, invitations_for
 from .validation import (
+    display_name_validate,
     field_specs_validate,
     question_specs_validate,
     question_value_validate,
@@ -55,6 +57,7 @@ def member_upsert(*, workspace: Workspace, username: str, role: str, password: s
         raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
     if not username or len(username) > 150:
         raise ValidationError({"username": "required, at most 150 characters"})
+    display_name_validate(username, field="username")
     if role != Membership.Role.ADMIN:
         _admin_kept(workspace=workspace, username=username)
     user, created = User.objects.get_or_create(username=username)
@@ -71,6 +74,66 @@ def member_upsert(*, workspace: Workspace, username: str, role: str, password: s
         user=user, workspace=workspace, defaults={"role": role, "is_simulated": is_simulated})
     token, _ = Token.objects.get_or_create(user=user)
     return membership, token.key, created
+
+
+# What a workspace admin is told after inviting someone: the same words whether an account by that
+# name exists or not, and nothing about the workspaces it belongs to.
+INVITED_MESSAGE = ("{invitee} is invited as {role}. If an account with this user name or e-mail address exists, "
+                   "it joins {workspace} once it accepts the invitation on its account page.")
+
+
+@dataclass
+class MemberAdded:
+    membership: Membership | None   # None: an invitation was recorded instead
+    token: str | None
+    created: bool                   # a new account was made
+    invited: bool
+    message: str
+
+
+@transaction.atomic
+def member_add(*, actor, workspace: Workspace, username: str, role: str, password: str | None = None,
+               is_simulated: bool = False) -> MemberAdded:
+    """What the members page and API do with "add this user as <role>" (the caller checked that
+    `actor` administers the workspace, and member_password_check).
+
+    Staff add any account, or create it. A workspace admin changes the role of a member of this
+    workspace, creates a new account (a user name nobody has, with a password), and otherwise
+    invites: an account of the installation joins only once it accepts (invitation_accept), and the
+    admin learns nothing about it (the same answer whether it exists or not)."""
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"must be one of {', '.join(Membership.Role.values)}"})
+    if not isinstance(username, str) or not username or len(username) > 254:
+        raise ValidationError({"username": "required, a user name or an e-mail address (at most 254 characters)"})
+    display_name_validate(username, field="username")
+    direct = actor.is_staff or Membership.objects.filter(workspace=workspace, user__username=username).exists()
+    if not direct and password and not User.objects.filter(username=username).exists():
+        direct = True  # a new account, made by this admin
+    if direct:
+        membership, token, created = member_upsert(workspace=workspace, username=username, role=role,
+                                                   password=password, is_simulated=is_simulated)
+        return MemberAdded(membership=membership, token=token, created=created, invited=False,
+                           message=f"{username} {'added' if created else 'updated'} as {role}.")
+    Invitation.objects.update_or_create(workspace=workspace, invitee=username,
+                                        defaults={"role": role, "invited_by": actor})
+    return MemberAdded(membership=None, token=None, created=False, invited=True,
+                       message=INVITED_MESSAGE.format(invitee=username, role=role, workspace=workspace.name))
+
+
+@transaction.atomic
+def invitation_answer(*, user, invitation_id: Any, accept: bool) -> Invitation:
+    """Accept (join the workspace with the invited role; a member keeps the role they have) or
+    decline one of the user's invitations; either way it is gone afterwards. ValidationError when
+    there is no such invitation for this account."""
+    from .access import parse_pk
+
+    invitation = invitations_for(user).select_for_update(of=("self",)).filter(pk=parse_pk(invitation_id)).first()
+    if invitation is None:
+        raise ValidationError({"invitation": "no such invitation for your account (it may have been answered already)"})
+    if accept:
+        Membership.objects.get_or_create(user=user, workspace=invitation.workspace, defaults={"role": invitation.role})
+    invitations_for(user).filter(workspace=invitation.workspace).delete()
+    return invitation
 
 
 def member_password_check(*, actor, username: str, password: str | None) -> None:
@@ -115,7 +178,7 @@ def api_token_rotate(*, user) -> Token:
 # --- datasets ----------------------------------------------------------------------------------
 
 DATASET_SETTINGS = ("guidelines", "min_submitted", "allow_ties", "show_suggestions", "shuffle_responses",
-                    "prompt_field")
+                    "prompt_field", "visible_metadata")
 
 
 @transaction.atomic
@@ -185,6 +248,18 @@ def _dataset_settings_validate(values: dict, *, field_names: set[str]) -> None:
             raise ValidationError({flag: "must be true or false"})
     if "guidelines" in values and not isinstance(values["guidelines"], str):
         raise ValidationError({"guidelines": "must be a string"})
+    if "visible_metadata" in values:
+        values["visible_metadata"] = visible_metadata_validate(values["visible_metadata"])
+
+
+METADATA_KEY_MAX = 100
+
+
+def visible_metadata_validate(keys: Any) -> list[str]:
+    """The metadata keys a dataset shows to annotators: a list of distinct top-level key names."""
+    if not isinstance(keys, list) or not all(isinstance(k, str) and 0 < len(k) <= METADATA_KEY_MAX for k in keys):
+        raise ValidationError({"visible_metadata": f"a list of metadata key names (1 to {METADATA_KEY_MAX} characters)"})
+    return list(dict.fromkeys(keys))
 
 
 @transaction.atomic
@@ -581,6 +656,32 @@ def response_upsert(*, user, record: Record, values: Any, status: str,
     return result
 
 
+def response_admit(*, old_status: str | None, status: str, held_lease: bool, submitted: int, leased: int,
+                   min_submitted: int) -> bool:
+    """Whether a response write may happen, read under the record's lock (the rule of README's
+    "Who may answer what"); ConflictError (409) when not, and nothing changes.
+
+    - A submitted answer changes only by an explicit edit (a submit with new values) or a
+      discard: a draft after a submit is refused (a late auto-save must not un-submit it).
+    - A record is answered by those it was handed to: the caller holds a lease on it (next gave it
+      to them), or already has a response to it (their own answer, to finish or edit), or the
+      record still has a free slot (submitted + leased below the overlap), which the answer then
+      takes. So an answer to any other record id is refused and
+      the overlap stays exact (beyond it only when a lease expired while its holder worked).
+      A draft takes its slot as a lease (as next would have given); the return value says so
+      (True: the caller adds the lease and counts it in leased_count).
+    """
+    if old_status == Response.Status.SUBMITTED and status == Response.Status.DRAFT:
+        raise ConflictError({"status": "this response is already submitted: a draft cannot replace it "
+                                       "(send status 'submitted' with the new values to edit it)"})
+    if held_lease or old_status is not None:
+        return False
+    if submitted + leased < min_submitted:
+        return status == Response.Status.DRAFT
+    raise ConflictError({"record": "this record was not handed to you and has all the answers it needs: "
+                                   "ask for the next record (GET /api/v1/datasets/<id>/next/) and answer that one"})
+
+
 def response_discard_undo(*, user, record: Record) -> Response | None:
     """Undo the user's discard of a record: their response turns back into a draft holding the
     answers it was discarded with (so the record is theirs to finish again, first in their queue).
@@ -605,6 +706,15 @@ def _response_write_orm(*, user, record: Record, clean: dict, status: str, displ
         response = Response.objects.filter(record=locked, user=user).first()
         created = response is None
         old_status = None if created else response.status
+        held = released > 0 or (status == Response.Status.DRAFT
+                                and Lease.objects.filter(record=locked, user=user).exists())
+        takes_lease = response_admit(old_status=old_status, status=status, held_lease=held,
+                                     submitted=locked.submitted_count, leased=locked.leased_count,
+                                     min_submitted=dataset.min_submitted)
+        if takes_lease:
+            Lease.objects.create(record=locked, dataset_id=locked.dataset_id, user=user,
+                                 expires_at=_lease_expiry(timezone.now()))
+            released = -1
         if created:
             response = Response(record=locked, dataset_id=locked.dataset_id, user=user)
         response.values = clean
@@ -628,7 +738,12 @@ def _response_write_orm(*, user, record: Record, clean: dict, status: str, displ
 _RESPONSE_LOCK_SQL = "SELECT submitted_count, leased_count FROM annotation_record WHERE id = %s FOR UPDATE"
 # Read after the record lock (a statement of its own, so a fresh snapshot): every writer of a
 # response holds its record's lock, so the status read here stays true until commit.
-_RESPONSE_STATUS_SQL = "SELECT status FROM annotation_response WHERE record_id = %s AND user_id = %s"
+# It also says whether the caller holds a lease on the record (what a draft is admitted on: a
+# submit or discard deleted its lease already and knows from the rowcount).
+_RESPONSE_STATUS_SQL = """
+SELECT (SELECT status FROM annotation_response WHERE record_id = %(rec)s AND user_id = %(u)s),
+       EXISTS (SELECT 1 FROM annotation_lease WHERE record_id = %(rec)s AND user_id = %(u)s)
+"""
 _RESPONSE_WRITE_SQL = """
 WITH up AS (
     INSERT INTO annotation_response AS resp
@@ -669,9 +784,13 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
         if row is None:
             raise Record.DoesNotExist("Record matching query does not exist.")
         old_submitted, old_leased = row
-        cursor.execute(_RESPONSE_STATUS_SQL, [record.pk, user.pk])
-        row = cursor.fetchone()
-        old_status = row[0] if row is not None else None
+        cursor.execute(_RESPONSE_STATUS_SQL, {"rec": record.pk, "u": user.pk})
+        old_status, lease_held = cursor.fetchone()
+        if response_admit(old_status=old_status, status=status, held_lease=released > 0 or lease_held,
+                          submitted=old_submitted, leased=old_leased, min_submitted=min_submitted):
+            cursor.execute("INSERT INTO annotation_lease (record_id, dataset_id, user_id, expires_at, created_at) "
+                           "VALUES (%s, %s, %s, %s, %s)", [record.pk, record.dataset_id, user.pk, _lease_expiry(now), now])
+            released = -1  # the draft took a slot: leased_count goes up by one
         delta = int(status == Response.Status.SUBMITTED) - int(old_status == Response.Status.SUBMITTED)
         submitted = old_submitted + delta
         leased = max(0, old_leased - released)

@@ -36,6 +36,8 @@ urlpatterns: list = [
     path("jobs/<int:job_id>/resume/", views.job_resume_view, name="job-resume"),
     path("jobs/<int:job_id>/retry/", views.job_retry_view, name="job-retry"),
     path("account/", views.account, name="account"),
+    path("account/invitations/<int:invitation_id>/<str:action>/", views.invitation_answer_view,
+         name="invitation-answer"),
     path("workspaces/", views.workspace_list, name="workspace-list"),
     path("workspaces/<int:workspace_id>/members/", views.members, name="members"),
     path("workspaces/<int:workspace_id>/members/<int:user_id>/remove/", views.member_remove_view,

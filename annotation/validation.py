@@ -405,3 +405,20 @@ def workspace_name_validate(name: Any, *, taken, instance=None, what: str) -> st
     if clash.exists():
         raise ValidationError({"name": f"{what} named {name!r} exists in this workspace"})
     return name
+
+
+# Characters that make a name shown in a list read as something else: C0 and C1 controls (DEL
+# included) and the bidirectional marks, embeddings, overrides and isolates (U+202E turns
+# "alice\u202egpj.exe" into "aliceexe.jpg").
+_NAME_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def display_name_validate(value: str, *, field: str) -> str:
+    """A user name or display name people will read in lists: refused (ValidationError on `field`)
+    when it holds a control or text-direction character. Every place that creates or renames an
+    account calls this (members page and API, simulated annotators, createsuperuser)."""
+    found = _NAME_UNSAFE.search(value)
+    if found is not None:
+        raise ValidationError({field: f"must not contain control or text-direction characters "
+                                      f"(U+{ord(found.group()):04X} at character {found.start() + 1})"})
+    return value

@@ -40,7 +40,15 @@ from .job_selectors import job_download_name, job_page_context, job_progress_con
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
 from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
-from .selectors import datasets_for_user, datasets_progress, field_titles, members_of, ranked_fields_of
+from .selectors import (
+    datasets_for_user,
+    datasets_progress,
+    field_titles,
+    invitations_for,
+    invitations_of,
+    members_of,
+    ranked_fields_of,
+)
 from .services import (
     api_token_get,
     api_token_rotate,
@@ -50,9 +58,10 @@ from .services import (
     dataset_publish,
     dataset_unpublish,
     dataset_update,
+    invitation_answer,
+    member_add,
     member_password_check,
     member_remove,
-    member_upsert,
     next_record_for,
     response_discard_undo,
     response_upsert,
@@ -331,6 +340,7 @@ def dataset_settings_view(request, dataset_id: int):
     """Change a dataset's name, guidelines, overlap and display settings."""
     dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
     initial = {k: getattr(dataset, k) for k in ui_forms.DatasetSettingsForm.base_fields}
+    initial["visible_metadata"] = ", ".join(dataset.visible_metadata or [])
     form = ui_forms.DatasetSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -642,14 +652,13 @@ def members(request, workspace_id: int):
         d = form.cleaned_data
         try:
             member_password_check(actor=request.user, username=d["username"], password=d.get("password") or None)
-            _, _, created = member_upsert(workspace=workspace, username=d["username"], role=d["role"],
-                                          password=d.get("password") or None)
+            added = member_add(actor=request.user, workspace=workspace, username=d["username"], role=d["role"],
+                               password=d.get("password") or None)
         except ValidationError as exc:
             form_errors_from(form, exc)
         else:
-            what = "added" if created else "updated"
-            messages.success(request, f"{d['username']} {what} as {d['role']}.")
-            if d["username"] == request.user.get_username() and d["role"] != ADMIN:
+            messages.success(request, added.message)
+            if not added.invited and d["username"] == request.user.get_username() and d["role"] != ADMIN:
                 return redirect("home")  # no longer an admin here: the members page would be a 403
             return redirect("members", workspace.pk)
     rows = list(members_of(workspace))
@@ -658,7 +667,8 @@ def members(request, workspace_id: int):
     for m in rows:
         m.submitted = counts.get(m.user_id, 0)
     return render(request, "annotation/members.html",
-                  {"workspace": workspace, "members": rows, "form": form, "roles": Membership.Role.choices},
+                  {"workspace": workspace, "members": rows, "form": form, "roles": Membership.Role.choices,
+                   "invitations": invitations_of(workspace)},
                   status=422 if request.method == "POST" else 200)
 
 
@@ -690,4 +700,20 @@ def account(request):
         messages.success(request, "A new API token was made; the old one no longer works.")
         return redirect("account")
     token = api_token_get(user=request.user)
-    return render(request, "annotation/account.html", {"token": token})
+    return render(request, "annotation/account.html",
+                  {"token": token, "invitations": invitations_for(request.user)})
+
+
+@login_required
+@require_POST
+def invitation_answer_view(request, invitation_id: int, action: str):
+    """Accept or decline an invitation to a workspace (the account page's buttons)."""
+    if action not in ("accept", "decline"):
+        raise Http404("No such action.")
+    try:
+        invitation = invitation_answer(user=request.user, invitation_id=invitation_id, accept=action == "accept")
+    except ValidationError as exc:  # not one of this account's invitations: it does not exist for them
+        raise Http404("; ".join(exc.messages)) from exc
+    done = "You joined" if action == "accept" else "You declined the invitation to"
+    messages.success(request, f"{done} {invitation.workspace.name}.")
+    return redirect("account")

@@ -56,7 +56,7 @@ from annotation.services import (
     records_upsert,
     response_upsert,
 )
-from annotation.validation import NAME_RE, field_specs_of, record_validate
+from annotation.validation import NAME_RE, display_name_validate, field_specs_of, record_validate
 from generation.llm import LLMConfigError, api_key_for, chat_many_groups
 from generation.llm_types import ChatRequest
 
@@ -100,6 +100,7 @@ def simulated_annotator_create(*, workspace: Workspace, name: str, judge: Judge,
     p = _flip_validate(flip_probability)
     if isinstance(seed, bool) or not isinstance(seed, int) or abs(seed) >= 2**62:
         raise ValidationError({"seed": "an integer"})
+    display_name_validate(name, field="name")
     username = simulated_username(name)
     from django.contrib.auth import get_user_model
 

@@ -23,6 +23,8 @@ def _ids(resp):
 
 
 def test_list_records_with_my_response_and_suggestions(dataset, annotator, annotator_client_api):
+    dataset.visible_metadata = ["model"]  # annotators see the metadata keys the dataset shows them
+    dataset.save(update_fields=["visible_metadata"])
     rec = RecordFactory(dataset=dataset, metadata={"model": "a"}, priority=2.5)
     ResponseFactory(record=rec, user=annotator, status="draft", values={"ranking": RANK["ranking"]})
     ResponseFactory(record=rec, user=UserFactory(), status="submitted")  # someone else's: not shown
@@ -47,6 +49,8 @@ def test_suggestions_hidden_from_annotators_unless_shown(dataset, annotator_clie
 
 
 def test_filters(dataset, annotator, annotator_client_api):
+    dataset.visible_metadata = ["model", "turns", "hard", "nested"]
+    dataset.save(update_fields=["visible_metadata"])
     done = RecordFactory(dataset=dataset, metadata={"model": "gpt", "turns": 2, "hard": True})
     draft = RecordFactory(dataset=dataset, metadata={"model": "llama", "turns": 1})
     discarded = RecordFactory(dataset=dataset, metadata={"model": "gpt", "nested": {"lang": "de"}})

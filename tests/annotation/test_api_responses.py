@@ -1,7 +1,11 @@
 """REST API: responses (validation, counters, over-assignment) and bulk suggestions."""
-import pytest
+from datetime import timedelta
 
-from annotation.models import Record, Response, Suggestion
+import pytest
+from django.utils import timezone
+
+from annotation.models import Dataset, Lease, Record, Response, Suggestion
+from annotation.services import leases_reclaim
 from tests.conftest import client_for
 from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, UserFactory
 
@@ -100,9 +104,13 @@ def test_over_assigned_submit_is_stored_with_a_warning(dataset, annotator_client
     rec = RecordFactory(dataset=dataset)
     first = UserFactory()
     MembershipFactory(user=first, workspace=dataset.workspace)
+    # the annotator holds the record (a draft), their lease expires and the slot goes to `first`
+    assert _post(annotator_client_api, rec, values={}, status="draft").status_code == 201
+    Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    leases_reclaim(dataset=dataset)
     assert _post(client_for(first), rec, values=RANK, status="submitted").status_code == 201
     resp = _post(annotator_client_api, rec, values=RANK, status="submitted")
-    assert resp.status_code == 201
+    assert resp.status_code == 200  # their draft became the submit
     body = resp.json()
     assert body["over_assigned"] is True and "stored" in body["warnings"][0]
     assert Response.objects.filter(record=rec, status="submitted").count() == 2
@@ -110,6 +118,7 @@ def test_over_assigned_submit_is_stored_with_a_warning(dataset, annotator_client
 
 
 def test_response_list_admin_sees_all_annotator_own(dataset, annotator, annotator_client_api, admin_client_api):
+    Dataset.objects.filter(pk=dataset.pk).update(min_submitted=2)
     rec = RecordFactory(dataset=dataset)
     other = UserFactory()
     MembershipFactory(user=other, workspace=dataset.workspace)
@@ -180,3 +189,70 @@ def test_suggestions_need_admin(dataset, annotator_client_api):
     assert client_for(outsider_admin).post(f"/api/v1/datasets/{dataset.pk}/suggestions/", item,
                                            format="json").status_code == 404
     assert not Suggestion.objects.exists()
+
+
+def test_draft_after_submit_is_refused_and_changes_nothing(dataset, annotator_client_api):
+    rec = RecordFactory(dataset=dataset)
+    assert _post(annotator_client_api, rec, values=RANK, status="submitted").status_code == 201
+    resp = _post(annotator_client_api, rec, values={}, status="draft")
+    assert resp.status_code == 409
+    assert "already submitted" in resp.json()["status"][0]
+    stored = Response.objects.get(record=rec)
+    assert stored.status == "submitted" and stored.values == RANK
+    rec.refresh_from_db()
+    assert rec.submitted_count == 1 and rec.completed is True
+    # an explicit edit (a submit with new values) still changes it
+    edited = {"ranking": [{"value": "response-2", "rank": 1}, {"value": "response-1", "rank": 2}]}
+    assert _post(annotator_client_api, rec, values=edited, status="submitted").status_code == 200
+    assert Response.objects.get(record=rec).values == edited
+    assert Record.objects.get(pk=rec.pk).submitted_count == 1
+
+
+def test_answer_to_a_record_not_handed_out_is_refused_once_it_is_full(dataset, annotator_client_api):
+    """A record whose overlap is taken (answered or leased by others) takes no answer from a caller
+    that next did not hand it to: 409, nothing stored, counters unchanged."""
+    other = UserFactory()
+    MembershipFactory(user=other, workspace=dataset.workspace)
+    full = RecordFactory(dataset=dataset)
+    leased = RecordFactory(dataset=dataset)
+    assert _post(client_for(other), full, values=RANK, status="submitted").status_code == 201
+    Lease.objects.create(record=leased, dataset=dataset, user=other, expires_at=timezone.now() + timedelta(minutes=5))
+    Record.objects.filter(pk=leased.pk).update(leased_count=1)
+    for rec in (full, leased):
+        for status, values in (("submitted", RANK), ("discarded", {}), ("draft", {})):
+            resp = _post(annotator_client_api, rec, values=values, status=status)
+            assert resp.status_code == 409, (rec, status)
+            assert "not handed to you" in resp.json()["record"][0]
+    assert not Response.objects.filter(record__in=[full, leased]).exclude(user=other).exists()
+    assert list(Record.objects.filter(pk__in=[full.pk, leased.pk]).order_by("pk")
+                .values_list("submitted_count", "leased_count")) == [(1, 0), (0, 1)]
+
+
+def test_answer_to_an_open_record_takes_its_slot(dataset, annotator, annotator_client_api):
+    """Answering a record with a free slot without next is admitted and counted: a submit takes the
+    slot, a draft takes it as a lease (so next hands the record to nobody else)."""
+    Dataset.objects.filter(pk=dataset.pk).update(min_submitted=1)
+    submitted, drafted = RecordFactory(dataset=dataset), RecordFactory(dataset=dataset)
+    assert _post(annotator_client_api, submitted, values=RANK, status="submitted").status_code == 201
+    assert _post(annotator_client_api, drafted, values={}, status="draft").status_code == 201
+    assert Record.objects.get(pk=submitted.pk).completed is True
+    assert Record.objects.get(pk=drafted.pk).leased_count == 1
+    assert Lease.objects.filter(record=drafted, user=annotator).exists()
+    other = UserFactory()
+    MembershipFactory(user=other, workspace=dataset.workspace)
+    assert client_for(other).get(f"/api/v1/datasets/{dataset.pk}/next/").status_code == 204
+
+
+def test_submits_to_every_record_id_never_push_a_record_over_its_overlap(dataset):
+    """Annotators who submit to every record id without asking next: each record takes exactly
+    its overlap, every other submit is a 409."""
+    Dataset.objects.filter(pk=dataset.pk).update(min_submitted=2)
+    records = [RecordFactory(dataset=dataset) for _ in range(5)]
+    clients = []
+    for _ in range(3):
+        user = UserFactory()
+        MembershipFactory(user=user, workspace=dataset.workspace)
+        clients.append(client_for(user))
+    codes = [_post(c, rec, values=RANK, status="submitted").status_code for c in clients for rec in records]
+    assert codes.count(201) == 10 and codes.count(409) == 5
+    assert set(Record.objects.filter(dataset=dataset).values_list("submitted_count", "completed")) == {(2, True)}

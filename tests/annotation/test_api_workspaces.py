@@ -114,7 +114,8 @@ def test_existing_users_token_and_password_are_not_handed_to_a_workspace_admin(w
     assert resp.status_code == 400 and "password" in resp.json()
     resp = admin_client_api.post(f"/api/v1/workspaces/{workspace.pk}/members/",
                                  {"username": "boss", "role": "annotator"}, format="json")
-    assert resp.status_code == 200 and resp.json()["token"] is None
+    assert resp.status_code == 202 and resp.json()["token"] is None and resp.json()["invited"] is True
+    assert not Membership.objects.filter(user=victim, workspace=workspace).exists()  # invited, not added
     victim.refresh_from_db()
     assert victim.check_password("pw-12345678")
 

@@ -46,8 +46,12 @@ def test_over_submission_is_stored_and_flagged():
     ds = DatasetFactory(min_submitted=1)
     rec = RecordFactory(dataset=ds)
     a, b = UserFactory(), UserFactory()
+    assert next_record_for(b, ds) == rec
+    response_upsert(user=b, record=rec, values={}, status="draft")
+    Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))  # b's lease expires while b works
+    assert next_record_for(a, ds) == rec
     response_upsert(user=a, record=rec, values=RANK_1_FIRST, status="submitted")
-    result = response_upsert(user=b, record=rec, values=RANK_1_FIRST, status="submitted")
+    result = response_upsert(user=b, record=rec, values=RANK_1_FIRST, status="submitted")  # b's draft: admitted
     assert result.over_assigned and "stored" in result.warnings[0]
     rec.refresh_from_db()
     assert rec.submitted_count == 2

@@ -260,6 +260,8 @@ def test_agreement_reads_preferences_as_pairwise_votes(graded_dataset):
     for u in users:
         from annotation.models import Membership
         Membership.objects.create(user=u, workspace=graded_dataset.workspace, role="annotator")
+    graded_dataset.min_submitted = 3
+    graded_dataset.save(update_fields=["min_submitted"])
     first, second = RecordFactory(dataset=graded_dataset), RecordFactory(dataset=graded_dataset)
     for u, (field, s) in zip(users, [("response-1", 3), ("response-1", 1), ("response-2", 2)]):
         response_upsert(user=u, record=first, values={"graded": {"preferred": field, "strength": s}},

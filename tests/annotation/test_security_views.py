@@ -178,9 +178,10 @@ def test_a_workspace_admin_cannot_reset_the_password_of_an_existing_account(admi
     victim.refresh_from_db()
     assert victim.check_password("pw-12345678") and not victim.check_password("hijacked-pw-1")
     assert not Membership.objects.filter(workspace=workspace, user=victim).exists()
-    # adding the existing user without a password is fine
+    # without a password the existing account is invited: it is no member until it accepts
     r = login(admin_user).post(reverse("members", args=[workspace.pk]), {"username": "other-admin", "role": "annotator"})
-    assert r.status_code == 302 and Membership.objects.filter(workspace=workspace, user=victim).exists()
+    assert r.status_code == 302 and not Membership.objects.filter(workspace=workspace, user=victim).exists()
+    assert workspace.invitations.filter(invitee="other-admin").exists()
 
 
 @pytest.mark.django_db

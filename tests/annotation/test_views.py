@@ -447,3 +447,16 @@ def test_progress_shows_mine_left_for_me_and_the_dataset_completion(annotator, d
     # live for my own answers, even within the dataset counts' snapshot
     assert re.search(r'data-mine="submitted">1<', html) and re.search(r'data-mine="left">2<', html)
     assert re.search(r"data-dataset-completion>25%<", html) and "1 discarded" in html
+
+
+def test_submitting_a_full_record_the_page_did_not_hand_out_is_refused(annotator, dataset):
+    rec = RecordFactory(dataset=dataset)
+    other = UserFactory()
+    MembershipFactory(user=other, workspace=dataset.workspace)
+    response_upsert(user=other, record=rec, values={"ranking": [{"value": "response-1", "rank": 1},
+                                                                {"value": "response-2", "rank": 2}]},
+                    status="submitted")
+    r = login(annotator).post(respond_url(rec), {"action": "submit", **ranks()}, **HX)
+    assert r.status_code == 422 and "not handed to you" in r.content.decode()
+    assert not Response.objects.filter(record=rec, user=annotator).exists()
+    assert Record.objects.get(pk=rec.pk).submitted_count == 1

@@ -335,6 +335,8 @@ class World:
             return self.annotator_a.pk
         if name in ("format",):
             return "jsonl"
+        if name == "action":  # an invitation's answer
+            return "accept"
         if name in ("kind", "job_kind"):
             return self.job.kind
         if name == "job_id":  # the job of the kind the URL is about

@@ -46,7 +46,8 @@ class Command(BaseCommand):
                 dataset = dataset_create(workspace=ws, name=spec["name"], fields=fields, questions=questions,
                                          created_by=admin, guidelines=GUIDELINES,
                                          min_submitted=spec["min_submitted"], allow_ties=False,
-                                         show_suggestions=True, shuffle_responses=True)
+                                         show_suggestions=True, shuffle_responses=True,
+                                         visible_metadata=["topic"])  # "source" stays with admins
                 verb = "created"
             else:
                 verb = "updated"
