@@ -23,6 +23,7 @@ import orjson
 from django.core.exceptions import ValidationError
 
 from ..errors import validation_message
+from ..text import invalid_utf8_problem, text_clean
 from .report import RAW_KEEP, ImportFormatError, LineError, UploadTooLarge
 
 FORMATS = ("json", "ndjson", "csv", "parquet")
@@ -275,7 +276,9 @@ def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> 
     csv.field_size_limit(max(max_bytes * 2, 131072))
     if isinstance(stream, io.RawIOBase):
         stream = io.BufferedReader(stream, READ_CHUNK)
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+    # bytes that are not UTF-8 become lone surrogates here, so the line holding one is rejected (as an
+    # NDJSON line is), never silently turned into U+FFFD
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(text)
     try:
         header = next(reader)
@@ -284,6 +287,9 @@ def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> 
     except csv.Error as exc:
         raise ImportFormatError(f"line 1: the CSV header cannot be read: {exc}")
     header = [h.strip() for h in header]
+    for column in header:
+        if problem := invalid_utf8_problem(column):
+            raise ImportFormatError(f"line 1: the CSV header is {problem}")
     if "" in header or len(set(header)) != len(header):
         raise ImportFormatError("line 1: the CSV header needs distinct, non-empty column names")
     while True:
@@ -300,7 +306,12 @@ def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> 
         size = sum(len(v) for v in values)
         if len(values) != len(header):
             yield line_no, LineError(f"record: {len(values)} values for {len(header)} columns",
-                                     ",".join(values)[:RAW_KEEP]), size
+                                     text_clean(",".join(values)[:RAW_KEEP])[0]), size
+            continue
+        bad = next(((column, problem) for column, value in zip(header, values)
+                    if (problem := invalid_utf8_problem(value))), None)
+        if bad is not None:
+            yield line_no, LineError(f"column {bad[0]}: {bad[1]}", text_clean(",".join(values)[:RAW_KEEP])[0]), size
             continue
         try:
             yield line_no, _flat_row_to_record(dict(zip(header, values)), chat_fields), size
