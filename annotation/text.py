@@ -143,3 +143,29 @@ def _clean(value: Any, cleaning: TextCleaning) -> Any:
     if isinstance(value, list):
         return [_clean(v, cleaning) for v in value]
     return value
+
+
+def _described(note: Any) -> str | None:
+    if not isinstance(note, dict):
+        return None
+    cleaning = TextCleaning()
+    cleaning.add(note)
+    return cleaning.describe() or None
+
+
+def text_cleaned_notes(*, metadata: dict | None, suggestions=()) -> list[str]:
+    """What was cleaned out of the model text of a record, one line each, for the pages that show it:
+    its fields' notes (metadata[field][TEXT_CLEANED_KEY], written by generation), the record's own
+    ({call: note}, e.g. a CLAIR revision) and its suggestions' (raw[TEXT_CLEANED_KEY], {call: note})."""
+    lines = []
+    for key, value in (metadata or {}).items():
+        if key == TEXT_CLEANED_KEY and isinstance(value, dict):
+            lines += [f"{call}: {text}" for call, note in value.items() if (text := _described(note))]
+        elif isinstance(value, dict) and (text := _described(value.get(TEXT_CLEANED_KEY))):
+            lines.append(f"{key}: {text}")
+    for s in suggestions:
+        notes = (s.raw or {}).get(TEXT_CLEANED_KEY) if isinstance(s.raw, dict) else None
+        for call, note in (notes or {}).items():
+            if text := _described(note):
+                lines.append(f"{s.agent or 'judge'} ({call}): {text}")
+    return lines

@@ -106,7 +106,7 @@ def _outputs_insert(*, job_id: int, rows: list[tuple[dict, int]]) -> int:
         now = now.isoformat(sep=" ").replace("+00:00", "")
     params = [(job_id, r["prompt_key"], r["slot"], r["endpoint"], r["model"], orjson.dumps(r["params"]).decode(),
                r["text"], r["finish_reason"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], attempts,
-               orjson.dumps(r["text_cleaned"]).decode() if r["text_cleaned"] else None, now)
+               orjson.dumps(r["text_cleaned"]).decode() if r.get("text_cleaned") else None, now)
               for r, attempts in rows]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)

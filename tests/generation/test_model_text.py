@@ -1,6 +1,7 @@
 """A model answer holding text PostgreSQL cannot store (NUL, a lone surrogate) is stored cleaned, with a
 note saying what was removed, and never fails the job (annotation.text)."""
 import pytest
+from django.urls import reverse
 
 from annotation.jobs import job_run_inline
 from annotation.models import Job, JobError, Record
@@ -15,8 +16,8 @@ pytestmark = pytest.mark.django_db
     ("answer \x00with\x00 NUL", "answer with NUL", {"nul_removed": 2, "surrogates_replaced": 0}),
     ("answer \ud800 lone", "answer \ufffd lone", {"nul_removed": 0, "surrogates_replaced": 1}),
 ], ids=["NUL", "lone surrogate"])
-def test_generation_job_stores_cleaned_answers_with_a_note(workspace, llm_endpoint, llm_server, tmp_path, dirty, clean,
-                                                           note):
+def test_generation_job_stores_cleaned_answers_with_a_note(workspace, admin_user, client, llm_endpoint, llm_server,
+                                                           tmp_path, dirty, clean, note):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "dirty one"}\n{"prompt": "plain one"}\n')
     llm_server.responder = lambda body: dirty if "dirty" in body["messages"][-1]["content"] else "a plain answer"
@@ -34,3 +35,10 @@ def test_generation_job_stores_cleaned_answers_with_a_note(workspace, llm_endpoi
     outputs = GenerationOutput.objects.filter(job=job, prompt_key__in=[o.prompt_key for o in
                                                                         GenerationOutput.objects.filter(text=clean)])
     assert outputs.count() == 2 and all(o.text_cleaned == note for o in outputs)
+    # the record's page says so (the admin's view of the record; annotators never see provenance)
+    client.force_login(admin_user)
+    page = client.get(reverse("record-detail", args=[target.pk, dirty_record.pk])).content.decode()
+    said = "2 NUL characters removed" if note["nul_removed"] else "1 lone surrogate replaced by U+FFFD"
+    assert "Model text cleaned" in page and f"response-1: {said}" in page and f"response-2: {said}" in page
+    page = client.get(reverse("record-detail", args=[target.pk, plain.pk])).content.decode()
+    assert "Model text cleaned" not in page
