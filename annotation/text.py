@@ -78,9 +78,10 @@ def query_params_check(params) -> None:
             input_text_check(value, field=key)
 
 
-def invalid_utf8_problem(text: str) -> str | None:
-    """Text decoded with errors="surrogateescape": why it is not UTF-8 (the first bad byte), or None."""
-    found = _SURROGATE.search(text)
+def invalid_utf8_problem(text: str, start: int = 0, end: int | None = None) -> str | None:
+    """Text decoded with errors="surrogateescape" (or text[start:end] of it, not copied): why it is not
+    UTF-8 (the first bad byte), or None."""
+    found = _SURROGATE.search(text, start, len(text) if end is None else end)
     if found is None:
         return None
     code = ord(found.group())

@@ -328,6 +328,7 @@ def question_value_validate(question: Question, value: Any, *, allow_ties: bool,
         return value
     if not isinstance(value, str):
         raise ValidationError({where: "must be a string"})
+    input_text_check(value, field=where)  # the browser's form as well as the API
     if len(value) > int(options.get("max_length", MAX_TEXT_ANSWER)):
         raise ValidationError({where: "too long"})
     return value

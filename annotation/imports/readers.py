@@ -154,11 +154,15 @@ def _array_elements(text: _TextBuffer, max_bytes: int):
             yield element, decoded, None
             return None
         obj, end = decoded
-        size = end - text.pos
-        if size * 4 > max_bytes:  # characters -> bytes only when it could matter
-            size = len(text.buf[text.pos:end].encode("utf-8", "replace"))
-        text.pos = end
-        yield element, obj, size
+        if problem := invalid_utf8_problem(text.buf, text.pos, end):  # bytes that were not UTF-8 (JSON escapes are ASCII)
+            text.pos = end
+            yield element, LineError(f"record: {problem}"), None
+        else:
+            size = end - text.pos
+            if size * 4 > max_bytes:  # characters -> bytes only when it could matter
+                size = len(text.buf[text.pos:end].encode("utf-8", "replace"))
+            text.pos = end
+            yield element, obj, size
         c = text.skip_ws()
         if c == ",":
             text.pos += 1
@@ -168,7 +172,7 @@ def _array_elements(text: _TextBuffer, max_bytes: int):
             return element
         yield element + 1, LineError("malformed JSON: expected ',' or ']' after an element "
                                      "(the rest of the array could not be read)",
-                                     text.buf[text.pos:text.pos + RAW_KEEP]), None
+                                     text_clean(text.buf[text.pos:text.pos + RAW_KEEP])[0]), None
         return None
 
 
@@ -179,7 +183,8 @@ class _TextBuffer:
 
     def __init__(self, stream):
         self.stream = stream
-        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # bytes that are not UTF-8 become lone surrogates, so the element holding one is rejected
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self.decoder = json.JSONDecoder()
         self.buf = ""
         self.pos = 0
@@ -225,7 +230,7 @@ class _TextBuffer:
                 if self.fill() or (not self.eof):
                     continue
                 return LineError(f"malformed JSON: {exc.msg} (the rest of the array could not be read)",
-                                 self.buf[self.pos:self.pos + RAW_KEEP])
+                                 text_clean(self.buf[self.pos:self.pos + RAW_KEEP])[0])
             if end == len(self.buf) and not self.eof and isinstance(obj, (int, float)):
                 # a number at the buffer edge may continue in the next chunk
                 if self.fill():

@@ -112,3 +112,29 @@ def test_csv_header_with_invalid_utf8_is_refused(dataset):
 
     with pytest.raises(ImportFormatError, match="not valid UTF-8"):
         list(records_import(dataset=dataset, stream=io.BytesIO(b"external_id,pr\xffompt\nx,y\n"), fmt="csv").rejected)
+
+
+def test_json_array_with_invalid_utf8_rejects_the_element_and_reads_on(dataset):
+    body = (b'[{"external_id": "j1", "fields": {"prompt": "p", "response-1": "a", "response-2": "b"}},\n'
+            b' {"external_id": "j2", "fields": {"prompt": "p", "response-1": "caf\xe9", "response-2": "b"}},\n'
+            b' {"external_id": "j3", "fields": {"prompt": "p", "response-1": "a", "response-2": "b"}}]')
+    report = records_import(dataset=dataset, stream=io.BytesIO(body), fmt="json")
+    assert report.rejected == [{"line": 2, "reason": "record: not valid UTF-8 (byte 0xe9)"}]
+    assert set(Record.objects.filter(dataset=dataset).values_list("external_id", flat=True)) == {"j1", "j3"}
+
+
+def test_text_answer_from_the_annotate_page_with_nul_is_refused_on_the_form(dataset, annotator):
+    """A form body cannot carry a lone surrogate (Django decodes it to U+FFFD); a NUL it can."""
+    from django.test import Client
+    from django.urls import reverse
+
+    Question.objects.create(dataset=dataset, name="notes", title="Notes", kind="text", required=False, position=1)
+    rec = RecordFactory(dataset=dataset)
+    client = Client()
+    client.force_login(annotator)
+    resp = client.post(reverse("record-respond", args=[dataset.pk, rec.pk]),
+                       {"action": "submit", "rank__ranking__response-1": "1", "rank__ranking__response-2": "2",
+                        "q__notes": BAD["NUL"]}, HTTP_HX_REQUEST="true")
+    assert resp.status_code == 422, resp.content
+    assert "NUL" in resp.content.decode()
+    assert not Response.objects.filter(record=rec).exists()

@@ -42,3 +42,17 @@ def test_generation_job_stores_cleaned_answers_with_a_note(workspace, admin_user
     assert "Model text cleaned" in page and f"response-1: {said}" in page and f"response-2: {said}" in page
     page = client.get(reverse("record-detail", args=[target.pk, plain.pk])).content.decode()
     assert "Model text cleaned" not in page
+
+
+def test_a_prompt_file_with_nul_is_refused_naming_the_line(tmp_path):
+    """Prompts are a person's input: refused (nothing written), not cleaned."""
+    from django.core.exceptions import ValidationError
+
+    from generation.services.prompts import prompts_read
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "fine"}\n{"prompt": "bad \\u0000 prompt"}\n')
+    with pytest.raises(ValidationError) as caught:
+        prompts_read(path=str(path))
+    assert caught.value.message_dict == {"prompts": ["line 2: prompt: contains a NUL character (\\u0000), "
+                                                     "which cannot be stored"]}
