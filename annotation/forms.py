@@ -210,7 +210,7 @@ class DatasetCreateForm(forms.Form):
         if not isinstance(value, list):
             self.add_error(key, "must be a JSON list")
             return None
-        found = unstorable_text(value)
+        found = unstorable_text(value, key.removesuffix("_json"))
         if found is not None:
             self.add_error(key, f"{found[0]}: {found[1]}")
             return None

@@ -138,3 +138,19 @@ def test_text_answer_from_the_annotate_page_with_nul_is_refused_on_the_form(data
     assert resp.status_code == 422, resp.content
     assert "NUL" in resp.content.decode()
     assert not Response.objects.filter(record=rec).exists()
+
+
+@pytest.mark.parametrize("bad", BAD.values(), ids=BAD.keys())
+def test_question_options_typed_on_the_dataset_page_with_unstorable_text_are_refused(admin_user, workspace, bad):
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(admin_user)
+    questions = json.dumps([{"name": "tone", "kind": "label", "options": {"values": ["fine", bad]}}])
+    resp = client.post(reverse("dataset-create"), {
+        "workspace": workspace.pk, "name": "adv", "preset": "advanced", "min_submitted": "1", "responses": "2",
+        "response_kind": "markdown", "fields_json": json.dumps([{"name": "prompt"}]), "questions_json": questions})
+    html = resp.content.decode()
+    assert resp.status_code == 422 and "questions[0].options.values[1]: contains a" in html
+    assert not Dataset.objects.filter(name="adv").exists()
