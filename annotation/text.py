@@ -27,8 +27,15 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def _storable(text: str) -> bool:
+    """The fast answer for almost all text: no NUL (a memchr) and ASCII (a flag CPython keeps) or no surrogate."""
+    return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
+
+
 def text_problem(text: str) -> str | None:
     """Why `text` cannot be stored (the first offending character), or None when it can."""
+    if _storable(text):
+        return None
     found = _UNSTORABLE.search(text)
     if found is None:
         return None
@@ -40,23 +47,35 @@ def text_problem(text: str) -> str | None:
 
 def unstorable_text(value: Any, where: str = "") -> tuple[str, str] | None:
     """(field path, reason) of the first string in `value` (a str, or dicts and lists of them, keys
-    included) that cannot be stored; None when all can. Paths read `a.b[2].c`, as the APIs name fields."""
+    included) that cannot be stored; None when all can. Paths read `a.b[2].c`, as the APIs name fields;
+    they are built only for what is found (a body is walked on every request)."""
+    found = _find(value)
+    if found is None:
+        return None
+    reason, parts = found
+    path = where
+    for part in reversed(parts):
+        path = f"{path}[{part}]" if isinstance(part, int) else (f"{path}.{part}" if path else str(part))
+    return path or "", reason
+
+
+def _find(value: Any) -> tuple[str, list] | None:
+    """(reason, path parts innermost first) of the first unstorable string in `value`."""
     if isinstance(value, str):
         problem = text_problem(value)
-        return (where, problem) if problem else None
+        return (problem, []) if problem else None
     if isinstance(value, dict):
         for key, item in value.items():
-            path = f"{where}.{key}" if where else str(key)
             if isinstance(key, str) and (problem := text_problem(key)):
-                return (where or "body", f"a key {problem}")
-            found = unstorable_text(item, path)
-            if found:
+                return f"a key {problem}", []
+            if not isinstance(item, (int, float, bool)) and item is not None and (found := _find(item)):
+                found[1].append(str(key))
                 return found
         return None
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = unstorable_text(item, f"{where}[{index}]")
-            if found:
+            if not isinstance(item, (int, float, bool)) and item is not None and (found := _find(item)):
+                found[1].append(index)
                 return found
     return None
 
@@ -81,6 +100,8 @@ def query_params_check(params) -> None:
 def invalid_utf8_problem(text: str, start: int = 0, end: int | None = None) -> str | None:
     """Text decoded with errors="surrogateescape" (or text[start:end] of it, not copied): why it is not
     UTF-8 (the first bad byte), or None."""
+    if text.isascii():
+        return None
     found = _SURROGATE.search(text, start, len(text) if end is None else end)
     if found is None:
         return None
@@ -130,7 +151,7 @@ def text_clean(value: Any, cleaning: TextCleaning | None = None) -> tuple[Any, T
 
 def _clean(value: Any, cleaning: TextCleaning) -> Any:
     if isinstance(value, str):
-        if _UNSTORABLE.search(value) is None:
+        if _storable(value):
             return value
         nul = value.count("\x00")
         if nul:

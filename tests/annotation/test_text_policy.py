@@ -154,3 +154,16 @@ def test_question_options_typed_on_the_dataset_page_with_unstorable_text_are_ref
     html = resp.content.decode()
     assert resp.status_code == 422 and "questions[0].options.values[1]: contains a" in html
     assert not Dataset.objects.filter(name="adv").exists()
+
+
+def test_the_rule_names_the_path_and_cleaning_counts_what_it_did():
+    from annotation.text import text_clean, unstorable_text
+
+    assert unstorable_text({"a": [1, {"b": "ok"}, {"c": "x\x00"}]}) == (
+        "a[2].c", "contains a NUL character (\\u0000), which cannot be stored")
+    assert unstorable_text({"k\ud801": 1}, "meta")[0] == "meta"
+    assert unstorable_text({"a": ["fine", "caf\u00e9 \U0001F600"], "n": None}) is None
+    cleaned, done = text_clean({"t": ["a\x00b\x00", "c\udfffd"], "n": 3})
+    assert cleaned == {"t": ["ab", "c\ufffdd"], "n": 3}
+    assert done.note() == {"nul_removed": 2, "surrogates_replaced": 1}
+    assert done.describe() == "2 NUL characters removed, 1 lone surrogate replaced by U+FFFD"
