@@ -20,6 +20,7 @@ from .errors import validation_items
 from .models import Membership, Question
 from .selectors import compared_fields
 from .services import pairwise_dataset_spec
+from .text import unstorable_text
 from .validation import question_value_validate
 
 
@@ -215,6 +216,10 @@ class DatasetCreateForm(forms.Form):
             return None
         if not isinstance(value, list):
             self.add_error(key, "must be a JSON list")
+            return None
+        found = unstorable_text(value, key.removesuffix("_json"))
+        if found is not None:
+            self.add_error(key, f"{found[0]}: {found[1]}")
             return None
         return value
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from .models import Field, Question
+from .text import input_text_check
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")  # use with fullmatch (a "$" anchor lets a trailing newline through)
 MAX_TEXT_ANSWER = 20_000
@@ -210,7 +211,7 @@ def record_validate(raw: Any, specs: dict[str, FieldSpec], *, max_bytes: int | N
     if unknown:
         raise ValidationError({"record": f"unknown keys: {', '.join(sorted(unknown))}"})
     if size is None:
-        size = len(orjson.dumps(raw))
+        size = len(_json_dumps(raw))
     if size > max_bytes:
         raise ValidationError({"record": f"record is {size} bytes, over the limit of {max_bytes}"})
     fields = raw.get("fields")
@@ -239,13 +240,22 @@ def record_validate(raw: Any, specs: dict[str, FieldSpec], *, max_bytes: int | N
     external_id = raw.get("external_id", raw.get("id"))
     if external_id is None or external_id == "":
         # Content-addressed id: re-sending the same record updates it instead of duplicating it.
-        external_id = "sha1-" + hashlib.sha1(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        external_id = "sha1-" + hashlib.sha1(_json_dumps(fields, option=orjson.OPT_SORT_KEYS, field="fields")).hexdigest()
     elif isinstance(external_id, bool) or not isinstance(external_id, (str, int)):
         raise ValidationError({"external_id": "must be a string or an integer"})
     external_id = str(external_id)
     if len(external_id) > 255:
         raise ValidationError({"external_id": "longer than 255 characters"})
     return {"external_id": external_id, "fields": fields, "metadata": metadata, "priority": float(priority)}
+
+
+def _json_dumps(value: Any, *, option: int | None = None, field: str = "") -> bytes:
+    """orjson.dumps; a lone surrogate (which orjson refuses) is a ValidationError naming its field."""
+    try:
+        return orjson.dumps(value, option=option)
+    except orjson.JSONEncodeError:
+        input_text_check(value, field=field)
+        raise
 
 
 def _chat_validate(value: Any, where: str) -> None:
@@ -318,6 +328,7 @@ def question_value_validate(question: Question, value: Any, *, allow_ties: bool,
         return value
     if not isinstance(value, str):
         raise ValidationError({where: "must be a string"})
+    input_text_check(value, field=where)  # the browser's form as well as the API
     if len(value) > int(options.get("max_length", MAX_TEXT_ANSWER)):
         raise ValidationError({where: "too long"})
     return value

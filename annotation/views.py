@@ -66,6 +66,7 @@ from .services import (
     response_discard_undo,
     response_upsert,
 )
+from .text import text_cleaned_notes
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -495,7 +496,8 @@ def record_detail(request, dataset_id: int, record_id: int):
         s.rationale_html = markdown_render(s.rationale)
     return render(request, "annotation/record_detail.html",
                   {"dataset": dataset, "record": record, "v": view, "answers": answers, "questions": questions,
-                   "suggestions": suggestions})
+                   "suggestions": suggestions,
+                   "cleaned_notes": text_cleaned_notes(metadata=record.metadata, suggestions=suggestions)})
 
 
 # --- admin: import / export / jobs -------------------------------------------------------------

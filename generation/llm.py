@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import os
 import threading
@@ -124,7 +125,10 @@ def _parse_success(key: str, data: bytes | str, attempts: int, latency: float) -
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise _Retryable("malformed JSON in the response body", raw=_body_text(data)[:100_000])
+        try:  # orjson refuses JSON's escape of a lone surrogate ("\ud800"); Python's json reads it (cleaned in ChatResult)
+            doc = json.loads(data)
+        except ValueError:
+            raise _Retryable("malformed JSON in the response body", raw=_body_text(data)[:100_000])
     if not isinstance(doc, dict):
         raise _Retryable("the response body is not a JSON object", raw=doc)
     choices = doc.get("choices")

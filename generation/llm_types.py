@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from annotation.text import text_clean, unstorable_text
+
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Endpoint
 
@@ -31,6 +33,19 @@ class ChatResult:
     attempts: int
     error: str | None             # final error after retries; None on success
     raw: Any                      # raw response JSON, or raw body text when it was not valid JSON
+    # what annotation.text cleaned out of `text` ({"nul_removed", "surrogates_replaced"}), None if nothing
+    text_cleaned: dict | None = None
+
+    def __post_init__(self) -> None:
+        """A model's text is kept less what PostgreSQL cannot store (annotation.text: NUL, lone surrogates),
+        cleaned here for every backend and counted in text_cleaned, so whoever stores the output can say so
+        and no output fails a job for its content. The raw response is cleaned the same way."""
+        if isinstance(self.text, str):
+            text, cleaning = text_clean(self.text)
+            if cleaning:
+                self.text, self.text_cleaned = text, cleaning.note()
+        if self.raw is not None and unstorable_text(self.raw) is not None:
+            self.raw = text_clean(self.raw)[0]
 
     @property
     def ok(self) -> bool:

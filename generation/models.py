@@ -56,6 +56,8 @@ class GenerationOutput(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     latency_s = models.FloatField(default=0.0)
     attempts = models.PositiveSmallIntegerField(default=1)
+    # what annotation.text cleaned out of the model's text before it was stored (NUL, lone surrogates)
+    text_cleaned = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -79,6 +79,8 @@ class JudgeOutput(models.Model):
     finish_reason = models.CharField(max_length=40, blank=True, default="")
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    # what annotation.text cleaned out of raw_text before it was stored (NUL, lone surrogates)
+    text_cleaned = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

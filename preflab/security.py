@@ -203,3 +203,27 @@ class RequestSizeLimitMiddleware:
             return JsonResponse({"detail": f"the request body is {length} bytes, over the limit of {limit} bytes "
                                            "(PREFLAB_MAX_UPLOAD_BYTES)"}, status=413)
         return self.get_response(request)
+
+
+class QueryTextMiddleware:
+    """A query string holding text that cannot be stored or compared (annotation.text: a NUL from
+    "%00") is a 400 naming the parameter, for every page and API, before a view builds a query of it.
+    API paths answer JSON, pages plain text."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from django.core.exceptions import ValidationError
+
+        from annotation.errors import validation_detail, validation_message
+        from annotation.text import query_params_check
+
+        if request.META.get("QUERY_STRING"):
+            try:
+                query_params_check(request.GET)
+            except ValidationError as exc:
+                if request.path.startswith("/api/"):
+                    return JsonResponse(validation_detail(exc), status=400)
+                return HttpResponse(escape(validation_message(exc)), status=400, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)

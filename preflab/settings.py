@@ -48,6 +48,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # A query parameter holding NUL answers 400 naming it (annotation.text) before a view queries with it.
+    "preflab.security.QueryTextMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -150,6 +152,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "EXCEPTION_HANDLER": "annotation.api_common.exception_handler",
+    # bodies holding text that cannot be stored (NUL, lone surrogates) are a 400 naming the field
+    "DEFAULT_PARSER_CLASSES": ["annotation.api_common.JSONParser", "annotation.api_common.FormParser",
+                               "annotation.api_common.MultiPartParser"],
     # views with throttle_scope = "login" (token endpoints) are rate limited per username+IP
     "DEFAULT_THROTTLE_CLASSES": ["preflab.security.LoginRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="10/min")},

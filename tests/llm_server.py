@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import random
 import threading
 import time
@@ -179,7 +180,11 @@ class LLMTestServer:
                    "model": body["model"], "choices": choices,
                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                              "total_tokens": prompt_tokens + completion_tokens}}
-            return web.Response(body=orjson.dumps(doc), content_type="application/json")
+            try:
+                payload = orjson.dumps(doc)
+            except orjson.JSONEncodeError:  # a lone surrogate in the content: sent as JSON's escape ("\ud800")
+                payload = json.dumps(doc).encode()
+            return web.Response(body=payload, content_type="application/json")
         finally:
             self.in_flight -= 1
 

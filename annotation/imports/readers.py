@@ -23,6 +23,7 @@ import orjson
 from django.core.exceptions import ValidationError
 
 from ..errors import validation_message
+from ..text import invalid_utf8_problem, text_clean
 from .report import RAW_KEEP, ImportFormatError, LineError, UploadTooLarge
 
 FORMATS = ("json", "ndjson", "csv", "parquet")
@@ -153,11 +154,15 @@ def _array_elements(text: _TextBuffer, max_bytes: int):
             yield element, decoded, None
             return None
         obj, end = decoded
-        size = end - text.pos
-        if size * 4 > max_bytes:  # characters -> bytes only when it could matter
-            size = len(text.buf[text.pos:end].encode("utf-8", "replace"))
-        text.pos = end
-        yield element, obj, size
+        if problem := invalid_utf8_problem(text.buf, text.pos, end):  # bytes that were not UTF-8 (JSON escapes are ASCII)
+            text.pos = end
+            yield element, LineError(f"record: {problem}"), None
+        else:
+            size = end - text.pos
+            if size * 4 > max_bytes:  # characters -> bytes only when it could matter
+                size = len(text.buf[text.pos:end].encode("utf-8", "replace"))
+            text.pos = end
+            yield element, obj, size
         c = text.skip_ws()
         if c == ",":
             text.pos += 1
@@ -167,7 +172,7 @@ def _array_elements(text: _TextBuffer, max_bytes: int):
             return element
         yield element + 1, LineError("malformed JSON: expected ',' or ']' after an element "
                                      "(the rest of the array could not be read)",
-                                     text.buf[text.pos:text.pos + RAW_KEEP]), None
+                                     text_clean(text.buf[text.pos:text.pos + RAW_KEEP])[0]), None
         return None
 
 
@@ -178,7 +183,8 @@ class _TextBuffer:
 
     def __init__(self, stream):
         self.stream = stream
-        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # bytes that are not UTF-8 become lone surrogates, so the element holding one is rejected
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self.decoder = json.JSONDecoder()
         self.buf = ""
         self.pos = 0
@@ -224,7 +230,7 @@ class _TextBuffer:
                 if self.fill() or (not self.eof):
                     continue
                 return LineError(f"malformed JSON: {exc.msg} (the rest of the array could not be read)",
-                                 self.buf[self.pos:self.pos + RAW_KEEP])
+                                 text_clean(self.buf[self.pos:self.pos + RAW_KEEP])[0])
             if end == len(self.buf) and not self.eof and isinstance(obj, (int, float)):
                 # a number at the buffer edge may continue in the next chunk
                 if self.fill():
@@ -275,7 +281,9 @@ def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> 
     csv.field_size_limit(max(max_bytes * 2, 131072))
     if isinstance(stream, io.RawIOBase):
         stream = io.BufferedReader(stream, READ_CHUNK)
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+    # bytes that are not UTF-8 become lone surrogates here, so the line holding one is rejected (as an
+    # NDJSON line is), never silently turned into U+FFFD
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(text)
     try:
         header = next(reader)
@@ -284,6 +292,9 @@ def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> 
     except csv.Error as exc:
         raise ImportFormatError(f"line 1: the CSV header cannot be read: {exc}")
     header = [h.strip() for h in header]
+    for column in header:
+        if problem := invalid_utf8_problem(column):
+            raise ImportFormatError(f"line 1: the CSV header is {problem}")
     if "" in header or len(set(header)) != len(header):
         raise ImportFormatError("line 1: the CSV header needs distinct, non-empty column names")
     while True:
@@ -300,7 +311,12 @@ def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> 
         size = sum(len(v) for v in values)
         if len(values) != len(header):
             yield line_no, LineError(f"record: {len(values)} values for {len(header)} columns",
-                                     ",".join(values)[:RAW_KEEP]), size
+                                     text_clean(",".join(values)[:RAW_KEEP])[0]), size
+            continue
+        bad = next(((column, problem) for column, value in zip(header, values)
+                    if (problem := invalid_utf8_problem(value))), None)
+        if bad is not None:
+            yield line_no, LineError(f"column {bad[0]}: {bad[1]}", text_clean(",".join(values)[:RAW_KEEP])[0]), size
             continue
         try:
             yield line_no, _flat_row_to_record(dict(zip(header, values)), chat_fields), size

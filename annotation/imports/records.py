@@ -21,6 +21,7 @@ from django.db import connection
 from ..errors import validation_message
 from ..models import Dataset, Field
 from ..services import UpsertCounts
+from ..text import input_text_check
 from ..validation import FieldSpec, field_specs_of, record_validate
 from .postgres import records_batch_upsert
 from .readers import READ_CHUNK, records_read
@@ -82,14 +83,17 @@ def record_clean(raw: Any, specs: dict[str, FieldSpec], *, max_bytes: int, size:
     as the upsert stores them; ValidationError when it cannot be stored. `json_only`: keep only the
     JSON bytes (the PostgreSQL COPY path needs nothing else)."""
     clean = record_validate(raw, specs, max_bytes=max_bytes, size=size)
-    # serialised once here: checked for NUL and reused by the PostgreSQL COPY. Copied into
-    # right-sized objects: orjson's output keeps its over-allocated buffer (~16 KB for a 3 KB
-    # record), which would multiply a batch's memory by five.
-    clean["fields_json"] = fields_json = bytes(memoryview(orjson.dumps(clean["fields"])))
-    clean["metadata_json"] = metadata_json = bytes(memoryview(orjson.dumps(clean["metadata"])))
-    if ((b"\\u0000" in fields_json or b"\\u0000" in metadata_json or "\x00" in clean["external_id"])
-            and (_has_nul(clean["fields"]) or _has_nul(clean["metadata"]) or "\x00" in clean["external_id"])):
-        raise ValidationError({"record": "contains a NUL character (\\u0000), which cannot be stored"})
+    # serialised once here: checked for text PostgreSQL cannot store (annotation.text) and reused by the
+    # PostgreSQL COPY. Copied into right-sized objects: orjson's output keeps its over-allocated
+    # buffer (~16 KB for a 3 KB record), which would multiply a batch's memory by five.
+    try:
+        clean["fields_json"] = fields_json = bytes(memoryview(orjson.dumps(clean["fields"])))
+        clean["metadata_json"] = metadata_json = bytes(memoryview(orjson.dumps(clean["metadata"])))
+    except orjson.JSONEncodeError:  # orjson refuses lone surrogates: name the field that holds one
+        input_text_check({"external_id": clean["external_id"], "fields": clean["fields"], "metadata": clean["metadata"]})
+        raise
+    if b"\\u0000" in fields_json or b"\\u0000" in metadata_json or "\x00" in clean["external_id"]:
+        input_text_check({"external_id": clean["external_id"], "fields": clean["fields"], "metadata": clean["metadata"]})
     if json_only:
         del clean["fields"], clean["metadata"]
     return clean
@@ -222,17 +226,6 @@ class _BatchWriter:
         if self.error is not None:
             raise self.error
         return self._finished()
-
-
-def _has_nul(value: Any) -> bool:
-    """PostgreSQL's jsonb cannot hold \\u0000: such a record is rejected, not left to fail its batch."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 def import_file_save(*, dataset: Dataset, uploaded_file) -> str:

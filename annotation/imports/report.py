@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 
+from ..text import text_clean
+
 # How many rejected lines an ImportReport keeps in memory; the rest are only counted.
 MAX_REJECTED_KEPT = 10_000
 RAW_KEEP = 2_000  # characters of a rejected line kept for the report / JobError.raw
@@ -56,5 +58,5 @@ def raw_text(raw: Any) -> str:
     """A rejected item as the text kept of it (RAW_KEEP characters)."""
     try:
         return orjson.dumps(raw)[:RAW_KEEP].decode("utf-8", "replace")
-    except TypeError:
-        return str(raw)[:RAW_KEEP]
+    except TypeError:  # e.g. a lone surrogate, which orjson refuses: kept cleaned, as the report is stored
+        return text_clean(str(raw)[:RAW_KEEP])[0]

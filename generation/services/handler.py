@@ -13,6 +13,7 @@ from django.utils import timezone
 from annotation.jobs import ChunkContext, JobCancelled, JobFailed
 from annotation.models import Dataset, Job, JobChunk, JobError, Record
 from annotation.services import records_upsert
+from annotation.text import TEXT_CLEANED_KEY
 from annotation.validation import field_specs_of, record_validate
 
 from ..llm import LLMConfigError, chat_many_groups
@@ -87,7 +88,7 @@ def _prompts_for_params(params: dict) -> list[Prompt]:
 FLUSH_EVERY = 512        # results
 FLUSH_SECONDS = 1.0
 OUTPUT_FIELDS = ("prompt_key", "slot", "endpoint", "model", "params", "text", "finish_reason", "prompt_tokens",
-                 "completion_tokens", "latency_s")
+                 "completion_tokens", "latency_s", "text_cleaned")
 
 
 def _outputs_insert(*, job_id: int, rows: list[tuple[dict, int]]) -> int:
@@ -97,14 +98,15 @@ def _outputs_insert(*, job_id: int, rows: list[tuple[dict, int]]) -> int:
     table = GenerationOutput._meta.db_table
     json_param = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
     sql = (f'INSERT INTO "{table}" (job_id, prompt_key, slot, endpoint, model, params, text, finish_reason, '
-           f"prompt_tokens, completion_tokens, latency_s, attempts, created_at) VALUES "
-           f"(%s, %s, %s, %s, %s, {json_param}, %s, %s, %s, %s, %s, %s, %s) "
+           f"prompt_tokens, completion_tokens, latency_s, attempts, text_cleaned, created_at) VALUES "
+           f"(%s, %s, %s, %s, %s, {json_param}, %s, %s, %s, %s, %s, %s, {json_param}, %s) "
            f"ON CONFLICT (job_id, prompt_key, slot) DO NOTHING")
     now = timezone.now()
     if connection.vendor == "sqlite":
         now = now.isoformat(sep=" ").replace("+00:00", "")
     params = [(job_id, r["prompt_key"], r["slot"], r["endpoint"], r["model"], orjson.dumps(r["params"]).decode(),
-               r["text"], r["finish_reason"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], attempts, now)
+               r["text"], r["finish_reason"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], attempts,
+               orjson.dumps(r["text_cleaned"]).decode() if r.get("text_cleaned") else None, now)
               for r, attempts in rows]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
@@ -223,7 +225,8 @@ class GenerationChunkRun:
             row = {"prompt_key": info["prompt_key"], "slot": info["slot"], "endpoint": endpoint.name,
                    "model": endpoint.model, "params": info["params"], "text": result.text,
                    "finish_reason": result.finish_reason or "", "prompt_tokens": result.prompt_tokens,
-                   "completion_tokens": result.completion_tokens, "latency_s": round(result.latency_s, 4)}
+                   "completion_tokens": result.completion_tokens, "latency_s": round(result.latency_s, 4),
+                   "text_cleaned": result.text_cleaned}
             rows.append((row, result.attempts))
             new.append(row)
             tokens += result.prompt_tokens + result.completion_tokens
@@ -277,6 +280,8 @@ class GenerationChunkRun:
                 metadata[name] = {"endpoint": o["endpoint"], "model": o["model"], "params": o["params"],
                                   "prompt_tokens": o["prompt_tokens"], "completion_tokens": o["completion_tokens"],
                                   "latency_s": o["latency_s"], "finish_reason": o["finish_reason"]}
+                if o.get("text_cleaned"):  # the model's text held what cannot be stored: say what was removed
+                    metadata[name][TEXT_CLEANED_KEY] = o["text_cleaned"]
             try:
                 rows.append(record_validate({"external_id": eid, "fields": fields, "metadata": metadata,
                                              "priority": priority}, self.specs))

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from annotation.models import Dataset, Record
+from annotation.text import unstorable_text
 
 PROMPT_FORMATS = ("jsonl", "csv", "parquet")
 
@@ -111,6 +112,9 @@ def prompts_read(*, path: str, fmt: str | None = None, column: str = "prompt",
                 external_id = key
             else:
                 key, external_id = str(line), None
+            found = unstorable_text({column: prompt, **({id_column: key} if id_column else {})})
+            if found is not None:  # annotation.text: a person's file holding text that cannot be stored
+                raise ValidationError({"prompts": f"{where}: {found[0]}: {found[1]}"})
             if key in seen:
                 raise ValidationError({"id_column": f"{where}: duplicate id {key!r}"})
             seen.add(key)

@@ -56,6 +56,7 @@ from annotation.services import (
     records_upsert,
     response_upsert,
 )
+from annotation.text import TEXT_CLEANED_KEY
 from annotation.validation import NAME_RE, display_name_validate, field_specs_of, record_validate
 from generation.llm import LLMConfigError, api_key_for, chat_many_groups
 from generation.llm_types import ChatRequest
@@ -262,11 +263,13 @@ def judge_decisions(items: Sequence[tuple[str, Judge, Record]], *, prompt_field:
                 failed[key] = f"{call.call_key}: LLM call failed: {result.error}"
                 transient.add(key)
                 continue
+            # the text is the model's, cleaned of what cannot be stored (annotation.text); the note says what was removed
+            note = {TEXT_CLEANED_KEY: result.text_cleaned} if result.text_cleaned else {}
             try:
                 parsed[key][call.call_key] = _parse(call, result.text)
-                raw[key].append({"call_key": call.call_key, "text": result.text, "error": ""})
+                raw[key].append({"call_key": call.call_key, "text": result.text, "error": "", **note})
             except JudgeParseError as exc:
-                raw[key].append({"call_key": call.call_key, "text": result.text, "error": str(exc)})
+                raw[key].append({"call_key": call.call_key, "text": result.text, "error": str(exc), **note})
                 if attempt < judge.max_parse_retries:
                     pending.append((key, call, attempt + 1, str(exc)))
                 else:

@@ -18,6 +18,8 @@ from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.parsers import BaseParser, MultiPartParser
 
+from annotation.text import input_text_check
+
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
 
@@ -111,6 +113,7 @@ def uploaded_input(request) -> Any:
     FILE_FIELDS read (gunzipped if .gz or gzip-compressed) and parsed (a difficulty file may be CSV: kept as text)."""
     data = request.data
     if not request.FILES:
+        input_text_check(data)
         return data
     out = {k: v for k, v in data.items() if k not in request.FILES}
     for name, upload in request.FILES.items():
@@ -121,4 +124,5 @@ def uploaded_input(request) -> Any:
             out[name] = raw.decode("utf-8-sig", errors="replace")
         else:
             out[name] = parse_json(raw, what=f"file {name!r}")
+    input_text_check(out)
     return out

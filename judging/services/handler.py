@@ -16,6 +16,7 @@ from django.db.models.fields.json import KT
 from annotation.jobs import ChunkContext, JobCancelled
 from annotation.models import Dataset, Job, JobChunk, JobError, Record, Suggestion
 from annotation.services import record_priority_set, records_upsert, suggestions_upsert
+from annotation.text import TEXT_CLEANED_KEY
 from generation.llm import chat_many
 from generation.llm_types import ChatRequest, ChatResult
 
@@ -176,8 +177,10 @@ class _ChunkRun:
         if result.error is not None:
             out.raw_text, out.parsed, out.error = "", None, f"LLM call failed: {result.error}"
             out.finish_reason = "transport-error"
+            out.text_cleaned = None
         else:
             out.raw_text = result.text or ""
+            out.text_cleaned = result.text_cleaned  # what annotation.text removed from the model's text, if anything
             out.finish_reason = (result.finish_reason or "")[:40]
             try:
                 out.parsed = self._parse(call, result)
@@ -235,7 +238,7 @@ class _ChunkRun:
                 JudgeOutput.objects.bulk_create(
                     outputs, update_conflicts=True, unique_fields=["job", "record", "call_key"],
                     update_fields=["raw_text", "parsed", "error", "attempts", "failed_attempts", "finish_reason",
-                                   "prompt_tokens", "completion_tokens", "shown_order", "updated_at"])
+                                   "prompt_tokens", "completion_tokens", "shown_order", "text_cleaned", "updated_at"])
             verdicts: list[JudgeVerdict] = []
             suggestions: list[dict] = []
             target_rows: list[dict] = []
@@ -287,6 +290,8 @@ class _ChunkRun:
             result, rationale, raw = self._pairwise_result(p)
         else:
             result, rationale, raw = self._ratings_result(p)
+        if cleaned := _text_cleaned(p):
+            raw[TEXT_CLEANED_KEY] = cleaned
         verdict = JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.OK,
                                result=result)
         return verdict, self._suggestions(p.record, result, rationale, raw), None
@@ -390,6 +395,9 @@ class _ChunkRun:
                       "score": 1.0, "agent": self.judge.agent, "rationale": reasoning,
                       "raw": {"method": "clair", "source_record": p.record.pk, "reasoning": reasoning,
                               "output": out.raw_text, "revision_field": "response-1"}}
+        if cleaned := _text_cleaned(p):  # the revision is the model's text: the pair says what was removed from it
+            row["metadata"][TEXT_CLEANED_KEY] = cleaned
+            suggestion["raw"][TEXT_CLEANED_KEY] = cleaned
         verdict = JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.OK,
                                result={**base, "target_dataset": self.target.pk, "target_external_id": external_id})
         return verdict, [], (row, suggestion)
@@ -418,6 +426,11 @@ def _system_prompt_of(record) -> str | None:
         if isinstance(value, str) and value.strip():
             return value
     return None
+
+
+def _text_cleaned(p: _Pending) -> dict:
+    """{call key: what annotation.text removed from that output} for the record's outputs that needed it."""
+    return {key: o.text_cleaned for key, o in p.outputs.items() if o.text_cleaned}
 
 
 def _fmt(x: float) -> str:
