@@ -43,7 +43,8 @@ ANNOTATOR_OTHER = {
 # Admin (or staff) only: an annotator is refused (403 / 404 / 405 / a redirect to the login).
 NOT_FOR_ANNOTATORS = {
     "api-members", "api-member-delete", "api-dataset-publish", "api-dataset-suggestions",
-    "api-dataset-import-pairs", "api-dataset-triplets", "api-endpoints", "api-endpoint", "api-generation-jobs",
+    "api-dataset-import-pairs", "api-dataset-triplets", "api-dataset-unpaired", "api-dataset-responses-export",
+    "api-endpoints", "api-endpoint", "api-generation-jobs",
     "api-generation-job", "api-generation-job-cancel", "api-generation-job-resume", "api-judges", "api-judge",
     "api-judge-jobs", "api-judge-job", "api-judge-job-cancel", "api-judge-job-resume", "api-judge-job-outputs",
     "api-dataset-cleaning", "api-dataset-agreement", "api-dataset-leaderboard", "api-dataset-checks",
