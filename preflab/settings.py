@@ -171,6 +171,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # no validator badge: Swagger UI would load it from swagger.io, which the CSP (img-src 'self') refuses
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # every operation declares its 400/401/403/404 answers, with the bodies of the API's exception handler
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "annotation.api_common.error_responses_hook"],
     # distinct names for choice sets used by several serializers (several models have a `status` /
     # `kind`); keeps `check --deploy` free of schema warnings
     "ENUM_NAME_OVERRIDES": {
