@@ -12,7 +12,7 @@ from django.db.models import Prefetch
 from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response as ApiResponse
@@ -522,7 +522,10 @@ class ResponseListCreateApi(hotpath.HotPathAuthMixin, APIView):
         return ApiResponse(ResponseOutputSerializer(selectors.responses_for(record=record, user=request.user),
                                                     many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 201: OutputSerializer},
+    @extend_schema(request=InputSerializer,
+                   responses={200: OutputSerializer, 201: OutputSerializer,
+                              409: OpenApiResponse(description="a draft after a submit, or an answer to a record not "
+                                                               "handed to the caller that has all the answers it needs")},
                    description="Create or replace the caller's response (201 created, 200 updated). A submit "
                                "beyond min_submitted is stored and flagged in `warnings`.")
     def post(self, request, record_id: int):

@@ -14,7 +14,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation.access import ADMIN, job_for_user, workspace_for_user
-from annotation.api_common import StrictInputSerializer, validated_input
+from annotation.api_common import StrictInputSerializer, broker_down_response, validated_input
 from annotation.job_apis import JobStatusOutputSerializer
 from annotation.jobs import job_cancel
 from annotation.models import Dataset
@@ -153,7 +153,7 @@ class GenerationJobListCreateApi(APIView):
         return ApiResponse([selectors.generation_job_status(j, errors=0) for j in jobs])
 
     @extend_schema(request={"application/json": InputSerializer, "multipart/form-data": InputSerializer},
-                   responses={201: JobStatusSerializer},
+                   responses={201: JobStatusSerializer, 503: broker_down_response()},
                    description="Start a generation job: prompts from an uploaded file (prompts_file), inline "
                                "(prompts) or a dataset (prompts_dataset); the target is `dataset` or a new "
                                "`dataset_name`.")

@@ -12,7 +12,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation.access import ADMIN, dataset_for_user, job_for_user, workspace_for_user
-from annotation.api_common import StrictInputSerializer, bool_param, validated_input
+from annotation.api_common import StrictInputSerializer, bool_param, broker_down_response, validated_input
 from annotation.job_apis import JobStatusOutputSerializer
 from annotation.jobs import job_cancel, job_resume
 from annotation.models import Dataset
@@ -140,7 +140,7 @@ class JudgeJobListCreateApi(APIView):
                                              dataset_id=request.query_params.get("dataset"))[:200]
         return ApiResponse([selectors.judge_job_status(j, errors=0) for j in jobs])
 
-    @extend_schema(request=InputSerializer, responses={201: JobStatusSerializer()},
+    @extend_schema(request=InputSerializer, responses={201: JobStatusSerializer(), 503: broker_down_response()},
                    description="Judge a dataset's records (all, or `records`): suggestions and priorities are "
                                "written as the job runs. CLAIR judges write revision pairs to `target_dataset`.")
     def post(self, request):

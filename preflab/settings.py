@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    "csp",
     "annotation",
     "generation",
     "judging",
@@ -45,6 +46,10 @@ MIDDLEWARE = [
     # Bodies declared over PREFLAB_MAX_UPLOAD_BYTES are refused (413) before any view reads them.
     "preflab.security.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (CONTENT_SECURITY_POLICY below) and Permissions-Policy (PERMISSIONS_POLICY) on
+    # every response, static files included.
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -171,6 +176,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # no validator badge: Swagger UI would load it from swagger.io, which the CSP (img-src 'self') refuses
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # every operation declares its 400/401/403/404 answers, with the bodies of the API's exception handler
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "annotation.api_common.error_responses_hook"],
     # distinct names for choice sets used by several serializers (several models have a `status` /
     # `kind`); keeps `check --deploy` free of schema warnings
     "ENUM_NAME_OVERRIDES": {
@@ -280,3 +290,31 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# --- Content-Security-Policy and Permissions-Policy (every response) ---------------------------
+# Scripts only from this app's own static files: no inline <script>, no on* attributes, no eval (htmx runs with
+# allowEval false, set in base.html's htmx-config; Swagger UI's init script is a separate file). Style sheets only
+# from 'self' (no <style> blocks); style="" attributes stay allowed (style-src-attr): the templates size progress
+# bars with them and Swagger UI and the Django admin write a few. JSON data for scripts goes in
+# <script type="application/json"> or data-* attributes, which are never executed.
+_SELF, _NONE = "'self'", "'none'"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_SELF],
+        "script-src": [_SELF],
+        "style-src": [_SELF],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": [_SELF, "data:"],
+        "font-src": [_SELF, "data:"],
+        "connect-src": [_SELF],
+        "object-src": [_NONE],
+        "base-uri": [_SELF],
+        "form-action": [_SELF],
+        "frame-ancestors": [_NONE],
+    },
+}
+# Browser features the app never uses are switched off for it and for anything it could ever embed.
+PERMISSIONS_POLICY = {feature: [] for feature in (
+    "accelerometer", "autoplay", "camera", "display-capture", "encrypted-media", "fullscreen", "geolocation",
+    "gyroscope", "hid", "magnetometer", "microphone", "midi", "payment", "picture-in-picture",
+    "publickey-credentials-get", "screen-wake-lock", "serial", "usb", "xr-spatial-tracking")}

@@ -291,6 +291,11 @@
   }, true);
   document.addEventListener("htmx:beforeRequest", function (e) {
     const elt = e.detail.elt;
+    // polling that only matters on screen (the dashboard's figures) skips its turns while the tab is hidden
+    if (elt && elt.hasAttribute && elt.hasAttribute("data-poll-when-visible") && document.visibilityState !== "visible") {
+      e.preventDefault();
+      return;
+    }
     if (elt && elt.hasAttribute && elt.hasAttribute("data-autosave")) {
       const s = document.getElementById("save-state");
       if (s) { s.className = "save-state saving"; s.lastElementChild.textContent = "Saving draft…"; }
@@ -316,6 +321,16 @@
     const s = document.getElementById("save-state");
     if (s) { s.className = "save-state error"; s.lastElementChild.textContent = "Offline? Not saved yet — your answers stay on screen."; }
     formProblem(e.detail.elt, "Could not reach the server. Your answers are still here; try again when you are back online.");
+  });
+
+  // --- small behaviours declared in the markup (the CSP allows no inline handlers) ---------------
+  document.addEventListener("change", function (e) {
+    const el = e.target;
+    if (el.hasAttribute && el.hasAttribute("data-submit-on-change") && el.form) el.form.requestSubmit();
+  });
+  document.addEventListener("click", function (e) {
+    const el = e.target;
+    if (el.hasAttribute && el.hasAttribute("data-select-on-click") && el.select) el.select();
   });
 
   function initPanel(root) {

@@ -258,7 +258,7 @@ def test_web_service_command_migrates_and_serves_static_files_securely(tmp_path)
             try:
                 health = requests.get(base + "/healthz", timeout=30)  # the first request loads the app: slow on a busy machine
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.ReadTimeout):  # listening while its worker still loads the app
                 assert proc.poll() is None, proc.stdout.read()
                 assert time.monotonic() < deadline, "gunicorn did not start"
                 time.sleep(0.3)
@@ -287,6 +287,8 @@ def test_web_service_command_migrates_and_serves_static_files_securely(tmp_path)
         assert api.status_code in (401, 403)
         assert "max-age=31536000" in api.headers.get("Strict-Transport-Security", "")
         assert api.headers.get("X-Content-Type-Options") == "nosniff"
+        assert "script-src 'self'" in api.headers.get("Content-Security-Policy", "")
+        assert "camera=()" in api.headers.get("Permissions-Policy", "")
         # the login page sets its CSRF cookie Secure
         login = requests.get(base + _login_path(), headers=https, timeout=5, allow_redirects=False)
         assert login.status_code == 200, login.status_code
