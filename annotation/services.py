@@ -73,6 +73,20 @@ def member_upsert(*, workspace: Workspace, username: str, role: str, password: s
     return membership, token.key, created
 
 
+@transaction.atomic
+def imported_annotator_get(*, workspace: Workspace, name: str):
+    """The account of an imported annotator (an Argilla user_id, ...): a user with an unusable
+    password, an annotator of the workspace flagged is_imported. An existing member keeps their role."""
+    username = name[:150]
+    user, created = User.objects.get_or_create(username=username)
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    Membership.objects.get_or_create(user=user, workspace=workspace,
+                                     defaults={"role": Membership.Role.ANNOTATOR, "is_imported": True})
+    return user
+
+
 def member_password_check(*, actor, username: str, password: str | None) -> None:
     """Who may set a password through the members page and API: a workspace admin sets the
     password of a user they create, never of an existing account (it may belong to other
@@ -130,7 +144,8 @@ def dataset_create(*, workspace: Workspace, name: str, fields: list[dict], quest
         raise ValidationError({"name": f"a dataset named {name!r} exists in this workspace"})
     field_specs = field_specs_validate(fields)
     question_specs = question_specs_validate(questions, {f["name"] for f in field_specs})
-    _dataset_settings_validate(settings_, field_names={f["name"] for f in field_specs})
+    # the prompt field (default "prompt") must be a field: refused here, not when exporting
+    _dataset_settings_validate({"prompt_field": "prompt", **settings_}, field_names={f["name"] for f in field_specs})
     dataset = Dataset.objects.create(workspace=workspace, name=name, created_by=created_by, **settings_)
     Field.objects.bulk_create(Field(dataset=dataset, **f) for f in field_specs)
     Question.objects.bulk_create(Question(dataset=dataset, **q) for q in question_specs)

@@ -20,8 +20,8 @@ def print_rejected(stdout, rejected_lines) -> None:
         stdout.write(f"line {line}: rejected: {reason}")
 
 
-def run_file_import(command, *, path: str, total: int, run) -> None:
-    """Run `run(on_progress)` with a tqdm bar; print rejected lines and a summary."""
+def run_file_import(command, *, path: str, total: int, run):
+    """Run `run(on_progress)` with a tqdm bar; print rejected lines and a summary; returns the report."""
     bar = tqdm(total=total or None, unit="lines", file=command.stderr._out, disable=command.quiet,
                dynamic_ncols=True)
 
@@ -42,6 +42,7 @@ def run_file_import(command, *, path: str, total: int, run) -> None:
     command.stdout.write(command.style.SUCCESS(
         f"{report.created} created, {report.updated} updated, {report.rejected_count} rejected "
         f"of {report.total_lines} lines"))
+    return report
 
 
 class Command(BaseCommand):
