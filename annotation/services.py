@@ -579,6 +579,40 @@ def response_upsert(*, user, record: Record, values: Any, status: str,
     return result
 
 
+@transaction.atomic
+def responses_import(*, dataset: Dataset, items: list[tuple[Record, Any, Any, str]]) -> tuple[int, list[str]]:
+    """Store responses brought by an import (an Argilla export's human answers) in bulk: each
+    (record, user, values, status) validated like an annotator's answer, one response per
+    (record, user) (re-importing replaces it), then the records' submitted counts and completion
+    recounted in one statement each. Returns (stored, errors)."""
+    questions = dataset_questions(dataset)
+    rows: dict[tuple[int, int], Response] = {}
+    errors: list[str] = []
+    for record, user, values, status in items:
+        if status not in Response.Status.values:
+            errors.append(f"{record.external_id}: status must be one of {', '.join(Response.Status.values)}")
+            continue
+        try:
+            clean = response_values_validate(questions=questions, values=values, status=status,
+                                             allow_ties=dataset.allow_ties)
+        except ValidationError as exc:
+            errors.append(f"{record.external_id}: {'; '.join(exc.messages)}")
+            continue
+        rows[(record.pk, user.pk)] = Response(record=record, dataset=dataset, user=user, values=clean, status=status)
+    if not rows:
+        return 0, errors
+    Response.objects.bulk_create(list(rows.values()), batch_size=1000, update_conflicts=True,
+                                 unique_fields=["record", "user"], update_fields=["values", "status", "updated_at"])
+    record_ids = list({key[0] for key in rows})
+    submitted = (Response.objects.filter(record=OuterRef("pk"), status=Response.Status.SUBMITTED)
+                 .values("record").annotate(n=models.Count("pk")).values("n"))
+    Record.objects.filter(pk__in=record_ids).update(
+        submitted_count=models.functions.Coalesce(models.Subquery(submitted), 0))
+    Record.objects.filter(pk__in=record_ids).update(completed=ExpressionWrapper(
+        Q(submitted_count__gte=dataset.min_submitted), output_field=BooleanField()))
+    return len(rows), errors
+
+
 def response_discard_undo(*, user, record: Record) -> Response | None:
     """Undo the user's discard of a record: their response turns back into a draft holding the
     answers it was discarded with (so the record is theirs to finish again, first in their queue).

@@ -17,7 +17,7 @@ from ..services import (
     imported_annotator_get,
     pairwise_dataset_spec,
     response_field_names,
-    response_upsert,
+    responses_import,
     suggestions_upsert,
 )
 from .formats import Pair, format_detect, mapping_apply, row_adapter
@@ -274,7 +274,7 @@ class _Extras:
             return
         records = {r.external_id: r for r in Record.objects.filter(dataset=self.dataset, external_id__in=list(held))
                    .select_related("dataset")}
-        suggestions = []
+        suggestions, responses = [], []
         for eid, pair in held.items():
             record = records.get(eid)
             question = self._question(pair)
@@ -287,14 +287,14 @@ class _Extras:
             for r in pair.responses:
                 user = self.users.get(r["user"]) or self.users.setdefault(
                     r["user"], imported_annotator_get(workspace=self.dataset.workspace, name=f"argilla-{r['user']}"))
-                values = {question.name: r["value"]} if r["value"] else {}
-                try:
-                    response_upsert(user=user, record=record, values=values, status=r["status"])
-                    self.responses += 1
-                except ValidationError as exc:
-                    self._warn(f"{eid}: response of {r['user']}: {validation_message(exc)}")
+                responses.append((record, user, {question.name: r["value"]} if r["value"] else {}, r["status"]))
             for s in pair.suggestions:
                 suggestions.append({"record": record.pk, "question": question.name, **s})
+        if responses:
+            stored, errors = responses_import(dataset=self.dataset, items=responses)
+            self.responses += stored
+            for error in errors:
+                self._warn(f"response: {error}")
         if suggestions:
             counts = suggestions_upsert(dataset=self.dataset, items=suggestions)
             self.suggestions += counts.created + counts.updated
