@@ -181,7 +181,10 @@ class PairsImportApi(_ImportBase):
             raise ValidationError({"format": f"must be one of {', '.join(PAIR_FORMAT_NAMES)}"})
         mapping = _mapping_param(params.get("mapping"))
         strict = bool_param("strict", params.get("strict"))
-        filetype = _import_format(request)
+        try:
+            filetype = _import_format(request)
+        except ValidationError:
+            filetype = None  # any other Content-Type: the content is sniffed, as it always was here
         stream = _body_stream(request)
         stored = ImportReport()
 

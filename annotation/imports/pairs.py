@@ -160,13 +160,21 @@ class PairSource:
                 break
             if len(self._ahead) > 1000:
                 break
-        self.format = format_detect(first, name=fmt, mapping=mapping) if first is not None else None
+        self.fmt, self.mapping, self.strict = fmt, mapping, strict
+        self.format = self.to_pair = None
         self.first_row = first
-        self.to_pair = row_adapter(self.format, first, mapping=mapping, strict=strict) if self.format else None
+        if first is not None:
+            self.bind(first)
         # conversational data (message lists) wants a chat prompt field
         self.conversational = first is not None and any(
             isinstance(v, list) or (isinstance(v, str) and v.lstrip().startswith("[{"))
             for k, v in mapping_apply(first, mapping or {}).items() if k in ("prompt", "chosen", "rejected"))
+
+    def bind(self, first: dict) -> None:
+        """Tell the format from the first row that is an object (found later when the lines
+        read ahead were all unreadable)."""
+        self.format = format_detect(first, name=self.fmt, mapping=self.mapping)
+        self.to_pair = row_adapter(self.format, first, mapping=self.mapping, strict=self.strict)
 
     def rows(self):
         yield from self._ahead
@@ -219,7 +227,7 @@ def pairs_import(*, dataset: Dataset, stream=None, source: PairSource | None = N
     if source is None:
         source = PairSource(stream, filetype=filetype, fmt=fmt, mapping=mapping, strict=strict)
     chat_prompt = dataset.fields.filter(name="prompt", kind=Field.Kind.CHAT).exists()
-    extras = _Extras(dataset) if source.format is not None and source.format.name == "argilla" else None
+    extras = _Extras(dataset)  # an Argilla export's responses and suggestions; nothing for the others
 
     def items():
         for line_no, raw, size in source.rows():
@@ -227,19 +235,23 @@ def pairs_import(*, dataset: Dataset, stream=None, source: PairSource | None = N
                 yield line_no, raw, size
                 continue
             try:
+                if source.to_pair is None:
+                    if not isinstance(raw, dict):
+                        raise ValidationError({"record": "must be an object of columns"})
+                    source.bind(raw)
                 pair = source.to_pair(raw)
                 record = pair_to_record(pair, seed=seed, chat_prompt=chat_prompt)
             except ValidationError as exc:
                 yield line_no, LineError(validation_message(exc), raw_text(raw)), size
                 continue
-            if extras is not None:
+            if pair.responses or pair.suggestions:
                 extras.hold(record["external_id"], pair)
             yield line_no, record, None
 
     report = records_import(dataset=dataset, stream=None, fmt=source.filetype, batch_size=batch_size,
                             on_progress=on_progress, items=items(), pipeline=pipeline,
-                            on_stored=extras.write if extras is not None else None)
-    if extras is not None:
+                            on_stored=extras.write)
+    if source.format is not None and source.format.name == "argilla":
         report.extra.update(extras.counts())
         report.warnings.extend(extras.warnings)
     return report

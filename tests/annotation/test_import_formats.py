@@ -459,3 +459,18 @@ def test_a_dataset_whose_prompt_field_is_missing_is_refused_at_creation(workspac
         "fields_json": json.dumps(body["fields"]), "questions_json": json.dumps(body["questions"])})
     assert resp.status_code == 422 and "&#x27;prompt&#x27; is not a field of this dataset" in resp.content.decode()
     assert not Dataset.objects.filter(name="np2").exists()
+
+
+def test_unreadable_lines_first_then_the_format_is_told_from_the_first_object(dataset, tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b"{broken\n[1, 2]\n" + orjson.dumps(orca_rows(1)[0]) + b"\n")
+    out = cli(dataset.pk, path)
+    assert "line 1: rejected: malformed JSON" in out and "line 2: rejected: record: must be an object" in out
+    assert "1 created, 0 updated, 2 rejected of 3 lines" in out
+    assert Record.objects.get(dataset=dataset).metadata["system"] == "You are assistant 0."
+
+
+def test_api_sniffs_json_lines_sent_with_any_content_type(dataset, admin_client_api):
+    body = b"\n".join(orjson.dumps(r) for r in orca_rows(2))
+    resp = admin_client_api.generic("POST", api_url(dataset), body, content_type="text/plain")
+    assert resp.status_code == 200 and resp.json()["created"] == 2
