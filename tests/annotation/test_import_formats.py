@@ -378,6 +378,10 @@ def test_api_imports_each_format(workspace, admin_client_api, tmp_path, name, ro
     assert resp.json()["created"] == len(rows) and resp.json()["rejected_count"] == 0
     if name == "argilla":
         assert resp.json()["responses_imported"] == 6 and resp.json()["suggestions_imported"] == 3
+        members = admin_client_api.get(f"/api/v1/workspaces/{workspace.pk}/members/").json()
+        members = members.get("results", members) if isinstance(members, dict) else members
+        imported = {m["username"] for m in members if m["is_imported"]}
+        assert imported == {f"argilla-{u}" for u in ARGILLA_USERS}
     else:
         assert all("original_chosen" in r.metadata or r.metadata.get("original_tie") for r in ds.records.all())
 
