@@ -285,7 +285,7 @@ class _Extras:
         if not held:
             return
         records = {r.external_id: r for r in Record.objects.filter(dataset=self.dataset, external_id__in=list(held))
-                   .select_related("dataset")}
+                   .only("pk", "external_id")}  # the texts are not needed here
         suggestions, responses = [], []
         for eid, pair in held.items():
             record = records.get(eid)
