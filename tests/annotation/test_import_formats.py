@@ -478,3 +478,10 @@ def test_api_sniffs_json_lines_sent_with_any_content_type(dataset, admin_client_
     body = b"\n".join(orjson.dumps(r) for r in orca_rows(2))
     resp = admin_client_api.generic("POST", api_url(dataset), body, content_type="text/plain")
     assert resp.status_code == 200 and resp.json()["created"] == 2
+
+
+def test_import_records_command_fails_when_nothing_is_stored(dataset, tmp_path):
+    path = tmp_path / "recs.jsonl"
+    path.write_bytes(b'{"external_id": "a", "fields": {"nope": 1}}\n')
+    with pytest.raises(CommandError, match="nothing stored: all 1 of 1 lines were rejected"):
+        call_command("import_records", str(dataset.pk), str(path), "--quiet", stdout=io.StringIO())

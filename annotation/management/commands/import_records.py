@@ -1,8 +1,8 @@
 """manage.py import_records DATASET_ID FILE [--format json|ndjson|csv|parquet]
 
 Streams the file into the dataset (upsert on external_id), with a progress bar; every rejected
-line is printed with its line number and reason. Exit status 0 when the file was read (even with
-rejected lines), 1 when it could not be read at all.
+line is printed with its line number and reason. Exit status 0 when records were stored (even with
+rejected lines), 1 when the file could not be read or nothing was stored.
 """
 import os
 
@@ -66,6 +66,9 @@ class Command(BaseCommand):
         if fmt is None:
             raise CommandError(f"{file}: cannot tell the format from the name; pass --format")
         with open(file, "rb") as f:
-            run_file_import(self, path=file, total=import_total(file, fmt),
-                            run=lambda cb: records_import(dataset=dataset, stream=f, fmt=fmt, batch_size=batch_size,
-                                                          on_progress=cb, pipeline=pipeline_possible()))
+            report = run_file_import(self, path=file, total=import_total(file, fmt),
+                                     run=lambda cb: records_import(dataset=dataset, stream=f, fmt=fmt,
+                                                                   batch_size=batch_size, on_progress=cb,
+                                                                   pipeline=pipeline_possible()))
+        if report.stored == 0:
+            raise CommandError(f"{file}: {report.nothing_stored_message()}")
