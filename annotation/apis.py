@@ -181,7 +181,7 @@ class MemberOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Membership
         ref_name = "Member"
-        fields = ["username", "role", "is_simulated", "created_at"]
+        fields = ["username", "role", "is_simulated", "is_imported", "created_at"]
 
 
 class MemberListCreateApi(APIView):

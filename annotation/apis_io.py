@@ -15,6 +15,7 @@ from __future__ import annotations
 import tempfile
 from typing import BinaryIO
 
+import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
@@ -29,14 +30,18 @@ from rest_framework.views import APIView
 from . import access
 from .exports import CONTENT_TYPES, RESOLVE, export_chunks, export_kind_file_name, export_kind_parse, export_rows
 from .imports import (
+    PAIR_FORMAT_NAMES,
     CountingStream,
     ImportFormatError,
     ImportReport,
+    PairSource,
     UploadTooLarge,
+    mapping_parse,
     pairs_import,
     pipeline_possible,
     records_import,
 )
+from .validation import bool_param
 
 STREAM_CHUNK = 1 << 16
 
@@ -133,28 +138,6 @@ class RecordImportApi(_ImportBase):
         return _run_import(run, stored=stored)
 
 
-class PairsImportApi(_ImportBase):
-    """POST /datasets/{id}/import-pairs/?seed=N: JSONL of {prompt, chosen, rejected, system?, id?}.
-
-    Workspace admin. The dataset needs the fields prompt, response-1, response-2 (400 otherwise).
-    Each pair's answers are shuffled into response-1/response-2 (stable for a given id and seed)
-    and metadata.original_chosen records where the original chosen answer went.
-    """
-
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,
-                   parameters=[OpenApiParameter("seed", str, description="shuffle seed (default 0)")])
-    def post(self, request, dataset_id: int):
-        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
-        seed = request.query_params.get("seed", "0")
-        if len(seed) > 100:
-            raise ValidationError({"seed": "at most 100 characters"})
-        stream = _body_stream(request)
-        stored = ImportReport()
-        return _run_import(lambda: pairs_import(dataset=dataset, stream=stream, seed=seed,
-                                                on_progress=self._progress(stored),
-                                                pipeline=pipeline_possible()), stored=stored)
-
-
 class _AnyFormatNegotiation:
     """`?format=jsonl|csv|parquet` names the file format here, not a DRF renderer: errors stay JSON."""
 
@@ -163,6 +146,72 @@ class _AnyFormatNegotiation:
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return JSONRenderer(), JSONRenderer.media_type
+
+
+class PairsImportApi(_ImportBase):
+    """POST /datasets/{id}/import-pairs/: an existing preference set in any public format.
+
+    Query: seed (shuffle seed, default 0), format (orca | ultrafeedback | clair | argilla |
+    alpacafarm | trl | trl-implicit | pairwise; default: told from the columns), mapping (a JSON
+    object {target: column}), strict=true (reject lines with columns the format does not read;
+    by default they go to metadata). Body: JSON lines, a JSON array, CSV (text/csv) or Parquet
+    (application/vnd.apache.parquet); application/json or no Content-Type is sniffed.
+    Workspace admin. The dataset needs the fields prompt, response-1, response-2 (400 otherwise).
+    Each pair's answers are shuffled into response-1/response-2 (stable for a given id and seed)
+    and metadata.original_chosen records where the original chosen answer went. 400 "nothing
+    stored" with the report when every line was rejected.
+    """
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _AnyFormatNegotiation
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,
+                   parameters=[OpenApiParameter("seed", str, description="shuffle seed (default 0)"),
+                               OpenApiParameter("format", str, enum=list(PAIR_FORMAT_NAMES)),
+                               OpenApiParameter("mapping", str, description='JSON object {"prompt": "question", ...}'),
+                               OpenApiParameter("strict", bool)])
+    def post(self, request, dataset_id: int):
+        dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
+        params = request.query_params
+        seed = params.get("seed", "0")
+        if len(seed) > 100:
+            raise ValidationError({"seed": "at most 100 characters"})
+        fmt = params.get("format") or None
+        if fmt is not None and fmt not in PAIR_FORMAT_NAMES:
+            raise ValidationError({"format": f"must be one of {', '.join(PAIR_FORMAT_NAMES)}"})
+        mapping = _mapping_param(params.get("mapping"))
+        strict = bool_param("strict", params.get("strict"))
+        try:
+            filetype = _import_format(request)
+        except ValidationError:
+            filetype = None  # any other Content-Type: the content is sniffed, as it always was here
+        stream = _body_stream(request)
+        stored = ImportReport()
+
+        def run():
+            source = PairSource(stream, filetype=filetype if filetype in ("csv", "parquet") else None, fmt=fmt,
+                                mapping=mapping, strict=strict)
+            return pairs_import(dataset=dataset, source=source, seed=seed, on_progress=self._progress(stored),
+                                pipeline=pipeline_possible())
+
+        answer = _run_import(run, stored=stored)
+        if answer.status_code == 200 and answer.data["created"] + answer.data["updated"] == 0:
+            report = ImportReport(total_lines=answer.data["total_lines"], rejected_count=answer.data["rejected_count"])
+            return ApiResponse({"detail": report.nothing_stored_message(), **answer.data},
+                               status=status.HTTP_400_BAD_REQUEST)
+        return answer
+
+
+def _mapping_param(raw: str | None) -> dict:
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValidationError({"mapping": 'must be a JSON object {"target": "column", ...}'})
+    if not isinstance(value, dict):
+        raise ValidationError({"mapping": 'must be a JSON object {"target": "column", ...}'})
+    return mapping_parse(value)
 
 
 def _export_response(request, dataset_id: int, kind: str) -> StreamingHttpResponse:

@@ -17,6 +17,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from .errors import validation_items
+from .imports.formats import MAP_TARGETS, PAIR_FORMATS, mapping_parse
 from .models import Membership, Question
 from .selectors import compared_fields
 from .services import pairwise_dataset_spec
@@ -273,9 +274,19 @@ def advanced_example() -> tuple[str, str]:
 class ImportForm(forms.Form):
     FORMATS = [("", "Detect from the file name"), ("ndjson", "NDJSON / JSONL"), ("json", "JSON array"),
                ("csv", "CSV"), ("parquet", "Parquet"),
-               ("pairs", "Preference pairs: JSONL of {prompt, chosen, rejected} (shown blind, order shuffled)")]
+               ("pairs", "Preference pairs in a public format: orca, UltraFeedback, CLAIR, Argilla, AlpacaFarm, TRL "
+                         "(shown blind, order shuffled)")]
     file = forms.FileField()
     format = forms.ChoiceField(choices=FORMATS, required=False)
+    pair_format = forms.ChoiceField(label="Pair format", required=False,
+                                    choices=[("", "Detect from the columns")]
+                                    + [(name, f"{name}: {f.title}") for name, f in PAIR_FORMATS.items()])
+    strict = forms.BooleanField(required=False, label="Reject lines with columns the format does not read "
+                                                      "(otherwise they go to metadata)")
+
+    def mapping(self, data) -> dict:
+        """The mapping step's choices: one `map-<target>` select per target, a file column or nothing."""
+        return mapping_parse({t: data[f"map-{t}"] for t in MAP_TARGETS if data.get(f"map-{t}")})
 
 
 class MemberForm(forms.Form):

@@ -27,7 +27,9 @@ from .imports import (
     FORMATS,
     MAX_REJECTED_KEPT,
     ImportFormatError,
+    PairSource,
     format_from_name,
+    mapping_parse,
     pairs_import,
     pipeline_possible,
     records_import,
@@ -48,6 +50,12 @@ def count_lines(path: str) -> int:
             n += chunk.count(b"\n")
             last = chunk[-1:]
     return n + (0 if last == b"\n" else 1)
+
+
+def _pair_file_type(path: str) -> str | None:
+    """A pair file's type when its name says CSV or Parquet; JSON and JSON lines are sniffed."""
+    fmt = format_from_name(path)
+    return fmt if fmt in ("csv", "parquet") else None
 
 
 def import_total(path: str, fmt: str) -> int:
@@ -71,9 +79,11 @@ class ImportJobHandler:
     job_create(kind="import", workspace=ws, dataset=ds, created_by=user,
                input_file=imports.import_file_save(dataset=ds, uploaded_file=f),
                params={"format": "ndjson" | "json" | "csv" | "parquet" | "pairs",
-                       "seed": <str|int, pairs only>})
+                       "seed": <str|int, pairs only>, "pair_format": <imports.PAIR_FORMAT_NAMES, pairs only>,
+                       "mapping": {target: column}, "strict": bool})
     `format` may be left out when the file name ends in .jsonl/.ndjson/.json/.csv/.parquet.
-    "pairs" imports a JSONL of {prompt, chosen, rejected} (see imports.pairs_import).
+    "pairs" imports a preference set in any public format (see imports.pairs_import); a file of
+    which no line is stored fails the job with "nothing stored".
     Progress: job.done = stored lines, job.failed = rejected lines (each a JobError whose item is
     the line number, error the reason, raw the line, truncated); job.result holds the counts.
     """
@@ -96,7 +106,7 @@ class ImportJobHandler:
         if not job.input_file or not os.path.isfile(job.input_file):
             raise ValidationError({"input_file": "no such file"})
         fmt = self._format(job)
-        job.total = import_total(job.input_file, "ndjson" if fmt == "pairs" else fmt)
+        job.total = import_total(job.input_file, _pair_file_type(job.input_file) or "ndjson" if fmt == "pairs" else fmt)
         return [{"format": fmt}]
 
     def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
@@ -116,7 +126,11 @@ class ImportJobHandler:
         try:
             with open(job.input_file, "rb") as f:
                 if fmt == "pairs":
-                    report = pairs_import(dataset=dataset, stream=f, seed=(job.params or {}).get("seed", 0),
+                    params = job.params or {}
+                    source = PairSource(f, filetype=_pair_file_type(job.input_file), fmt=params.get("pair_format") or None,
+                                        mapping=mapping_parse(params.get("mapping") or {}),
+                                        strict=bool(params.get("strict")))
+                    report = pairs_import(dataset=dataset, source=source, seed=params.get("seed", 0),
                                           on_progress=on_progress, pipeline=pipeline_possible())
                 else:
                     report = records_import(dataset=dataset, stream=f, fmt=fmt, on_progress=on_progress,
@@ -130,7 +144,11 @@ class ImportJobHandler:
         if report.rejected_count > errors_kept:
             result["note"] = (f"the first {errors_kept} rejected lines are listed as job errors; "
                               f"{report.rejected_count} lines were rejected in all")
+        if report.stored == 0:
+            result["error"] = report.nothing_stored_message()
         Job.objects.filter(pk=job.pk).update(result=result)
+        if report.stored == 0:
+            raise JobFailed(report.nothing_stored_message())
 
     def finish(self, job: Job) -> None:
         return None

@@ -28,6 +28,9 @@ class Membership(models.Model):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     # Simulated annotators (LLM judges with noise) answer through the same path as humans.
     is_simulated = models.BooleanField(default=False)
+    # Imported annotators (e.g. an Argilla export's users): accounts with an unusable password that
+    # carry a dataset's existing human responses, so agreement and export count them like people.
+    is_imported = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

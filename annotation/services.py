@@ -136,6 +136,20 @@ def invitation_answer(*, user, invitation_id: Any, accept: bool) -> Invitation:
     return invitation
 
 
+@transaction.atomic
+def imported_annotator_get(*, workspace: Workspace, name: str):
+    """The account of an imported annotator (an Argilla user_id, ...): a user with an unusable
+    password, an annotator of the workspace flagged is_imported. An existing member keeps their role."""
+    username = name[:150]
+    user, created = User.objects.get_or_create(username=username)
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    Membership.objects.get_or_create(user=user, workspace=workspace,
+                                     defaults={"role": Membership.Role.ANNOTATOR, "is_imported": True})
+    return user
+
+
 def member_password_check(*, actor, username: str, password: str | None) -> None:
     """Who may set a password through the members page and API: a workspace admin sets the
     password of a user they create, never of an existing account (it may belong to other
@@ -193,7 +207,8 @@ def dataset_create(*, workspace: Workspace, name: str, fields: list[dict], quest
         raise ValidationError({"name": f"a dataset named {name!r} exists in this workspace"})
     field_specs = field_specs_validate(fields)
     question_specs = question_specs_validate(questions, {f["name"] for f in field_specs})
-    _dataset_settings_validate(settings_, field_names={f["name"] for f in field_specs})
+    # the prompt field (default "prompt") must be a field: refused here, not when exporting
+    _dataset_settings_validate({"prompt_field": "prompt", **settings_}, field_names={f["name"] for f in field_specs})
     dataset = Dataset.objects.create(workspace=workspace, name=name, created_by=created_by, **settings_)
     Field.objects.bulk_create(Field(dataset=dataset, **f) for f in field_specs)
     Question.objects.bulk_create(Question(dataset=dataset, **q) for q in question_specs)
@@ -680,6 +695,40 @@ def response_admit(*, old_status: str | None, status: str, held_lease: bool, sub
         return status == Response.Status.DRAFT
     raise ConflictError({"record": "this record was not handed to you and has all the answers it needs: "
                                    "ask for the next record (GET /api/v1/datasets/<id>/next/) and answer that one"})
+
+
+@transaction.atomic
+def responses_import(*, dataset: Dataset, items: list[tuple[Record, Any, Any, str]]) -> tuple[int, list[str]]:
+    """Store responses brought by an import (an Argilla export's human answers) in bulk: each
+    (record, user, values, status) validated like an annotator's answer, one response per
+    (record, user) (re-importing replaces it), then the records' submitted counts and completion
+    recounted in one statement each. Returns (stored, errors)."""
+    questions = dataset_questions(dataset)
+    rows: dict[tuple[int, int], Response] = {}
+    errors: list[str] = []
+    for record, user, values, status in items:
+        if status not in Response.Status.values:
+            errors.append(f"{record.external_id}: status must be one of {', '.join(Response.Status.values)}")
+            continue
+        try:
+            clean = response_values_validate(questions=questions, values=values, status=status,
+                                             allow_ties=dataset.allow_ties)
+        except ValidationError as exc:
+            errors.append(f"{record.external_id}: {'; '.join(exc.messages)}")
+            continue
+        rows[(record.pk, user.pk)] = Response(record=record, dataset=dataset, user=user, values=clean, status=status)
+    if not rows:
+        return 0, errors
+    Response.objects.bulk_create(list(rows.values()), batch_size=1000, update_conflicts=True,
+                                 unique_fields=["record", "user"], update_fields=["values", "status", "updated_at"])
+    record_ids = list({key[0] for key in rows})
+    submitted = (Response.objects.filter(record=OuterRef("pk"), status=Response.Status.SUBMITTED)
+                 .values("record").annotate(n=models.Count("pk")).values("n"))
+    Record.objects.filter(pk__in=record_ids).update(
+        submitted_count=models.functions.Coalesce(models.Subquery(submitted), 0))
+    Record.objects.filter(pk__in=record_ids).update(completed=ExpressionWrapper(
+        Q(submitted_count__gte=dataset.min_submitted), output_field=BooleanField()))
+    return len(rows), errors
 
 
 def response_discard_undo(*, user, record: Record) -> Response | None:

@@ -28,6 +28,7 @@ urlpatterns: list = [
     path("datasets/<int:dataset_id>/status/", views.dataset_status_view, name="dataset-status"),
     path("datasets/<int:dataset_id>/delete/", views.dataset_delete_view, name="dataset-delete"),
     path("datasets/<int:dataset_id>/import/", views.dataset_import, name="dataset-import"),
+    path("datasets/<int:dataset_id>/import/preview/", views.dataset_import_preview, name="dataset-import-preview"),
     path("datasets/<int:dataset_id>/export/", views.dataset_export, name="dataset-export"),
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/progress/", views.job_progress, name="job-progress"),

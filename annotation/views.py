@@ -517,10 +517,14 @@ def dataset_import(request, dataset_id: int):
             form.add_error("format", "cannot tell the format from the file name: choose one")
         else:
             try:
+                params = {"format": fmt}
+                if fmt == "pairs":
+                    params.update(pair_format=form.cleaned_data.get("pair_format") or None,
+                                  mapping=form.mapping(request.POST), strict=form.cleaned_data.get("strict", False))
                 path = import_file_save(dataset=dataset, uploaded_file=upload)
                 job = job_create(kind="import", workspace=dataset.workspace, dataset=dataset,
                                  created_by=request.user, name=f"import {upload.name}"[:200],
-                                 input_file=path, params={"format": fmt})
+                                 input_file=path, params=params)
             except ValidationError as exc:
                 form.add_error(None, "; ".join(exc.messages))
             else:
@@ -530,6 +534,47 @@ def dataset_import(request, dataset_id: int):
     return render(request, "annotation/import.html", {"dataset": dataset, "form": form, "jobs": jobs,
                                                        "fields": fields},
                   status=422 if request.method == "POST" else 200)
+
+
+PREVIEW_ROWS = 5
+PREVIEW_CHARS = 300
+
+
+@login_required
+@require_POST
+def dataset_import_preview(request, dataset_id: int):
+    """The mapping step of a pair import (htmx): the file's columns, its first rows, the format
+    told from them (or why none), and one select per target column to map a file column to."""
+    from .imports import MAP_TARGETS, format_from_name, pairs_preview
+
+    dataset_for_user(request.user, dataset_id, role=ADMIN)
+    form = ui_forms.ImportForm(request.POST, request.FILES)
+    form.is_valid()
+    upload = request.FILES.get("file")
+    context: dict = {"targets": MAP_TARGETS, "columns": [], "rows": [], "error": None, "format": None, "chosen": {},
+                     "dataset_id": dataset_id}
+    if upload is None:
+        context["error"] = "choose a file first"
+        return render(request, "annotation/partials/import_preview.html", context)
+    try:
+        context["chosen"] = mapping = form.mapping(request.POST)
+    except ValidationError as exc:
+        context["error"], mapping = "; ".join(exc.messages), {}
+    hint = format_from_name(upload.name)
+    preview = pairs_preview(upload, filetype=hint if hint in ("csv", "parquet") else None,
+                            fmt=form.cleaned_data.get("pair_format") or None, mapping=mapping, rows=PREVIEW_ROWS)
+    context["error"] = context["error"] or preview["error"]
+    context["format"] = preview["format"]
+    context["columns"] = preview["columns"]
+    context["rows"] = [[_preview_cell(r.get(c)) for c in preview["columns"]] for r in preview["rows"]]
+    return render(request, "annotation/partials/import_preview.html", context)
+
+
+def _preview_cell(value) -> str:
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
 
 
 @login_required

@@ -181,7 +181,7 @@ class _RowWriter:
     def _prompt(self, prompt_raw: Any, row: tuple):
         """The prompt as text (standard) or as messages with the record's system prompt (conversational)."""
         if not self.plan.conversational:
-            return _last(_chat(prompt_raw), "user") if self.plan.prompt_is_chat else (prompt_raw or "")
+            return _flatten(_chat(prompt_raw)) if self.plan.prompt_is_chat else (prompt_raw or "")
         system = row[2]
         if self.plan.prompt_is_chat:
             prompt = [{"role": m.get("role"), "content": m.get("content", "")}
@@ -221,6 +221,15 @@ def _last(messages: list | None, role: str) -> str:
         if isinstance(m, dict) and m.get("role") == role and isinstance(m.get("content"), str):
             return m["content"]
     return ""
+
+
+def _flatten(messages: list | None) -> str:
+    """A chat prompt as one readable text (the standard style): a single user turn as it is; a
+    conversation as its turns, each after its role ("User: ...", "Assistant: ..."), every turn kept."""
+    turns = [m for m in messages or [] if isinstance(m, dict) and isinstance(m.get("content"), str)]
+    if len(turns) == 1 and turns[0].get("role") == "user":
+        return turns[0]["content"]
+    return "\n\n".join(f"{str(m.get('role', '')).capitalize()}: {m['content']}" for m in turns)
 
 
 def _completion(messages: list | None) -> list:

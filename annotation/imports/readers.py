@@ -16,6 +16,7 @@ import codecs
 import csv
 import io
 import json
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -277,7 +278,8 @@ def _flat_row_to_record(row: dict, chat_fields: set[str]) -> dict:
     return record
 
 
-def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> Iterator[tuple[int, Any, int | None]]:
+def read_csv_rows(stream, *, max_bytes: int) -> Iterator[tuple[int, Any, int | None]]:
+    """CSV rows as {column: text} dicts keyed by the header (the header is line 1)."""
     csv.field_size_limit(max(max_bytes * 2, 131072))
     if isinstance(stream, io.RawIOBase):
         stream = io.BufferedReader(stream, READ_CHUNK)
@@ -318,14 +320,23 @@ def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> 
         if bad is not None:
             yield line_no, LineError(f"column {bad[0]}: {bad[1]}", text_clean(",".join(values)[:RAW_KEEP])[0]), size
             continue
+        yield line_no, dict(zip(header, values)), size
+
+
+def read_csv(stream, *, max_bytes: int, chat_fields: set[str] = frozenset()) -> Iterator[tuple[int, Any, int | None]]:
+    for line_no, row, size in read_csv_rows(stream, max_bytes=max_bytes):
+        if isinstance(row, LineError):
+            yield line_no, row, size
+            continue
         try:
-            yield line_no, _flat_row_to_record(dict(zip(header, values)), chat_fields), size
+            yield line_no, _flat_row_to_record(row, chat_fields), size
         except ValidationError as exc:
-            yield line_no, LineError(validation_message(exc), ",".join(values)[:RAW_KEEP]), size
+            yield line_no, LineError(validation_message(exc), ",".join(str(v) for v in row.values())[:RAW_KEEP]), size
 
 
-def read_parquet(source, *, max_bytes: int, chat_fields: set[str] = frozenset(),
-                 batch_rows: int = 2_000) -> Iterator[tuple[int, Any, int | None]]:
+def read_parquet_rows(source, *, batch_rows: int = 2_000) -> Iterator[tuple[int, Any, int | None]]:
+    """Parquet rows as dicts, one record batch at a time (memory stays at one batch); nested
+    columns (lists of structs such as message lists) come back as lists of dicts."""
     import pyarrow.parquet as pq
 
     try:
@@ -336,10 +347,87 @@ def read_parquet(source, *, max_bytes: int, chat_fields: set[str] = frozenset(),
     for batch in pf.iter_batches(batch_size=batch_rows):
         for row in batch.to_pylist():
             line_no += 1
-            try:
-                yield line_no, _flat_row_to_record(row, chat_fields), None
-            except ValidationError as exc:
-                yield line_no, LineError(validation_message(exc)), None
+            yield line_no, row, None
+
+
+def read_parquet(source, *, max_bytes: int, chat_fields: set[str] = frozenset(),
+                 batch_rows: int = 2_000) -> Iterator[tuple[int, Any, int | None]]:
+    for line_no, row, size in read_parquet_rows(source, batch_rows=batch_rows):
+        try:
+            yield line_no, _flat_row_to_record(row, chat_fields), size
+        except ValidationError as exc:
+            yield line_no, LineError(validation_message(exc)), size
+
+
+def rows_read(*, stream, fmt: str, max_bytes: int):
+    """The file's rows as they are (dicts of column -> value), for the pair formats (imports.formats)."""
+    if fmt == "ndjson":
+        return read_ndjson(stream, max_bytes=max_bytes)
+    if fmt == "json":
+        return read_json_array(stream, max_bytes=max_bytes)
+    if fmt == "csv":
+        return read_csv_rows(stream, max_bytes=max_bytes)
+    if fmt == "parquet":
+        return read_parquet_rows(seekable_of(stream))
+    raise ValidationError({"filetype": f"must be one of {', '.join(FORMATS)}"})
+
+
+class _Prepended(io.RawIOBase):
+    """A binary stream with bytes already read from it put back in front."""
+
+    def __init__(self, head: bytes, stream):
+        super().__init__()
+        self.head = head
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n is None or n < 0:
+                data, self.head = self.head + self.stream.read(), b""
+                return data
+            data, self.head = self.head[:n], self.head[n:]
+            return data
+        return self.stream.read(n)
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def seekable_of(stream):
+    """Parquet keeps its index at the end of the file: a stream that cannot seek (a request body)
+    is copied to a temp file on disk, 64 KiB at a time."""
+    if getattr(stream, "seekable", lambda: False)():
+        return stream
+    tmp = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller; closed when dropped
+    while chunk := stream.read(READ_CHUNK):
+        tmp.write(chunk)
+    tmp.seek(0)
+    return tmp
+
+
+def file_type_sniff(stream, *, hint: str | None = None):
+    """(file type, stream) of an upload: Parquet by its magic bytes, a JSON array by its opening
+    bracket, JSON lines by an opening brace, CSV otherwise. `hint` (from a name or a
+    Content-Type) wins for CSV and Parquet; ".json" files are often JSON lines, so JSON is sniffed."""
+    if hint in ("csv", "parquet"):
+        return hint, stream
+    seekable = getattr(stream, "seekable", lambda: False)()
+    start = stream.tell() if seekable else 0
+    head = stream.read(READ_CHUNK)
+    if head.startswith(b"PAR1"):
+        fmt = "parquet"
+    else:
+        first = head.lstrip(b" \t\r\n").removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1]
+        fmt = "json" if first == b"[" else "ndjson" if first in (b"{", b"") else "csv"
+    if seekable:
+        stream.seek(start)
+        return fmt, stream
+    return fmt, _Prepended(head, stream)
 
 
 def records_read(*, stream, fmt: str, max_bytes: int, chat_fields: set[str] = frozenset()):

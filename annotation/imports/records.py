@@ -32,7 +32,8 @@ ProgressFn = Callable[[int, int, list[tuple[int, str, str]]], None]
 
 def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None = None,
                    on_progress: ProgressFn | None = None, max_bytes: int | None = None,
-                   items: Iterable | None = None, pipeline: bool = False) -> ImportReport:
+                   items: Iterable | None = None, pipeline: bool = False,
+                   on_stored: Callable[[list[str]], None] | None = None) -> ImportReport:
     """Import records from a binary stream; returns the counts and every rejected line.
 
     `fmt`: json | ndjson | csv | parquet. Valid lines are upserted in batches of `batch_size`
@@ -43,6 +44,8 @@ def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None
     `items` replaces the reader with already decoded (line, raw, size) items (used by pairs_import).
     `pipeline=True` (see pipeline_possible) writes each batch on a second thread while the next
     one is read and validated; on_progress is still called on the caller's thread, in order.
+    `on_stored(external_ids)` is called on the caller's thread after each batch is written, with
+    the external ids it stored (pairs_import writes an Argilla export's responses then).
     Raises ImportFormatError when the input cannot be read at all, UploadTooLarge from a
     CountingStream; batches stored before either stay stored.
     """
@@ -56,7 +59,7 @@ def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None
     # the COPY path only needs the JSON bytes: a batch is kept small
     json_only = connection.vendor == "postgresql"
     batches = _Batches(dataset=dataset, report=report, on_progress=on_progress,
-                       writer=_BatchWriter(dataset) if pipeline else None)
+                       writer=_BatchWriter(dataset) if pipeline else None, on_stored=on_stored)
     try:
         for line_no, raw, size in items:
             report.total_lines += 1
@@ -104,8 +107,9 @@ class _Batches:
     by the writer thread; the report and on_progress follow each written batch, in order."""
 
     def __init__(self, *, dataset: Dataset, report: ImportReport, on_progress: ProgressFn | None,
-                 writer: _BatchWriter | None):
+                 writer: _BatchWriter | None, on_stored: Callable[[list[str]], None] | None = None):
         self.dataset = dataset
+        self.on_stored = on_stored
         self.report = report
         self.on_progress = on_progress
         self.writer = writer
@@ -135,7 +139,7 @@ class _Batches:
         counts = (records_batch_upsert(dataset=self.dataset, rows=self.rows, assume_new=self.assume_new)
                   if self.rows else UpsertCounts())
         self.assume_new = bool(self.rows) and counts.updated == 0
-        self._written(counts, len(self.rows), list(self.rejected))
+        self._written(counts, len(self.rows), list(self.rejected), _ids_of(self.rows, self.on_stored))
         self.rows.clear()
         self.rejected.clear()
 
@@ -144,9 +148,11 @@ class _Batches:
             for done in self.writer.close():  # waits for the batch in flight, re-raises its error
                 self._written(*done)
 
-    def _written(self, counts: UpsertCounts, n_stored: int, rejected: list) -> None:
+    def _written(self, counts: UpsertCounts, n_stored: int, rejected: list, ids: list[str] | None = None) -> None:
         self.report.created += counts.created
         self.report.updated += counts.updated
+        if self.on_stored is not None and ids:
+            self.on_stored(ids)
         if self.on_progress is not None:
             self.on_progress(n_stored, len(rejected), rejected)
 
@@ -195,7 +201,7 @@ class _BatchWriter:
                 counts = (records_batch_upsert(dataset=self.dataset, rows=rows, assume_new=assume_new)
                           if rows else UpsertCounts())
                 assume_new = bool(rows) and counts.updated == 0
-                self.done.put((counts, len(rows), rejected))
+                self.done.put((counts, len(rows), rejected, [r["external_id"] for r in rows]))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.error = exc
             while True:  # keep draining so the caller never blocks on a full queue
@@ -226,6 +232,10 @@ class _BatchWriter:
         if self.error is not None:
             raise self.error
         return self._finished()
+
+
+def _ids_of(rows: list[dict], on_stored) -> list[str] | None:
+    return [r["external_id"] for r in rows] if on_stored is not None else None
 
 
 def import_file_save(*, dataset: Dataset, uploaded_file) -> str:

@@ -34,6 +34,17 @@ class ImportReport:
     rejected: list[dict] = field(default_factory=list)
     rejected_count: int = 0
     total_lines: int = 0
+    extra: dict = field(default_factory=dict)  # what a format brings beside records (Argilla: responses, ...)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def stored(self) -> int:
+        return self.created + self.updated
+
+    def nothing_stored_message(self) -> str:
+        if self.total_lines == 0:
+            return "nothing stored: the file holds no lines"
+        return f"nothing stored: all {self.rejected_count} of {self.total_lines} lines were rejected"
 
     def reject(self, line: int, reason: str, raw: str = "") -> None:
         self.rejected_count += 1
@@ -46,7 +57,9 @@ class ImportReport:
 
     def as_dict(self) -> dict:
         out = {"created": self.created, "updated": self.updated, "rejected": self.rejected,
-               "rejected_count": self.rejected_count, "total_lines": self.total_lines}
+               "rejected_count": self.rejected_count, "total_lines": self.total_lines, **self.extra}
+        if self.warnings:
+            out["warnings"] = self.warnings
         if self.rejected_not_listed:
             out["rejected_not_listed"] = self.rejected_not_listed
             out["note"] = (f"only the first {MAX_REJECTED_KEPT} rejected lines are listed; "

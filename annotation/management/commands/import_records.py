@@ -1,8 +1,8 @@
 """manage.py import_records DATASET_ID FILE [--format json|ndjson|csv|parquet]
 
 Streams the file into the dataset (upsert on external_id), with a progress bar; every rejected
-line is printed with its line number and reason. Exit status 0 when the file was read (even with
-rejected lines), 1 when it could not be read at all.
+line is printed with its line number and reason. Exit status 0 when records were stored (even with
+rejected lines), 1 when the file could not be read or nothing was stored.
 """
 import os
 
@@ -20,8 +20,8 @@ def print_rejected(stdout, rejected_lines) -> None:
         stdout.write(f"line {line}: rejected: {reason}")
 
 
-def run_file_import(command, *, path: str, total: int, run) -> None:
-    """Run `run(on_progress)` with a tqdm bar; print rejected lines and a summary."""
+def run_file_import(command, *, path: str, total: int, run):
+    """Run `run(on_progress)` with a tqdm bar; print rejected lines and a summary; returns the report."""
     bar = tqdm(total=total or None, unit="lines", file=command.stderr._out, disable=command.quiet,
                dynamic_ncols=True)
 
@@ -42,6 +42,7 @@ def run_file_import(command, *, path: str, total: int, run) -> None:
     command.stdout.write(command.style.SUCCESS(
         f"{report.created} created, {report.updated} updated, {report.rejected_count} rejected "
         f"of {report.total_lines} lines"))
+    return report
 
 
 class Command(BaseCommand):
@@ -65,6 +66,9 @@ class Command(BaseCommand):
         if fmt is None:
             raise CommandError(f"{file}: cannot tell the format from the name; pass --format")
         with open(file, "rb") as f:
-            run_file_import(self, path=file, total=import_total(file, fmt),
-                            run=lambda cb: records_import(dataset=dataset, stream=f, fmt=fmt, batch_size=batch_size,
-                                                          on_progress=cb, pipeline=pipeline_possible()))
+            report = run_file_import(self, path=file, total=import_total(file, fmt),
+                                     run=lambda cb: records_import(dataset=dataset, stream=f, fmt=fmt,
+                                                                   batch_size=batch_size, on_progress=cb,
+                                                                   pipeline=pipeline_possible()))
+        if report.stored == 0:
+            raise CommandError(f"{file}: {report.nothing_stored_message()}")
