@@ -26,3 +26,12 @@ def chunk_run_again(job, index: int) -> None:
 
     chunk = job.chunks.get(index=index)
     job_handler_for(job.kind).run_chunk(job, chunk, ChunkContext(job, chunk))
+
+
+def login(user):
+    """A Django test client logged in as `user` (pages; the API tests use tests.conftest.client_for)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client

@@ -92,7 +92,6 @@ from .writers import (
     parquet_schema,
     parquet_write,
     triplets_chunks,
-    triplets_write,
 )
 
 __all__ = [
@@ -104,5 +103,5 @@ __all__ = [
     "columns_for", "csv_chunks", "export_file_name", "export_params_parse", "export_target", "jsonl_chunks",
     "parquet_chunks",
     "parquet_schema", "parquet_write", "prefetch_possible", "resolve_pairs", "triplets_chunks", "triplets_export",
-    "triplets_export_count", "triplets_write", "file_name_part",
+    "triplets_export_count", "file_name_part",
 ]

@@ -231,21 +231,3 @@ def triplets_chunks(rows: Iterable[dict], *, fmt: str, style: str, source: str,
     if fmt == "csv":
         return csv_chunks(rows, columns=columns_for(source, trl_margin))
     return parquet_chunks(rows, style=style, source=source, trl_margin=trl_margin)
-
-
-def triplets_write(rows: Iterable[dict], out, *, fmt: str, style: str, source: str,
-                   trl_margin: str | None = None) -> int:
-    """Write rows to a binary file object in the given format; returns the number of rows."""
-    if fmt == "parquet":
-        return parquet_write(rows, out, style=style, source=source, trl_margin=trl_margin)
-    count = 0
-
-    def counted():
-        nonlocal count
-        for row in rows:
-            count += 1
-            yield row
-
-    for chunk in triplets_chunks(counted(), fmt=fmt, style=style, source=source, trl_margin=trl_margin):
-        out.write(chunk)
-    return count

@@ -2,20 +2,15 @@
 invites it (page or API) and it joins only once it accepts on its account page. The admin's answer
 is the same whether the account exists or not, and says nothing about its other workspaces."""
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from annotation.models import Invitation, Membership
 from tests.conftest import client_for
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from tests.helpers import login
 
 pytestmark = pytest.mark.django_db
 
-
-def login(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 @pytest.fixture

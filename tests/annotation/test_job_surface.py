@@ -2,7 +2,6 @@
 a kind adds its panel and hooks through its handler; status words come from one place."""
 import pytest
 from django.core.exceptions import ValidationError
-from django.test import Client
 from django.urls import reverse
 
 from annotation import jobs
@@ -10,14 +9,10 @@ from annotation.job_selectors import STATUS_WORDS, job_status_word
 from annotation.jobs import job_create, job_handler_for, job_retry_failed
 from annotation.models import Job, JobChunk
 from tests.factories import JobFactory, RecordFactory
+from tests.helpers import login
 
 pytestmark = pytest.mark.django_db
 
-
-def login(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 @pytest.fixture

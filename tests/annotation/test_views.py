@@ -2,7 +2,6 @@
 import re
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from annotation.models import Dataset, Field, Lease, Membership, Question, Record, Response
@@ -15,14 +14,10 @@ from tests.factories import (
     SuggestionFactory,
     UserFactory,
 )
+from tests.helpers import login
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
-
-def login(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 def respond_url(record):

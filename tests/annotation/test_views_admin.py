@@ -11,12 +11,7 @@ from django.urls import reverse
 from annotation.models import Dataset, Job, JobError, Membership, Record
 from preflab.celery import app as celery_app
 from tests.factories import DatasetFactory, JobFactory, RecordFactory
-
-
-def login(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
+from tests.helpers import login
 
 
 @pytest.fixture

@@ -2,21 +2,16 @@
 number of SQL statements does not grow with the number of records."""
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from annotation.models import Dataset, Job, JobChunk, Lease, Record, Response, Suggestion
 from annotation.services import dataset_delete
 from tests.factories import DatasetFactory, JobFactory, RecordFactory, ResponseFactory, SuggestionFactory
+from tests.helpers import login
 
 pytestmark = pytest.mark.django_db
 
-
-def login(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 def _filled(dataset, n: int, user) -> None:

@@ -1,18 +1,13 @@
 """The members page keeps a workspace administrable: its last admin can be neither demoted nor removed."""
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from annotation.models import Membership
 from tests.factories import UserFactory
+from tests.helpers import login
 
 pytestmark = pytest.mark.django_db
 
-
-def login(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 def test_the_last_admin_stays_admin(admin_user, workspace, annotator):

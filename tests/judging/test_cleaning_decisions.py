@@ -3,20 +3,15 @@ the record; accept or reject it (stored, reversible); the cleaned export applies
 import json
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from annotation.models import Record
 from judging.models import FlipDecision
+from tests.helpers import login
 from tests.judging.helpers_cleaning import imported_with_flips
 
 pytestmark = pytest.mark.django_db
 
-
-def login(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 def _export(c, ds, undecided="keep") -> dict:

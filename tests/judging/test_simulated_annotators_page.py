@@ -1,20 +1,15 @@
 """Simulated annotators have a page: create one, change its judge, noise and seed, remove it."""
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from annotation.models import Membership
 from judging.models import SimulatedAnnotator
 from judging.services import judge_create
 from tests.factories import EndpointFactory, MembershipFactory, UserFactory
+from tests.helpers import login
 
 pytestmark = pytest.mark.django_db
 
-
-def login(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 @pytest.fixture
