@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response as ApiResponse
@@ -165,7 +165,11 @@ class PairsImportApi(_ImportBase):
     renderer_classes = [JSONRenderer]
     content_negotiation_class = _AnyFormatNegotiation
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,
+    @extend_schema(request=OpenApiTypes.OBJECT,
+                   responses={200: OpenApiTypes.OBJECT,
+                              400: OpenApiResponse(OpenApiTypes.OBJECT, description=(
+                                  "a bad parameter (the field named with its reasons), or nothing stored: "
+                                  "`detail` says so beside the import report (created, updated, rejected lines)"))},
                    parameters=[OpenApiParameter("seed", str, description="shuffle seed (default 0)"),
                                OpenApiParameter("format", str, enum=list(PAIR_FORMAT_NAMES)),
                                OpenApiParameter("mapping", str, description='JSON object {"prompt": "question", ...}'),

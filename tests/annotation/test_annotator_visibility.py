@@ -56,7 +56,8 @@ NOT_FOR_ANNOTATORS = {
     "judging-cleaning", "judging-flip-decide", "judging-cleaned-export", "evaluation-home", "evaluation-dataset",
     "evaluation-simulate", "evaluation-simulated-annotators", "evaluation-simulated-annotator-remove",
     "evaluation-alpaca-eval", "dataset-list", "dataset-create", "dashboard", "dashboard-stats", "record-detail",
-    "dataset-publish", "dataset-settings", "dataset-status", "dataset-delete", "dataset-import", "dataset-export",
+    "dataset-publish", "dataset-settings", "dataset-status", "dataset-delete", "dataset-import",
+    "dataset-import-preview", "dataset-export",
     "job-detail", "job-progress", "job-download", "job-cancel", "job-resume", "job-retry", "members",
     "member-remove",
 }

@@ -237,7 +237,6 @@ def test_export_job_and_page_for_each_kind(mixed, admin_user, settings, tmp_path
         resp = client.get(href.replace("&amp;", "&"))
         body = b"".join(resp.streaming_content)
         assert resp.status_code == 200 and (body[:4] == b"PAR1" if fmt == "parquet" else body), (kind, fmt)
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     resp = client.post(f"/datasets/{mixed.pk}/export/", {"export": "unpaired", "format": "jsonl", "style": "standard"})
     job = Job.objects.filter(kind="export").latest("pk")
     assert resp.status_code == 302 and job.params["export"] == "unpaired"

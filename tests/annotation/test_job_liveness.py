@@ -5,6 +5,7 @@ that reason (API 503, page message) and resume sends it once the broker is back.
 
 The real-worker test (SIGKILL mid-chunk, default broker settings) is in tests/generation/test_celery_worker.py.
 """
+import os
 import socket
 import threading
 import time
@@ -187,16 +188,27 @@ def broker_down():
         port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
     saved = app.conf.broker_url, app.conf.broker_transport_options
 
-    def point(url, options):
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+
+    def point(url, options, env=None):
+        from kombu import pools
+
         app.conf.broker_url, app.conf.broker_transport_options = url, options
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # Celery reads the broker URL from the environment first (CI sets CELERY_BROKER_URL)
+        if env is not None:
+            os.environ["CELERY_BROKER_URL"] = env
+        elif saved_env is not None:
+            os.environ["CELERY_BROKER_URL"] = url
+        # kombu keeps one connection pool per broker URL for the whole process: clear the registry (closing
+        # what it holds) so that the next send builds a pool for the URL now set, and no later test is handed
+        # a pool closed here ("Acquire on closed pool")
+        pools.reset()
         app._pool = None
         app.amqp._producer_pool = None
 
     point(f"redis://127.0.0.1:{port}/0", {})
-    yield lambda: point(*saved)
-    point(*saved)
+    yield lambda: point(*saved, env=saved_env)
+    point(*saved, env=saved_env)
 
 
 @pytest.mark.django_db(transaction=True)  # the job is enqueued when the request's transaction commits
