@@ -125,11 +125,14 @@ class Command(BaseCommand):
             env["ALLOWED_HOSTS"] = "*"  # asked for with --public / --host: answer to whatever name others use
         procs: list[tuple[str, subprocess.Popen]] = []
         if worker:
+            worker_env = dict(env)
+            if not verbose:  # Celery's warning about running as root and kombu's about the embedded broker's host name
+                worker_env["PYTHONWARNINGS"] = "ignore:You're running the worker with superuser privileges"
             procs.append(("worker", subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "preflab", *([] if verbose else ["--quiet"]), "worker",
-                 "--loglevel", "WARNING", "--queues", settings.PREFLAB_CPU_QUEUE, "--concurrency", "2",
-                 "--hostname", f"quickstart-{port}@%h"],
-                cwd=settings.BASE_DIR, env=env, **quiet)))
+                 "--loglevel", "WARNING" if verbose else "ERROR", "--queues", settings.PREFLAB_CPU_QUEUE,
+                 "--concurrency", "2", "--hostname", f"quickstart-{port}@%h"],
+                cwd=settings.BASE_DIR, env=worker_env, **quiet)))
         procs.append(("web", subprocess.Popen([sys.executable, manage, "runserver", f"{host}:{port}", "--noreload"],
                                               cwd=settings.BASE_DIR, env=env, **quiet)))
         stopping = False
