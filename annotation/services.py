@@ -140,7 +140,7 @@ def invitation_answer(*, user, invitation_id: Any, accept: bool) -> Invitation:
 def imported_annotator_get(*, workspace: Workspace, name: str):
     """The account of an imported annotator (an Argilla user_id, ...): a user with an unusable
     password, an annotator of the workspace flagged is_imported. An existing member keeps their role."""
-    username = name[:150]
+    username = display_name_validate(name[:150], field="user_id")
     user, created = User.objects.get_or_create(username=username)
     if created:
         user.set_unusable_password()

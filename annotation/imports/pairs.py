@@ -297,9 +297,9 @@ class _Extras:
                            "responses and suggestions not imported")
                 continue
             for r in pair.responses:
-                user = self.users.get(r["user"]) or self.users.setdefault(
-                    r["user"], imported_annotator_get(workspace=self.dataset.workspace, name=f"argilla-{r['user']}"))
-                responses.append((record, user, {question.name: r["value"]} if r["value"] else {}, r["status"]))
+                user = self._annotator(r["user"])
+                if user is not None:
+                    responses.append((record, user, {question.name: r["value"]} if r["value"] else {}, r["status"]))
             for s in pair.suggestions:
                 suggestions.append({"record": record.pk, "question": question.name, **s})
         if responses:
@@ -313,13 +313,24 @@ class _Extras:
             for error in counts.errors[:20]:
                 self._warn(f"suggestion: {error['errors']}")
 
+    def _annotator(self, user_id):
+        """The imported account of an Argilla user_id (made once per import); None, with a warning, when the
+        id would make a user name people cannot read safely (control or text-direction characters)."""
+        if user_id not in self.users:
+            try:
+                self.users[user_id] = imported_annotator_get(workspace=self.dataset.workspace, name=f"argilla-{user_id}")
+            except ValidationError as exc:
+                self.users[user_id] = None
+                self._warn(f"response: Argilla user_id {str(user_id)[:80]!r} refused: {'; '.join(exc.messages)}")
+        return self.users[user_id]
+
     def _warn(self, text: str) -> None:
         if len(self.warnings) < MAX_REJECTED_KEPT:
             self.warnings.append(text)
 
     def counts(self) -> dict:
         return {"responses_imported": self.responses, "suggestions_imported": self.suggestions,
-                "annotators_imported": len(self.users)}
+                "annotators_imported": sum(1 for u in self.users.values() if u is not None)}
 
 
 @transaction.atomic

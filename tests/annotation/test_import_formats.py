@@ -224,6 +224,18 @@ def test_argilla_export_brings_records_human_responses_and_suggestions(workspace
     assert Response.objects.filter(dataset=ds).count() == 6 and Suggestion.objects.filter(record__dataset=ds).count() == 3
 
 
+def test_argilla_user_ids_that_would_make_unreadable_names_are_refused(workspace, tmp_path):
+    """An Argilla user_id with a text-direction override would become a spoofing user name in every list:
+    its responses are not imported (a warning says why), the others are."""
+    rows = argilla_rows()
+    for row in rows:
+        row["preference"][1]["user_id"] = "evil\u202eadmin"
+    text = cli("--workspace", workspace.name, "--create", "argilla-spoof", write(tmp_path, "spoof", rows, "ndjson"))
+    assert "3 created" in text and "responses imported: 3" in text
+    assert "refused" in text and "U+202E" in text
+    assert not Membership.objects.filter(user__username__contains="\u202e").exists()
+
+
 def test_trl_implicit_prompt_multi_turn_kept_whole(workspace, tmp_path):
     history = conv(("system", "Be kind."), ("user", "Hi"), ("assistant", "Hello!"), ("user", "Tell me a joke"))
     rows = [{"chosen": history + conv(("assistant", "A funny joke")), "rejected": history + conv(("assistant", "No."))}]
