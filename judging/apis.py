@@ -230,7 +230,8 @@ class JudgeJobOutputsApi(APIView):
         responses=inline_serializer("JudgeOutputs", fields={
             "count": serializers.IntegerField(), "results": serializers.ListField(child=serializers.JSONField())}),
         description="The judge's raw outputs of a job, what was parsed from them, or why they could not be "
-                    "read (with the earlier failed attempts).")
+                    "read (with the earlier failed attempts); `text_cleaned` says what was removed from an output "
+                    "PostgreSQL could not store (NUL characters, lone surrogates), null when nothing was.")
     def get(self, request, job_id: int):
         job = job_for_user(request.user, job_id, kind=selectors.JOB_KIND)
         q = request.query_params
@@ -250,4 +251,5 @@ class JudgeJobOutputsApi(APIView):
             {"record": o.record_id, "external_id": o.record.external_id, "call_key": o.call_key,
              "shown_order": o.shown_order, "raw_text": o.raw_text, "parsed": o.parsed, "error": o.error,
              "attempts": o.attempts, "failed_attempts": o.failed_attempts, "finish_reason": o.finish_reason,
-             "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens} for o in rows]})
+             "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
+             "text_cleaned": o.text_cleaned} for o in rows]})

@@ -34,6 +34,9 @@ def test_judge_job_stores_cleaned_output_and_rationale_with_a_note(workspace, da
     page = client.get(reverse("record-detail", args=[dataset.pk, records[0].pk])).content.decode()
     said = "1 NUL character removed" if note["nul_removed"] else "1 lone surrogate replaced by U+FFFD"
     assert f"{judge.agent} ({out.call_key}): {said}" in page
+    # the judge-outputs API says it too
+    outputs = client.get(f"/api/v1/judge-jobs/{job.pk}/outputs/").json()["results"]
+    assert [o["text_cleaned"] for o in outputs] == [note]
 
 
 def test_clair_revision_with_nul_is_written_cleaned_and_the_pair_says_so(workspace, llm_server, llm_endpoint):
