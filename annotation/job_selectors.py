@@ -59,13 +59,23 @@ def job_outcome_line(job: Job) -> str:
     return line
 
 
+def requeued_chunks():
+    """The prefetch a list of jobs takes so that job_requeues reads no row per job:
+    `jobs.prefetch_related(requeued_chunks())` (one query for the whole list)."""
+    from django.db.models import Prefetch
+
+    return Prefetch("chunks", queryset=JobChunk.objects.exclude(requeue_note="").order_by("requeued_at", "index"),
+                    to_attr="requeued")
+
+
 def job_requeues(job: Job) -> list[dict]:
     """When and why the stall sweep re-queued (or gave up) chunks of the job (annotation.jobs liveness):
     [{"chunk": 3, "at": datetime, "requeues": 1, "note": "chunk 3 re-queued at 05:12:03 UTC: no heartbeat
-    for 94 s (worker lost)"}], oldest first."""
-    rows = (JobChunk.objects.filter(job=job).exclude(requeue_note="").order_by("requeued_at", "index")
-            .values_list("index", "requeued_at", "requeues", "requeue_note"))
-    return [{"chunk": index, "at": at, "requeues": count, "note": note} for index, at, count, note in rows]
+    for 94 s (worker lost)"}], oldest first. Reads the job's `requeued` prefetch when a list took it."""
+    chunks = getattr(job, "requeued", None)
+    if chunks is None:
+        chunks = JobChunk.objects.filter(job=job).exclude(requeue_note="").order_by("requeued_at", "index")
+    return [{"chunk": c.index, "at": c.requeued_at, "requeues": c.requeues, "note": c.requeue_note} for c in chunks]
 
 
 def job_status(job: Job) -> dict:

@@ -431,6 +431,16 @@ def start_worker(env: dict, queue: str) -> subprocess.Popen:
         start_new_session=True)
 
 
+def stop_worker(worker: subprocess.Popen) -> None:
+    """Stop a worker started by start_worker: SIGTERM to its process group, SIGKILL after 15 s."""
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
 def generation_job(server, prompts: int, queue: str, tag: str, *, timeout: float = 5.0, max_retries: int = 5):
     from annotation.models import Workspace
     from generation.models import Endpoint
@@ -508,12 +518,7 @@ def scenario_redis(args, redis: Redis, env: dict, queue: str) -> bool:
                 print("recovery: job_cancel + job_resume re-enqueued the chunks that are not done", flush=True)
         job = wait_job(job, 120)
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        stop_worker(worker)
         server.stop()
         redis.ensure_running()
     result = check_generation(job)
@@ -556,12 +561,7 @@ def scenario_llm(args, env: dict, queue: str) -> bool:
     finally:
         stop.set()
         flapper.join(timeout=5)
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        stop_worker(worker)
         server.stop()
     result = check_generation(job)
     print(f"flapping phases {dict(phases)}; failures served by the server {dict(server.failures_served)}")
@@ -602,12 +602,7 @@ def scenario_worker(args, env: dict, queue: str) -> bool:
             print("  " + chunk.requeue_note, flush=True)
     finally:
         for worker in workers:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGTERM)
-                try:
-                    worker.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(worker.pid, signal.SIGKILL)
+            stop_worker(worker)
         server.stop()
     result = check_generation(job)
     if killed_at and requeued_at:

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
-from annotation.job_selectors import job_status
+from annotation.job_selectors import job_status, requeued_chunks
 from annotation.models import Job, JobError
 
 from .models import Endpoint, GenerationOutput
@@ -29,7 +29,8 @@ def endpoint_for_user(user, pk: Any) -> Endpoint:
 
 
 def generation_jobs_for_user(user, *, workspace_id: Any = None) -> QuerySet[Job]:
-    qs = Job.objects.filter(kind=JOB_KIND, workspace__in=admin_workspaces(user)).select_related("dataset", "workspace")
+    qs = (Job.objects.filter(kind=JOB_KIND, workspace__in=admin_workspaces(user)).select_related("dataset", "workspace")
+          .prefetch_related(requeued_chunks()))
     if workspace_id not in (None, ""):
         qs = qs.filter(workspace_id=parse_pk(workspace_id))
     return qs.order_by("-created_at", "-id")

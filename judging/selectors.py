@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
-from annotation.job_selectors import job_status
+from annotation.job_selectors import job_status, requeued_chunks
 from annotation.models import Dataset, Job, JobError, Suggestion, Workspace
 from annotation.selectors import ranking_question
 
@@ -253,7 +253,7 @@ def judge_for_user(user, pk) -> Judge:
 
 def judge_jobs_for_user(user, *, workspace_id=None, dataset_id=None) -> QuerySet[Job]:
     qs = (Job.objects.filter(kind=JOB_KIND, workspace__in=admin_workspaces(user))
-          .select_related("dataset").order_by("-created_at"))
+          .select_related("dataset").prefetch_related(requeued_chunks()).order_by("-created_at"))
     if workspace_id not in (None, ""):
         qs = qs.filter(workspace_id=parse_pk(workspace_id))
     if dataset_id not in (None, ""):

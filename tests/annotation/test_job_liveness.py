@@ -260,3 +260,20 @@ def test_a_page_that_starts_a_job_while_the_broker_is_down_says_so_and_opens_the
     assert r.status_code == 200 and r["HX-Redirect"] == reverse("job-detail", args=[job.pk])
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
+
+
+def test_job_lists_read_the_requeue_notes_in_one_query(admin_user, dataset, django_assert_max_num_queries):
+    """The job list APIs say every job's re-queues without one query per job."""
+    from django.utils import timezone
+
+    from tests.conftest import client_for
+    from tests.factories import JobFactory
+
+    for _ in range(5):
+        job = JobFactory(kind="judge", workspace=dataset.workspace, dataset=dataset, params={})
+        JobChunk.objects.create(job=job, index=0, status=JobChunk.Status.PENDING, requeues=1,
+                                requeued_at=timezone.now(), requeue_note="chunk 0 re-queued: no heartbeat for 95 s")
+    client = client_for(admin_user)
+    with django_assert_max_num_queries(3):  # token, jobs, their re-queued chunks
+        rows = client.get(f"/api/v1/judge-jobs/?dataset={dataset.pk}").json()
+    assert len(rows) == 5 and all(r["requeues"][0]["note"].startswith("chunk 0 re-queued") for r in rows)
