@@ -23,9 +23,10 @@ from .models import Dataset, Job, Membership, Record, Workspace
 
 ADMIN = Membership.Role.ADMIN
 ANNOTATOR = Membership.Role.ANNOTATOR
+REVIEWER = Membership.Role.REVIEWER
 
-# Lowest first. A new role goes where it belongs in this order (a reviewer between the two).
-ROLES_LOWEST_FIRST: tuple[str, ...] = (ANNOTATOR, ADMIN)
+# Lowest first. A new role goes where it belongs in this order.
+ROLES_LOWEST_FIRST: tuple[str, ...] = (ANNOTATOR, REVIEWER, ADMIN)
 _RANK = {role: rank for rank, role in enumerate(ROLES_LOWEST_FIRST)}
 
 

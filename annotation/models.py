@@ -21,6 +21,7 @@ class Workspace(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         ADMIN = "admin", "Admin"
+        REVIEWER = "reviewer", "Reviewer"
         ANNOTATOR = "annotator", "Annotator"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
@@ -78,6 +79,22 @@ class Dataset(models.Model):
     # The record metadata keys annotators see (annotation.selectors.record_metadata_for); every other
     # key (provenance, original labels, judge internals, gold answers) is for admins only.
     visible_metadata = models.JSONField(default=list, blank=True)
+    # --- campaign quality (annotation.quality) ---
+    # Share of the records handed to an annotator that are gold records (0: none), served to every
+    # annotator whatever the overlap and never counted toward min_submitted or completion.
+    gold_rate = models.FloatField(default=0.05, help_text="Share of handed-out records that are gold (0 to 1).")
+    # Pause policy: an annotator whose accuracy on gold falls below gold_pause_accuracy after at least
+    # gold_pause_min_answers gold answers is paused on this dataset (None: the policy is off).
+    gold_pause_accuracy = models.FloatField(null=True, blank=True)
+    gold_pause_min_answers = models.PositiveSmallIntegerField(default=10)
+    # A submitted response faster than this many seconds is "too fast" (0: no flag).
+    too_fast_seconds = models.FloatField(default=0.0)
+    # Exports leave out the responses of annotators excluded on this dataset (AnnotatorStanding.excluded)
+    # and, with this on, of annotators who are no longer members of the workspace. Reversible.
+    exclude_removed_annotators = models.BooleanField(default=False)
+    # Anchoring experiment: share of (annotator, record) assignments shown the judges' suggestions
+    # (when show_suggestions is on); which ones is decided per pair and stored on the response.
+    suggestion_share = models.FloatField(default=1.0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -148,8 +165,15 @@ class Record(models.Model):
     submitted_count = models.PositiveIntegerField(default=0)
     # Open leases handed out by next_record_for and not yet answered (see services.next_record_for).
     leased_count = models.PositiveIntegerField(default=0)
-    # True once submitted_count reaches the dataset's min_submitted: such records are never handed out.
+    # True once submitted_count reaches the dataset's min_submitted (+ extra_wanted): such records are
+    # never handed out as ordinary records. Gold records are always completed (served apart).
     completed = models.BooleanField(default=False)
+    # Answers wanted beyond the dataset's min_submitted (a reviewer sent the record back for more).
+    extra_wanted = models.PositiveSmallIntegerField(default=0)
+    # Gold: a record with a known answer, served to every annotator at the dataset's gold_rate to
+    # measure them. gold_answer holds response values ({question name: value}); never shown to annotators.
+    is_gold = models.BooleanField(default=False)
+    gold_answer = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -160,6 +184,8 @@ class Record(models.Model):
             models.Index(fields=["dataset", "completed", "-priority", "id"], name="record_next_idx"),
             # exports and lists walk a dataset's records in id order (keyset pagination on id)
             models.Index(fields=["dataset", "id"], name="record_dataset_id_idx"),
+            # the gold records of a dataset (served apart from the ordinary queue)
+            models.Index(fields=["dataset", "id"], condition=models.Q(is_gold=True), name="record_gold_idx"),
         ]
 
     def __str__(self) -> str:
@@ -197,6 +223,9 @@ class Response(models.Model):
     # The field names in the order they were shown to this annotator (position bias analysis).
     display_order = models.JSONField(default=list, blank=True)
     duration = models.FloatField(default=0.0, help_text="Seconds spent on the record (summed across visits).")
+    # Anchoring experiment: whether the judges' suggestions were shown with this record (None: the
+    # record had none to show, or the response predates the experiment).
+    suggestion_shown = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -226,6 +255,49 @@ class Suggestion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["record", "question", "agent"], name="uniq_suggestion_agent"),
         ]
+
+
+class AnnotatorStanding(models.Model):
+    """An annotator's standing on one dataset, set by the quality policies or by an admin: paused
+    (no more records; nothing they did is lost) and/or excluded (their responses left out of
+    exports; reversible, never a deletion). No row: active and included."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="standings")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    paused = models.BooleanField(default=False)
+    excluded = models.BooleanField(default=False)
+    reason = models.CharField(max_length=300, blank=True, default="")
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", help_text="None: set by a policy")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "user"], name="uniq_annotator_standing")]
+
+
+class Review(models.Model):
+    """A reviewer's decision on one record: accept one annotator's answer, set their own verdict, or
+    send the record back for more answers. Kept beside the votes, never in place of them; the
+    export uses `values` (response values) instead of the votes by default."""
+
+    class Decision(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted an answer"
+        OWN = "own", "Own verdict"
+        SENT_BACK = "sent_back", "Sent back for more answers"
+
+    record = models.OneToOneField(Record, on_delete=models.CASCADE, related_name="review")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    decision = models.CharField(max_length=16, choices=Decision.choices)
+    # the verdict in response-values form ({question name: value}); empty when sent back
+    values = models.JSONField(default=dict, blank=True)
+    accepted_response = models.ForeignKey(Response, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    note = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["dataset", "decision"], name="review_dataset_idx")]
 
 
 class Job(models.Model):

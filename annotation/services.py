@@ -298,8 +298,9 @@ def dataset_update(*, dataset: Dataset, **changes: Any) -> Dataset:
 
 
 def records_completion_refresh(*, dataset: Dataset) -> int:
-    return Record.objects.filter(dataset=dataset).update(
-        completed=ExpressionWrapper(Q(submitted_count__gte=dataset.min_submitted), output_field=BooleanField()))
+    from .quality.gold import record_completed_q
+
+    return Record.objects.filter(dataset=dataset).update(completed=record_completed_q(dataset))
 
 
 def dataset_publish(*, dataset: Dataset) -> Dataset:

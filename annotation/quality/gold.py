@@ -1,0 +1,170 @@
+"""Gold records: records with a known answer, served to every annotator at the dataset's gold_rate
+(annotation.services.next_record_for) and never counted toward min_submitted or completion. An
+answer to a gold record is scored against the known answer by one rule, `gold_answer_matches`.
+
+A gold answer is response values ({question name: value}) for one or more of the dataset's
+ranking, preference, rating or label questions; text questions are not scored.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
+
+from ..agreement.rankings import pair_vote_from_value, ranks_from_value
+from ..models import Dataset, Question, Record, Response
+from ..selectors import compared_fields, dataset_questions
+from ..validation import question_value_validate
+
+SCORED_KINDS = (Question.Kind.RANKING, Question.Kind.PREFERENCE, Question.Kind.RATING, Question.Kind.LABEL)
+
+
+def gold_answer_validate(*, questions: list[Question], answer: Any, allow_ties: bool) -> dict:
+    """A gold answer checked against the dataset's questions ({question: value}, Argilla's wrapped
+    {"q": {"value": v}} read too): ValidationError naming the bad part. At least one scored question
+    (ranking, preference, rating, label) must be answered; a ranking must rank every field."""
+    if not isinstance(answer, dict) or not answer:
+        raise ValidationError({"gold_answer": "an object of question name to the known answer, "
+                                              'e.g. {"ranking": ["response-1", "response-2"]}'})
+    by_name = {q.name: q for q in questions}
+    unknown = set(answer) - set(by_name)
+    if unknown:
+        raise ValidationError({"gold_answer": f"unknown questions: {', '.join(sorted(unknown))}"})
+    out: dict[str, Any] = {}
+    for name, value in answer.items():
+        if isinstance(value, dict) and set(value) == {"value"}:
+            value = value["value"]
+        if value is None:
+            continue
+        try:
+            out[name] = question_value_validate(by_name[name], value, allow_ties=allow_ties)
+        except ValidationError as exc:
+            raise ValidationError({f"gold_answer.{name}": exc.messages}) from None
+    if not any(by_name[name].kind in SCORED_KINDS for name in out):
+        raise ValidationError({"gold_answer": "answer at least one ranking, preference, rating or label question "
+                                              "(text questions are not scored)"})
+    return out
+
+
+def _best(ranks: Mapping[str, Any] | None) -> frozenset[str] | None:
+    if not ranks:
+        return None
+    top = min(ranks.values())
+    return frozenset(name for name, rank in ranks.items() if rank == top)
+
+
+def _label_set(value: Any) -> frozenset:
+    return frozenset(map(str, value)) if isinstance(value, list) else frozenset([str(value)])
+
+
+def question_answer_matches(question: Question, gold: Any, answer: Any) -> bool:
+    """Whether one answer agrees with the gold answer to one question:
+    - ranking: the same response(s) ranked best (a tie for best in gold needs the same tie);
+    - preference / comparison rating: the same preferred response (strength not scored), or both
+      called bad / a tie when gold says so;
+    - rating: the same value; label: the same label(s)."""
+    compares = compared_fields(question)
+    if question.kind == Question.Kind.PREFERENCE or (question.kind == Question.Kind.RATING and compares):
+        g, a = pair_vote_from_value(gold, compares), pair_vote_from_value(answer, compares)
+        if g is None or a is None:
+            return False
+        return _best(g.ranks) == _best(a.ranks) and (g.ranks is not None or g.both_bad == a.both_bad)
+    if question.kind == Question.Kind.RANKING:
+        best = _best(ranks_from_value(gold))
+        return best is not None and best == _best(ranks_from_value(answer))
+    if question.kind == Question.Kind.LABEL:
+        return _label_set(gold) == _label_set(answer)
+    return gold == answer
+
+
+def gold_answer_matches(*, questions: Iterable[Question], gold_answer: Mapping[str, Any] | None,
+                        values: Mapping[str, Any] | None) -> bool | None:
+    """Whether a response's values agree with a record's gold answer on every scored question the
+    gold answer holds (None when there is nothing to score: no gold answer)."""
+    if not gold_answer:
+        return None
+    values = values or {}
+    by_name = {q.name: q for q in questions}
+    scored = [name for name in gold_answer if name in by_name and by_name[name].kind in SCORED_KINDS]
+    if not scored:
+        return None
+    return all(name in values and question_answer_matches(by_name[name], gold_answer[name], values[name])
+               for name in scored)
+
+
+# --- writes ------------------------------------------------------------------------------------
+
+def record_completed_q(dataset: Dataset) -> ExpressionWrapper:
+    """The one completion rule as an SQL expression: gold records are always complete (they are
+    served apart); others once submitted_count reaches min_submitted plus any extra answers wanted."""
+    return ExpressionWrapper(Q(is_gold=True) | Q(submitted_count__gte=F("extra_wanted") + dataset.min_submitted),
+                             output_field=BooleanField())
+
+
+@transaction.atomic
+def records_gold_set(*, dataset: Dataset, answers: Mapping[int, Any]) -> int:
+    """Mark records of `dataset` as gold with their known answers ({record id: answer}), or change
+    the answer of gold records. All answers are checked first (ValidationError naming the record
+    and the problem; nothing changes); unknown record ids are refused. Returns how many were set.
+    Existing responses to them are kept (they stop counting toward completion)."""
+    questions = dataset_questions(dataset)
+    clean: dict[int, dict] = {}
+    for record_id, answer in answers.items():
+        try:
+            clean[int(record_id)] = gold_answer_validate(questions=questions, answer=answer,
+                                                         allow_ties=dataset.allow_ties)
+        except ValidationError as exc:
+            raise ValidationError({key: [f"record {record_id}: {m}" for m in messages]
+                                   for key, messages in exc.message_dict.items()}) from None
+    found = set(Record.objects.filter(dataset=dataset, pk__in=list(clean)).values_list("pk", flat=True))
+    missing = sorted(set(clean) - found)
+    if missing:
+        raise ValidationError({"record": f"no such record in this dataset: {', '.join(map(str, missing[:10]))}"})
+    for record_id, answer in clean.items():
+        Record.objects.filter(pk=record_id).update(is_gold=True, gold_answer=answer, completed=True)
+    return len(clean)
+
+
+@transaction.atomic
+def records_gold_clear(*, dataset: Dataset, record_ids: Iterable[int]) -> int:
+    """Make gold records of `dataset` ordinary again (their answer forgotten, completion by the
+    usual rule). Returns how many changed."""
+    ids = list(Record.objects.filter(dataset=dataset, pk__in=list(record_ids), is_gold=True).values_list("pk", flat=True))
+    Record.objects.filter(pk__in=ids).update(is_gold=False, gold_answer=None)
+    Record.objects.filter(pk__in=ids).update(completed=record_completed_q(dataset))
+    return len(ids)
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+@dataclass
+class GoldScore:
+    correct: int = 0
+    answered: int = 0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.answered if self.answered else None
+
+
+def gold_scores(*, dataset: Dataset, user_ids: Iterable[int] | None = None) -> dict[int, GoldScore]:
+    """Per annotator: how many gold records they submitted an answer to and how many of those
+    agree with the gold answer. One query over the dataset's submitted answers to gold records."""
+    questions = dataset_questions(dataset)
+    rows = (Response.objects.filter(dataset=dataset, status=Response.Status.SUBMITTED, record__is_gold=True)
+            .values_list("user_id", "values", "record__gold_answer"))
+    if user_ids is not None:
+        rows = rows.filter(user_id__in=list(user_ids))
+    scores: dict[int, GoldScore] = {}
+    for user_id, values, gold_answer in rows.iterator(chunk_size=2000):
+        verdict = gold_answer_matches(questions=questions, gold_answer=gold_answer, values=values)
+        if verdict is None:
+            continue
+        score = scores.setdefault(user_id, GoldScore())
+        score.answered += 1
+        score.correct += int(verdict)
+    return scores
