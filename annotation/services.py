@@ -491,7 +491,7 @@ def next_record_for(user, dataset: Dataset, *, now: datetime | None = None) -> R
             else:
                 candidates = (candidates
                               .alias(load=F("submitted_count") + F("leased_count"))
-                              .filter(load__lt=dataset.min_submitted)
+                              .filter(load__lt=F("extra_wanted") + dataset.min_submitted)
                               .exclude(Exists(Response.objects.filter(record=OuterRef("pk"), user=user)))
                               .order_by("-priority", "id"))
             record = candidates.select_for_update(skip_locked=True, of=("self",)).first()
@@ -562,7 +562,7 @@ WITH cand AS (
 SELECT cand.id, upd.* FROM cand CROSS JOIN async_commit LEFT JOIN upd ON true
 """
 _CLAIM_OPEN_SQL = _CLAIM_SQL.format(cols=_RECORD_COLS, condition=(
-    "rec.submitted_count + rec.leased_count < %(min)s "
+    "rec.submitted_count + rec.leased_count < %(min)s + rec.extra_wanted "
     "AND NOT EXISTS (SELECT 1 FROM annotation_response r WHERE r.record_id = rec.id AND r.user_id = %(u)s)"))
 _CLAIM_DRAFT_SQL = _CLAIM_SQL.format(cols=_RECORD_COLS, condition="rec.id = %(draft)s")
 

@@ -59,7 +59,7 @@ NOT_FOR_ANNOTATORS = {
     "dataset-publish", "dataset-settings", "dataset-status", "dataset-delete", "dataset-import",
     "dataset-import-preview", "dataset-export",
     "job-detail", "job-progress", "job-download", "job-cancel", "job-resume", "job-retry", "members",
-    "member-remove",
+    "member-remove", "review-queue", "review-record", "api-dataset-review-queue", "api-record-review",
 }
 # ... of which these are lists of what the caller administers: empty for an annotator.
 ADMIN_LISTS = {"api-endpoints", "api-generation-jobs", "api-judges", "api-judge-jobs"}
