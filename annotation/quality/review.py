@@ -29,12 +29,15 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, F, TextField
+from django.db.models.functions import Cast
 
 from ..agreement.majority import rule_majority
 from ..agreement.pairwise import ranking_agreement
@@ -51,6 +54,7 @@ MAX_NOTE = 5000
 MAX_MORE = 10
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+MEMO_MAX = 20_000   # verdicts kept per queue read, by the texts of a record's answers and suggestions
 
 WEIGHT_SPLIT = 1.0
 WEIGHT_JUDGE = 0.5
@@ -320,11 +324,6 @@ class ReviewQueue:
         return max(1, -(-self.total // self.page_size))
 
 
-def _by_record(rows: Iterator[tuple], key=lambda row: row[0]) -> Iterator[tuple[int, list[tuple]]]:
-    for record_id, group in itertools.groupby(rows, key=key):
-        yield record_id, list(group)
-
-
 def page_params(page: Any, page_size: Any) -> tuple[int, int]:
     """?page= and ?page_size= of the queue (ValidationError naming the parameter)."""
     try:
@@ -348,59 +347,74 @@ def review_queue(dataset: Dataset, *, page: int = 1, page_size: int = PAGE_SIZE,
     id), one page of them, each with its reasons (see the module doc).
 
     How it scales: a fixed number of queries whatever the size (questions, the dataset's reviews,
-    its gold answers, then two streams ordered by record id: the submitted answers and the judges'
-    suggestions, merged in Python; then the page's external ids). Memory holds one record's answers
-    at a time, the reviews of the dataset, and a heap of the page * page_size worst records. Time is
-    linear in the submitted answers (a few microseconds each; bench/bench_review_queue.py prints it).
+    the answers that came after a send-back, its gold answers, then two streams ordered by record
+    id: the submitted answers and the judges' suggestions, as JSON text, merged in Python; then the
+    page's external ids). Memory holds one record's answers at a time, the reviews of the dataset,
+    and a heap of the page * page_size worst records. Records whose answers and suggestions read
+    the same as another record's (the same texts) reuse its verdict instead of decoding them again,
+    so the time is about linear in the submitted answers at a few microseconds each
+    (bench/bench_review_queue.py prints it).
     """
     questions = dataset_questions(dataset)
     keep = page * page_size
-    reviews = dict((rid, (decision, updated)) for rid, decision, updated in
-                   Review.objects.filter(dataset=dataset).values_list("record_id", "decision", "updated_at"))
+    reviews = dict(Review.objects.filter(dataset=dataset).values_list("record_id", "decision"))
+    sent_back = [rid for rid, decision in reviews.items() if decision == Review.Decision.SENT_BACK]
+    again = dict(Response.objects.filter(record_id__in=sent_back, status=Response.Status.SUBMITTED,
+                                         updated_at__gt=F("record__review__updated_at"))
+                 .values_list("record_id").annotate(n=Count("id")).values_list("record_id", "n")) if sent_back else {}
     gold = dict(Record.objects.filter(dataset=dataset, is_gold=True).values_list("pk", "gold_answer"))
     scored_ids = [q.pk for q in questions if q.kind in SCORED_KINDS and q.name != FLAGS_QUESTION]
-    answers = (Response.objects.filter(dataset=dataset, status=Response.Status.SUBMITTED)
-               .order_by("record_id").values_list("record_id", "values", "updated_at").iterator(chunk_size=4000))
-    suggestion_rows = (Suggestion.objects.filter(record__dataset=dataset, question_id__in=scored_ids)
-                       .order_by("record_id").values_list("record_id", "question_id", "value", "agent")
-                       .iterator(chunk_size=4000))
+    answers = (Response.objects.filter(dataset=dataset, status=Response.Status.SUBMITTED).order_by("record_id")
+               .values_list("record_id", Cast("values", TextField())).iterator(chunk_size=5000))
+    # a dataset's questions are its own: filtering on them finds its suggestions without a join
+    suggestion_rows = (Suggestion.objects.filter(question_id__in=scored_ids).order_by("record_id")
+                       .values_list("record_id", "question_id", Cast("value", TextField()), "agent")
+                       .iterator(chunk_size=5000)) if scored_ids else iter(())
     pending = next(suggestion_rows, None)
     heap: list[tuple[float, int, QueueItem]] = []
+    memo: dict[tuple, RecordScore] = {}
     total = 0
-    for record_id, rows in _by_record(answers):
+    for record_id, rows in itertools.groupby(answers, key=lambda row: row[0]):
+        texts = tuple(sorted(row[1] for row in rows))
         suggestions = []
         while pending is not None and pending[0] < record_id:
             pending = next(suggestion_rows, None)
         while pending is not None and pending[0] == record_id:
             suggestions.append(pending[1:])
             pending = next(suggestion_rows, None)
-        if record_id == exclude_record:
+        decision = reviews.get(record_id)
+        if record_id == exclude_record or (decision is not None and not again.get(record_id)):
             continue
-        review = reviews.get(record_id)
-        new_answers = 0
-        if review is not None:
-            decision, reviewed_at = review
-            if decision != Review.Decision.SENT_BACK:
-                continue
-            new_answers = sum(1 for row in rows if row[2] > reviewed_at)
-            if not new_answers:
-                continue
         is_gold = record_id in gold
-        result = record_review_score(questions=questions, answers=[row[1] or {} for row in rows],
-                                     suggestions=suggestions, is_gold=is_gold, gold_answer=gold.get(record_id))
-        if new_answers:
-            result.reasons.append(Reason("answered_again", f"sent back; {new_answers} new answer"
-                                         f"{'s' if new_answers != 1 else ''} since", WEIGHT_ANSWERED_AGAIN))
-        if not result.reasons:
+        key = (texts, tuple(suggestions)) if not is_gold else None
+        result = memo.get(key) if key is not None else None
+        if result is None:
+            result = record_review_score(
+                questions=questions, answers=[orjson.loads(t) or {} for t in texts],
+                suggestions=[(qid, orjson.loads(v), agent) for qid, v, agent in suggestions],
+                is_gold=is_gold, gold_answer=gold.get(record_id))
+            if key is not None:
+                if len(memo) > MEMO_MAX:
+                    memo.clear()
+                memo[key] = result
+        reasons = result.reasons
+        if decision is not None:
+            n = again[record_id]
+            reasons = [*reasons, Reason("answered_again", f"sent back; {n} new answer{'s' if n != 1 else ''} since",
+                                        WEIGHT_ANSWERED_AGAIN)]
+        if not reasons:
             continue
         total += 1
-        item = QueueItem(record_id=record_id, score=result.score, reasons=result.reasons, answers=len(rows),
-                         agreement=result.agreement, sent_back=review is not None, is_gold=is_gold)
-        entry = (item.score, -record_id, item)
+        score = round(sum(r.weight for r in reasons), 6)
+        entry = (score, -record_id)
+        if len(heap) >= keep and entry <= heap[0][:2]:
+            continue
+        item = QueueItem(record_id=record_id, score=score, reasons=reasons, answers=len(texts),
+                         agreement=result.agreement, sent_back=decision is not None, is_gold=is_gold)
         if len(heap) < keep:
-            heapq.heappush(heap, entry)
-        elif entry[:2] > heap[0][:2]:
-            heapq.heapreplace(heap, entry)
+            heapq.heappush(heap, (*entry, item))
+        else:
+            heapq.heapreplace(heap, (*entry, item))
     worst = sorted(heap, key=lambda e: (-e[0], -e[1]))
     items = [e[2] for e in worst[(page - 1) * page_size:keep]]
     ext = dict(Record.objects.filter(pk__in=[i.record_id for i in items]).values_list("pk", "external_id"))
