@@ -277,6 +277,7 @@ def test_the_review_page_shows_answers_escaped_suggestions_and_gold(campaign, re
     ds, recs = campaign
     voters[0].username = "<b>eve</b>"
     voters[0].save()
+    Record.objects.filter(pk=recs["judge"].pk).update(metadata={"source": "SECRET-SOURCE"})   # not for reviewers
     page = _page_client(reviewer)
     html = page.get(reverse("review-record", args=[ds.pk, recs["judge"].pk])).content.decode()
     assert "&lt;b&gt;eve&lt;/b&gt;" in html and "<b>eve</b>" not in html
@@ -284,6 +285,7 @@ def test_the_review_page_shows_answers_escaped_suggestions_and_gold(campaign, re
     assert html.count("data-accept=") == 2 and 'data-reason="judge"' in html
     assert 'name="rank__ranking__response-1"' in html                          # the verdict form
     assert "<script>" not in html.split("</head>")[-1] and " onclick=" not in html
+    assert "SECRET-SOURCE" not in html
     gold = page.get(reverse("review-record", args=[ds.pk, recs["gold"].pk])).content.decode()
     assert "data-gold-answer" in gold and 'data-gold-match="no"' in gold and "data-send-back" not in gold
 
