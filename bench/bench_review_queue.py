@@ -7,7 +7,8 @@ Database: BENCH_DATABASE_URL, else the local PostgreSQL with the database `revie
 (created and migrated if missing). The dataset is written once and kept: N records with three
 submitted rankings each (a fifth of them split 2-1), one judge suggestion per record, 1% gold.
 Prints the time and the SQL statements of the first page, of a later page and of "the next record"
-(what the review page computes after each decision), with the load average.
+(what the review page looks up after each decision: cold, it reads the queue; cached, one query),
+with the load average.
 """
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ def main() -> None:
     database_prepare(url)
     django_setup(url)
 
+    from django.core.cache import cache
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -94,7 +96,8 @@ def main() -> None:
     ds = dataset_ensure(args.records)
     runs = {"page 1 (50)": lambda: review_queue(ds, page=1, page_size=50),
             "page 20 (50)": lambda: review_queue(ds, page=20, page_size=50),
-            "next record": lambda: review_queue_next(ds)}
+            "next, cold": lambda: (cache.clear(), review_queue_next(ds))[1],
+            "next, cached": lambda: review_queue_next(ds)}
     print(f"review queue, {args.records:,} records x 3 answers, load {os.getloadavg()[0]:.2f}")
     for label, run in runs.items():
         times = []

@@ -423,7 +423,29 @@ def review_queue(dataset: Dataset, *, page: int = 1, page_size: int = PAGE_SIZE,
     return ReviewQueue(items=items, total=total, page=page, page_size=page_size)
 
 
+NEXT_CACHE_SECONDS = 300
+NEXT_CACHE_SIZE = 100
+
+
 def review_queue_next(dataset: Dataset, *, after: int | None = None) -> int | None:
-    """The record a reviewer goes to next: the worst of the queue (other than `after`), or None."""
-    queue = review_queue(dataset, page=1, page_size=1, exclude_record=after)
-    return queue.items[0].record_id if queue.items else None
+    """The record a reviewer goes to after a decision: the worst of the queue other than `after`,
+    or None when the queue is empty. A navigation aid, so it need not read the whole dataset after
+    every decision: the queue's worst NEXT_CACHE_SIZE record ids are kept in the cache for
+    NEXT_CACHE_SECONDS and the first one not reviewed since is taken (one small query); the queue is
+    read again when the list is used up or has expired. (The queue page always reads it afresh.)"""
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    key = f"preflab:review-next:{dataset.pk}"
+    cached = cache.get(key)
+    if cached is not None:
+        ids, since = cached
+        settled = set(Review.objects.filter(record_id__in=ids, updated_at__gte=since).values_list("record_id", flat=True))
+        left = [rid for rid in ids if rid not in settled and rid != after]
+        if left:
+            return left[0]
+    now = timezone.now()
+    queue = review_queue(dataset, page=1, page_size=NEXT_CACHE_SIZE)
+    ids = [item.record_id for item in queue.items]
+    cache.set(key, (ids, now), NEXT_CACHE_SECONDS)
+    return next((rid for rid in ids if rid != after), None)

@@ -356,3 +356,15 @@ def test_an_archived_dataset_is_still_reviewable(campaign, reviewer):
     ds, _ = campaign
     Dataset.objects.filter(pk=ds.pk).update(status=Dataset.Status.ARCHIVED)
     assert _page_client(reviewer).get(reverse("review-queue", args=[ds.pk])).status_code == 200
+
+
+def test_the_next_record_skips_what_was_settled_since_the_queue_was_read(campaign, reviewer):
+    from annotation.quality.review import review_queue_next
+
+    ds, recs = campaign
+    assert review_queue_next(ds) == recs["split"].pk                  # reads the queue, keeps its order
+    review_set(record=recs["two-one"], values={"ranking": ranking(R1, R2)}, reviewer=reviewer)   # someone else
+    assert review_queue_next(ds, after=recs["split"].pk) == recs["judge"].pk
+    review_send_back(record=recs["judge"], reviewer=reviewer)
+    review_accept(record=recs["flag"], response=Response.objects.filter(record=recs["flag"]).first(), reviewer=reviewer)
+    assert review_queue_next(ds, after=recs["split"].pk) == recs["gold"].pk
