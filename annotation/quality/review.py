@@ -280,8 +280,8 @@ def record_review_score(*, questions: list[Question], answers: list[Mapping[str,
             lowest = agreement if lowest is None else min(lowest, agreement)
         majority, tied = rule_majority(Counter({i: c for i, (_, c) in enumerate(groups)}), "preflab")
         if tied and len(values) >= 2:
-            split_words.append(f"{q.name}: " + " vs ".join(
-                f"{_best_words(q, rep)} ({c})" for rep, c in sorted(groups, key=lambda g: -g[1])))
+            sides = sorted(((c, _best_words(q, rep)) for rep, c in groups), key=lambda cw: (-cw[0], cw[1]))
+            split_words.append(f"{q.name}: " + " vs ".join(f"{words} ({c})" for c, words in sides))
             continue
         if majority is None:
             continue

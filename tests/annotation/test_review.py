@@ -368,3 +368,33 @@ def test_the_next_record_skips_what_was_settled_since_the_queue_was_read(campaig
     review_send_back(record=recs["judge"], reviewer=reviewer)
     review_accept(record=recs["flag"], response=Response.objects.filter(record=recs["flag"]).first(), reviewer=reviewer)
     assert review_queue_next(ds, after=recs["split"].pk) == recs["gold"].pk
+
+
+def test_a_graded_preference_is_voted_by_side_and_settled_on_the_page(workspace, voters, reviewer):
+    from annotation.validation import question_specs_validate
+
+    ds = DatasetFactory(workspace=workspace, min_submitted=2)
+    Question.objects.filter(dataset=ds).delete()
+    scale = [{"label": "much better", "value": 2}, {"label": "slightly better", "value": 1}]
+    [spec] = question_specs_validate([{"name": "graded", "kind": "preference",
+                                       "options": {"compares": [R1, R2], "scale": scale, "both_bad": True}}],
+                                     {"prompt", R1, R2})
+    Question.objects.create(dataset=ds, **spec)
+    same_side, split = RecordFactory(dataset=ds, external_id="same-side"), RecordFactory(dataset=ds, external_id="split")
+    a, b, _ = voters
+    ResponseFactory(record=same_side, user=a, values={"graded": {"preferred": R1, "strength": 2}})
+    ResponseFactory(record=same_side, user=b, values={"graded": {"preferred": R1, "strength": 1}})   # strength not a vote
+    ResponseFactory(record=split, user=a, values={"graded": {"preferred": R1, "strength": 2}})
+    ResponseFactory(record=split, user=b, values={"graded": {"both_bad": True}})
+    [item] = review_queue(ds).items
+    assert item.external_id == "split" and [r.code for r in item.reasons] == ["split", "low_agreement"]
+    assert item.reasons[0].text == "split vote, graded: both bad (1) vs response-1 (1)"
+    page = _page_client(reviewer)
+    url = reverse("review-record", args=[ds.pk, split.pk])
+    html = page.get(url).content.decode()
+    assert f'value="{R2}:1"' in html and 'name="q__graded__both_bad"' in html
+    r = page.post(url, {"action": "own", "q__graded": f"{R2}:1", "q__graded__both_bad": "1"})
+    assert r.status_code == 302
+    assert Review.objects.get(record=split).values == {"graded": {"preferred": R2, "strength": 1, "both_bad": True}}
+    html = page.get(url).content.decode()
+    assert f'value="{R2}:1" checked' in html                                   # the verdict is shown back
