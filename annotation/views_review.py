@@ -95,7 +95,8 @@ def _record_context(request, dataset, record: Record, *, values: dict | None = N
         s.rationale_html = markdown_render(s.rationale) if s.rationale else ""
         s.in_words = answer_in_words(s.question, s.value, titles)
     review = review_of(record=record)
-    submitted = [row["response"].values or {} for row in answers if row["response"].status == Response.Status.SUBMITTED]
+    submitted = [row["response"].values or {} for row in answers
+                 if row["response"].status == Response.Status.SUBMITTED and not row["excluded"]]
     why = record_review_score(questions=questions, answers=submitted,
                               suggestions=[(s.question_id, s.value, s.agent) for s in suggestions],
                               is_gold=record.is_gold, gold_answer=record.gold_answer)

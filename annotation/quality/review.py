@@ -21,6 +21,9 @@ Why a record is in the queue (`review_queue`), each reason with its weight in th
   part in agreement.
 * ``answered_again``: the record was sent back and new answers arrived since: +0.5.
 
+Only the votes exports count are read: submitted answers, less those of annotators excluded on the
+dataset (annotation.quality.standing.excluded_user_ids).
+
 Records reviewed (accepted or own verdict) leave the queue; a record sent back returns once a
 submitted answer newer than the review arrives.
 """
@@ -48,6 +51,7 @@ from ..selectors import compared_fields, dataset_questions
 from ..text import input_text_check
 from ..validation import response_values_validate
 from .gold import SCORED_KINDS, gold_answer_matches, question_answer_matches, record_completed_q
+from .standing import excluded_user_ids
 
 FLAGS_QUESTION = "flags"
 MAX_NOTE = 5000
@@ -159,14 +163,16 @@ def answer_in_words(question: Question, value: Any, titles: Mapping[str, str]) -
 
 def record_answers(*, record: Record, questions: list[Question], titles: Mapping[str, str]) -> list[dict]:
     """Every annotator's response to the record (submitted first, then by name), each answer in
-    words, and for a gold record whether it matches the gold answer. One query."""
+    words, whether the annotator is excluded from exports (their vote does not count in the queue
+    either), and for a gold record whether it matches the gold answer."""
     rows = []
+    excluded = excluded_user_ids(dataset=record.dataset)
     order = {Response.Status.SUBMITTED: 0, Response.Status.DRAFT: 1, Response.Status.DISCARDED: 2}
     responses = sorted(Response.objects.filter(record=record).select_related("user"),
                        key=lambda r: (order.get(r.status, 3), r.user.username))
     for r in responses:
         values = r.values or {}
-        rows.append({"response": r,
+        rows.append({"response": r, "excluded": r.user_id in excluded,
                      "answers": [{"q": q, "value": answer_in_words(q, values.get(q.name), titles)} for q in questions],
                      "gold_match": (gold_answer_matches(questions=questions, gold_answer=record.gold_answer, values=values)
                                     if record.is_gold and r.status == Response.Status.SUBMITTED else None)})
@@ -364,8 +370,11 @@ def review_queue(dataset: Dataset, *, page: int = 1, page_size: int = PAGE_SIZE,
                  .values_list("record_id").annotate(n=Count("id")).values_list("record_id", "n")) if sent_back else {}
     gold = dict(Record.objects.filter(dataset=dataset, is_gold=True).values_list("pk", "gold_answer"))
     scored_ids = [q.pk for q in questions if q.kind in SCORED_KINDS and q.name != FLAGS_QUESTION]
-    answers = (Response.objects.filter(dataset=dataset, status=Response.Status.SUBMITTED).order_by("record_id")
-               .values_list("record_id", Cast("values", TextField())).iterator(chunk_size=5000))
+    answers = Response.objects.filter(dataset=dataset, status=Response.Status.SUBMITTED)
+    excluded = excluded_user_ids(dataset=dataset)   # their votes do not count (as in exports)
+    if excluded:
+        answers = answers.exclude(user_id__in=excluded)
+    answers = answers.order_by("record_id").values_list("record_id", Cast("values", TextField())).iterator(chunk_size=5000)
     # a dataset's questions are its own: filtering on them finds its suggestions without a join
     suggestion_rows = (Suggestion.objects.filter(question_id__in=scored_ids).order_by("record_id")
                        .values_list("record_id", "question_id", Cast("value", TextField()), "agent")
