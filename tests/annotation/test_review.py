@@ -262,6 +262,7 @@ def test_annotators_are_refused_and_other_workspaces_do_not_exist(campaign, anno
     assert not Review.objects.filter(record=rec).exists()
     rec.refresh_from_db()
     assert rec.extra_wanted == 0
+    assert "data-review-link" not in _page_client(annotator).get(reverse("home")).content.decode()
 
 
 def test_a_reviewer_reviews_and_annotates_but_does_not_administer(campaign, reviewer):
@@ -423,3 +424,25 @@ def test_a_graded_preference_is_voted_by_side_and_settled_on_the_page(workspace,
     assert Review.objects.get(record=split).values == {"graded": {"preferred": R2, "strength": 1, "both_bad": True}}
     html = page.get(url).content.decode()
     assert f'value="{R2}:1" checked' in html                                   # the verdict is shown back
+
+
+def test_the_review_page_reads_a_fixed_number_of_queries_whatever_the_answers(workspace, reviewer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ds = DatasetFactory(workspace=workspace, min_submitted=2)
+    few, many = RecordFactory(dataset=ds), RecordFactory(dataset=ds)
+    for i in range(6):
+        user = UserFactory(username=f"many-{i}")
+        MembershipFactory(user=user, workspace=workspace)
+        for rec in ([few, many] if i < 2 else [many]):
+            ResponseFactory(record=rec, user=user, values={"ranking": ranking(R1, R2) if i % 2 else ranking(R2, R1)})
+        SuggestionFactory(record=many, value=ranking(R1, R2), agent=f"judge-{i}")
+    page = _page_client(reviewer)
+    counts = []
+    for rec in (few, many):
+        page.get(reverse("review-record", args=[ds.pk, rec.pk]))   # warm the per-process caches
+        with CaptureQueriesContext(connection) as ctx:
+            html = page.get(reverse("review-record", args=[ds.pk, rec.pk])).content.decode()
+        counts.append(len(ctx.captured_queries))
+    assert html.count("data-accept=") == 6 and counts[0] == counts[1]
