@@ -239,11 +239,11 @@ def main() -> None:
         cpu_get, cpu_post = list(cpu["get"]), list(cpu["post"])
         client_get = summarize([t * 1000 for t in client_times["get"]])
         client_post = summarize([t * 1000 for t in client_times["post"]])
-        gold_ids = set(Record.objects.filter(dataset=ds, is_gold=True, pk__in=handed).values_list("pk", flat=True))
-        gold_handed = sum(pk in gold_ids for pk in handed)
         # statement counts: a counted pass of its own (a request that hands gold may differ)
         q_get = [count_queries(get, k % n) for k in range(min(args.requests, 40))]
         q_post = [count_queries(submit_next, k % n) for k in range(min(args.requests, 100))]
+        gold_ids = set(Record.objects.filter(dataset=ds, is_gold=True, pk__in=handed).values_list("pk", flat=True))
+        gold_handed = sum(pk in gold_ids for pk in handed)
 
         def span(counts: list[int]) -> str:
             return f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
