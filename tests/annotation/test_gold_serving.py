@@ -278,3 +278,19 @@ def test_right_gold_answers_do_not_pause():
     ann = member(ds, "ann")
     handed = annotate_all(ann, ds, gold_ids=gold)
     assert len(handed) == 4 and not AnnotatorStanding.objects.filter(user=ann, paused=True).exists()
+
+
+@pytest.mark.django_db
+def test_submitting_a_gold_record_does_not_move_the_dataset_completion_the_page_shows():
+    ds, gold = gold_dataset(records=4, gold=1, rate=1.0, min_submitted=2)
+    (gold_pk,) = gold
+    ann = member(ds, "ann")
+    client = login(ann)
+    page = client.get(reverse("annotate", args=[ds.pk])).content.decode()
+    assert f'data-record="{gold_pk}"' in page and "(1 / 4)" in page       # gold is stored complete
+    resp = client.post(reverse("record-respond", args=[ds.pk, gold_pk]),
+                       {"action": "submit", "rank__ranking__response-1": "1", "rank__ranking__response-2": "2"},
+                       HTTP_HX_REQUEST="true")
+    html = resp.content.decode()
+    assert resp.status_code == 200 and "1</strong> submitted by you" in html
+    assert "(1 / 4)" in html                                            # as after an ordinary first answer
