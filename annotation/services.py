@@ -552,8 +552,9 @@ _RECORD_JSON_IDX = [i for i, f in enumerate(Record._meta.concrete_fields) if f.g
 
 # The caller's own open lease (its expiry pushed back), their oldest open draft (a gold record's
 # too), whether the dataset has expired leases to reclaim, whether the caller is paused (and why;
-# a paused caller's lease is left as it is), and, when the dataset serves gold and has any, how many
-# of its records the caller has a response to (the gold schedule's count): one round trip.
+# a paused caller's lease is left as it is), and, when the dataset serves gold and has any and the
+# caller holds no lease, how many of its records the caller has a response to (the gold schedule's
+# count: an index-only scan of response_user_idx, ~1 ms for 10,000 answers): one round trip.
 _RESUME_SQL = """
 WITH standing AS (
     SELECT reason FROM annotation_annotatorstanding
@@ -573,7 +574,8 @@ SELECT (SELECT record_id FROM own),
        EXISTS (SELECT 1 FROM annotation_lease WHERE dataset_id = %(ds)s AND expires_at <= %(now)s),
        EXISTS (SELECT 1 FROM standing),
        (SELECT reason FROM standing),
-       CASE WHEN %(gold_on)s AND EXISTS (SELECT 1 FROM annotation_record WHERE dataset_id = %(ds)s AND is_gold)
+       CASE WHEN %(gold_on)s AND NOT EXISTS (SELECT 1 FROM own)
+                 AND EXISTS (SELECT 1 FROM annotation_record WHERE dataset_id = %(ds)s AND is_gold)
             THEN (SELECT count(*) FROM annotation_response WHERE dataset_id = %(ds)s AND user_id = %(u)s) END
 """
 
