@@ -493,8 +493,9 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
             shuffle=dataset.shuffle_responses)
         is_admin = access.role_at_least(access.dataset_role(dataset, request.user), access.ADMIN)
         if dataset.show_suggestions:  # the anchoring experiment decides per (record, caller)
-            show = bool(hotpath.record_has_suggestions(record.pk) and selectors.suggestions_shown_for(
-                record=record, user=request.user, dataset=dataset, has_suggestions=True))
+            show = bool(selectors.suggestions_shown_for(record=record, user=request.user, dataset=dataset,
+                                                        has_suggestions=True)
+                        and hotpath.record_has_suggestions(record.pk))  # (the probe only when it could show)
         else:  # suggestions off: only an admin sees them
             show = is_admin and hotpath.record_has_suggestions(record.pk)
         if show:
