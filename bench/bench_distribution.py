@@ -90,13 +90,13 @@ def dataset_ensure(n_records: int, *, min_submitted: int, regenerate: bool):
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as c:
         cols = ("dataset_id, external_id, fields, metadata, priority, submitted_count, leased_count, "
-                "completed, extra_wanted, is_gold, created_at, updated_at")
+                "completed, created_at, updated_at")
         with c.cursor.copy(f"COPY annotation_record ({cols}) FROM STDIN") as copy:
             for i in range(n_records):
                 fields = json.dumps({"prompt": prompts[i % 997], "response-1": answers[i % 1009],
                                      "response-2": answers[(i * 7 + 3) % 1009]})
                 meta = '{"source": "bench", "model": "%s"}' % ("a" if i % 2 else "b")
-                copy.write_row((ds.pk, f"r{i}", fields, meta, float(i % 5), 0, 0, False, 0, False, "now", "now"))
+                copy.write_row((ds.pk, f"r{i}", fields, meta, float(i % 5), 0, 0, False, "now", "now"))
                 if i and i % 200_000 == 0:
                     print(f"  {i:,} records written", flush=True)
     with connection.cursor() as c:
