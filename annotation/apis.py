@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from . import access, hotpath, selectors, services
 from .api_common import StrictInputSerializer, validated_input
+from .errors import AnnotatorPaused
 from .job_apis import JobStatusOutputSerializer
 from .job_selectors import job_status
 from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
@@ -118,10 +119,21 @@ class RecordOutputSerializer(serializers.ModelSerializer):
     def get_suggestions(self, obj) -> list[dict]:
         if not self.context.get("show_suggestions"):
             return []
+        if not self.context.get("is_admin") and not selectors.suggestions_shown_for(
+                record=obj, user=self.context["request"].user, dataset=self.context["dataset"], has_suggestions=True):
+            return []  # the anchoring experiment: this assignment is not shown the judges' suggestions
         items = getattr(obj, "visible_suggestions", None)
         if items is None:
             items = obj.suggestions.select_related("question").order_by("question__position", "agent", "id")
         return SuggestionOutputSerializer(items, many=True).data
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if instance.is_gold and not self.context.get("is_admin"):
+            own = data.get("response")
+            data["submitted_count"], data["completed"] = selectors.record_counts_shown(
+                record=instance, dataset=self.context["dataset"], is_admin=False, own_status=own and own["status"])
+        return data
 
 
 def _records_with_context(queryset, user):
@@ -135,7 +147,8 @@ def _records_with_context(queryset, user):
 
 
 def _record_context(request, dataset) -> dict:
-    return {"request": request,
+    return {"request": request, "dataset": dataset,
+            "is_admin": access.role_at_least(access.dataset_role(dataset, request.user), access.ADMIN),
             "show_suggestions": selectors.suggestions_visible(dataset=dataset, user=request.user),
             "metadata_keys": selectors.metadata_keys_visible(dataset=dataset, user=request.user)}
 
@@ -451,7 +464,10 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
             ref_name = "NextRecord"
             fields = RecordOutputSerializer.Meta.fields + ["display_order", "draft"]
 
-    @extend_schema(responses={200: OutputSerializer, 204: None},
+    @extend_schema(responses={200: OutputSerializer, 204: None,
+                              403: OpenApiResponse(description="Your role does not allow this, or you are paused on this "
+                                                               "dataset: `detail` says why. Nothing you did is lost; you "
+                                                               "may still answer the record you hold.")},
                    description="The next record for the caller (a lease is held for them), or 204 when "
                                "none is left. Published datasets only.")
     def get(self, request, dataset_id: int):
@@ -459,7 +475,10 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
         if dataset.status != Dataset.Status.PUBLISHED:
             raise DjangoValidationError({"dataset": f"this dataset is {dataset.status}, not published: "
                                                     "records are handed out only once it is published"})
-        record = services.next_record_for(request.user, dataset)
+        try:
+            record = services.next_record_for(request.user, dataset)
+        except AnnotatorPaused as exc:
+            raise exceptions.PermissionDenied(exc.reason) from None
         if record is None:
             return ApiResponse(status=status.HTTP_204_NO_CONTENT)
         record.dataset = dataset
@@ -472,17 +491,25 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
         display_order = services.display_order_for(
             record=record, user_id=request.user.pk, field_names=selectors.ranked_fields_of(selectors.dataset_questions(dataset)),
             shuffle=dataset.shuffle_responses)
-        if (selectors.suggestions_visible(dataset=dataset, user=request.user)
-                and hotpath.record_has_suggestions(record.pk)):
+        is_admin = access.role_at_least(access.dataset_role(dataset, request.user), access.ADMIN)
+        if dataset.show_suggestions:  # the anchoring experiment decides per (record, caller)
+            show = bool(selectors.suggestions_shown_for(record=record, user=request.user, dataset=dataset,
+                                                        has_suggestions=True)
+                        and hotpath.record_has_suggestions(record.pk))  # (the probe only when it could show)
+        else:  # suggestions off: only an admin sees them
+            show = is_admin and hotpath.record_has_suggestions(record.pk)
+        if show:
             items = record.suggestions.select_related("question").order_by("question__position", "agent", "id")
             suggestions = SuggestionOutputSerializer(items, many=True).data
         else:
             suggestions = []
+        submitted_count, completed = selectors.record_counts_shown(
+            record=record, dataset=dataset, is_admin=is_admin, own_status=mine[0].status if mine else None)
         return ApiResponse({
             "id": record.pk, "external_id": record.external_id, "fields": record.fields,
             "metadata": selectors.record_metadata_for(record=record, dataset=dataset, user=request.user),
-            "priority": record.priority, "submitted_count": record.submitted_count,
-            "completed": record.completed,
+            "priority": record.priority, "submitted_count": submitted_count,
+            "completed": completed,
             "response": ResponseOutputSerializer(mine[0]).data if mine else None,
             "suggestions": suggestions,
             "display_order": display_order,

@@ -105,6 +105,11 @@ def record_completed_q(dataset: Dataset) -> ExpressionWrapper:
                              output_field=BooleanField())
 
 
+def record_completed(*, is_gold: bool, submitted: int, min_submitted: int, extra_wanted: int) -> bool:
+    """record_completed_q for one record's values at hand (the submit path computes it in Python)."""
+    return bool(is_gold) or submitted >= min_submitted + extra_wanted
+
+
 @transaction.atomic
 def records_gold_set(*, dataset: Dataset, answers: Mapping[int, Any]) -> int:
     """Mark records of `dataset` as gold with their known answers ({record id: answer}), or change
