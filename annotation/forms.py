@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from .errors import validation_items
 from .imports.formats import MAP_TARGETS, PAIR_FORMATS, mapping_parse
 from .models import Membership, Question
+from .quality.options import PAUSE_MIN_ANSWERS_MAX, QUALITY_HELP
 from .selectors import compared_fields
 from .services import pairwise_dataset_spec
 from .text import unstorable_text
@@ -164,6 +165,23 @@ class DatasetSettingsForm(forms.Form):
         required=False, label="Metadata annotators see",
         help_text="Record metadata keys shown to annotators, separated by commas (e.g. topic). Every other key "
                   "(where a pair came from, its original labels, judge details, gold answers) is for admins only.")
+
+    # quality (the ranges are checked by services.dataset_update: quality.options, the one rule)
+    gold_rate = forms.FloatField(label="Gold rate", help_text=QUALITY_HELP["gold_rate"],
+                                 widget=forms.NumberInput(attrs={"min": 0, "max": 1, "step": "any"}))
+    gold_pause_accuracy = forms.FloatField(required=False, label="Pause below gold accuracy",
+                                           help_text=QUALITY_HELP["gold_pause_accuracy"],
+                                           widget=forms.NumberInput(attrs={"min": 0, "max": 1, "step": "any",
+                                                                           "placeholder": "off"}))
+    gold_pause_min_answers = forms.IntegerField(label="Gold answers before pausing",
+                                                help_text=QUALITY_HELP["gold_pause_min_answers"],
+                                                widget=forms.NumberInput(attrs={"min": 1, "max": PAUSE_MIN_ANSWERS_MAX}))
+    too_fast_seconds = forms.FloatField(label="Too fast below (seconds)", help_text=QUALITY_HELP["too_fast_seconds"],
+                                        widget=forms.NumberInput(attrs={"min": 0, "step": "any"}))
+    exclude_removed_annotators = forms.BooleanField(required=False, label="Leave removed annotators out of exports",
+                                                    help_text=QUALITY_HELP["exclude_removed_annotators"])
+    suggestion_share = forms.FloatField(label="Share shown suggestions", help_text=QUALITY_HELP["suggestion_share"],
+                                        widget=forms.NumberInput(attrs={"min": 0, "max": 1, "step": "any"}))
 
     def clean_visible_metadata(self) -> list[str]:
         return [k.strip() for k in self.cleaned_data["visible_metadata"].split(",") if k.strip()]
