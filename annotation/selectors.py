@@ -115,6 +115,13 @@ def metadata_keys_visible(*, dataset: Dataset, user) -> frozenset[str] | None:
     return frozenset(dataset.visible_metadata or ())
 
 
+def gold_visible(*, dataset: Dataset, user) -> bool:
+    """Whether `user` may know which records of `dataset` are gold and their known answers, and the
+    dataset's quality settings: admins of its workspace (and staff) only. Annotators and reviewers
+    must not tell gold from ordinary records."""
+    return role_at_least(dataset_role(dataset, user), ADMIN)
+
+
 def metadata_only(metadata: Any, keys: frozenset[str] | None) -> dict:
     """The part of a record's metadata that `keys` (from metadata_keys_visible) lets through."""
     if not isinstance(metadata, dict):
