@@ -142,6 +142,9 @@ class RecordOutputSerializer(serializers.ModelSerializer):
         if not self.context.get("gold_visible"):
             data.pop("is_gold", None)
             data.pop("gold_answer", None)
+            dataset = self.context.get("dataset")
+            if dataset is not None:
+                data["completed"] = selectors.record_completed_shown(record=instance, dataset=dataset, gold_shown=False)
         return data
 
     @extend_schema_field(OpenApiTypes.OBJECT)
@@ -180,7 +183,7 @@ def _record_context(request, dataset) -> dict:
     return {"request": request,
             "show_suggestions": selectors.suggestions_visible(dataset=dataset, user=request.user),
             "metadata_keys": selectors.metadata_keys_visible(dataset=dataset, user=request.user),
-            "gold_visible": selectors.gold_visible(dataset=dataset, user=request.user)}
+            "gold_visible": selectors.gold_visible(dataset=dataset, user=request.user), "dataset": dataset}
 
 
 # --- workspaces --------------------------------------------------------------------------------
@@ -464,6 +467,8 @@ class RecordListApi(APIView):
             OpenApiParameter("response_status", str, enum=list(selectors.RESPONSE_STATUS),
                              description="The caller's response status; 'missing' = no response"),
             OpenApiParameter("has_my_response", bool),
+            OpenApiParameter("gold", bool, description="Gold records only (true) or none of them (false); "
+                                                       "workspace admins only"),
             OpenApiParameter("metadata.<key>", str, description="Metadata key equal to the value "
                              "(as a string, number or boolean); nested keys with '.'"),
             OpenApiParameter("cursor", str), OpenApiParameter("page_size", int),
@@ -539,7 +544,7 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
             "id": record.pk, "external_id": record.external_id, "fields": record.fields,
             "metadata": selectors.record_metadata_for(record=record, dataset=dataset, user=request.user),
             "priority": record.priority, "submitted_count": record.submitted_count,
-            "completed": record.completed,
+            "completed": selectors.record_completed_shown(record=record, dataset=dataset, gold_shown=False),
             "response": ResponseOutputSerializer(mine[0]).data if mine else None,
             "suggestions": suggestions,
             "display_order": display_order,

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .access import (
@@ -59,7 +59,7 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
     """Records of a dataset with the list filters of the API and UI.
 
     filters: status=pending|completed, response_status=submitted|discarded|draft|missing (the
-    user's own response), has_my_response=true|false, metadata.<key>=<value> (JSON key equality;
+    user's own response), has_my_response=true|false, gold=true|false (admins only), metadata.<key>=<value> (JSON key equality;
     the value is compared as a string, a number or a boolean, whichever matches; only on the keys
     the user may see, metadata_keys_visible, so a filter cannot probe a hidden key's value).
     Bad filter values raise ValidationError naming the filter.
@@ -74,11 +74,22 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
     if first_id is not None:
         qs = qs.filter(id__gte=first_id)
     mine = Response.objects.filter(record=OuterRef("pk"), user=user)
+    admin = gold_visible(dataset=dataset, user=user)
     status = filters.get("status")
     if status not in (None, ""):
         if status not in RECORD_STATUS:
             raise ValidationError({"status": f"must be one of {', '.join(RECORD_STATUS)}"})
-        qs = qs.filter(completed=(status == "completed"))
+        if admin:
+            qs = qs.filter(completed=(status == "completed"))
+        else:  # a gold record is completed as an ordinary one would be: gold is not told apart
+            ordinary = Q(submitted_count__gte=F("extra_wanted") + dataset.min_submitted)
+            done = Q(is_gold=False, completed=True) | (Q(is_gold=True) & ordinary)
+            qs = qs.filter(done) if status == "completed" else qs.exclude(done)
+    gold = filters.get("gold")
+    if gold not in (None, ""):
+        if not admin:
+            raise ValidationError({"gold": "only the workspace's admins may filter on gold"})
+        qs = qs.filter(is_gold=bool_param("gold", gold))
     response_status = filters.get("response_status")
     if response_status not in (None, ""):
         if response_status not in RESPONSE_STATUS:
@@ -113,6 +124,15 @@ def metadata_keys_visible(*, dataset: Dataset, user) -> frozenset[str] | None:
     if role_at_least(dataset_role(dataset, user), ADMIN):
         return None
     return frozenset(dataset.visible_metadata or ())
+
+
+def record_completed_shown(*, record: Record, dataset: Dataset, gold_shown: bool) -> bool:
+    """A record's `completed` as a caller sees it: as stored for those who may see gold; for others
+    a gold record (always stored as completed, as it is served apart) is completed by the ordinary
+    rule, so gold cannot be told apart by it."""
+    if gold_shown or not record.is_gold:
+        return record.completed
+    return record.submitted_count >= dataset.min_submitted + record.extra_wanted
 
 
 def gold_visible(*, dataset: Dataset, user) -> bool:

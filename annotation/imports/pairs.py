@@ -12,6 +12,7 @@ from django.db import transaction
 
 from ..errors import validation_message
 from ..models import Dataset, Field, Question, Record, Workspace
+from ..quality.gold_files import gold_answer_best
 from ..selectors import compared_fields, dataset_questions, ranked_question_of
 from ..services import (
     dataset_create,
@@ -104,33 +105,19 @@ def _prompt_for(prompt: str | list[dict], system: str | None, *, chat: bool) -> 
 def pair_gold_answer(*, question: Question | None, chosen: str | None, tie: bool = False) -> dict:
     """The known answer of a pair marked gold, for the dataset's ranked question (ranking, graded
     preference or comparison rating): the chosen response (`chosen`, after the shuffle) best, or a
-    tie. A preference's strength is not scored (gold.question_answer_matches): its strongest level
-    is written. ValidationError on `gold` when the pair or the dataset cannot hold one; the answer
-    is then checked like any import's gold_answer (ties only where the dataset allows them)."""
+    tie (quality.gold_files.gold_answer_best). ValidationError on `gold` when the pair or the
+    dataset cannot hold one; the answer is then checked like any import's gold_answer (ties only
+    where the dataset allows them)."""
     if question is None:
         raise ValidationError({"gold": "this dataset has no ranking or preference question to hold a known answer"})
     if chosen is None and not tie:
         raise ValidationError({"gold": "this row says no answer was chosen: a gold pair needs a chosen answer (or a tie)"})
     pair = list(PAIR_FIELDS[1:])
-    compares = compared_fields(question)
-    if compares is not None:
-        if set(compares) != set(pair):
-            raise ValidationError({"gold": f"the question {question.name!r} compares {', '.join(compares)}, "
-                                           f"not {' and '.join(pair)}"})
-        if question.kind == Question.Kind.PREFERENCE:
-            if tie:
-                raise ValidationError({"gold": f"a tie cannot be the known answer to the preference {question.name!r}"})
-            scale = (question.options or {}).get("scale") or []
-            return {question.name: {"preferred": chosen, "strength": scale[0]["value"] if scale else None}}
-        return {question.name: 0 if tie else (1 if chosen == compares[0] else 2)}
-    ranked = list((question.options or {}).get("values", []))
-    if set(ranked) != set(pair):
-        raise ValidationError({"gold": f"the ranking {question.name!r} ranks {', '.join(map(str, ranked))}; "
+    ranked = compared_fields(question) or list((question.options or {}).get("values", []))
+    if sorted(ranked) != sorted(pair):
+        raise ValidationError({"gold": f"the question {question.name!r} ranks {', '.join(map(str, ranked))}; "
                                        f"a pair's known answer ranks {' and '.join(pair)}"})
-    if tie:
-        return {question.name: [{"value": name, "rank": 1} for name in pair]}
-    other = pair[1] if chosen == pair[0] else pair[0]
-    return {question.name: [{"value": chosen, "rank": 1}, {"value": other, "rank": 2}]}
+    return gold_answer_best(question=question, best=chosen, tie=tie)
 
 
 def pair_to_record(pair: Pair, *, seed: int | str, chat_prompt: bool = False,

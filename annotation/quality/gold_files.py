@@ -20,8 +20,8 @@ from django.db import transaction
 from ..access import parse_pk
 from ..errors import validation_items
 from ..models import Dataset, Question, Record
-from ..selectors import dataset_questions
-from .gold import gold_answer_validate, records_gold_set
+from ..selectors import compared_fields, dataset_questions
+from .gold import SCORED_KINDS, gold_answer_validate, records_gold_set
 
 GOLD_ITEM_KEYS = ("external_id", "record", "answer")
 LOOKUP_CHUNK = 2_000
@@ -220,6 +220,41 @@ def gold_file_read(*, stream, fmt: str) -> Iterable[tuple[int, Any]]:
         if fmt == "csv" and isinstance(raw, dict):
             raw = {k: v for k, v in raw.items() if v != ""}
         yield line, raw
+
+
+# --- answers built from a choice -----------------------------------------------------------------
+
+def gold_answer_best(*, question: Question, best: str | None, tie: bool = False) -> dict:
+    """The known answer "`best` is the best response" for the dataset's ranked question (a ranking,
+    a graded preference or a comparison rating), or a tie of all its responses (`tie`). Only the
+    best response is scored (gold.question_answer_matches), so a ranking ranks the others after it
+    in field order and a preference takes its strongest level. ValidationError on `gold` when the
+    question cannot say it; the answer still goes through gold_answer_validate when stored."""
+    compares = compared_fields(question)
+    names = compares or list((question.options or {}).get("values", []))
+    if not tie and best not in names:
+        raise ValidationError({"gold": f"{best!r} is not one of the responses {question.name!r} ranks "
+                                       f"({', '.join(map(str, names))})"})
+    if question.kind == Question.Kind.PREFERENCE:
+        if tie:
+            raise ValidationError({"gold": f"a tie cannot be the known answer to the preference {question.name!r}"})
+        scale = (question.options or {}).get("scale") or []
+        return {question.name: {"preferred": best, "strength": scale[0]["value"] if scale else None}}
+    if compares is not None:  # a comparison rating: 0 tie, 1 the first field, 2 the second
+        return {question.name: 0 if tie else (1 if best == compares[0] else 2)}
+    if question.kind != Question.Kind.RANKING:
+        raise ValidationError({"gold": f"{question.name!r} is not a ranking or preference question"})
+    if tie:
+        return {question.name: [{"value": name, "rank": 1} for name in names]}
+    rest = [name for name in names if name != best]
+    return {question.name: [{"value": best, "rank": 1}] + [{"value": n, "rank": k} for k, n in enumerate(rest, start=2)]}
+
+
+def gold_answer_from_values(*, questions: list[Question], values: Mapping[str, Any] | None) -> dict:
+    """A response's values kept to the questions gold scores (ranking, preference, rating, label):
+    the known answer "this annotator's answer is right"."""
+    scored = {q.name for q in questions if q.kind in SCORED_KINDS}
+    return {name: value for name, value in (values or {}).items() if name in scored}
 
 
 # --- the gold_answer column of a records import ---------------------------------------------------
