@@ -21,6 +21,7 @@ from ..access import parse_pk
 from ..errors import validation_items
 from ..models import Dataset, Question, Record
 from ..selectors import compared_fields, dataset_questions
+from ..text import unstorable_text
 from .gold import SCORED_KINDS, gold_answer_validate, records_gold_set
 
 GOLD_ITEM_KEYS = ("external_id", "record", "answer")
@@ -161,6 +162,8 @@ def _item_check(item: Any, *, questions: list[Question], allow_ties: bool):
     elif external_id is not None:
         if isinstance(external_id, bool) or not isinstance(external_id, (str, int)):
             problems.append(("external_id", "must be a string or an integer"))
+        elif (unstorable := unstorable_text(str(external_id), "external_id")) is not None:
+            problems.append(unstorable)  # no record has it, and the database could not even look it up
         else:
             key, value = "external_id", str(external_id)
     elif pk is not None:

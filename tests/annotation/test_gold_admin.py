@@ -112,15 +112,16 @@ def test_bulk_is_all_or_nothing_and_names_every_bad_line(dataset, admin_client_a
         {"external_id": "a", "answer": BEST_R2, "note": "x"},          # 6 unknown key
         {"answer": BEST_R1},                                           # 7 no record named
         {"external_id": "a", "answer": BEST_R2},                       # 8 named twice
+        {"external_id": "nul\u0000", "answer": BEST_R2},              # 9 text no database stores
     )
     resp = admin_client_api.generic("POST", f"/api/v1/datasets/{dataset.pk}/gold/", body,
                                     content_type="application/x-ndjson")
     assert resp.status_code == 400
     got = resp.json()
-    assert got["detail"] == "nothing stored: 7 of 8 lines are not valid gold answers"
+    assert got["detail"] == "nothing stored: 8 of 9 lines are not valid gold answers"
     assert [(e["line"], e["field"]) for e in got["rejected"]] == [
         (2, "external_id"), (3, "record"), (4, "answer.ranking"), (5, "line"), (6, "note"), (7, "external_id"),
-        (8, "external_id")]
+        (8, "external_id"), (9, "external_id")]
     reasons = {e["line"]: e["reason"] for e in got["rejected"]}
     assert reasons[2] == "no record 'missing' in this dataset"
     assert reasons[4] == "missing from the ranking: response-2"
@@ -391,3 +392,14 @@ def test_questions_without_a_ranked_one_get_no_best_response_form(workspace, adm
     client.post(reverse("record-gold", args=[ds.pk, record.pk]), {"action": "best", "best": "a"})
     record.refresh_from_db()
     assert not record.is_gold
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gold_answers_follow_their_batches_through_the_pipelined_writer(require_postgres):
+    ds = DatasetFactory()
+    lines = [rec(f"r{i}", **({"gold_answer": BEST_R2} if i % 3 == 0 else {})) for i in range(1, 11)]
+    lines.append(rec("r3"))                                               # re-sent without an answer: r3 stays gold
+    report = records_import(dataset=ds, stream=io.BytesIO(ndjson(*lines)), fmt="ndjson", batch_size=2, pipeline=True)
+    assert (report.created, report.updated, report.extra) == (10, 1, {"gold": 3})
+    assert gold_of(ds) == {"r3": BEST_R2, "r6": BEST_R2, "r9": BEST_R2}
+    assert Record.objects.filter(dataset=ds, completed=True).count() == 3  # gold is served apart
