@@ -403,3 +403,17 @@ def test_gold_answers_follow_their_batches_through_the_pipelined_writer(require_
     assert (report.created, report.updated, report.extra) == (10, 1, {"gold": 3})
     assert gold_of(ds) == {"r3": BEST_R2, "r6": BEST_R2, "r9": BEST_R2}
     assert Record.objects.filter(dataset=ds, completed=True).count() == 3  # gold is served apart
+
+
+def test_an_annotator_who_answered_a_gold_record_reads_nothing_of_gold(dataset, annotator):
+    gold = RecordFactory(dataset=dataset)
+    records_gold_set(dataset=dataset, answers={gold.pk: BEST_R2})
+    response_upsert(user=annotator, record=gold, values=BEST_R1, status="submitted")
+    client = Client()
+    client.force_login(annotator)
+    for url in (reverse("history", args=[dataset.pk]), reverse("history-record", args=[dataset.pk, gold.pk]),
+                f"/api/v1/records/{gold.pk}/responses/", f"/api/v1/records/{gold.pk}/",
+                f"/api/v1/datasets/{dataset.pk}/", f"/api/v1/datasets/{dataset.pk}/records/"):
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        assert "gold" not in resp.content.decode().lower(), url
