@@ -17,7 +17,7 @@ from .agreement import ranks_from_value
 from .annotate_page import preference_summary
 from .errors import validation_message
 from .models import Question, Record, Response
-from .quality.gold import records_gold_clear, records_gold_set
+from .quality.gold import question_answer_matches, records_gold_clear, records_gold_set
 from .quality.gold_files import gold_answer_best, gold_answer_from_values
 from .selectors import compared_fields, dataset_questions, ranked_question_of
 
@@ -41,11 +41,21 @@ def record_gold_context(*, record: Record, questions: list[Question], titles: di
     by_name = {q.name: q for q in questions}
     known = [{"q": by_name[name], "value": answer_in_words(by_name[name], value, titles)}
              for name, value in (record.gold_answer or {}).items() if name in by_name] if record.is_gold else []
-    choices = []
+    choices, current = [], None
     if question is not None:
         names = compared_fields(question) or list((question.options or {}).get("values", []))
         choices = [(name, titles.get(name, name)) for name in names]
-    return {"known": known, "question": question, "choices": choices}
+        known_value = (record.gold_answer or {}).get(question.name) if record.is_gold else None
+        if known_value is not None:  # the response the known answer calls best, by the one matching rule
+            current = next((name for name in names if _best_matches(question, known_value, name)), None)
+    return {"known": known, "question": question, "choices": choices, "current": current}
+
+
+def _best_matches(question: Question, known: Any, name: str) -> bool:
+    try:
+        return question_answer_matches(question, known, gold_answer_best(question=question, best=name)[question.name])
+    except ValidationError:
+        return False
 
 
 @login_required

@@ -297,10 +297,12 @@ def test_record_page_marks_gold_from_an_answer_or_the_best_response_and_removes_
     html = client.get(page).content.decode()
     assert 'data-gold="yes"' in html and "Response 2 &gt; Response 1" in html and "matches the known answer" in html
 
+    assert '<option value="response-2" selected>' in html                # the known answer's best response
     client.post(action, {"action": "best", "best": R1})
     record.refresh_from_db()
     assert record.gold_answer == BEST_R1
-    assert "misses the known answer" in client.get(page).content.decode()
+    html = client.get(page).content.decode()
+    assert "misses the known answer" in html and '<option value="response-1" selected>' in html
 
     resp = client.post(action, {"action": "best", "best": "response-9"}, follow=True)
     assert "Nothing changed: gold: &#x27;response-9&#x27; is not one of the responses" in resp.content.decode()
