@@ -330,7 +330,10 @@ PAIR_FORMATS: dict[str, PairFormat] = {f.name: f for f in (
                _has("prompt", "response-1", "response-2"), _pairwise),
 )}
 PAIR_FORMAT_NAMES = tuple(PAIR_FORMATS)
-MAP_TARGETS = tuple(sorted({c for f in PAIR_FORMATS.values() for c in f.columns if not c.startswith("<")}))
+# Any format's rows may carry `gold` (true/false): the row's chosen answer is the known answer and its
+# record becomes a gold record (pairs.pair_gold_answer builds the answer for the dataset's question).
+GOLD_COLUMN = "gold"
+MAP_TARGETS = tuple(sorted({c for f in PAIR_FORMATS.values() for c in f.columns if not c.startswith("<")} | {GOLD_COLUMN}))
 
 
 def formats_described() -> str:
@@ -401,11 +404,6 @@ def format_detect(first_row: dict, *, name: str | None = None, mapping: dict[str
     raise ImportFormatError(f"cannot tell the format from the columns {', '.join(row) or '(none)'}. The formats and "
                             f"the columns each needs: {formats_described()}. Name one with --format (API: format=) "
                             "and map your columns with --map TARGET=COLUMN (API: mapping)")
-
-
-# Any format's rows may carry `gold` (true/false): the row's chosen answer is the known answer and its
-# record becomes a gold record (pairs.pair_gold_answer builds the answer for the dataset's question).
-GOLD_COLUMN = "gold"
 
 
 def row_adapter(fmt: PairFormat, first_row: dict, *, mapping: dict[str, str] | None = None,

@@ -270,6 +270,11 @@ def test_pairs_gold_for_a_preference_question_and_refusals(workspace):
     assert report.rejected == [{"line": 2, "reason": "gold: a tie cannot be the known answer to the preference "
                                                      "'preference'"}]
 
+    mapped = DatasetFactory(workspace=workspace)                          # a file's own column mapped to gold
+    report = pairs_import(dataset=mapped, mapping={"gold": "is_check"}, stream=io.BytesIO(ndjson(
+        {"prompt": "q", "chosen": "c", "rejected": "r", "id": "m", "is_check": "1"})))
+    assert report.extra == {"gold": 1} and list(gold_of(mapped)) == ["m"]
+
     plain = DatasetFactory(workspace=workspace)
     report = pairs_import(dataset=plain, stream=io.BytesIO(ndjson(
         {"prompt": "q", "response-1": "x", "response-2": "y", "id": "unknown", "gold": True})))
