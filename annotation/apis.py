@@ -24,6 +24,7 @@ from .errors import AnnotatorPaused
 from .job_apis import JobStatusOutputSerializer
 from .job_selectors import job_status
 from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
+from .quality.options import QUALITY_HELP, QUALITY_SETTINGS
 
 # --- shared serializers ------------------------------------------------------------------------
 
@@ -50,17 +51,45 @@ class ProgressSerializer(serializers.Serializer):
         ref_name = "DatasetProgress"
 
 
+_ADMINS = "Workspace admins only (left out for other members). "
+
+
 class DatasetOutputSerializer(serializers.ModelSerializer):
     fields = FieldSerializer(many=True, read_only=True)
     questions = QuestionSerializer(many=True, read_only=True)
     progress = serializers.SerializerMethodField()
+    # the quality settings (annotation.quality.options): shown to the workspace's admins only, so not required
+    gold_rate = serializers.FloatField(required=False, help_text=_ADMINS + QUALITY_HELP["gold_rate"])
+    gold_pause_accuracy = serializers.FloatField(required=False, allow_null=True,
+                                                 help_text=_ADMINS + QUALITY_HELP["gold_pause_accuracy"])
+    gold_pause_min_answers = serializers.IntegerField(required=False, help_text=_ADMINS + QUALITY_HELP["gold_pause_min_answers"])
+    too_fast_seconds = serializers.FloatField(required=False, help_text=_ADMINS + QUALITY_HELP["too_fast_seconds"])
+    exclude_removed_annotators = serializers.BooleanField(required=False,
+                                                          help_text=_ADMINS + QUALITY_HELP["exclude_removed_annotators"])
+    suggestion_share = serializers.FloatField(required=False, help_text=_ADMINS + QUALITY_HELP["suggestion_share"])
 
     class Meta:
         model = Dataset
         ref_name = "Dataset"
         fields = ["id", "workspace", "name", "guidelines", "min_submitted", "allow_ties", "show_suggestions",
                   "shuffle_responses", "prompt_field", "visible_metadata", "status", "created_at", "updated_at",
-                  "fields", "questions", "progress"]
+                  "fields", "questions", "progress", *QUALITY_SETTINGS]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self._quality_visible(instance):
+            for name in QUALITY_SETTINGS:
+                data.pop(name, None)
+        return data
+
+    def _quality_visible(self, dataset) -> bool:
+        """Admins of the dataset's workspace see its quality settings (context: `admin_workspace_ids` for a
+        list, else `request`, whose user's role came with the dataset from access.dataset_for_user)."""
+        admin_ids = self.context.get("admin_workspace_ids")
+        if admin_ids is not None:
+            return dataset.workspace_id in admin_ids
+        request = self.context.get("request")
+        return request is not None and selectors.gold_visible(dataset=dataset, user=request.user)
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, obj) -> dict:
@@ -97,11 +126,17 @@ class RecordOutputSerializer(serializers.ModelSerializer):
     metadata = serializers.SerializerMethodField(help_text=(
         "All of it for a workspace admin; for anyone else only the keys the dataset's visible_metadata names."))
 
+    is_gold = serializers.BooleanField(required=False, help_text=(
+        "Workspace admins only (left out for other members): whether the record is a gold record, served to "
+        "every annotator to measure them."))
+    gold_answer = serializers.JSONField(required=False, allow_null=True, help_text=(
+        "Workspace admins only (left out for other members): a gold record's known answer."))
+
     class Meta:
         model = Record
         ref_name = "Record"
         fields = ["id", "external_id", "fields", "metadata", "priority", "submitted_count", "completed",
-                  "response", "suggestions"]
+                  "response", "suggestions", "is_gold", "gold_answer"]
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_metadata(self, obj) -> dict:
@@ -129,6 +164,9 @@ class RecordOutputSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
+        if not self.context.get("gold_visible"):
+            data.pop("is_gold", None)
+            data.pop("gold_answer", None)
         if instance.is_gold and not self.context.get("is_admin"):
             own = data.get("response")
             data["submitted_count"], data["completed"] = selectors.record_counts_shown(
@@ -147,8 +185,8 @@ def _records_with_context(queryset, user):
 
 
 def _record_context(request, dataset) -> dict:
-    return {"request": request, "dataset": dataset,
-            "is_admin": access.role_at_least(access.dataset_role(dataset, request.user), access.ADMIN),
+    gold_visible = selectors.gold_visible(dataset=dataset, user=request.user)  # workspace admins
+    return {"request": request, "dataset": dataset, "is_admin": gold_visible, "gold_visible": gold_visible,
             "show_suggestions": selectors.suggestions_visible(dataset=dataset, user=request.user),
             "metadata_keys": selectors.metadata_keys_visible(dataset=dataset, user=request.user)}
 
@@ -302,8 +340,19 @@ class QuestionInputSerializer(StrictInputSerializer):
         ref_name = "QuestionInput"
 
 
+class QualitySettingsInput(serializers.Serializer):
+    """The quality settings a dataset's create and update take (services.dataset_update checks the ranges)."""
+
+    gold_rate = serializers.FloatField(required=False, help_text=QUALITY_HELP["gold_rate"])
+    gold_pause_accuracy = serializers.FloatField(required=False, allow_null=True, help_text=QUALITY_HELP["gold_pause_accuracy"])
+    gold_pause_min_answers = serializers.IntegerField(required=False, help_text=QUALITY_HELP["gold_pause_min_answers"])
+    too_fast_seconds = serializers.FloatField(required=False, help_text=QUALITY_HELP["too_fast_seconds"])
+    exclude_removed_annotators = serializers.BooleanField(required=False, help_text=QUALITY_HELP["exclude_removed_annotators"])
+    suggestion_share = serializers.FloatField(required=False, help_text=QUALITY_HELP["suggestion_share"])
+
+
 class DatasetListCreateApi(APIView):
-    class InputSerializer(StrictInputSerializer):
+    class InputSerializer(QualitySettingsInput, StrictInputSerializer):
         workspace = serializers.IntegerField()
         name = serializers.CharField(max_length=200)
         guidelines = serializers.CharField(required=False, allow_blank=True)
@@ -330,7 +379,9 @@ class DatasetListCreateApi(APIView):
         datasets = list(selectors.datasets_for_user(request.user, workspace_id=workspace_id)
                         .prefetch_related("fields", "questions"))
         progress = selectors.datasets_progress([d.pk for d in datasets])
-        return ApiResponse(DatasetOutputSerializer(datasets, many=True, context={"progress": progress}).data)
+        admin_ids = set(access.workspaces_for_user(request.user, role=access.ADMIN).values_list("pk", flat=True))
+        return ApiResponse(DatasetOutputSerializer(datasets, many=True, context={
+            "progress": progress, "admin_workspace_ids": admin_ids}).data)
 
     @extend_schema(request=InputSerializer, responses={201: DatasetOutputSerializer},
                    description="Create a dataset with its fields and questions (workspace admin).")
@@ -342,11 +393,12 @@ class DatasetListCreateApi(APIView):
         questions = [dict(q) for q in data.pop("questions")]
         dataset = services.dataset_create(workspace=workspace, fields=fields, questions=questions,
                                           created_by=request.user, **data)
-        return ApiResponse(DatasetOutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
+        return ApiResponse(DatasetOutputSerializer(dataset, context={"request": request}).data,
+                           status=status.HTTP_201_CREATED)
 
 
 class DatasetDetailApi(APIView):
-    class InputSerializer(StrictInputSerializer):
+    class InputSerializer(QualitySettingsInput, StrictInputSerializer):
         name = serializers.CharField(max_length=200, required=False)
         guidelines = serializers.CharField(required=False, allow_blank=True)
         min_submitted = serializers.IntegerField(required=False, min_value=1, max_value=100)
@@ -365,7 +417,7 @@ class DatasetDetailApi(APIView):
     @extend_schema(responses=DatasetOutputSerializer, description="Any member of the dataset's workspace.")
     def get(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id)
-        return ApiResponse(DatasetOutputSerializer(dataset).data)
+        return ApiResponse(DatasetOutputSerializer(dataset, context={"request": request}).data)
 
     @extend_schema(request=InputSerializer, responses=DatasetOutputSerializer,
                    description="Change settings (workspace admin). Fields and questions are fixed once created.")
@@ -373,7 +425,7 @@ class DatasetDetailApi(APIView):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         data = validated_input(self.InputSerializer, request.data)
         dataset = services.dataset_update(dataset=dataset, **data)
-        return ApiResponse(DatasetOutputSerializer(dataset).data)
+        return ApiResponse(DatasetOutputSerializer(dataset, context={"request": request}).data)
 
     @extend_schema(responses={204: None, 202: JobStatusOutputSerializer},
                    description="Delete the dataset and everything in it (workspace admin). Up to PREFLAB_DELETE_IN_REQUEST_MAX "
@@ -393,7 +445,7 @@ class DatasetPublishApi(APIView):
     def post(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         dataset = services.dataset_publish(dataset=dataset)
-        return ApiResponse(DatasetOutputSerializer(dataset).data)
+        return ApiResponse(DatasetOutputSerializer(dataset, context={"request": request}).data)
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -420,6 +472,8 @@ class RecordListApi(APIView):
             OpenApiParameter("response_status", str, enum=list(selectors.RESPONSE_STATUS),
                              description="The caller's response status; 'missing' = no response"),
             OpenApiParameter("has_my_response", bool),
+            OpenApiParameter("gold", bool, description="Gold records only (true) or none of them (false); "
+                                                       "workspace admins only"),
             OpenApiParameter("metadata.<key>", str, description="Metadata key equal to the value "
                              "(as a string, number or boolean); nested keys with '.'"),
             OpenApiParameter("cursor", str), OpenApiParameter("page_size", int),

@@ -60,7 +60,7 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
     """Records of a dataset with the list filters of the API and UI.
 
     filters: status=pending|completed, response_status=submitted|discarded|draft|missing (the
-    user's own response), has_my_response=true|false, metadata.<key>=<value> (JSON key equality;
+    user's own response), has_my_response=true|false, gold=true|false (admins only), metadata.<key>=<value> (JSON key equality;
     the value is compared as a string, a number or a boolean, whichever matches; only on the keys
     the user may see, metadata_keys_visible, so a filter cannot probe a hidden key's value).
     Bad filter values raise ValidationError naming the filter.
@@ -75,15 +75,21 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
     if first_id is not None:
         qs = qs.filter(id__gte=first_id)
     mine = Response.objects.filter(record=OuterRef("pk"), user=user)
+    admin = gold_visible(dataset=dataset, user=user)
     status = filters.get("status")
     if status not in (None, ""):
         if status not in RECORD_STATUS:
             raise ValidationError({"status": f"must be one of {', '.join(RECORD_STATUS)}"})
-        if role_at_least(dataset_role(dataset, user), ADMIN):
+        if admin:
             qs = qs.filter(completed=(status == "completed"))
         else:  # gold reads as ordinary records to annotators (record_counts_shown)
             done = _completed_shown_q(dataset=dataset, user=user, mine_submitted=mine.filter(status=Response.Status.SUBMITTED))
             qs = qs.filter(done) if status == "completed" else qs.exclude(done)
+    gold = filters.get("gold")
+    if gold not in (None, ""):
+        if not admin:
+            raise ValidationError({"gold": "only the workspace's admins may filter on gold"})
+        qs = qs.filter(is_gold=bool_param("gold", gold))
     response_status = filters.get("response_status")
     if response_status not in (None, ""):
         if response_status not in RESPONSE_STATUS:
@@ -118,6 +124,13 @@ def metadata_keys_visible(*, dataset: Dataset, user) -> frozenset[str] | None:
     if role_at_least(dataset_role(dataset, user), ADMIN):
         return None
     return frozenset(dataset.visible_metadata or ())
+
+
+def gold_visible(*, dataset: Dataset, user) -> bool:
+    """Whether `user` may know which records of `dataset` are gold and their known answers, and the
+    dataset's quality settings: admins of its workspace (and staff) only. Annotators and reviewers
+    must not tell gold from ordinary records."""
+    return role_at_least(dataset_role(dataset, user), ADMIN)
 
 
 def metadata_only(metadata: Any, keys: frozenset[str] | None) -> dict:

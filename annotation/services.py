@@ -26,6 +26,7 @@ from rest_framework.authtoken.models import Token
 from .errors import AnnotatorPaused, ConflictError
 from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .quality.gold import record_completed, record_completed_q
+from .quality.options import QUALITY_SETTINGS, quality_settings_validate
 from .quality.serving import gold_due
 from .quality.standing import annotator_paused, gold_policy_apply, pause_reason_text
 from .selectors import dataset_questions, invitations_for, suggestions_shown_for
@@ -195,7 +196,7 @@ def api_token_rotate(*, user) -> Token:
 # --- datasets ----------------------------------------------------------------------------------
 
 DATASET_SETTINGS = ("guidelines", "min_submitted", "allow_ties", "show_suggestions", "shuffle_responses",
-                    "prompt_field", "visible_metadata")
+                    "prompt_field", "visible_metadata", *QUALITY_SETTINGS)
 
 
 @transaction.atomic
@@ -255,6 +256,7 @@ def pairwise_dataset_spec(*, responses: int, prompt_kind: str = "markdown", resp
 
 
 def _dataset_settings_validate(values: dict, *, field_names: set[str]) -> None:
+    quality_settings_validate(values)
     if "min_submitted" in values:
         n = values["min_submitted"]
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100:
