@@ -19,7 +19,12 @@ def annotator_paused(*, dataset: Dataset, user) -> str | None:
            .values_list("reason", flat=True).first())
     if row is None:
         return None
-    return row or "paused by an admin of this dataset"
+    return pause_reason_text(row)
+
+
+def pause_reason_text(reason: str | None) -> str:
+    """What a paused annotator is told: the stored reason, or that an admin paused them."""
+    return reason or "paused by an admin of this dataset"
 
 
 @transaction.atomic
