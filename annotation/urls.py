@@ -30,6 +30,8 @@ urlpatterns: list = [
     path("datasets/<int:dataset_id>/import/", views.dataset_import, name="dataset-import"),
     path("datasets/<int:dataset_id>/import/preview/", views.dataset_import_preview, name="dataset-import-preview"),
     path("datasets/<int:dataset_id>/export/", views.dataset_export, name="dataset-export"),
+    path("datasets/<int:dataset_id>/dashboard/quality/", views_quality.dashboard_quality_summary,
+         name="dashboard-quality"),
     path("datasets/<int:dataset_id>/quality/", views_quality.dataset_quality_page, name="dataset-quality"),
     path("datasets/<int:dataset_id>/quality/annotators/<int:user_id>/standing/", views_quality.annotator_standing_view,
          name="dataset-quality-standing"),

@@ -40,7 +40,6 @@ from .job_selectors import job_download_name, job_page_context, job_progress_con
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
 from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
-from .quality.metrics import dataset_quality_summary
 from .selectors import (
     datasets_for_user,
     datasets_progress,
@@ -460,7 +459,6 @@ def dashboard(request, dataset_id: int):
     ctx["export_format_names"] = ["jsonl", "csv", "parquet"]
     ctx["export_styles"] = ["standard", "conversational"]
     ctx["export_form"] = ui_forms.ExportForm(dataset=dataset)
-    ctx["quality_summary"] = dataset_quality_summary(dataset=dataset)
     return render(request, "annotation/dashboard.html", ctx)
 
 

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from .access import ADMIN, dataset_for_user
-from .quality.metrics import RULES, dataset_annotator, dataset_quality_report
+from .quality.metrics import RULES, dataset_annotator, dataset_quality_report, dataset_quality_summary
 from .quality.standing import PAUSED_BY_ADMIN, standing_set
 
 # the page's buttons: action -> (standing_set keyword arguments, what the message says)
@@ -29,6 +29,16 @@ def dataset_quality_page(request, dataset_id: int):
     report = dataset_quality_report(dataset=dataset)
     return render(request, "annotation/quality.html", {"dataset": dataset, "report": report, "rules": RULES,
                                                        "anchoring": report.anchoring})
+
+
+@login_required
+@require_GET
+def dashboard_quality_summary(request, dataset_id: int):
+    """The dashboard's quality card, loaded after the page (it reads the answers once more): who is flagged too
+    fast, below the gold threshold, paused or excluded, and the anchoring headline."""
+    dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
+    return render(request, "annotation/partials/quality_summary.html",
+                  {"dataset": dataset, "quality_summary": dataset_quality_summary(dataset=dataset)})
 
 
 @login_required

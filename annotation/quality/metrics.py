@@ -42,7 +42,7 @@ from ..agreement.rates import CI_METHOD, Rate, median, rate_with_interval, round
 from ..annotate_page import suggestion_pick_key
 from ..models import AnnotatorStanding, Dataset, Membership, Question, Response, Suggestion
 from ..selectors import compared_fields, dataset_questions, ranked_question_of
-from .gold import GoldScore, gold_scores, question_answer_matches
+from .gold import GoldScore, answer_key, gold_scores, keys_match
 from .standing import PAUSED_BY_ADMIN, gold_below_threshold
 
 RULES = {
@@ -297,9 +297,13 @@ class _ShownSuggestions:
 
 
 class _Pass:
-    def __init__(self, dataset: Dataset, question: Question | None):
+    """One walk over the submitted responses, one record at a time. `full=False` (the dashboard's summary)
+    skips the agreement figures (with the others, and between annotators of an arm)."""
+
+    def __init__(self, dataset: Dataset, question: Question | None, *, full: bool = True):
         self.dataset = dataset
         self.question = question
+        self.full = full
         self.compares = compared_fields(question) if question is not None else None
         self.fields = list(self.compares or ((question.options or {}).get("values", []) if question else []))
         self.threshold = dataset.too_fast_seconds or 0.0
@@ -329,8 +333,7 @@ class _Pass:
 
     def record(self, record_id: int, answers: list) -> None:
         is_gold = bool(answers[0][5])
-        ranks_of: dict[int, dict] = {}
-        for _rec, user_id, values, duration, _shown, _gold in answers:
+        for _rec, user_id, _values, duration, _shown, _gold in answers:
             row = self.annotator(user_id)
             row.submitted += 1
             row.gold_submitted += int(is_gold)
@@ -338,24 +341,29 @@ class _Pass:
                 row.durations.append(duration)
                 if self.threshold > 0 and duration < self.threshold:
                     row.too_fast_count += 1
-            if self.question is not None:
-                ranks = ranks_from_value((values or {}).get(self.question.name), compares=self.compares)
-                if ranks:
-                    ranks_of[user_id] = ranks
-        if len(ranks_of) >= 2:
-            for user_id in ranks_of:
-                self.rows[user_id].shares_records = True
-        if is_gold or self.question is None:
+        if self.question is None:
             return
-        self._consensus(record_id, ranks_of)
-        self._anchoring(record_id, answers, ranks_of)
+        labels_of: dict[int, dict] = {}
+        if self.full and len(answers) >= 2:
+            name = self.question.name
+            for _rec, user_id, values, _duration, _shown, _gold in answers:
+                ranks = ranks_from_value((values or {}).get(name), compares=self.compares)
+                if ranks:
+                    labels_of[user_id] = unit_labels(ranks, self.fields)
+            if len(labels_of) >= 2:
+                for user_id in labels_of:
+                    self.rows[user_id].shares_records = True
+        if is_gold:
+            return
+        self._consensus(record_id, labels_of)
+        self._anchoring(record_id, answers, labels_of)
 
-    def _consensus(self, record_id: int, ranks_of: dict[int, dict]) -> None:
-        if len(ranks_of) < 2:
+    def _consensus(self, record_id: int, labels_of: dict[int, dict]) -> None:
+        if len(labels_of) < 2:
             return
         units: dict[tuple, dict[Hashable, int]] = defaultdict(dict)
-        for user_id, ranks in ranks_of.items():
-            for pair, label in unit_labels(ranks, self.fields).items():
+        for user_id, labels in labels_of.items():
+            for pair, label in labels.items():
                 units[(record_id, pair)][user_id] = label
         for user_id, rate in leave_one_out_agreement(units).per_annotator.items():
             total = self.rows[user_id].agreement
@@ -363,10 +371,11 @@ class _Pass:
             total.n += rate.n
             total.tied += rate.tied
 
-    def _anchoring(self, record_id: int, answers: list, ranks_of: dict[int, dict]) -> None:
+    def _anchoring(self, record_id: int, answers: list, labels_of: dict[int, dict]) -> None:
         arms: dict[bool, list[int]] = {True: [], False: []}
-        suggestion = None
+        reference = None
         looked = False
+        name = self.question.name
         for _rec, user_id, values, duration, shown, _gold in answers:
             if shown is None:
                 self.anchoring.left_out += 1
@@ -375,29 +384,31 @@ class _Pass:
             arm.responses += 1
             if duration and duration > 0:
                 arm.durations.append(duration)
-            value = (values or {}).get(self.question.name)
             if not looked:
                 suggestion, looked = self.suggestions.for_record(record_id), True
-            if suggestion is not None and value is not None:
-                arm.judge.add(1.0 if question_answer_matches(self.question, suggestion, value) else 0.0)
-            if user_id in ranks_of:
+                reference = answer_key(self.question, suggestion) if suggestion is not None else None
+            value = (values or {}).get(name)
+            if reference is not None and value is not None:
+                arm.judge.add(1.0 if keys_match(reference, answer_key(self.question, value)) else 0.0)
+            if user_id in labels_of:
                 arms[bool(shown)].append(user_id)
         for shown, users in arms.items():
             arm = self.anchoring.shown if shown else self.anchoring.hidden
             for a, b in combinations(users, 2):
-                x, y = unit_labels(ranks_of[a], self.fields), unit_labels(ranks_of[b], self.fields)
+                x, y = labels_of[a], labels_of[b]
                 for pair in x.keys() & y.keys():
                     arm.inter_annotator.add(1.0 if x[pair] == y[pair] else 0.0)
 
 
-def dataset_quality_report(*, dataset: Dataset, competence: bool = True) -> QualityReport:
+def dataset_quality_report(*, dataset: Dataset, competence: bool = True, agreement: bool = True) -> QualityReport:
     """Every annotator's quality figures and the anchoring comparison of `dataset` (see the module doc
     for the rules). Annotators listed: those with a submitted answer, and anyone with a standing on the
-    dataset (a paused annotator stays listed). `competence=False` skips the competence model (the
-    dashboard's summary), which reads the answers a second time."""
+    dataset (a paused annotator stays listed). The dashboard's summary skips the competence model
+    (`competence=False`: it reads the answers a second time) and the agreement figures (`agreement=False`:
+    agreement with the others and between annotators of each anchoring arm stay empty)."""
     questions = dataset_questions(dataset)
     question = ranked_question_of(questions)
-    run = _Pass(dataset, question)
+    run = _Pass(dataset, question, full=agreement)
     run.run()
     for user_id, paused, excluded, reason in (AnnotatorStanding.objects.filter(dataset=dataset)
                                               .values_list("user_id", "paused", "excluded", "reason")):
@@ -453,7 +464,7 @@ class QualitySummary:
 def dataset_quality_summary(*, dataset: Dataset) -> QualitySummary:
     """The dashboard's compact view of dataset_quality_report (no competence model): who is flagged too
     fast, below the gold threshold, paused or excluded, and the anchoring arms."""
-    report = dataset_quality_report(dataset=dataset, competence=False)
+    report = dataset_quality_report(dataset=dataset, competence=False, agreement=False)
     rows = report.annotators
     return QualitySummary(annotators=len(rows), too_fast=[r.username for r in rows if r.too_fast],
                           below_gold=[r.username for r in rows if r.below_gold_threshold],
