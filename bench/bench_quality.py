@@ -5,7 +5,7 @@
 
 A dataset of `--records` two-response records (a share `--gold` of them gold, every record with a
 judge's suggestion), each answered by `--overlap` of `--annotators` annotators with random verdicts and
-times, half the answers with the suggestion shown. Then, timed, with the peak of Python's allocations:
+times, half the answers with the suggestion shown. Then, timed, with the process's peak RSS after each:
 1. dataset_quality: the dashboard's existing pass (for scale);
 2. dataset_quality_summary: what the dashboard adds (quality report without the competence model);
 3. dataset_quality_report: the quality page and API (with the competence model).
@@ -18,7 +18,6 @@ import argparse
 import random
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,13 +70,13 @@ def build(args) -> int:
 
 
 def timed(label: str, fn):
-    tracemalloc.start()
+    import resource
+
     t0 = time.perf_counter()
     result = fn()
     seconds = time.perf_counter() - t0
-    _cur, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    print(f"{label:<34} {seconds:8.2f} s   peak Python allocations {peak / 2**20:8.1f} MiB", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{label:<38} {seconds:8.2f} s   process peak RSS so far {peak:7.0f} MiB", flush=True)
     return result
 
 
@@ -103,6 +102,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     dataset = Dataset.objects.get(pk=build(args))
+    import gc
+
+    gc.collect()
     print(f"built {args.records:,} records x {args.overlap} answers ({args.annotators} annotators) "
           f"in {time.perf_counter() - t0:.1f} s", flush=True)
     timed("dataset_quality (dashboard, before)", lambda: dataset_quality(dataset))

@@ -78,11 +78,16 @@ def answer_key(question: Question, value: Any) -> Any:
             return _UNSCORED
         return (_best(vote.ranks), vote.both_bad if vote.ranks is None else None)
     if question.kind == Question.Kind.RANKING:
-        best = _best(ranks_from_value(value))
-        return _UNSCORED if best is None else best
+        return ranking_key(ranks_from_value(value))
     if question.kind == Question.Kind.LABEL:
         return _label_set(value)
     return value
+
+
+def ranking_key(ranks: Mapping[str, Any] | None) -> Any:
+    """answer_key of a ranking question's answer already read by ranks_from_value."""
+    best = _best(ranks)
+    return _UNSCORED if best is None else best
 
 
 def keys_match(reference_key: Any, answer_key_: Any) -> bool:

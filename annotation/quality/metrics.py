@@ -42,7 +42,7 @@ from ..agreement.rates import CI_METHOD, Rate, median, rate_with_interval, round
 from ..annotate_page import suggestion_pick_key
 from ..models import AnnotatorStanding, Dataset, Membership, Question, Response, Suggestion
 from ..selectors import compared_fields, dataset_questions, ranked_question_of
-from .gold import GoldScore, answer_key, gold_scores, keys_match
+from .gold import GoldScore, answer_key, gold_scores, keys_match, ranking_key
 from .standing import PAUSED_BY_ADMIN, gold_below_threshold
 
 RULES = {
@@ -344,10 +344,13 @@ class _Pass:
         if self.question is None:
             return
         labels_of: dict[int, dict] = {}
+        keys: dict[int, object] = {}    # answer keys of a ranking question, from the ranks read here
         if self.full and len(answers) >= 2:
             name = self.question.name
             for _rec, user_id, values, _duration, _shown, _gold in answers:
                 ranks = ranks_from_value((values or {}).get(name), compares=self.compares)
+                if self.compares is None:
+                    keys[user_id] = ranking_key(ranks)
                 if ranks:
                     labels_of[user_id] = unit_labels(ranks, self.fields)
             if len(labels_of) >= 2:
@@ -356,7 +359,7 @@ class _Pass:
         if is_gold:
             return
         self._consensus(record_id, labels_of)
-        self._anchoring(record_id, answers, labels_of)
+        self._anchoring(record_id, answers, labels_of, keys)
 
     def _consensus(self, record_id: int, labels_of: dict[int, dict]) -> None:
         if len(labels_of) < 2:
@@ -371,7 +374,7 @@ class _Pass:
             total.n += rate.n
             total.tied += rate.tied
 
-    def _anchoring(self, record_id: int, answers: list, labels_of: dict[int, dict]) -> None:
+    def _anchoring(self, record_id: int, answers: list, labels_of: dict[int, dict], keys: dict[int, object]) -> None:
         arms: dict[bool, list[int]] = {True: [], False: []}
         reference = None
         looked = False
@@ -389,7 +392,8 @@ class _Pass:
                 reference = answer_key(self.question, suggestion) if suggestion is not None else None
             value = (values or {}).get(name)
             if reference is not None and value is not None:
-                arm.judge.add(1.0 if keys_match(reference, answer_key(self.question, value)) else 0.0)
+                key = keys[user_id] if user_id in keys else answer_key(self.question, value)
+                arm.judge.add(1.0 if keys_match(reference, key) else 0.0)
             if user_id in labels_of:
                 arms[bool(shown)].append(user_id)
         for shown, users in arms.items():
