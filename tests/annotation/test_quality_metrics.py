@@ -235,3 +235,50 @@ def test_the_report_takes_as_many_queries_for_8_annotators_as_for_2(workspace):
     assert report_big.anchoring.shown.responses == 8 and report_big.competence_fitted
     assert len(q_small.captured_queries) == len(q_big.captured_queries)
     assert Membership.objects.filter(workspace=workspace, is_simulated=True).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_graded_preference_question_is_read_as_pair_votes(workspace):
+    """A preference question (compares response-1, response-2): strength is not scored, "both bad" is a vote of
+    its own. The judge prefers response-1 on the record; the suggestion is shown to p and q, hidden from r.
+
+        p: response-1 strongly (shown)   q: response-1 slightly (shown)   r: both bad (hidden)
+    judge agreement: shown 2 of 2, hidden 0 of 1. Agreement with the others (pair verdicts): p and q say
+    "first" and r says nothing about the pair (both bad has no ranks), so p vs {q} = 1, q vs {p} = 1.
+    """
+    from annotation.models import Question
+    from annotation.validation import question_specs_validate
+
+    ds = DatasetFactory(workspace=workspace, min_submitted=3)
+    Question.objects.filter(dataset=ds).delete()
+    [spec] = question_specs_validate([{"name": "graded", "kind": "preference", "options": {
+        "compares": [R1, R2], "both_bad": True}}], {"prompt", R1, R2})
+    question = Question.objects.create(dataset=ds, **spec)
+    p, q, r = _members(workspace, "p", "q", "r")
+    record = RecordFactory(dataset=ds)
+    Suggestion.objects.create(record=record, question=question, value={"preferred": R1, "strength": 1}, agent="judge")
+    ResponseFactory(record=record, user=p, values={"graded": {"preferred": R1, "strength": 3}}, suggestion_shown=True)
+    ResponseFactory(record=record, user=q, values={"graded": {"preferred": R1, "strength": 1}}, suggestion_shown=True)
+    ResponseFactory(record=record, user=r, values={"graded": {"both_bad": True}}, suggestion_shown=False)
+    report = dataset_quality_report(dataset=ds)
+    assert report.question == "graded"
+    a = report.anchoring
+    assert (a.shown.judge.total, a.shown.judge.n, a.hidden.judge.total, a.hidden.judge.n) == (2.0, 2, 0.0, 1)
+    assert (a.shown.inter_annotator.total, a.shown.inter_annotator.n) == (1.0, 1)
+    rows = _by_name(report)
+    assert [(rows[n].agreement.total, rows[n].agreement.n) for n in "pqr"] == [(1.0, 1), (1.0, 1), (0.0, 0)]
+
+
+@pytest.mark.django_db
+def test_a_dataset_without_a_ranked_question_still_counts_time_and_gold(workspace):
+    from annotation.models import Question
+
+    ds = DatasetFactory(workspace=workspace, too_fast_seconds=10)
+    Question.objects.filter(dataset=ds).update(kind=Question.Kind.TEXT, options={})
+    (u,) = _members(workspace, "writer")
+    ResponseFactory(record=RecordFactory(dataset=ds), user=u, values={"ranking": "free text"}, duration=4,
+                    suggestion_shown=True)
+    report = dataset_quality_report(dataset=ds)
+    assert report.question is None and not report.anchoring.has_data
+    row = _by_name(report)["writer"]
+    assert (row.submitted, row.median_seconds, row.too_fast, row.agreement.n) == (1, 4.0, True, 0)
