@@ -4,19 +4,22 @@ logic in annotation.quality (metrics, standing)."""
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from . import access
-from .api_common import StrictInputSerializer, validated_input
+from .api_common import StrictInputSerializer, bool_param, validated_input
 from .quality.metrics import dataset_annotator, dataset_quality_report
 from .quality.standing import standing_set
 
 
 class DatasetQualityApi(APIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, description=(
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[
+        OpenApiParameter("competence", bool, description=(
+            "false: skip the competence model (it reads every answer a second time; `competence` is then null)"))],
+        description=(
         "Quality figures of the dataset's annotators (workspace admin): gold accuracy with counts and a Wilson 95% "
         "interval, submitted answers, median seconds per record, the too-fast share and flag, agreement with the "
         "majority of the other annotators (leave-one-out, Wilson 95%), competence, and standing (paused with the "
@@ -27,7 +30,8 @@ class DatasetQualityApi(APIView):
         "`rules` say how each figure is computed."))
     def get(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
-        return ApiResponse(dataset_quality_report(dataset=dataset).as_dict())
+        competence = bool_param("competence", request.query_params.get("competence"), default=True)
+        return ApiResponse(dataset_quality_report(dataset=dataset, competence=competence).as_dict())
 
 
 class StandingOutputSerializer(serializers.Serializer):

@@ -119,6 +119,12 @@ def test_the_api_returns_figures_anchoring_and_settings(campaign, admin_user, an
     assert body["anchoring"]["shown"]["median_seconds"] == 30.0
     assert body["anchoring"]["difference"]["agreement_with_judge"]["value"] == 1.0
     assert set(body["rules"]) >= {"gold", "too_fast", "agreement", "anchoring"}
+    assert a["competence"] is not None                             # the two share the ordinary records
+    quick = client_for(admin_user).get(f"/api/v1/datasets/{ds.pk}/quality/?competence=false").json()
+    assert all(row["competence"] is None for row in quick["annotators"])
+    assert quick["annotators"][0]["gold"] == body["annotators"][0]["gold"]
+    r = client_for(admin_user).get(f"/api/v1/datasets/{ds.pk}/quality/?competence=maybe")
+    assert r.status_code == 400 and "competence" in r.json()
 
 
 def test_the_standing_api(campaign, admin_user, annotator):
