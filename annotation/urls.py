@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_quality
+from . import views, views_gold, views_quality
 
 urlpatterns: list = [
     path("", views.home, name="home"),
@@ -23,6 +23,7 @@ urlpatterns: list = [
     path("datasets/<int:dataset_id>/", views.dashboard, name="dashboard"),
     path("datasets/<int:dataset_id>/dashboard/stats/", views.dashboard_stats, name="dashboard-stats"),
     path("datasets/<int:dataset_id>/records/<int:record_id>/", views.record_detail, name="record-detail"),
+    path("datasets/<int:dataset_id>/records/<int:record_id>/gold/", views_gold.record_gold_view, name="record-gold"),
     path("datasets/<int:dataset_id>/publish/", views.dataset_publish_view, name="dataset-publish"),
     path("datasets/<int:dataset_id>/settings/", views.dataset_settings_view, name="dataset-settings"),
     path("datasets/<int:dataset_id>/status/", views.dataset_status_view, name="dataset-status"),

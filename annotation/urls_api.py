@@ -1,7 +1,7 @@
 """REST API routes of the annotation app under /api/v1/."""
 from django.urls import path
 
-from . import apis, apis_io, apis_quality
+from . import apis, apis_gold, apis_io, apis_quality
 
 urlpatterns: list = [
     path("workspaces/", apis.WorkspaceListCreateApi.as_view(), name="api-workspaces"),
@@ -26,4 +26,7 @@ urlpatterns: list = [
     path("datasets/<int:dataset_id>/responses-export/", apis_io.ResponsesExportApi.as_view(),
          name="api-dataset-responses-export"),
     # --- end import/export ---
+    # --- gold (apis_gold) ---
+    path("datasets/<int:dataset_id>/gold/", apis_gold.DatasetGoldApi.as_view(), name="api-dataset-gold"),
+    path("records/<int:record_id>/gold/", apis_gold.RecordGoldApi.as_view(), name="api-record-gold"),
 ]

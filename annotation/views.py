@@ -33,13 +33,14 @@ from .access import (
     role_at_least,
     workspace_for_user,
 )
-from .agreement import dataset_quality, ranks_from_value
-from .annotate_page import AnnotateView, annotate_view_build, preference_summary, shown_order, slot_names
-from .errors import form_errors_from
+from .agreement import dataset_quality
+from .annotate_page import AnnotateView, annotate_view_build, shown_order, slot_names
+from .errors import AnnotatorPaused, form_errors_from
 from .job_selectors import job_download_name, job_page_context, job_progress_context
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
 from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
+from .quality.gold import gold_answer_matches
 from .selectors import (
     datasets_for_user,
     datasets_progress,
@@ -67,6 +68,7 @@ from .services import (
     response_upsert,
 )
 from .text import text_cleaned_notes
+from .views_gold import answer_in_words, record_gold_context
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -90,6 +92,17 @@ def _dataset_record(dataset: Dataset, record_id: int) -> Record:
         raise Http404("No such record.")
     record.dataset = dataset
     return record
+
+
+def _next_for(user, dataset: Dataset) -> tuple[Record | None, str]:
+    """next_record_for for the annotate pages: (record, "") or, for a paused annotator, (None, why)."""
+    try:
+        record = next_record_for(user, dataset)
+    except AnnotatorPaused as exc:
+        return None, exc.reason
+    if record is not None:
+        record.dataset = dataset
+    return record, ""
 
 
 def _annotate_response(request, view: AnnotateView, *, status: int = 200, full: bool | None = None):
@@ -133,10 +146,9 @@ def annotate(request, dataset_id: int):
     if dataset.status != Dataset.Status.PUBLISHED and not role_at_least(dataset_role(dataset, request.user), ADMIN):
         return render(request, "annotation/closed.html", {"dataset": dataset}, status=403)
     _with_definition(dataset)
-    record = next_record_for(request.user, dataset)
-    if record is not None:
-        record.dataset = dataset
+    record, paused = _next_for(request.user, dataset)
     view = annotate_view_build(user=request.user, dataset=dataset, record=record)
+    view.paused = paused
     return _annotate_response(request, view)
 
 
@@ -194,10 +206,9 @@ def record_respond(request, dataset_id: int, record_id: int):
         for w in result.warnings:
             messages.warning(request, w)
         return redirect("annotate", dataset.pk)
-    nxt = next_record_for(request.user, dataset)
-    if nxt is not None:
-        nxt.dataset = dataset
+    nxt, paused = _next_for(request.user, dataset)
     view = annotate_view_build(user=request.user, dataset=dataset, record=nxt, questions=questions)
+    view.paused = paused
     view.notice = f"{done_word} {record.external_id}." + (" " + " ".join(result.warnings) if result.warnings else "")
     view.done_record = record  # the browser's Back goes to it (history-record page)
     if status == Response.Status.DISCARDED:
@@ -215,15 +226,15 @@ def record_undo_discard(request, dataset_id: int, record_id: int):
     record = _dataset_record(dataset, record_id)
     questions = list(dataset.questions.all())
     response = response_discard_undo(user=request.user, record=record)
+    paused = ""
     if response is None:
-        shown = next_record_for(request.user, dataset)
-        if shown is not None:
-            shown.dataset = dataset
+        shown, paused = _next_for(request.user, dataset)
         notice = f"Nothing to undo: {record.external_id} is not discarded any more."
     else:
         shown, notice = record, f"Discard undone: {record.external_id} is back."
     view = annotate_view_build(user=request.user, dataset=dataset, record=shown, questions=questions,
                                response=response)
+    view.paused = paused
     view.notice = notice
     return _annotate_response(request, view, full=not request.htmx)
 
@@ -345,7 +356,7 @@ def dataset_settings_view(request, dataset_id: int):
     form = ui_forms.DatasetSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            dataset_update(dataset=dataset, **form.cleaned_data)
+            dataset_update(dataset=dataset, **form.settings_changes())
         except ValidationError as exc:
             dataset.refresh_from_db()
             form_errors_from(form, exc)
@@ -480,23 +491,16 @@ def record_detail(request, dataset_id: int, record_id: int):
     titles = field_titles(dataset)
     answers = []
     for r in Response.objects.filter(record=record).select_related("user").order_by("status", "user__username"):
-        row = {"response": r, "answers": []}
-        for q in questions:
-            value = (r.values or {}).get(q.name)
-            ranks = ranks_from_value(value) if q.kind == Question.Kind.RANKING else None
-            if q.kind == Question.Kind.PREFERENCE:
-                value = preference_summary(q, value)
-            if ranks:
-                value = " > ".join(" = ".join(sorted(titles.get(n, n) for n, k in ranks.items() if k == rank))
-                                   for rank in sorted(set(ranks.values())))
-            row["answers"].append({"q": q, "value": value})
-        answers.append(row)
+        answers.append({"response": r, "answers": [{"q": q, "value": answer_in_words(q, (r.values or {}).get(q.name), titles)}
+                                                   for q in questions],
+                        "gold_match": gold_answer_matches(questions=questions, gold_answer=record.gold_answer,
+                                                          values=r.values) if record.is_gold else None})
     suggestions = list(Suggestion.objects.filter(record=record).select_related("question").order_by("question__position", "agent"))
     for s in suggestions:
         s.rationale_html = markdown_render(s.rationale)
     return render(request, "annotation/record_detail.html",
                   {"dataset": dataset, "record": record, "v": view, "answers": answers, "questions": questions,
-                   "suggestions": suggestions,
+                   "suggestions": suggestions, "gold": record_gold_context(record=record, questions=questions, titles=titles),
                    "cleaned_notes": text_cleaned_notes(metadata=record.metadata, suggestions=suggestions)})
 
 

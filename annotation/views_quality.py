@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from .access import ADMIN, dataset_for_user
 from .quality.metrics import RULES, dataset_annotator, dataset_quality_report, dataset_quality_summary
-from .quality.standing import PAUSED_BY_ADMIN, standing_set
+from .quality.standing import pause_reason_text, standing_set
 
 # the page's buttons: action -> (standing_set keyword arguments, what the message says)
 STANDING_ACTIONS = {
@@ -55,7 +55,7 @@ def annotator_standing_view(request, dataset_id: int, user_id: int):
     standing = standing_set(dataset=dataset, user=user, by=request.user, **changes)
     if request.htmx and not request.htmx.boosted:
         row = {"user_id": user.pk, "username": user.get_username(), "paused": standing.paused,
-               "excluded": standing.excluded, "pause_reason": standing.reason or PAUSED_BY_ADMIN}
+               "excluded": standing.excluded, "pause_reason": pause_reason_text(standing.reason)}
         return render(request, "annotation/quality.html#standing", {"dataset": dataset, "a": row, "said": said})
     messages.success(request, f"{user.get_username()} {said}.")
     return redirect("dataset-quality", dataset.pk)

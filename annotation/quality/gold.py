@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
@@ -128,6 +129,11 @@ def record_completed_q(dataset: Dataset) -> ExpressionWrapper:
                              output_field=BooleanField())
 
 
+def record_completed(*, is_gold: bool, submitted: int, min_submitted: int, extra_wanted: int) -> bool:
+    """record_completed_q for one record's values at hand (the submit path computes it in Python)."""
+    return bool(is_gold) or submitted >= min_submitted + extra_wanted
+
+
 @transaction.atomic
 def records_gold_set(*, dataset: Dataset, answers: Mapping[int, Any]) -> int:
     """Mark records of `dataset` as gold with their known answers ({record id: answer}), or change
@@ -147,8 +153,13 @@ def records_gold_set(*, dataset: Dataset, answers: Mapping[int, Any]) -> int:
     missing = sorted(set(clean) - found)
     if missing:
         raise ValidationError({"record": f"no such record in this dataset: {', '.join(map(str, missing[:10]))}"})
+    # one UPDATE per distinct answer (a pairwise dataset's gold file holds two), not one per record
+    by_answer: dict[bytes, tuple[dict, list[int]]] = {}
     for record_id, answer in clean.items():
-        Record.objects.filter(pk=record_id).update(is_gold=True, gold_answer=answer, completed=True)
+        by_answer.setdefault(orjson.dumps(answer, option=orjson.OPT_SORT_KEYS), (answer, []))[1].append(record_id)
+    for answer, ids in by_answer.values():
+        for start in range(0, len(ids), 2000):
+            Record.objects.filter(pk__in=ids[start:start + 2000]).update(is_gold=True, gold_answer=answer, completed=True)
     return len(clean)
 
 

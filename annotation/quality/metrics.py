@@ -43,7 +43,7 @@ from ..annotate_page import suggestion_pick_key
 from ..models import AnnotatorStanding, Dataset, Membership, Question, Response, Suggestion
 from ..selectors import compared_fields, dataset_questions, ranked_question_of
 from .gold import GoldScore, answer_key, gold_scores, keys_match, ranking_key
-from .standing import PAUSED_BY_ADMIN, gold_below_threshold
+from .standing import gold_below_threshold, pause_reason_text
 
 RULES = {
     "gold": "answers to gold records that match the known answer, of those answered (Wilson 95% interval)",
@@ -418,7 +418,7 @@ def dataset_quality_report(*, dataset: Dataset, competence: bool = True, agreeme
                                               .values_list("user_id", "paused", "excluded", "reason")):
         row = run.annotator(user_id)
         row.paused, row.excluded = paused, excluded
-        row.pause_reason = (reason or PAUSED_BY_ADMIN) if paused else ""
+        row.pause_reason = pause_reason_text(reason) if paused else ""
     for user_id, score in gold_scores(dataset=dataset).items():
         row = run.annotator(user_id)
         row.gold = score

@@ -8,8 +8,6 @@ from django.db import transaction
 from ..models import AnnotatorStanding, Dataset, Membership, Response
 from .gold import GoldScore, gold_scores
 
-PAUSED_BY_ADMIN = "paused by an admin of this dataset"   # what a paused annotator reads when no reason was given
-
 
 def standing_of(*, dataset: Dataset, user) -> AnnotatorStanding | None:
     return AnnotatorStanding.objects.filter(dataset=dataset, user=user).first()
@@ -21,7 +19,12 @@ def annotator_paused(*, dataset: Dataset, user) -> str | None:
            .values_list("reason", flat=True).first())
     if row is None:
         return None
-    return row or PAUSED_BY_ADMIN
+    return pause_reason_text(row)
+
+
+def pause_reason_text(reason: str | None) -> str:
+    """What a paused annotator is told: the stored reason, or that an admin paused them."""
+    return reason or "paused by an admin of this dataset"
 
 
 @transaction.atomic
