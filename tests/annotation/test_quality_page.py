@@ -9,7 +9,15 @@ from annotation.models import AnnotatorStanding, Membership, Suggestion
 from annotation.quality.gold import records_gold_set
 from annotation.quality.standing import annotator_paused, excluded_user_ids
 from tests.conftest import client_for
-from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, ResponseFactory, UserFactory, WorkspaceFactory
+from tests.factories import (
+    DatasetFactory,
+    MembershipFactory,
+    RecordFactory,
+    ResponseFactory,
+    SuggestionFactory,
+    UserFactory,
+    WorkspaceFactory,
+)
 from tests.helpers import login
 
 pytestmark = pytest.mark.django_db
@@ -193,3 +201,30 @@ def test_pages_take_as_many_queries_for_8_annotators_as_for_2(workspace, admin_u
     assert html.count("data-annotator=") >= 8 or 'data-summary="too-fast"' in html
     assert len(q_small.captured_queries) == len(q_big.captured_queries), (
         [q["sql"][:120] for q in q_big.captured_queries])
+
+
+def test_anchoring_figures_from_answers_given_through_the_api(workspace, admin_user):
+    """End to end: annotators take records through next/submit with half the assignments shown the judge's
+    suggestion (the server decides and stores which); they follow it when shown and go the other way when not,
+    so the quality API reports 100% agreement with the judge shown, 0% hidden, over the stored split."""
+    ds = DatasetFactory(workspace=workspace, min_submitted=3, gold_rate=0.0, suggestion_share=0.5)
+    for _ in range(6):
+        SuggestionFactory(record=RecordFactory(dataset=ds), agent="judge")   # the judge: response-1 better
+    for name in ("ann-x", "ann-y", "ann-z"):
+        api = client_for(_member(workspace, name))
+        while True:
+            r = api.get(f"/api/v1/datasets/{ds.pk}/next/")
+            if r.status_code != 200 or not r.json().get("id"):
+                break
+            body = r.json()
+            values = FIRST if body["suggestions"] else SECOND
+            assert api.post(f"/api/v1/records/{body['id']}/responses/", {"values": values, "status": "submitted"},
+                            format="json").status_code == 201
+    shown = ds.responses.filter(suggestion_shown=True).count()
+    hidden = ds.responses.filter(suggestion_shown=False).count()
+    assert shown + hidden == 18 and shown and hidden
+    anchoring = client_for(admin_user).get(f"/api/v1/datasets/{ds.pk}/quality/").json()["anchoring"]
+    assert (anchoring["shown"]["responses"], anchoring["hidden"]["responses"], anchoring["left_out"]) == (shown, hidden, 0)
+    assert anchoring["shown"]["agreement_with_judge"]["value"] == 1.0
+    assert anchoring["hidden"]["agreement_with_judge"]["value"] == 0.0
+    assert anchoring["difference"]["agreement_with_judge"]["value"] == 1.0
