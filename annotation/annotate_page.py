@@ -153,13 +153,18 @@ def _display_order(*, user, dataset: Dataset, record: Record, response: Response
     return display_order_for(record=record, user_id=user.pk, field_names=ranked, shuffle=dataset.shuffle_responses)
 
 
+def suggestion_pick_key(score: float | None, updated_at) -> tuple:
+    """The order in which a question's suggestions compete to be shown: the best scored, then the latest
+    (the anchoring figures of annotation.quality.metrics read which one was shown by it too)."""
+    return (score is not None, score or 0.0, updated_at)
+
+
 def _pick_suggestions(suggestions: list[Suggestion]) -> dict[int, Suggestion]:
     """The suggestion to show per question: the best scored, then the latest."""
     best: dict[int, Suggestion] = {}
     for s in suggestions:
         cur = best.get(s.question_id)
-        key = (s.score is not None, s.score or 0.0, s.updated_at)
-        if cur is None or key > (cur.score is not None, cur.score or 0.0, cur.updated_at):
+        if cur is None or suggestion_pick_key(s.score, s.updated_at) > suggestion_pick_key(cur.score, cur.updated_at):
             best[s.question_id] = s
     return best
 

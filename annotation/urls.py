@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_gold, views_review
+from . import views, views_gold, views_quality, views_review
 
 urlpatterns: list = [
     path("", views.home, name="home"),
@@ -34,6 +34,11 @@ urlpatterns: list = [
     path("datasets/<int:dataset_id>/import/", views.dataset_import, name="dataset-import"),
     path("datasets/<int:dataset_id>/import/preview/", views.dataset_import_preview, name="dataset-import-preview"),
     path("datasets/<int:dataset_id>/export/", views.dataset_export, name="dataset-export"),
+    path("datasets/<int:dataset_id>/dashboard/quality/", views_quality.dashboard_quality_summary,
+         name="dashboard-quality"),
+    path("datasets/<int:dataset_id>/quality/", views_quality.dataset_quality_page, name="dataset-quality"),
+    path("datasets/<int:dataset_id>/quality/annotators/<int:user_id>/standing/", views_quality.annotator_standing_view,
+         name="dataset-quality-standing"),
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/progress/", views.job_progress, name="job-progress"),
     path("jobs/<int:job_id>/download/", views.job_download, name="job-download"),

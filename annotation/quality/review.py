@@ -50,7 +50,7 @@ from ..models import Dataset, Question, Record, Response, Review, Suggestion
 from ..selectors import compared_fields, dataset_questions
 from ..text import input_text_check
 from ..validation import response_values_validate
-from .gold import SCORED_KINDS, gold_answer_matches, question_answer_matches, record_completed_q
+from .gold import SCORED_KINDS, answer_key, gold_answer_matches, keys_match, question_answer_matches, record_completed_q
 from .standing import excluded_user_ids
 
 FLAGS_QUESTION = "flags"
@@ -201,16 +201,17 @@ class RecordScore:
 
 
 def _groups(question: Question, values: list[Any]) -> list[list]:
-    """The answers grouped by the gold-matching rule: [representative, count] per distinct answer."""
-    groups: list[list] = []
+    """The answers grouped by the gold-matching rule (equal answer_key): [representative, count] per
+    distinct answer; an answer with nothing to score matches none, not even another such."""
+    groups: dict[Any, list] = {}
+    unscored: list[list] = []
     for value in values:
-        for group in groups:
-            if question_answer_matches(question, group[0], value):
-                group[1] += 1
-                break
+        key = answer_key(question, value)
+        if keys_match(key, key):
+            groups.setdefault(key, [value, 0])[1] += 1
         else:
-            groups.append([value, 1])
-    return groups
+            unscored.append([value, 1])
+    return [*groups.values(), *unscored]
 
 
 def _agreement(question: Question, values: list[Any], groups: list[list]) -> float | None:

@@ -58,6 +58,7 @@ NOT_FOR_ANNOTATORS = {
     "evaluation-alpaca-eval", "dataset-list", "dataset-create", "dashboard", "dashboard-stats", "record-detail",
     "dataset-publish", "dataset-settings", "dataset-status", "dataset-delete", "dataset-import",
     "dataset-import-preview", "dataset-export", "api-dataset-gold", "api-record-gold", "record-gold",
+    "dashboard-quality", "dataset-quality", "dataset-quality-standing", "api-dataset-quality", "api-annotator-standing",
     "job-detail", "job-progress", "job-download", "job-cancel", "job-resume", "job-retry", "members",
     "member-remove", "review-queue", "review-record", "api-dataset-review-queue", "api-record-review",
 }
