@@ -2,7 +2,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views, views_gold, views_quality
+from . import views, views_gold, views_quality, views_review
 
 urlpatterns: list = [
     path("", views.home, name="home"),
@@ -17,6 +17,9 @@ urlpatterns: list = [
          name="record-undo-discard"),
     path("datasets/<int:dataset_id>/history/", views.history, name="history"),
     path("datasets/<int:dataset_id>/history/<int:record_id>/", views.history_record, name="history-record"),
+    # reviewer (and admin)
+    path("datasets/<int:dataset_id>/review/", views_review.review_queue_view, name="review-queue"),
+    path("datasets/<int:dataset_id>/review/<int:record_id>/", views_review.review_record_view, name="review-record"),
     # admin
     path("datasets/", views.dataset_list, name="dataset-list"),
     path("datasets/new/", views.dataset_create_view, name="dataset-create"),

@@ -1,7 +1,7 @@
 """REST API routes of the annotation app under /api/v1/."""
 from django.urls import path
 
-from . import apis, apis_gold, apis_io, apis_quality
+from . import apis, apis_gold, apis_io, apis_quality, apis_review
 
 urlpatterns: list = [
     path("workspaces/", apis.WorkspaceListCreateApi.as_view(), name="api-workspaces"),
@@ -19,6 +19,9 @@ urlpatterns: list = [
          name="api-annotator-standing"),
     path("records/<int:record_id>/", apis.RecordDetailApi.as_view(), name="api-record"),
     path("records/<int:record_id>/responses/", apis.ResponseListCreateApi.as_view(), name="api-record-responses"),
+    # --- review (apis_review) ---
+    path("datasets/<int:dataset_id>/review-queue/", apis_review.ReviewQueueApi.as_view(), name="api-dataset-review-queue"),
+    path("records/<int:record_id>/review/", apis_review.RecordReviewApi.as_view(), name="api-record-review"),
     # --- import/export (apis_io) ---
     path("datasets/<int:dataset_id>/import-pairs/", apis_io.PairsImportApi.as_view(), name="api-dataset-import-pairs"),
     path("datasets/<int:dataset_id>/triplets/", apis_io.TripletsExportApi.as_view(), name="api-dataset-triplets"),

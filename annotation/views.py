@@ -26,12 +26,14 @@ from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, resw
 from . import forms as ui_forms
 from .access import (
     ADMIN,
+    REVIEWER,
     admin_workspaces,
     dataset_for_user,
     dataset_role,
     job_for_user,
     role_at_least,
     workspace_for_user,
+    workspaces_for_user,
 )
 from .agreement import dataset_quality
 from .annotate_page import AnnotateView, annotate_view_build, shown_order, slot_names
@@ -40,7 +42,7 @@ from .job_selectors import job_download_name, job_page_context, job_progress_con
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
 from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
-from .quality.gold import gold_answer_matches
+from .quality.review import record_answers
 from .selectors import (
     datasets_for_user,
     datasets_progress,
@@ -68,7 +70,7 @@ from .services import (
     response_upsert,
 )
 from .text import text_cleaned_notes
-from .views_gold import answer_in_words, record_gold_context
+from .views_gold import record_gold_context
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -123,6 +125,7 @@ def home(request):
     user = request.user
     datasets = list(datasets_for_user(user))
     administered = set(admin_workspaces(user).values_list("pk", flat=True))
+    reviewing = set(workspaces_for_user(user, role=REVIEWER).values_list("pk", flat=True))
     visible = [d for d in datasets if d.status == Dataset.Status.PUBLISHED or d.workspace_id in administered]
     progress = datasets_progress([d.pk for d in visible])
     mine = dict(Response.objects.filter(user=user, dataset_id__in=[d.pk for d in visible],
@@ -133,7 +136,8 @@ def home(request):
         p = progress.get(d.pk, {})
         cards.append({"dataset": d, "records": p.get("records", 0), "completed": p.get("completed", 0),
                       "mine": mine.get(d.pk, 0),
-                      "is_admin": d.workspace_id in administered})
+                      "is_admin": d.workspace_id in administered,
+                      "is_reviewer": d.workspace_id in reviewing})
     return render(request, "annotation/home.html", {"cards": cards})
 
 
@@ -489,12 +493,7 @@ def record_detail(request, dataset_id: int, record_id: int):
     view = annotate_view_build(user=request.user, dataset=dataset, record=record, mode="review")
     questions = list(dataset.questions.all())
     titles = field_titles(dataset)
-    answers = []
-    for r in Response.objects.filter(record=record).select_related("user").order_by("status", "user__username"):
-        answers.append({"response": r, "answers": [{"q": q, "value": answer_in_words(q, (r.values or {}).get(q.name), titles)}
-                                                   for q in questions],
-                        "gold_match": gold_answer_matches(questions=questions, gold_answer=record.gold_answer,
-                                                          values=r.values) if record.is_gold else None})
+    answers = record_answers(record=record, questions=questions, titles=titles)
     suggestions = list(Suggestion.objects.filter(record=record).select_related("question").order_by("question__position", "agent"))
     for s in suggestions:
         s.rationale_html = markdown_render(s.rationale)

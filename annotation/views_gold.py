@@ -13,25 +13,12 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from .access import ADMIN, record_for_user
-from .agreement import ranks_from_value
-from .annotate_page import preference_summary
 from .errors import validation_message
 from .models import Question, Record, Response
 from .quality.gold import question_answer_matches, records_gold_clear, records_gold_set
 from .quality.gold_files import gold_answer_best, gold_answer_from_values
+from .quality.review import answer_in_words
 from .selectors import compared_fields, dataset_questions, ranked_question_of
-
-
-def answer_in_words(question: Question, value: Any, titles: dict[str, str]) -> Any:
-    """One answer as the record page shows it: a ranking as "A > B = C" (field titles), a preference
-    in words, anything else as it is."""
-    if question.kind == Question.Kind.PREFERENCE:
-        return preference_summary(question, value)
-    ranks = ranks_from_value(value) if question.kind == Question.Kind.RANKING else None
-    if ranks:
-        return " > ".join(" = ".join(sorted(titles.get(n, n) for n, k in ranks.items() if k == rank))
-                          for rank in sorted(set(ranks.values())))
-    return value
 
 
 def record_gold_context(*, record: Record, questions: list[Question], titles: dict[str, str]) -> dict:
