@@ -27,20 +27,24 @@ The rules, as the page and the API state them (RULES):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import defaultdict
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import combinations
 
 import orjson
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import F, TextField, Value
+from django.db.models import Count, F, Max, Q, Sum, TextField, Value
 from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import Cast
+from django.db.models.functions import MD5, Cast, Concat
 from django.http import Http404
+from django.utils import timezone
 
 from ..agreement.majority import leave_one_out_agreement
 from ..agreement.rankings import ranks_from_value, unit_labels
@@ -142,14 +146,20 @@ class AnnotatorQuality:
     paused: bool = False
     pause_reason: str = ""
     excluded: bool = False
+    _timing: tuple | None = field(default=None, repr=False)   # (timed, median) once compact() dropped the durations
+
+    def compact(self) -> None:
+        """Keep only the figures read from the durations (a cached report holds no per-answer list)."""
+        self._timing = (len(self.durations), median(self.durations))
+        self.durations = []
 
     @property
     def timed(self) -> int:
-        return len(self.durations)
+        return self._timing[0] if self._timing is not None else len(self.durations)
 
     @property
     def median_seconds(self) -> float | None:
-        return median(self.durations)
+        return self._timing[1] if self._timing is not None else median(self.durations)
 
     @property
     def too_fast_share(self) -> float | None:
@@ -190,19 +200,29 @@ class AnchoringArm:
     judge: Rate = field(default_factory=Rate)             # 1 per answer agreeing with the suggestion shown
     durations: list[float] = field(default_factory=list, repr=False)
     inter_annotator: Rate = field(default_factory=Rate)   # 1 per matching verdict of two annotators
+    _timing: tuple | None = field(default=None, repr=False)   # (timed, median, interval) once compact() ran
+
+    def compact(self) -> None:
+        """Keep only the figures read from the durations (a cached report holds no per-answer list)."""
+        self._timing = (len(self.durations), median(self.durations), median_interval(self.durations))
+        self.durations = []
+
+    @property
+    def timed(self) -> int:
+        return self._timing[0] if self._timing is not None else len(self.durations)
 
     @property
     def median_seconds(self) -> float | None:
-        return median(self.durations)
+        return self._timing[1] if self._timing is not None else median(self.durations)
 
     @property
     def median_interval(self) -> tuple[float | None, float | None]:
-        return median_interval(self.durations)
+        return self._timing[2] if self._timing is not None else median_interval(self.durations)
 
     def as_dict(self) -> dict:
         low, high = self.median_interval
         return {"responses": self.responses, "agreement_with_judge": rate_with_interval(self.judge),
-                "median_seconds": rounded(self.median_seconds, 2), "timed": len(self.durations),
+                "median_seconds": rounded(self.median_seconds, 2), "timed": self.timed,
                 "median_ci_low": rounded(low, 2), "median_ci_high": rounded(high, 2),
                 "median_ci_method": "order-statistic-95",
                 "inter_annotator_agreement": rate_with_interval(self.inter_annotator)}
@@ -253,6 +273,7 @@ class QualityReport:
     annotators: list[AnnotatorQuality]
     anchoring: Anchoring
     competence_fitted: bool = False
+    computed_at: datetime | None = None    # when the figures were computed (a cached report keeps its time)
 
     def settings(self) -> dict:
         d = self.dataset
@@ -264,7 +285,7 @@ class QualityReport:
     def as_dict(self) -> dict:
         return {"dataset": self.dataset.pk, "question": self.question, "settings": self.settings(),
                 "annotators": [a.as_dict() for a in self.annotators], "anchoring": self.anchoring.as_dict(),
-                "rules": RULES}
+                "computed_at": self.computed_at.isoformat() if self.computed_at else None, "rules": RULES}
 
 
 # --- the pass --------------------------------------------------------------------------------------
@@ -574,7 +595,73 @@ def dataset_quality_report(*, dataset: Dataset, competence: bool = True, agreeme
                 row.competence, row.competence_verdicts = fit.competence[user_id], fit.votes.get(user_id, 0)
     return QualityReport(dataset=dataset, question=question.name if question is not None else None,
                          annotators=sorted(run.rows.values(), key=lambda r: (r.username.lower(), r.user_id)),
-                         anchoring=run.anchoring, competence_fitted=fitted)
+                         anchoring=run.anchoring, competence_fitted=fitted, computed_at=timezone.now())
+
+
+# --- the cache -------------------------------------------------------------------------------------
+
+CACHE_SECONDS = 24 * 3600   # an entry nothing invalidated is dropped after a day
+
+
+def _quality_inputs(dataset: Dataset) -> tuple:
+    """What the figures are computed from, summarised in a few small aggregate queries: any new, changed or
+    deleted answer (count and latest change of the dataset's responses), a change of standing, of gold records
+    or their answers, of the judges' suggestions, of the workspace's members, of the dataset's settings or
+    questions gives another value."""
+    responses = Response.objects.filter(dataset=dataset).aggregate(n=Count("id"), latest=Max("updated_at"))
+    standings = AnnotatorStanding.objects.filter(dataset=dataset).aggregate(n=Count("id"), latest=Max("updated_at"))
+    suggestions = Suggestion.objects.filter(question__dataset=dataset).aggregate(n=Count("id"), latest=Max("updated_at"))
+    members = Membership.objects.filter(workspace_id=dataset.workspace_id).aggregate(
+        n=Count("id"), users=Sum("user_id"), simulated=Count("id", filter=Q(is_simulated=True)),
+        imported=Count("id", filter=Q(is_imported=True)))
+    gold = Record.objects.filter(dataset=dataset, is_gold=True)
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.aggregates import StringAgg
+
+        gold_state = gold.aggregate(n=Count("id"), digest=MD5(StringAgg(
+            Concat(Cast("id", TextField()), Value(":"), Cast("gold_answer", TextField()), output_field=TextField()),
+            delimiter=",", order_by="id")))
+    else:
+        digest = hashlib.md5()
+        for record_id, answer in gold.order_by("id").values_list("id", Cast("gold_answer", TextField())).iterator():
+            digest.update(f"{record_id}:{answer},".encode())
+        gold_state = {"digest": digest.hexdigest()}
+    questions = [(q.pk, q.name, q.kind, q.options) for q in dataset_questions(dataset)]
+    settings = {**QualityReport(dataset, None, [], Anchoring()).settings(), "allow_ties": dataset.allow_ties}
+    return (sorted(responses.items()), sorted(standings.items()), sorted(suggestions.items()), sorted(members.items()),
+            sorted(gold_state.items()), questions, sorted(settings.items()))
+
+
+def _cache_key(dataset: Dataset, inputs: tuple, *, competence: bool, agreement: bool) -> str:
+    digest = hashlib.sha256(repr(inputs).encode()).hexdigest()[:32]
+    return f"preflab:quality-report:v1:{dataset.pk}:{int(competence)}{int(agreement)}:{digest}"
+
+
+def dataset_quality_report_cached(*, dataset: Dataset, competence: bool = True, agreement: bool = True) -> QualityReport:
+    """dataset_quality_report kept in Django's cache, keyed by the dataset and what its figures are computed
+    from (_quality_inputs), so opening the page again is instant and any new answer, standing, gold or setting
+    change recomputes it. The report says when its figures were computed (computed_at). A report without the
+    competence model or the agreement figures is served from a full one when that is cached."""
+    inputs = _quality_inputs(dataset)
+    wanted = [(competence, agreement)] + ([(True, True)] if not (competence and agreement) else [])
+    for flags in wanted:
+        cached = cache.get(_cache_key(dataset, inputs, competence=flags[0], agreement=flags[1]))
+        if cached is not None:
+            if flags == (True, True) and not competence:   # a full report asked without the competence model
+                for row in cached.annotators:
+                    row.competence, row.competence_verdicts = None, 0
+                cached.competence_fitted = False
+            cached.dataset = dataset
+            return cached
+    report = dataset_quality_report(dataset=dataset, competence=competence, agreement=agreement)
+    for row in report.annotators:
+        row.compact()
+    report.anchoring.shown.compact()
+    report.anchoring.hidden.compact()
+    report.dataset = None
+    cache.set(_cache_key(dataset, inputs, competence=competence, agreement=agreement), report, CACHE_SECONDS)
+    report.dataset = dataset
+    return report
 
 
 def _name(rows: dict[int, AnnotatorQuality], dataset: Dataset) -> None:
@@ -600,17 +687,20 @@ class QualitySummary:
     paused: list[str]
     excluded: list[str]
     anchoring: Anchoring
+    computed_at: datetime | None = None
 
 
 def dataset_quality_summary(*, dataset: Dataset) -> QualitySummary:
-    """The dashboard's compact view of dataset_quality_report (no competence model): who is flagged too
-    fast, below the gold threshold, paused or excluded, and the anchoring arms."""
-    report = dataset_quality_report(dataset=dataset, competence=False, agreement=False)
+    """The dashboard's compact view of dataset_quality_report (no competence model, no agreement figures: it
+    shows none; cached as dataset_quality_report_cached caches): who is flagged too fast, below the gold
+    threshold, paused or excluded, and the anchoring arms."""
+    report = dataset_quality_report_cached(dataset=dataset, competence=False, agreement=False)
     rows = report.annotators
     return QualitySummary(annotators=len(rows), too_fast=[r.username for r in rows if r.too_fast],
                           below_gold=[r.username for r in rows if r.below_gold_threshold],
                           paused=[r.username for r in rows if r.paused],
-                          excluded=[r.username for r in rows if r.excluded], anchoring=report.anchoring)
+                          excluded=[r.username for r in rows if r.excluded], anchoring=report.anchoring,
+                          computed_at=report.computed_at)
 
 
 def dataset_annotator(*, dataset: Dataset, user_id) -> object:
