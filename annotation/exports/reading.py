@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models.fields.json import KT
 
 from ..agreement import both_bad_by_majority, pair_vote_from_value, ranks_from_value
-from ..models import Record, Response, Suggestion
+from ..models import Record, Response, Review, Suggestion
 from .parameters import Target
 
 CHUNK_RECORDS = 5_000  # at most; fewer when records are large (CHUNK_BYTES of text per chunk)
@@ -47,14 +47,31 @@ class Chunk:
     strengths: dict[int, list] = field(default_factory=dict)
     both_bad: set[int] = field(default_factory=set)
     voters: dict[int, list] = field(default_factory=dict)  # with_voters: record id -> who gave each ranking in `human`
+    reviewed: dict[int, Verdict] = field(default_factory=dict)  # record id -> its reviewer's verdict (with_reviews)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A reviewer's verdict on one record (Review, decision accepted or own) read for the export's question:
+    ranks as a vote gives them (None: the verdict ranks nothing, e.g. calls both responses bad), a graded
+    preference's strength and both_bad, and the reviewer's username (None once the account is gone)."""
+
+    ranks: dict | None
+    strength: float | None
+    both_bad: bool
+    reviewer: str | None
 
 
 class ExportReader:
     """The records and answers one export reads (see the module docstring)."""
 
     def __init__(self, *, dataset_id: int, target: Target, names: list[str], conversational: bool,
-                 use_humans: bool, use_suggestions: bool, chunk_size: int, with_voters: bool = False):
+                 use_humans: bool, use_suggestions: bool, chunk_size: int, with_voters: bool = False,
+                 include_gold: bool = False, excluded: frozenset[int] = frozenset(), with_reviews: bool = False):
         self.dataset_id = dataset_id
+        self.include_gold = include_gold  # else gold records are left out (never walked)
+        self.excluded = excluded  # annotators whose answers are left out (standing.excluded_user_ids)
+        self.with_reviews = with_reviews  # read the records' reviewed verdicts (Review) beside the votes
         self.with_voters = with_voters  # also read who answered (resolve=weighted weighs them)
         self.target = target
         self.compares = target.fields if target.compares else None  # how ranks_from_value reads a rating
@@ -66,8 +83,11 @@ class ExportReader:
         # Keyset pagination as a row comparison, (dataset_id, id) > (ds, last): only the (dataset, id)
         # index can serve it, so PostgreSQL walks that index. With `id > last ORDER BY id` the planner
         # may walk the primary key instead and step over every record of older datasets (seconds).
-        self.base = (Record.objects.filter(dataset_id=dataset_id).order_by("dataset_id", "id")
-                     .annotate(**annotations).values_list("id", "external_id", *annotations))
+        records = Record.objects.filter(dataset_id=dataset_id)
+        if not include_gold:
+            records = records.filter(is_gold=False)
+        self.base = records.order_by("dataset_id", "id").annotate(**annotations).values_list("id", "external_id",
+                                                                                            *annotations)
         # Only the needed fields are read, each as text (fields->>'name' on PostgreSQL): no jsonb_out
         # of the whole value, no JSON parsing in Python except for chat fields.
         text_annotations = {f"f{i}": KT(f"fields__{name}") for i, name in enumerate(names)}
@@ -75,11 +95,11 @@ class ExportReader:
         self.text_cols = list(text_annotations)
         # Dense mode: when nearly every record of the last chunk gave rows, the next chunk's texts are
         # read with its ids (one query less per chunk); sparse datasets read texts of rows only.
-        self.dense_base = (Record.objects.filter(dataset_id=dataset_id).order_by("dataset_id", "id")
-                           .annotate(**annotations, **text_annotations)
+        self.dense_base = (records.order_by("dataset_id", "id").annotate(**annotations, **text_annotations)
                            .values_list("id", "external_id", *annotations, *self.text_cols))
         self.text_start = 2 + len(annotations)
-        self.pg_texts = _PgTexts(dataset_id, names, conversational) if connection.vendor == "postgresql" else None
+        self.pg_texts = (_PgTexts(dataset_id, names, conversational, include_gold=include_gold)
+                         if connection.vendor == "postgresql" else None)
         table = Record._meta.db_table
         self.after = f'("{table}"."dataset_id", "{table}"."id") > (%s, %s)'
 
@@ -108,8 +128,9 @@ class ExportReader:
             else:
                 human = self._human_rankings(lo, hi, rank_cache, voters) if self.use_humans else {}
             suggested = self._suggested_rankings(lo, hi) if self.use_suggestions else {}
-            yield Chunk(rows, human, suggested, dense, strengths, both_bad, voters)
-            answered = len(human) + sum(1 for rid in suggested if rid not in human)
+            reviewed = self._verdicts(lo, hi) if self.with_reviews else {}
+            yield Chunk(rows, human, suggested, dense, strengths, both_bad, voters, reviewed)
+            answered = sum(1 for row in rows if row[0] in human or row[0] in suggested or row[0] in reviewed)
             dense = answered >= 0.9 * len(rows)
 
     def _records(self, *, after_id: int, limit: int, dense: bool) -> list:
@@ -121,9 +142,25 @@ class ExportReader:
     def _answers(self, lo: int, hi: int):
         """(record id, answer as text[, user id]) of the submitted responses of records lo..hi."""
         who = ("user_id",) if self.with_voters else ()
-        return (Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
-                                        record_id__gte=lo, record_id__lte=hi)
-                .annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v", *who))
+        answers = Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
+                                          record_id__gte=lo, record_id__lte=hi)
+        if self.excluded:
+            answers = answers.exclude(user_id__in=sorted(self.excluded))
+        return answers.annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v", *who)
+
+    def _verdicts(self, lo: int, hi: int) -> dict[int, Verdict]:
+        """The reviewed verdicts (accepted or own; a record sent back has none) of records lo..hi that
+        answer the export's question."""
+        out: dict[int, Verdict] = {}
+        for rid, value, reviewer in (Review.objects.filter(record_id__gte=lo, record_id__lte=hi,
+                                                           dataset_id=self.dataset_id,
+                                                           decision__in=REVIEW_VERDICTS)
+                                     .annotate(v=KT(f"values__{self.target.question.name}"))
+                                     .values_list("record_id", "v", "reviewer__username")):
+            verdict = _verdict(value, self.target, self.compares, reviewer)
+            if verdict is not None:
+                out[rid] = verdict
+        return out
 
     def _human_rankings(self, lo: int, hi: int, rank_cache: dict[str, Any], voters: dict[int, list]) -> dict[int, list]:
         human: dict[int, list] = {}
@@ -200,19 +237,36 @@ class ExportReader:
                                 // len(texts))
 
 
+REVIEW_VERDICTS = (Review.Decision.ACCEPTED, Review.Decision.OWN)
+
+
+def _verdict(value: Any, target: Target, compares, reviewer: str | None) -> Verdict | None:
+    """A reviewer's answer to the export's question read as a vote is (None: no answer to it)."""
+    if value is None:
+        return None
+    if target.graded:
+        vote = pair_vote_from_value(value, target.fields)
+        if vote is None:
+            return None
+        return Verdict(vote.ranks, vote.strength if vote.ranks is not None else None, bool(vote.both_bad), reviewer)
+    ranks = ranks_from_value(value, compares=compares)
+    return Verdict(ranks, None, False, reviewer) if ranks is not None else None
+
+
 class _PgTexts:
     """PostgreSQL reads of record texts with jsonb_to_record: the fields value is de-TOASTed once
     per record and the needed keys come out as text (fields->>'a', fields->>'b', ... would
     decompress it once per key: about twice the server time)."""
 
-    def __init__(self, dataset_id: int, names: list[str], with_system: bool):
+    def __init__(self, dataset_id: int, names: list[str], with_system: bool, *, include_gold: bool):
         table = Record._meta.db_table
         columns = ", ".join('"{}" text'.format(n.replace('"', '""')) for n in names)
         source = (f'FROM "{table}" r CROSS JOIN LATERAL jsonb_to_record(r."fields") AS x({columns}) '
                   'WHERE r."dataset_id" = %s ')
+        walked = source if include_gold else source + 'AND NOT r."is_gold" '
         system = """, r."metadata" ->> 'system'""" if with_system else ""
         self.dataset_id = dataset_id
-        self.chunk_sql = (f'SELECT r."id", r."external_id"{system}, x.* {source}'
+        self.chunk_sql = (f'SELECT r."id", r."external_id"{system}, x.* {walked}'
                           'AND (r."dataset_id", r."id") > (%s, %s) ORDER BY r."dataset_id", r."id" LIMIT %s')
         self.of_sql = f'SELECT r."id", x.* {source}AND r."id" = ANY(%s)'
 

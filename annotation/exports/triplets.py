@@ -10,8 +10,9 @@ from django.core.exceptions import ValidationError
 
 from ..agreement.datasets import dataset_competence, judge_key
 from ..models import Dataset, Field, Record
+from ..quality.standing import excluded_user_ids
 from .parameters import Target, export_params_parse, export_target
-from .reading import CHUNK_RECORDS, Chunk, ExportReader, first_then_prefetched
+from .reading import CHUNK_RECORDS, Chunk, ExportReader, Verdict, first_then_prefetched
 from .resolution import PairResult, record_pairs
 
 
@@ -19,7 +20,8 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
                     resolve: str = "majority", source: str = "human", include_ties: bool = False,
                     style: str = "standard", min_margin: float | None = None,
                     margin_from: str = "votes", include_both_bad: bool = False,
-                    trl_margin: str | None = None, chunk_size: int = CHUNK_RECORDS,
+                    trl_margin: str | None = None, include_gold: bool = False, include_excluded: bool = False,
+                    reviews: str = "use", chunk_size: int = CHUNK_RECORDS,
                     on_progress: Callable[[int], None] | None = None) -> Iterator[dict]:
     """Yield the preference triplets of a dataset, streamed (see the package docstring for the rules).
 
@@ -28,7 +30,8 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
     """
     export_params_parse({"pairs": pairs, "resolve": resolve, "source": source, "style": style,
                          "include_ties": include_ties, "min_margin": min_margin, "margin_from": margin_from,
-                         "include_both_bad": include_both_bad, "trl_margin": trl_margin}, with_format=False)
+                         "include_both_bad": include_both_bad, "trl_margin": trl_margin, "include_gold": include_gold,
+                         "include_excluded": include_excluded, "reviews": reviews}, with_format=False)
     target = export_target(dataset, question)
     if margin_from == "strength" and not target.graded:
         raise ValidationError({"margin_from": f"'strength' needs a preference question; {target.question.name!r} "
@@ -51,13 +54,16 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
     reader = ExportReader(dataset_id=dataset.pk, target=target, names=plan.names,
                           conversational=plan.conversational, use_humans=source in ("human", "both"),
                           use_suggestions=plan.use_suggestions, chunk_size=chunk_size,
-                          with_voters=resolve == "weighted")
+                          with_voters=resolve == "weighted", include_gold=include_gold,
+                          excluded=frozenset() if include_excluded else frozenset(excluded_user_ids(dataset=dataset)),
+                          with_reviews=reviews == "use" and source in ("human", "both"))
     return _triplets_iter(plan, reader, on_progress)
 
 
-def triplets_export_count(dataset: Dataset) -> int:
-    """Records an export will walk (for progress bars)."""
-    return Record.objects.filter(dataset_id=dataset.pk).count()
+def triplets_export_count(dataset: Dataset, *, include_gold: bool = False) -> int:
+    """Records an export will walk (for progress bars): gold ones only when asked for."""
+    records = Record.objects.filter(dataset_id=dataset.pk)
+    return records.count() if include_gold else records.filter(is_gold=False).count()
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,8 @@ class _Resolved:
     voters: int
     origin: str
     raws: list | None
+    reviewed_by: str | None = None
+    reviewed: bool = False
 
 
 def _triplets_iter(plan: _Plan, reader: ExportReader, on_progress: Callable[[int], None] | None) -> Iterator[dict]:
@@ -117,6 +125,9 @@ def _triplets_iter(plan: _Plan, reader: ExportReader, on_progress: Callable[[int
 def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
     """The pairs one record gives: from its submitted responses, else (when asked) its suggestions."""
     rid = row[0]
+    verdict = chunk.reviewed.get(rid)
+    if verdict is not None:
+        return _verdict_resolve(plan, row, verdict)
     if rid in chunk.both_bad and not plan.include_both_bad:
         return None
     votes = chunk.human.get(rid)
@@ -142,6 +153,24 @@ def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
     if plan.trl_margin is not None:  # a row without the chosen margin could not be trained on
         results = [r for r in results if _margins(r, origin)[plan.trl_margin] is not None]
     return _Resolved(row, results, len(votes), origin, raws) if results else None
+
+
+def _verdict_resolve(plan: _Plan, row: tuple, verdict: Verdict) -> _Resolved | None:
+    """The pairs of a reviewed record: from the reviewer's verdict, as if it were the record's only answer
+    (one voter: agreement 1, vote_margin 1; the votes stay in the database and in reviews=ignore)."""
+    if verdict.ranks is None or (verdict.both_bad and not plan.include_both_bad):
+        return None
+    scores = [verdict.strength] if plan.target.graded else None
+    margin_by = "scores" if plan.margin_from == "strength" else "ranks" if plan.resolve == "mean_rank" else "votes"
+    # one vote: competence weights do not apply (resolve=weighted reads it as a majority of one)
+    results = record_pairs(plan.target.fields, [verdict.ranks], resolve="mean_rank" if plan.resolve == "mean_rank"
+                           else "majority", pairs=plan.pairs, include_ties=plan.include_ties, scores=scores,
+                           margin_by=margin_by)
+    if plan.min_margin is not None:
+        results = [r for r in results if r.margin >= plan.min_margin]
+    if plan.trl_margin is not None:
+        results = [r for r in results if _margins(r, "human")[plan.trl_margin] is not None]
+    return _Resolved(row, results, 1, "human", None, verdict.reviewer, True) if results else None
 
 
 class _RowWriter:
@@ -171,7 +200,8 @@ class _RowWriter:
                    "external_id": row[1], "chosen_field": pair.chosen, "rejected_field": pair.rejected,
                    "annotators": r.voters, "agreement": pair.agreement, "vote_margin": pair.vote_margin,
                    "rank_margin": pair.rank_margin, "strength_margin": pair.score_margin if human else None,
-                   "judge_margin": None if human else pair.score_margin, "tie": pair.tie, "source": r.origin}
+                   "judge_margin": None if human else pair.score_margin, "tie": pair.tie, "source": r.origin,
+                   "reviewed": r.reviewed, "reviewed_by": r.reviewed_by}
             if self.with_ratings:
                 out["ratings"] = _ratings(r.raws, pair.chosen, pair.rejected) if r.raws else None
             if plan.trl_margin is not None:

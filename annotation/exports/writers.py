@@ -94,6 +94,7 @@ def parquet_schema(*, style: str, source: str, trl_margin: str | None = None):
              "chosen_field": pa.string(), "rejected_field": pa.string(), "annotators": pa.int64(),
              "agreement": pa.float64(), "vote_margin": pa.float64(), "rank_margin": pa.float64(),
              "strength_margin": pa.float64(), "judge_margin": pa.float64(), "tie": pa.bool_(), "source": pa.string(),
+             "reviewed": pa.bool_(), "reviewed_by": pa.string(),
              "ratings": pa.struct([("chosen", pa.float64()), ("rejected", pa.float64())]), "margin": pa.float64()}
     return pa.schema([(name, types[name]) for name in columns_for(source, trl_margin)])
 
