@@ -32,7 +32,7 @@ RANK_1 = '{"ranking": [{"value": "response-1", "rank": 1}, {"value": "response-2
 RANK_2 = '{"ranking": [{"value": "response-2", "rank": 1}, {"value": "response-1", "rank": 2}]}'
 
 
-def populate(dataset, n: int, *, prompt_chars: int, response_chars: int) -> None:
+def populate(dataset, n: int, *, prompt_chars: int, response_chars: int, gold_every: int = 0) -> None:
     import orjson
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
@@ -48,13 +48,14 @@ def populate(dataset, n: int, *, prompt_chars: int, response_chars: int) -> None
             cursor.execute("SET LOCAL default_toast_compression = 'lz4'")
         raw = cursor.cursor
         with raw.copy("COPY annotation_record (dataset_id, external_id, fields, metadata, priority, submitted_count, "
-                      "leased_count, completed, created_at, updated_at) FROM STDIN") as copy:
+                      "leased_count, completed, created_at, updated_at, extra_wanted, is_gold) FROM STDIN") as copy:
             for i in range(n):
                 fields = dumps({"prompt": f"{i}: " + pool.get(i, prompt_chars),
                                 "response-1": pool.get(i, response_chars, 1),
                                 "response-2": pool.get(i, response_chars, 2)}).decode()
+                gold = bool(gold_every) and i % gold_every == gold_every - 1
                 copy.write_row((dataset.pk, f"r{i}", fields, '{"model-1": "m-a", "model-2": "m-b"}', 0.0, 1, 0,
-                                True, "now", "now"))
+                                True, "now", "now", 0, gold))
         cursor.execute(
             """INSERT INTO annotation_response (record_id, dataset_id, user_id, values, status, display_order,
                    duration, created_at, updated_at)
