@@ -48,6 +48,9 @@ class Chunk:
     both_bad: set[int] = field(default_factory=set)
     voters: dict[int, list] = field(default_factory=dict)  # with_voters: record id -> who gave each ranking in `human`
     reviewed: dict[int, Verdict] = field(default_factory=dict)  # record id -> its reviewer's verdict (with_reviews)
+    # record id -> the answers (as the texts they were read from) behind its rankings in `human`, in the same
+    # order: what the record's resolution depends on (resolve=weighted aside), so equal ones resolve once
+    answer_keys: dict[int, list] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -123,13 +126,14 @@ class ExportReader:
             strengths: dict[int, list] = {}
             both_bad: set[int] = set()
             voters: dict[int, list] = {}
+            keys: dict[int, list] = {}
             if self.use_humans and self.target.graded:
-                human = self._human_votes(lo, hi, rank_cache, strengths, both_bad, voters)
+                human = self._human_votes(lo, hi, rank_cache, strengths, both_bad, voters, keys)
             else:
-                human = self._human_rankings(lo, hi, rank_cache, voters) if self.use_humans else {}
+                human = self._human_rankings(lo, hi, rank_cache, voters, keys) if self.use_humans else {}
             suggested = self._suggested_rankings(lo, hi) if self.use_suggestions else {}
             reviewed = self._verdicts(lo, hi) if self.with_reviews else {}
-            yield Chunk(rows, human, suggested, dense, strengths, both_bad, voters, reviewed)
+            yield Chunk(rows, human, suggested, dense, strengths, both_bad, voters, reviewed, keys)
             answered = sum(1 for row in rows if row[0] in human or row[0] in suggested or row[0] in reviewed)
             dense = answered >= 0.9 * len(rows)
 
@@ -162,7 +166,8 @@ class ExportReader:
                 out[rid] = verdict
         return out
 
-    def _human_rankings(self, lo: int, hi: int, rank_cache: dict[str, Any], voters: dict[int, list]) -> dict[int, list]:
+    def _human_rankings(self, lo: int, hi: int, rank_cache: dict[str, Any], voters: dict[int, list],
+                        keys: dict[int, list]) -> dict[int, list]:
         human: dict[int, list] = {}
         for rid, value, *who in self._answers(lo, hi):
             # answers repeat (a two-field ranking has three possible ones): parse each once
@@ -172,13 +177,19 @@ class ExportReader:
                 if isinstance(value, str) and len(rank_cache) < RANK_CACHE_SIZE:
                     rank_cache[value] = ranks
             if ranks is not None:
-                human.setdefault(rid, []).append(ranks)
+                rankings = human.get(rid)
+                if rankings is None:
+                    human[rid] = [ranks]
+                    keys[rid] = [value]
+                else:
+                    rankings.append(ranks)
+                    keys[rid].append(value)
                 if who:
                     voters.setdefault(rid, []).append(who[0])
         return human
 
     def _human_votes(self, lo: int, hi: int, vote_cache: dict[str, Any], strengths: dict[int, list],
-                     both_bad: set[int], voters: dict[int, list]) -> dict[int, list]:
+                     both_bad: set[int], voters: dict[int, list], keys: dict[int, list]) -> dict[int, list]:
         """_human_rankings for a graded preference: also each ranking's strength (into `strengths`) and
         the records most of whose answers call both responses bad (into `both_bad`)."""
         human: dict[int, list] = {}
@@ -198,6 +209,7 @@ class ExportReader:
             if vote.ranks is not None:
                 human.setdefault(rid, []).append(vote.ranks)
                 strengths.setdefault(rid, []).append(vote.strength)
+                keys.setdefault(rid, []).append(value)
                 if who:
                     voters.setdefault(rid, []).append(who[0])
         both_bad.update(rid for rid, n in called_bad.items() if both_bad_by_majority(n, answers[rid]))

@@ -109,10 +109,16 @@ class _Resolved:
     reviewed: bool = False
 
 
+RESOLVED_CACHE_SIZE = 20_000  # distinct answer combinations whose pairs are kept (a few MB)
+
+
 def _triplets_iter(plan: _Plan, reader: ExportReader, on_progress: Callable[[int], None] | None) -> Iterator[dict]:
     rows_of = _RowWriter(plan)
+    # The pairs of a record depend only on its answers (in their order) and the plan, except under
+    # resolve=weighted (who answered counts): records with the same answers are resolved once.
+    cache: dict[tuple, list] | None = {} if plan.resolve != "weighted" else None
     for chunk in first_then_prefetched(reader.chunks):
-        resolved = [r for r in (_record_resolve(plan, row, chunk) for row in chunk.rows) if r is not None]
+        resolved = [r for r in (_record_resolve(plan, row, chunk, cache) for row in chunk.rows) if r is not None]
         if resolved:
             texts, offset = reader.texts(chunk, [r.row for r in resolved])
             reader.measure([texts[r.row[0]] for r in resolved[:20]], offset)
@@ -122,14 +128,27 @@ def _triplets_iter(plan: _Plan, reader: ExportReader, on_progress: Callable[[int
             on_progress(len(chunk.rows))
 
 
-def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
-    """The pairs one record gives: from its submitted responses, else (when asked) its suggestions."""
+def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk, cache: dict[tuple, list] | None = None) -> _Resolved | None:
+    """The pairs one record gives: from its submitted responses, else (when asked) its suggestions.
+    `cache`: answers (as read) -> the pairs they give, for records resolved from human answers."""
     rid = row[0]
-    verdict = chunk.reviewed.get(rid)
-    if verdict is not None:
-        return _verdict_resolve(plan, row, verdict)
+    if chunk.reviewed:
+        verdict = chunk.reviewed.get(rid)
+        if verdict is not None:
+            return _verdict_resolve(plan, row, verdict)
     if rid in chunk.both_bad and not plan.include_both_bad:
         return None
+    if cache is not None:
+        key = chunk.answer_keys.get(rid)
+        if key is not None:
+            key = tuple(key)
+            results = cache.get(key)
+            if results is None:
+                results = _human_pairs(plan, chunk.human[rid], chunk.strengths.get(rid))
+                if len(cache) >= RESOLVED_CACHE_SIZE:
+                    cache.clear()
+                cache[key] = results
+            return _Resolved(row, results, len(key), "human", None) if results else None
     votes = chunk.human.get(rid)
     origin, raws = "human", None
     voters = chunk.voters.get(rid) if votes else None
@@ -153,6 +172,19 @@ def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk) -> _Resolved | None:
     if plan.trl_margin is not None:  # a row without the chosen margin could not be trained on
         results = [r for r in results if _margins(r, origin)[plan.trl_margin] is not None]
     return _Resolved(row, results, len(votes), origin, raws) if results else None
+
+
+def _human_pairs(plan: _Plan, votes: list, scores: list | None) -> list[PairResult]:
+    """The pairs of human answers under a plan that does not weigh who gave them (not resolve=weighted);
+    the same as _record_resolve's own path for them."""
+    margin_by = "scores" if plan.margin_from == "strength" else "ranks" if plan.resolve == "mean_rank" else "votes"
+    results = record_pairs(plan.target.fields, votes, resolve=plan.resolve, pairs=plan.pairs,
+                           include_ties=plan.include_ties, scores=scores, margin_by=margin_by)
+    if plan.min_margin is not None:
+        results = [r for r in results if r.margin >= plan.min_margin]
+    if plan.trl_margin is not None:
+        results = [r for r in results if _margins(r, "human")[plan.trl_margin] is not None]
+    return results
 
 
 def _verdict_resolve(plan: _Plan, row: tuple, verdict: Verdict) -> _Resolved | None:
