@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--prompt-chars", type=int, default=300)
     parser.add_argument("--response-chars", type=int, default=1500)
     parser.add_argument("--fresh", action="store_true", help="rebuild the bench dataset even if it is there")
+    parser.add_argument("--gold-every", type=int, default=0,
+                        help="make every Nth record gold (left out of the export: it gives fewer triplets than records)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DB)
     args = parser.parse_args()
     url = args.database_url
@@ -90,11 +92,12 @@ def main() -> None:
     from annotation.models import Dataset, Record
     from annotation.services import member_upsert
 
-    name = f"bench-export-{args.records}"
+    name = f"bench-export-{args.records}" + (f"-gold{args.gold_every}" if args.gold_every else "")
     dataset = Dataset.objects.filter(workspace__name="bench-io", name=name).first()
     if args.fresh or dataset is None or Record.objects.filter(dataset=dataset).count() != args.records:
         dataset, token = bench_dataset(name)
-        populate(dataset, args.records, prompt_chars=args.prompt_chars, response_chars=args.response_chars)
+        populate(dataset, args.records, prompt_chars=args.prompt_chars, response_chars=args.response_chars,
+                 gold_every=args.gold_every)
     else:
         _m, token, _ = member_upsert(workspace=dataset.workspace, username="bench-io-admin", role="admin")
     server = Server(url, args.port)

@@ -113,7 +113,7 @@ class ExportReader:
         last_id = 0
         size = min(FIRST_CHUNK_RECORDS, self.chunk_size)
         rank_cache: dict[str, Any] = {}
-        dense = False
+        dense = True  # the first (small) chunk reads its texts with its ids: one query less before the first byte
         while True:
             if last_id:  # after the first chunk: as many records as fit in CHUNK_BYTES of text
                 per_record = self.record_bytes or 1
@@ -150,7 +150,7 @@ class ExportReader:
                                           record_id__gte=lo, record_id__lte=hi)
         if self.excluded:
             answers = answers.exclude(user_id__in=sorted(self.excluded))
-        return answers.annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v", *who)
+        return _fetch(answers.annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v", *who))
 
     def _verdicts(self, lo: int, hi: int) -> dict[int, Verdict]:
         """The reviewed verdicts (accepted or own; a record sent back has none) of records lo..hi that
@@ -247,6 +247,15 @@ class ExportReader:
         """Remember the text bytes per record of some written rows: the next chunks are sized on it."""
         self.record_bytes = max(1, sum(len(v) for t in texts for v in t[offset:] if isinstance(v, str))
                                 // len(texts))
+
+
+def _fetch(queryset) -> list[tuple]:
+    """The rows of a values_list queryset whose columns need no conversion (ids, text), fetched at once
+    with the ORM's own SQL: without its row-by-row iteration (about half the time of an answer)."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 REVIEW_VERDICTS = (Review.Decision.ACCEPTED, Review.Decision.OWN)

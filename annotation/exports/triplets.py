@@ -9,10 +9,10 @@ import orjson
 from django.core.exceptions import ValidationError
 
 from ..agreement.datasets import dataset_competence, judge_key
-from ..models import Dataset, Field, Record
+from ..models import Dataset, Field, Record, Review
 from ..quality.standing import excluded_user_ids
 from .parameters import Target, export_params_parse, export_target
-from .reading import CHUNK_RECORDS, Chunk, ExportReader, Verdict, first_then_prefetched
+from .reading import CHUNK_RECORDS, REVIEW_VERDICTS, Chunk, ExportReader, Verdict, first_then_prefetched
 from .resolution import PairResult, record_pairs
 
 
@@ -56,8 +56,13 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
                           use_suggestions=plan.use_suggestions, chunk_size=chunk_size,
                           with_voters=resolve == "weighted", include_gold=include_gold,
                           excluded=frozenset() if include_excluded else frozenset(excluded_user_ids(dataset=dataset)),
-                          with_reviews=reviews == "use" and source in ("human", "both"))
+                          with_reviews=reviews == "use" and source in ("human", "both") and _has_verdicts(dataset))
     return _triplets_iter(plan, reader, on_progress)
+
+
+def _has_verdicts(dataset: Dataset) -> bool:
+    """Whether any record of the dataset has a reviewer's verdict (else no chunk looks for one)."""
+    return Review.objects.filter(dataset_id=dataset.pk, decision__in=REVIEW_VERDICTS).exists()
 
 
 def triplets_export_count(dataset: Dataset, *, include_gold: bool = False) -> int:
@@ -123,7 +128,7 @@ def _triplets_iter(plan: _Plan, reader: ExportReader, on_progress: Callable[[int
             texts, offset = reader.texts(chunk, [r.row for r in resolved])
             reader.measure([texts[r.row[0]] for r in resolved[:20]], offset)
             for r in resolved:
-                yield from rows_of(r, texts[r.row[0]], offset)
+                yield from rows_of(r, texts[r.row[0]], offset)  # a list: no generator per record
         if on_progress is not None:
             on_progress(len(chunk.rows))
 
@@ -215,11 +220,12 @@ class _RowWriter:
         # standard style, no chat fields: the texts go out as they are
         self.plain_text = not plan.conversational and not plan.chat_fields
 
-    def __call__(self, r: _Resolved, t: tuple, offset: int) -> Iterator[dict]:
+    def __call__(self, r: _Resolved, t: tuple, offset: int) -> list[dict]:
         position, plan = self.position, self.plan
         row = r.row
         prompt = self._prompt(t[offset + position[plan.prompt_field]], row)
         human = r.origin == "human"
+        rows = []
         for pair in r.results:
             if self.plain_text:
                 chosen = t[offset + position[pair.chosen]] or ""
@@ -238,7 +244,8 @@ class _RowWriter:
                 out["ratings"] = _ratings(r.raws, pair.chosen, pair.rejected) if r.raws else None
             if plan.trl_margin is not None:
                 out["margin"] = out[plan.trl_margin]
-            yield out
+            rows.append(out)
+        return rows
 
     def _prompt(self, prompt_raw: Any, row: tuple):
         """The prompt as text (standard) or as messages with the record's system prompt (conversational)."""

@@ -58,6 +58,27 @@ def _csv_cell(value: Any) -> str:
     return text
 
 
+def _csv_line(values: list) -> str:
+    """One CSV line (CRLF-terminated) of cells, each as _csv_cell writes it; the cell rule inlined for
+    text, numbers and empty cells (a function call per cell is a third of a row's time)."""
+    cells = []
+    append = cells.append
+    for value in values:
+        kind = value.__class__
+        if value is None:
+            append("")
+        elif kind is str:
+            if '"' in value or "," in value or "\n" in value or "\r" in value:
+                append('"' + value.replace('"', '""') + '"')
+            else:
+                append(value)
+        elif kind is int or kind is float or kind is bool:
+            append(str(value))
+        else:
+            append(_csv_cell(value))
+    return ",".join(cells) + "\r\n"
+
+
 def csv_chunks(rows: Iterable[dict], *, columns: tuple[str, ...]) -> Iterator[bytes]:
     """CSV bytes (lines end in CRLF, like the csv module's) with a header row; message lists and
     ratings JSON-encoded in their cells. The first row leaves on its own, then ~256 KiB chunks."""
@@ -66,7 +87,7 @@ def csv_chunks(rows: Iterable[dict], *, columns: tuple[str, ...]) -> Iterator[by
     size = 0
     first = True
     for row in rows:
-        line = ",".join([_csv_cell(row.get(c)) for c in columns]) + "\r\n"
+        line = _csv_line([row.get(c) for c in columns])
         if first:
             first = False
             yield line.encode()
