@@ -110,7 +110,7 @@ def export_chunks(kind: str, rows: Iterable[dict], *, fmt: str, params: dict) ->
         return jsonl_chunks(rows)
     if fmt == "csv":
         return csv_chunks(rows, columns=export_columns(kind, params))
-    return parquet_chunks(rows, style="", source="", schema=export_schema(kind, params))
+    return parquet_chunks(rows, style="", source="", schema_of=lambda: export_schema(kind, params))
 
 
 def export_write(kind: str, rows: Iterable[dict], out, *, fmt: str, params: dict) -> int:

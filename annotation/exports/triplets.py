@@ -1,6 +1,7 @@
 """The triplet export: a dataset's records, resolved into (prompt, chosen, rejected) rows, streamed."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
                  margin_from=margin_from, include_both_bad=include_both_bad, trl_margin=trl_margin,
                  prompt_is_chat=kinds.get(prompt_field) == Field.Kind.CHAT,
                  chat_fields=frozenset(f for f in target.fields if kinds.get(f) == Field.Kind.CHAT),
-                 competence=dataset_competence(dataset, target.question) if resolve == "weighted" else None)
+                 competence=_competence_for_export(dataset, target.question) if resolve == "weighted" else None)
     reader = ExportReader(dataset_id=dataset.pk, target=target, names=plan.names,
                           conversational=plan.conversational, use_humans=source in ("human", "both"),
                           use_suggestions=plan.use_suggestions, chunk_size=chunk_size,
@@ -58,6 +59,13 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
                           excluded=frozenset() if include_excluded else frozenset(excluded_user_ids(dataset=dataset)),
                           with_reviews=reviews == "use" and source in ("human", "both") and _has_verdicts(dataset))
     return _triplets_iter(plan, reader, on_progress)
+
+
+def _competence_for_export(dataset: Dataset, question):
+    """The dataset's competence model as the export weighs votes with it (CompetenceFit.vote reads the
+    competences, labels and priors): without the per-unit posteriors, which would stay in memory for
+    the whole export (about 200 bytes a pair: hundreds of MB at a million records)."""
+    return dataclasses.replace(dataset_competence(dataset, question), posterior={})
 
 
 def _has_verdicts(dataset: Dataset) -> bool:

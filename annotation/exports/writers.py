@@ -15,6 +15,7 @@ PARQUET_ROW_GROUP = 10_000
 PARQUET_GROUP_BYTES = 8 << 20  # fewer rows per group when the texts are long
 # Dictionary encoding only for the short repeated columns: on long unique texts it only costs memory.
 _DICT_COLUMNS = ["chosen_field", "rejected_field", "source"]
+PARQUET_MAGIC = b"PAR1"
 FLUSH_BYTES = 1 << 18  # ~256 KiB per write: fewer, larger socket writes
 
 
@@ -206,17 +207,23 @@ class _Drain(io.RawIOBase):
 
 
 def parquet_chunks(rows: Iterable[dict], *, style: str, source: str, trl_margin: str | None = None,
-                   row_group: int = PARQUET_ROW_GROUP, schema=None) -> Iterator[bytes]:
-    """A Parquet file as bytes, streamed row group by row group (the footer comes last): the first
-    bytes leave after the first row group, and only one row group is ever held."""
+                   row_group: int = PARQUET_ROW_GROUP, schema=None, schema_of=None) -> Iterator[bytes]:
+    """A Parquet file as bytes, streamed row group by row group (the footer comes last): the file's
+    magic number leaves at once (before pyarrow is even imported: a first import takes half a second),
+    then each row group as it is written; only one row group is ever held."""
+    yield PARQUET_MAGIC  # every Parquet file starts with it; the writer's own copy is dropped below
     import pyarrow.parquet as pq
 
-    schema = schema if schema is not None else parquet_schema(style=style, source=source, trl_margin=trl_margin)
+    if schema is None:  # schema_of(): the schema, built only now (it imports pyarrow)
+        schema = schema_of() if schema_of is not None else parquet_schema(style=style, source=source,
+                                                                          trl_margin=trl_margin)
     sink = _Drain()
     writer = pq.ParquetWriter(sink, schema, compression="zstd", use_dictionary=_DICT_COLUMNS)
-    head = sink.take()  # the magic number, written when the file opens: the first bytes leave now
-    if head:
-        yield head
+    head = sink.take()
+    if not head.startswith(PARQUET_MAGIC):
+        raise RuntimeError("pyarrow's Parquet writer did not start the file with the magic number")
+    if head[len(PARQUET_MAGIC):]:
+        yield head[len(PARQUET_MAGIC):]
     try:
         for table in _row_groups(rows, schema, row_group):
             writer.write_table(table)
