@@ -98,7 +98,8 @@ def export_schema(kind: str, params: dict):
         return pa.schema([(n, types[n]) for n in UNPAIRED_COLUMNS])
     types = {"response_id": pa.int64(), "record_id": pa.int64(), "external_id": pa.string(), "user": pa.string(),
              "simulated": pa.bool_(), "status": pa.string(), "values": pa.string(), "display_order": pa.list_(pa.string()),
-             "duration": pa.float64(), "created_at": pa.string(), "updated_at": pa.string(), "gold": pa.bool_(),
+             "duration": pa.float64(), "created_at": pa.string(), "updated_at": pa.string(),
+             "suggestion_shown": pa.bool_(), "gold": pa.bool_(),
              "review_decision": pa.string(), "reviewed_by": pa.string(), "review_values": pa.string(),
              "review_accepted": pa.bool_()}
     return pa.schema([(n, types[n]) for n in RESPONSES_COLUMNS])

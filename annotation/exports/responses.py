@@ -5,7 +5,8 @@ Columns: response_id, record_id, external_id, user (username), simulated (the an
 simulated or imported member), status (draft | submitted | discarded), values (the answers as a
 JSON text, the same in every format: question name -> value), display_order (the field names in the
 order the annotator saw them), duration (seconds), created_at and updated_at (ISO 8601, UTC),
-gold (the record is a gold record), and the record's review beside every response of it (null when
+suggestion_shown (whether a judge's suggestion was on screen; null when not recorded), gold (the record
+is a gold record), and the record's review beside every response of it (null when
 it has none): review_decision (accepted | own | sent_back), reviewed_by (the reviewer's username),
 review_values (the verdict as a JSON text, like values; null when sent back), review_accepted (this
 response is the one the reviewer accepted). The review is columns, not rows of its own: a row is one
@@ -26,8 +27,8 @@ from ..models import Dataset, Membership, Response
 from ..quality.standing import excluded_user_ids
 
 RESPONSES_COLUMNS = ("response_id", "record_id", "external_id", "user", "simulated", "status", "values",
-                     "display_order", "duration", "created_at", "updated_at", "gold", "review_decision", "reviewed_by",
-                     "review_values", "review_accepted")
+                     "display_order", "duration", "created_at", "updated_at", "suggestion_shown", "gold",
+                     "review_decision", "reviewed_by", "review_values", "review_accepted")
 RESPONSE_STATUSES = tuple(Response.Status.values)
 CHUNK_RESPONSES = 2_000
 
@@ -46,7 +47,7 @@ def responses_export(*, dataset: Dataset, status: str | None = None, include_gol
                                           is_simulated=True)
     base = (base.annotate(simulated=Exists(simulated)).order_by("id")
             .values_list("id", "record_id", "record__external_id", "user__username", "simulated", "status", "values",
-                         "display_order", "duration", "created_at", "updated_at", "record__is_gold",
+                         "display_order", "duration", "created_at", "updated_at", "suggestion_shown", "record__is_gold",
                          "record__review__decision", "record__review__reviewer__username", "record__review__values",
                          "record__review__accepted_response_id"))
     return _responses_iter(base, chunk_size, on_progress)
@@ -81,13 +82,13 @@ def _responses_iter(base, chunk_size: int, on_progress) -> Iterator[dict]:
         chunk = list(base.filter(id__gt=last)[:chunk_size])
         if not chunk:
             return
-        for (rid, record_id, external_id, user, simulated, status, values, order, duration, created, updated, gold,
-             decision, reviewer, verdict, accepted) in chunk:
+        for (rid, record_id, external_id, user, simulated, status, values, order, duration, created, updated, shown,
+             gold, decision, reviewer, verdict, accepted) in chunk:
             yield {"response_id": rid, "record_id": record_id, "external_id": external_id, "user": user,
                    "simulated": bool(simulated), "status": status, "values": orjson.dumps(values or {}).decode(),
                    "display_order": [str(x) for x in (order or []) if x is not None] if isinstance(order, list) else [],
                    "duration": float(duration or 0.0), "created_at": _iso(created), "updated_at": _iso(updated),
-                   "gold": bool(gold), "review_decision": decision, "reviewed_by": reviewer,
+                   "suggestion_shown": shown, "gold": bool(gold), "review_decision": decision, "reviewed_by": reviewer,
                    "review_values": orjson.dumps(verdict).decode() if decision and decision != "sent_back" else None,
                    "review_accepted": decision == "accepted" and accepted == rid}
         last = chunk[-1][0]

@@ -177,11 +177,13 @@ def test_a_verdict_on_a_record_without_votes_and_a_deleted_reviewer(dataset):
 def test_responses_export_carries_the_review_beside_each_response(dataset, admin_client_api):
     rec = RecordFactory(dataset=dataset, external_id="r")
     first = answer(rec, R2, R1, user=UserFactory(username="a"))
+    Response.objects.filter(pk=first.pk).update(suggestion_shown=True)
     answer(rec, R1, R2, user=UserFactory(username="b"))
     answer(RecordFactory(dataset=dataset, external_id="plain"), R1, R2, user=UserFactory(username="c"))
     review(rec, reviewer=UserFactory(username="rita"), decision=Review.Decision.ACCEPTED, accepted=first)
     rows = jsonl(admin_client_api.get(f"/api/v1/datasets/{dataset.pk}/responses-export/"))
     got = [(r["user"], r["review_decision"], r["reviewed_by"], r["review_accepted"]) for r in rows]
+    assert [r["suggestion_shown"] for r in rows] == [True, None, None]  # None: not recorded
     assert got == [("a", "accepted", "rita", True), ("b", "accepted", "rita", False), ("c", None, None, False)]
     assert orjson.loads(rows[0]["review_values"]) == {"ranking": ranking(R2, R1)} and rows[2]["review_values"] is None
 
