@@ -7,6 +7,11 @@ fields->>'name' elsewhere), so no record JSON is parsed in Python (chat fields e
 hold up to CHUNK_RECORDS records and about CHUNK_BYTES of text; the first one is small so the first
 bytes leave at once. On PostgreSQL the next chunk is read on a second thread while the current one
 is written out (`first_then_prefetched`).
+
+What is read follows the campaign-quality rules: gold records are not walked unless include_gold;
+the answers of excluded annotators (annotation.quality.standing.excluded_user_ids) are not read
+unless include_excluded; with reviews read, each chunk also brings its records' reviewed verdicts
+(Review, decision accepted or own) for the export to use in place of the votes.
 """
 from __future__ import annotations
 
@@ -262,7 +267,7 @@ REVIEW_VERDICTS = (Review.Decision.ACCEPTED, Review.Decision.OWN)
 
 
 def _verdict(value: Any, target: Target, compares, reviewer: str | None) -> Verdict | None:
-    """A reviewer's answer to the export's question read as a vote is (None: no answer to it)."""
+    """A reviewer's answer to the export's question, read as a vote is read (None: no answer to it)."""
     if value is None:
         return None
     if target.graded:
