@@ -1,7 +1,6 @@
 """The triplet export: a dataset's records, resolved into (prompt, chosen, rejected) rows, streamed."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +8,7 @@ from typing import Any
 import orjson
 from django.core.exceptions import ValidationError
 
-from ..agreement.datasets import dataset_competence, judge_key
+from ..agreement.datasets import dataset_competence_votes, judge_key
 from ..models import Dataset, Field, Record, Review
 from ..quality.standing import excluded_user_ids
 from .parameters import Target, export_params_parse, export_target
@@ -63,9 +62,9 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
 
 def _competence_for_export(dataset: Dataset, question):
     """The dataset's competence model as the export weighs votes with it (CompetenceFit.vote reads the
-    competences, labels and priors): without the per-unit posteriors, which would stay in memory for
-    the whole export (about 200 bytes a pair: hundreds of MB at a million records)."""
-    return dataclasses.replace(dataset_competence(dataset, question), posterior={})
+    competences, labels and priors), fitted from the votes as arrays: no per-unit dicts or posteriors,
+    which took about a kilobyte a record (a GB at a million records)."""
+    return dataset_competence_votes(dataset, question)
 
 
 def _has_verdicts(dataset: Dataset) -> bool:
