@@ -338,12 +338,13 @@ def dataset_competence(dataset, question):
     return one_coin_dawid_skene(_competence_units(human, judges, fields))
 
 
-def dataset_competence_votes(dataset, question):
+def dataset_competence_votes(dataset, question, *, leave_out: frozenset = frozenset()):
     """dataset_competence's fit, for exports: the answers and the judges' suggestions are read in record
     order and kept as three arrays (unit, annotator, label), not as per-unit dicts, and the fit keeps no
     posteriors (competence.one_coin_dawid_skene_votes), so a million records take tens of MB, not a GB.
     The same units, votes and order within a unit as dataset_competence (humans in answer order, then the
-    judges); the competences agree with it to rounding."""
+    judges); the competences agree with it to rounding. `leave_out`: user ids whose answers are not read
+    (the annotators an export leaves out)."""
     import numpy as np
 
     from ..models import Suggestion
@@ -389,6 +390,8 @@ def dataset_competence_votes(dataset, question):
                     add(units[pair], judge_key(agent), label)
 
     for row in _submitted_rows(dataset, question, compares, Counter()):
+        if row.annotator in leave_out:
+            continue
         if row.record != record:
             if record is not None:
                 judges_of(record, units)

@@ -41,6 +41,7 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
                                              f"is a {target.question.kind} question"})
     if trl_margin == "judge_margin" and source == "human":
         raise ValidationError({"trl_margin": "'judge_margin' needs source=suggestions or both (judges' scores)"})
+    excluded = frozenset() if include_excluded else frozenset(excluded_user_ids(dataset=dataset))
     kinds = dict(dataset.fields.values_list("name", "kind"))
     prompt_field = dataset.prompt_field
     if prompt_field not in kinds:
@@ -50,21 +51,22 @@ def triplets_export(*, dataset: Dataset, question: str | None = None, pairs: str
                  margin_from=margin_from, include_both_bad=include_both_bad, trl_margin=trl_margin,
                  prompt_is_chat=kinds.get(prompt_field) == Field.Kind.CHAT,
                  chat_fields=frozenset(f for f in target.fields if kinds.get(f) == Field.Kind.CHAT),
-                 competence=_competence_for_export(dataset, target.question) if resolve == "weighted" else None)
+                 competence=_competence_for_export(dataset, target.question, excluded) if resolve == "weighted" else None)
     reader = ExportReader(dataset_id=dataset.pk, target=target, names=plan.names,
                           conversational=plan.conversational, use_humans=source in ("human", "both"),
                           use_suggestions=plan.use_suggestions, chunk_size=chunk_size,
                           with_voters=resolve == "weighted", include_gold=include_gold,
-                          excluded=frozenset() if include_excluded else frozenset(excluded_user_ids(dataset=dataset)),
+                          excluded=excluded,
                           with_reviews=reviews == "use" and source in ("human", "both") and _has_verdicts(dataset))
     return _triplets_iter(plan, reader, on_progress)
 
 
-def _competence_for_export(dataset: Dataset, question):
+def _competence_for_export(dataset: Dataset, question, excluded: frozenset):
     """The dataset's competence model as the export weighs votes with it (CompetenceFit.vote reads the
     competences, labels and priors), fitted from the votes as arrays: no per-unit dicts or posteriors,
-    which took about a kilobyte a record (a GB at a million records)."""
-    return dataset_competence_votes(dataset, question)
+    which took about a kilobyte a record (a GB at a million records). The answers the export leaves out
+    (excluded annotators) are left out of the fit too."""
+    return dataset_competence_votes(dataset, question, leave_out=excluded)
 
 
 def _has_verdicts(dataset: Dataset) -> bool:

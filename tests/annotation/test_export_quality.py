@@ -107,6 +107,20 @@ def test_an_excluded_annotators_votes_flip_the_majority_only_when_included(datas
     assert row["chosen_field"] == R2 and Response.objects.filter(pk=spam_answer.pk).exists()
 
 
+def test_excluded_annotators_are_left_out_of_the_weighted_vote_and_its_fit(dataset, admin_user):
+    careful, spam1, spam2 = UserFactory(), UserFactory(), UserFactory()
+    for i in range(4):
+        rec = RecordFactory(dataset=dataset, external_id=f"w{i}")
+        answer(rec, R1, R2, user=careful)
+        answer(rec, R2, R1, user=spam1)
+        answer(rec, R2, R1, user=spam2)
+    assert {r["chosen_field"] for r in triplets_export(dataset=dataset, resolve="weighted")} == {R2}
+    for user in (spam1, spam2):
+        standing_set(dataset=dataset, user=user, excluded=True, by=admin_user)
+    rows = list(triplets_export(dataset=dataset, resolve="weighted"))
+    assert [(r["chosen_field"], r["annotators"]) for r in rows] == [(R1, 1)] * 4
+
+
 def test_removed_annotators_are_left_out_when_the_dataset_says_so(dataset, workspace):
     rec = RecordFactory(dataset=dataset)
     member, gone = UserFactory(username="member"), UserFactory(username="gone")
