@@ -12,7 +12,7 @@ from annotation.exports import responses_export, triplets_export, unpaired_expor
 from annotation.jobs import job_chunk_execute, job_create
 from annotation.models import Job, Response, Review
 from annotation.quality.standing import standing_set
-from tests.factories import MembershipFactory, RecordFactory, ResponseFactory, UserFactory
+from tests.factories import DatasetFactory, MembershipFactory, RecordFactory, ResponseFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -230,3 +230,41 @@ def test_review_columns_have_the_same_names_and_types_in_jsonl_csv_and_parquet(d
     schema = {f.name: str(f.type) for f in parquet.schema}
     assert schema["reviewed_by"] == "string"
     assert schema.get("reviewed", "bool") == "bool"
+
+
+def test_a_graded_verdict_gives_its_own_strength_and_can_call_both_bad():
+    from annotation.models import Question
+    from annotation.validation import question_specs_validate
+
+    ds = DatasetFactory()
+    Question.objects.filter(dataset=ds).delete()
+    scale = [{"label": "much better", "value": 3}, {"label": "better", "value": 1}, {"label": "same", "value": 0}]
+    [q] = question_specs_validate([{"name": "graded", "title": "Which is better?", "kind": "preference",
+                                    "options": {"compares": [R1, R2], "scale": scale, "both_bad": True}}],
+                                  {"prompt", R1, R2})
+    Question.objects.create(dataset=ds, **q)
+
+    def prefer(rec, field, strength, both_bad=False):
+        value = {"preferred": field, "strength": strength, **({"both_bad": True} if both_bad else {})}
+        return ResponseFactory(record=rec, user=UserFactory(), values={"graded": value})
+
+    settled, bad = RecordFactory(dataset=ds, external_id="settled"), RecordFactory(dataset=ds, external_id="bad")
+    for rec in (settled, bad):
+        prefer(rec, R2, 1)
+        prefer(rec, R2, 1)
+        prefer(rec, R1, 3)
+    rita = UserFactory(username="rita")
+    Review.objects.create(record=settled, dataset=ds, reviewer=rita, decision=Review.Decision.OWN,
+                          values={"graded": {"preferred": R1, "strength": 3}})
+    Review.objects.create(record=bad, dataset=ds, reviewer=rita, decision=Review.Decision.OWN,
+                          values={"graded": {"preferred": R1, "strength": 1, "both_bad": True}})
+    rows = list(triplets_export(dataset=ds, margin_from="strength"))
+    assert [(r["external_id"], r["chosen_field"], r["strength_margin"], r["reviewed"]) for r in rows] == [
+        ("settled", R1, 3.0, True)]  # the verdict calls "bad" both bad: left out
+    rows = list(triplets_export(dataset=ds, margin_from="strength", include_both_bad=True))
+    assert [(r["external_id"], r["chosen_field"], r["strength_margin"]) for r in rows] == [
+        ("settled", R1, 3.0), ("bad", R1, 1.0)]
+    # the votes: response-2 by 2 to 1, strength (1 + 1 - 3) / 3 signed toward response-2
+    rows = list(triplets_export(dataset=ds, margin_from="strength", reviews="ignore"))
+    assert [(r["external_id"], r["chosen_field"], r["strength_margin"], r["reviewed"]) for r in rows] == [
+        ("settled", R2, pytest.approx(-1 / 3), False), ("bad", R2, pytest.approx(-1 / 3), False)]
