@@ -75,7 +75,7 @@ def effective_role(user, member_role: str | None) -> str | None:
 
 
 def membership_role(user, workspace: Workspace | int) -> str | None:
-    """The user's effective role in a workspace ("admin" | "annotator"; admin for staff), else None."""
+    """The user's effective role in a workspace ("admin" | "reviewer" | "annotator"; admin for staff), else None."""
     if user is None or not user.is_authenticated:
         return None
     if user.is_staff:

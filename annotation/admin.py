@@ -36,11 +36,13 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(Record)
 class RecordAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "dataset", "priority", "submitted_count", "completed"]
-    list_filter = ["completed"]
+    list_display = ["external_id", "dataset", "priority", "submitted_count", "completed", "is_gold"]
+    list_filter = ["completed", "is_gold"]
     search_fields = ["external_id"]
     raw_id_fields = ["dataset"]
     show_full_result_count = False
+    # gold is marked through its service (record page, API, import_gold), which checks the answer
+    readonly_fields = ["is_gold", "gold_answer"]
 
 
 @admin.register(Response)

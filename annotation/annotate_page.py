@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from .agreement import ranks_from_value
 from .markdown import markdown_render, plain_render
 from .models import Dataset, Field, Question, Record, Response, Suggestion
-from .selectors import annotator_progress, ranked_fields_of, record_metadata_for
+from .selectors import annotator_progress, ranked_fields_of, record_metadata_for, suggestions_shown_for
 from .services import display_order_for
 from .validation import question_value_validate
 
@@ -46,6 +46,7 @@ class AnnotateView:
     done_record: Record | None = None        # the record just answered (the browser's Back shows it)
     cols: int = 2
     empty: bool = False                      # the dataset has no records at all
+    paused: str = ""                         # why the annotator is paused on the dataset (no record then)
     metadata: dict = field(default_factory=dict)  # what selectors.record_metadata_for lets this user see
 
     @property
@@ -115,7 +116,13 @@ def annotate_view_build(*, user, dataset: Dataset, record: Record | None, mode: 
     page = _Page(view.display_order, fields, record.fields or {})
     if values is None:
         values = dict(response.values) if response else {}
-    suggestions = _pick_suggestions(list(Suggestion.objects.filter(record=record))) if dataset.show_suggestions else {}
+    suggestions: dict[int, Suggestion] = {}
+    if dataset.show_suggestions:
+        found = list(Suggestion.objects.filter(record=record))
+        # an annotator sees them only on the assignments the anchoring experiment shows them on
+        if mode == "review" or suggestions_shown_for(record=record, user=user, dataset=dataset,
+                                                     has_suggestions=bool(found)):
+            suggestions = _pick_suggestions(found)
     _add_fields(view, page, prompt_field=dataset.prompt_field)
     first_ranks = _add_questions(view, page, questions, values=values, suggestions=suggestions,
                                  question_errors=question_errors or {})
@@ -146,13 +153,18 @@ def _display_order(*, user, dataset: Dataset, record: Record, response: Response
     return display_order_for(record=record, user_id=user.pk, field_names=ranked, shuffle=dataset.shuffle_responses)
 
 
+def suggestion_pick_key(score: float | None, updated_at) -> tuple:
+    """The order in which a question's suggestions compete to be shown: the best scored, then the latest
+    (the anchoring figures of annotation.quality.metrics read which one was shown by it too)."""
+    return (score is not None, score or 0.0, updated_at)
+
+
 def _pick_suggestions(suggestions: list[Suggestion]) -> dict[int, Suggestion]:
     """The suggestion to show per question: the best scored, then the latest."""
     best: dict[int, Suggestion] = {}
     for s in suggestions:
         cur = best.get(s.question_id)
-        key = (s.score is not None, s.score or 0.0, s.updated_at)
-        if cur is None or key > (cur.score is not None, cur.score or 0.0, cur.updated_at):
+        if cur is None or suggestion_pick_key(s.score, s.updated_at) > suggestion_pick_key(cur.score, cur.updated_at):
             best[s.question_id] = s
     return best
 

@@ -141,7 +141,7 @@ def error_responses_hook(result, generator, request, public):
                 name, description = ERROR_RESPONSES[code]
                 responses.setdefault(code, {"description": description, "content": {
                     "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}})
-            for code in ("409", "503"):  # declared by the operation, described here
+            for code in ("403", "409", "503"):  # declared by the operation, described here
                 if code in responses and not responses[code].get("content"):
                     name, description = ERROR_RESPONSES[code]
                     responses[code] = {"description": responses[code].get("description") or description, "content": {

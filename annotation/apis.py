@@ -20,9 +20,11 @@ from rest_framework.views import APIView
 
 from . import access, hotpath, selectors, services
 from .api_common import StrictInputSerializer, validated_input
+from .errors import AnnotatorPaused
 from .job_apis import JobStatusOutputSerializer
 from .job_selectors import job_status
 from .models import Dataset, Field, Membership, Question, Record, Response, Suggestion, Workspace
+from .quality.options import QUALITY_HELP, QUALITY_SETTINGS
 
 # --- shared serializers ------------------------------------------------------------------------
 
@@ -49,17 +51,45 @@ class ProgressSerializer(serializers.Serializer):
         ref_name = "DatasetProgress"
 
 
+_ADMINS = "Workspace admins only (left out for other members). "
+
+
 class DatasetOutputSerializer(serializers.ModelSerializer):
     fields = FieldSerializer(many=True, read_only=True)
     questions = QuestionSerializer(many=True, read_only=True)
     progress = serializers.SerializerMethodField()
+    # the quality settings (annotation.quality.options): shown to the workspace's admins only, so not required
+    gold_rate = serializers.FloatField(required=False, help_text=_ADMINS + QUALITY_HELP["gold_rate"])
+    gold_pause_accuracy = serializers.FloatField(required=False, allow_null=True,
+                                                 help_text=_ADMINS + QUALITY_HELP["gold_pause_accuracy"])
+    gold_pause_min_answers = serializers.IntegerField(required=False, help_text=_ADMINS + QUALITY_HELP["gold_pause_min_answers"])
+    too_fast_seconds = serializers.FloatField(required=False, help_text=_ADMINS + QUALITY_HELP["too_fast_seconds"])
+    exclude_removed_annotators = serializers.BooleanField(required=False,
+                                                          help_text=_ADMINS + QUALITY_HELP["exclude_removed_annotators"])
+    suggestion_share = serializers.FloatField(required=False, help_text=_ADMINS + QUALITY_HELP["suggestion_share"])
 
     class Meta:
         model = Dataset
         ref_name = "Dataset"
         fields = ["id", "workspace", "name", "guidelines", "min_submitted", "allow_ties", "show_suggestions",
                   "shuffle_responses", "prompt_field", "visible_metadata", "status", "created_at", "updated_at",
-                  "fields", "questions", "progress"]
+                  "fields", "questions", "progress", *QUALITY_SETTINGS]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self._quality_visible(instance):
+            for name in QUALITY_SETTINGS:
+                data.pop(name, None)
+        return data
+
+    def _quality_visible(self, dataset) -> bool:
+        """Admins of the dataset's workspace see its quality settings (context: `admin_workspace_ids` for a
+        list, else `request`, whose user's role came with the dataset from access.dataset_for_user)."""
+        admin_ids = self.context.get("admin_workspace_ids")
+        if admin_ids is not None:
+            return dataset.workspace_id in admin_ids
+        request = self.context.get("request")
+        return request is not None and selectors.gold_visible(dataset=dataset, user=request.user)
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, obj) -> dict:
@@ -96,11 +126,17 @@ class RecordOutputSerializer(serializers.ModelSerializer):
     metadata = serializers.SerializerMethodField(help_text=(
         "All of it for a workspace admin; for anyone else only the keys the dataset's visible_metadata names."))
 
+    is_gold = serializers.BooleanField(required=False, help_text=(
+        "Workspace admins only (left out for other members): whether the record is a gold record, served to "
+        "every annotator to measure them."))
+    gold_answer = serializers.JSONField(required=False, allow_null=True, help_text=(
+        "Workspace admins only (left out for other members): a gold record's known answer."))
+
     class Meta:
         model = Record
         ref_name = "Record"
         fields = ["id", "external_id", "fields", "metadata", "priority", "submitted_count", "completed",
-                  "response", "suggestions"]
+                  "response", "suggestions", "is_gold", "gold_answer"]
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_metadata(self, obj) -> dict:
@@ -118,10 +154,24 @@ class RecordOutputSerializer(serializers.ModelSerializer):
     def get_suggestions(self, obj) -> list[dict]:
         if not self.context.get("show_suggestions"):
             return []
+        if not self.context.get("is_admin") and not selectors.suggestions_shown_for(
+                record=obj, user=self.context["request"].user, dataset=self.context["dataset"], has_suggestions=True):
+            return []  # the anchoring experiment: this assignment is not shown the judges' suggestions
         items = getattr(obj, "visible_suggestions", None)
         if items is None:
             items = obj.suggestions.select_related("question").order_by("question__position", "agent", "id")
         return SuggestionOutputSerializer(items, many=True).data
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self.context.get("gold_visible"):
+            data.pop("is_gold", None)
+            data.pop("gold_answer", None)
+        if instance.is_gold and not self.context.get("is_admin"):
+            own = data.get("response")
+            data["submitted_count"], data["completed"] = selectors.record_counts_shown(
+                record=instance, dataset=self.context["dataset"], is_admin=False, own_status=own and own["status"])
+        return data
 
 
 def _records_with_context(queryset, user):
@@ -135,7 +185,8 @@ def _records_with_context(queryset, user):
 
 
 def _record_context(request, dataset) -> dict:
-    return {"request": request,
+    gold_visible = selectors.gold_visible(dataset=dataset, user=request.user)  # workspace admins
+    return {"request": request, "dataset": dataset, "is_admin": gold_visible, "gold_visible": gold_visible,
             "show_suggestions": selectors.suggestions_visible(dataset=dataset, user=request.user),
             "metadata_keys": selectors.metadata_keys_visible(dataset=dataset, user=request.user)}
 
@@ -289,8 +340,19 @@ class QuestionInputSerializer(StrictInputSerializer):
         ref_name = "QuestionInput"
 
 
+class QualitySettingsInput(serializers.Serializer):
+    """The quality settings a dataset's create and update take (services.dataset_update checks the ranges)."""
+
+    gold_rate = serializers.FloatField(required=False, help_text=QUALITY_HELP["gold_rate"])
+    gold_pause_accuracy = serializers.FloatField(required=False, allow_null=True, help_text=QUALITY_HELP["gold_pause_accuracy"])
+    gold_pause_min_answers = serializers.IntegerField(required=False, help_text=QUALITY_HELP["gold_pause_min_answers"])
+    too_fast_seconds = serializers.FloatField(required=False, help_text=QUALITY_HELP["too_fast_seconds"])
+    exclude_removed_annotators = serializers.BooleanField(required=False, help_text=QUALITY_HELP["exclude_removed_annotators"])
+    suggestion_share = serializers.FloatField(required=False, help_text=QUALITY_HELP["suggestion_share"])
+
+
 class DatasetListCreateApi(APIView):
-    class InputSerializer(StrictInputSerializer):
+    class InputSerializer(QualitySettingsInput, StrictInputSerializer):
         workspace = serializers.IntegerField()
         name = serializers.CharField(max_length=200)
         guidelines = serializers.CharField(required=False, allow_blank=True)
@@ -317,7 +379,9 @@ class DatasetListCreateApi(APIView):
         datasets = list(selectors.datasets_for_user(request.user, workspace_id=workspace_id)
                         .prefetch_related("fields", "questions"))
         progress = selectors.datasets_progress([d.pk for d in datasets])
-        return ApiResponse(DatasetOutputSerializer(datasets, many=True, context={"progress": progress}).data)
+        admin_ids = set(access.workspaces_for_user(request.user, role=access.ADMIN).values_list("pk", flat=True))
+        return ApiResponse(DatasetOutputSerializer(datasets, many=True, context={
+            "progress": progress, "admin_workspace_ids": admin_ids}).data)
 
     @extend_schema(request=InputSerializer, responses={201: DatasetOutputSerializer},
                    description="Create a dataset with its fields and questions (workspace admin).")
@@ -329,11 +393,12 @@ class DatasetListCreateApi(APIView):
         questions = [dict(q) for q in data.pop("questions")]
         dataset = services.dataset_create(workspace=workspace, fields=fields, questions=questions,
                                           created_by=request.user, **data)
-        return ApiResponse(DatasetOutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
+        return ApiResponse(DatasetOutputSerializer(dataset, context={"request": request}).data,
+                           status=status.HTTP_201_CREATED)
 
 
 class DatasetDetailApi(APIView):
-    class InputSerializer(StrictInputSerializer):
+    class InputSerializer(QualitySettingsInput, StrictInputSerializer):
         name = serializers.CharField(max_length=200, required=False)
         guidelines = serializers.CharField(required=False, allow_blank=True)
         min_submitted = serializers.IntegerField(required=False, min_value=1, max_value=100)
@@ -352,7 +417,7 @@ class DatasetDetailApi(APIView):
     @extend_schema(responses=DatasetOutputSerializer, description="Any member of the dataset's workspace.")
     def get(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id)
-        return ApiResponse(DatasetOutputSerializer(dataset).data)
+        return ApiResponse(DatasetOutputSerializer(dataset, context={"request": request}).data)
 
     @extend_schema(request=InputSerializer, responses=DatasetOutputSerializer,
                    description="Change settings (workspace admin). Fields and questions are fixed once created.")
@@ -360,7 +425,7 @@ class DatasetDetailApi(APIView):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         data = validated_input(self.InputSerializer, request.data)
         dataset = services.dataset_update(dataset=dataset, **data)
-        return ApiResponse(DatasetOutputSerializer(dataset).data)
+        return ApiResponse(DatasetOutputSerializer(dataset, context={"request": request}).data)
 
     @extend_schema(responses={204: None, 202: JobStatusOutputSerializer},
                    description="Delete the dataset and everything in it (workspace admin). Up to PREFLAB_DELETE_IN_REQUEST_MAX "
@@ -380,7 +445,7 @@ class DatasetPublishApi(APIView):
     def post(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         dataset = services.dataset_publish(dataset=dataset)
-        return ApiResponse(DatasetOutputSerializer(dataset).data)
+        return ApiResponse(DatasetOutputSerializer(dataset, context={"request": request}).data)
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -407,6 +472,8 @@ class RecordListApi(APIView):
             OpenApiParameter("response_status", str, enum=list(selectors.RESPONSE_STATUS),
                              description="The caller's response status; 'missing' = no response"),
             OpenApiParameter("has_my_response", bool),
+            OpenApiParameter("gold", bool, description="Gold records only (true) or none of them (false); "
+                                                       "workspace admins only"),
             OpenApiParameter("metadata.<key>", str, description="Metadata key equal to the value "
                              "(as a string, number or boolean); nested keys with '.'"),
             OpenApiParameter("cursor", str), OpenApiParameter("page_size", int),
@@ -451,7 +518,10 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
             ref_name = "NextRecord"
             fields = RecordOutputSerializer.Meta.fields + ["display_order", "draft"]
 
-    @extend_schema(responses={200: OutputSerializer, 204: None},
+    @extend_schema(responses={200: OutputSerializer, 204: None,
+                              403: OpenApiResponse(description="Your role does not allow this, or you are paused on this "
+                                                               "dataset: `detail` says why. Nothing you did is lost; you "
+                                                               "may still answer the record you hold.")},
                    description="The next record for the caller (a lease is held for them), or 204 when "
                                "none is left. Published datasets only.")
     def get(self, request, dataset_id: int):
@@ -459,7 +529,10 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
         if dataset.status != Dataset.Status.PUBLISHED:
             raise DjangoValidationError({"dataset": f"this dataset is {dataset.status}, not published: "
                                                     "records are handed out only once it is published"})
-        record = services.next_record_for(request.user, dataset)
+        try:
+            record = services.next_record_for(request.user, dataset)
+        except AnnotatorPaused as exc:
+            raise exceptions.PermissionDenied(exc.reason) from None
         if record is None:
             return ApiResponse(status=status.HTTP_204_NO_CONTENT)
         record.dataset = dataset
@@ -472,17 +545,25 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
         display_order = services.display_order_for(
             record=record, user_id=request.user.pk, field_names=selectors.ranked_fields_of(selectors.dataset_questions(dataset)),
             shuffle=dataset.shuffle_responses)
-        if (selectors.suggestions_visible(dataset=dataset, user=request.user)
-                and hotpath.record_has_suggestions(record.pk)):
+        is_admin = access.role_at_least(access.dataset_role(dataset, request.user), access.ADMIN)
+        if dataset.show_suggestions:  # the anchoring experiment decides per (record, caller)
+            show = bool(selectors.suggestions_shown_for(record=record, user=request.user, dataset=dataset,
+                                                        has_suggestions=True)
+                        and hotpath.record_has_suggestions(record.pk))  # (the probe only when it could show)
+        else:  # suggestions off: only an admin sees them
+            show = is_admin and hotpath.record_has_suggestions(record.pk)
+        if show:
             items = record.suggestions.select_related("question").order_by("question__position", "agent", "id")
             suggestions = SuggestionOutputSerializer(items, many=True).data
         else:
             suggestions = []
+        submitted_count, completed = selectors.record_counts_shown(
+            record=record, dataset=dataset, is_admin=is_admin, own_status=mine[0].status if mine else None)
         return ApiResponse({
             "id": record.pk, "external_id": record.external_id, "fields": record.fields,
             "metadata": selectors.record_metadata_for(record=record, dataset=dataset, user=request.user),
-            "priority": record.priority, "submitted_count": record.submitted_count,
-            "completed": record.completed,
+            "priority": record.priority, "submitted_count": submitted_count,
+            "completed": completed,
             "response": ResponseOutputSerializer(mine[0]).data if mine else None,
             "suggestions": suggestions,
             "display_order": display_order,

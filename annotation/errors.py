@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+
+
+class AnnotatorPaused(PermissionDenied):
+    """The annotator is paused on the dataset (annotation.quality.standing): no new records are handed
+    to them (HTTP 403 over the API, with the reason; a message on the annotate page). What they did
+    is kept, and they may still answer the record they hold or finish a draft."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ConflictError(ValidationError):

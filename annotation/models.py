@@ -169,10 +169,10 @@ class Record(models.Model):
     # never handed out as ordinary records. Gold records are always completed (served apart).
     completed = models.BooleanField(default=False)
     # Answers wanted beyond the dataset's min_submitted (a reviewer sent the record back for more).
-    extra_wanted = models.PositiveSmallIntegerField(default=0)
+    extra_wanted = models.PositiveSmallIntegerField(default=0, db_default=0)
     # Gold: a record with a known answer, served to every annotator at the dataset's gold_rate to
     # measure them. gold_answer holds response values ({question name: value}); never shown to annotators.
-    is_gold = models.BooleanField(default=False)
+    is_gold = models.BooleanField(default=False, db_default=False)
     gold_answer = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

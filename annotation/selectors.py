@@ -21,7 +21,8 @@ from .access import (
     role_at_least,
     workspaces_for_user,
 )
-from .models import Dataset, Invitation, Membership, Question, Record, Response, Workspace
+from .models import Dataset, Invitation, Membership, Question, Record, Response, Suggestion, Workspace
+from .quality.serving import suggestion_assigned
 from .validation import bool_param
 
 # --- lists -------------------------------------------------------------------------------------
@@ -59,7 +60,7 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
     """Records of a dataset with the list filters of the API and UI.
 
     filters: status=pending|completed, response_status=submitted|discarded|draft|missing (the
-    user's own response), has_my_response=true|false, metadata.<key>=<value> (JSON key equality;
+    user's own response), has_my_response=true|false, gold=true|false (admins only), metadata.<key>=<value> (JSON key equality;
     the value is compared as a string, a number or a boolean, whichever matches; only on the keys
     the user may see, metadata_keys_visible, so a filter cannot probe a hidden key's value).
     Bad filter values raise ValidationError naming the filter.
@@ -74,11 +75,21 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
     if first_id is not None:
         qs = qs.filter(id__gte=first_id)
     mine = Response.objects.filter(record=OuterRef("pk"), user=user)
+    admin = gold_visible(dataset=dataset, user=user)
     status = filters.get("status")
     if status not in (None, ""):
         if status not in RECORD_STATUS:
             raise ValidationError({"status": f"must be one of {', '.join(RECORD_STATUS)}"})
-        qs = qs.filter(completed=(status == "completed"))
+        if admin:
+            qs = qs.filter(completed=(status == "completed"))
+        else:  # gold reads as ordinary records to annotators (record_counts_shown)
+            done = _completed_shown_q(dataset=dataset, user=user, mine_submitted=mine.filter(status=Response.Status.SUBMITTED))
+            qs = qs.filter(done) if status == "completed" else qs.exclude(done)
+    gold = filters.get("gold")
+    if gold not in (None, ""):
+        if not admin:
+            raise ValidationError({"gold": "only the workspace's admins may filter on gold"})
+        qs = qs.filter(is_gold=bool_param("gold", gold))
     response_status = filters.get("response_status")
     if response_status not in (None, ""):
         if response_status not in RESPONSE_STATUS:
@@ -113,6 +124,13 @@ def metadata_keys_visible(*, dataset: Dataset, user) -> frozenset[str] | None:
     if role_at_least(dataset_role(dataset, user), ADMIN):
         return None
     return frozenset(dataset.visible_metadata or ())
+
+
+def gold_visible(*, dataset: Dataset, user) -> bool:
+    """Whether `user` may know which records of `dataset` are gold and their known answers, and the
+    dataset's quality settings: admins of its workspace (and staff) only. Annotators and reviewers
+    must not tell gold from ordinary records."""
+    return role_at_least(dataset_role(dataset, user), ADMIN)
 
 
 def metadata_only(metadata: Any, keys: frozenset[str] | None) -> dict:
@@ -157,6 +175,40 @@ def responses_for(*, record: Record, user) -> QuerySet[Response]:
 
 def suggestions_visible(*, dataset: Dataset, user) -> bool:
     return dataset.show_suggestions or role_at_least(dataset_role(dataset, user), ADMIN)
+
+
+def record_counts_shown(*, record: Record, dataset: Dataset, is_admin: bool, own_status: str | None) -> tuple[int, bool]:
+    """(submitted_count, completed) of a record as the caller reads them (next, the record API).
+    An annotator must not tell a gold record from an ordinary one: gold is answered by everyone and
+    always complete, so to anyone but an admin it reads as a record only the caller answered:
+    their own submit counted, complete by the dataset's overlap. Admins read the stored values."""
+    if is_admin or not record.is_gold:
+        return record.submitted_count, record.completed
+    submitted = int(own_status == Response.Status.SUBMITTED)
+    return submitted, submitted >= dataset.min_submitted
+
+
+def _completed_shown_q(*, dataset: Dataset, user, mine_submitted) -> Q:
+    """The records an annotator reads as completed (record_counts_shown, as a filter)."""
+    ordinary = Q(completed=True, is_gold=False)
+    if dataset.min_submitted <= 1:
+        return ordinary | (Q(is_gold=True) & Q(Exists(mine_submitted)))
+    return ordinary
+
+
+def suggestions_shown_for(*, record: Record, user, dataset: Dataset, has_suggestions: bool | None = None) -> bool | None:
+    """Whether the judges' suggestions are shown to `user` with `record` (the anchoring experiment):
+    None when there is nothing to show (the dataset does not show suggestions, or the record has
+    none), else whether this (record, user) assignment falls in the dataset's suggestion_share.
+    The one rule for the next API, the record API, the annotate page and Response.suggestion_shown.
+    `has_suggestions`: whether the record has any, when the caller knows (else one query)."""
+    if not dataset.show_suggestions:
+        return None
+    if has_suggestions is None:
+        has_suggestions = Suggestion.objects.filter(record_id=record.pk).exists()
+    if not has_suggestions:
+        return None
+    return suggestion_assigned(record_id=record.pk, user_id=user.pk, share=dataset.suggestion_share)
 
 
 # The questions of a dataset, kept per process: every response submit validates against them.
@@ -265,7 +317,7 @@ def annotator_progress(*, dataset: Dataset, user) -> dict[str, int]:
         discarded=Count("id", filter=Q(status=discarded)),
         draft=Count("id", filter=Q(status=Response.Status.DRAFT)),
         answered_open=Count("id", filter=Q(status__in=[submitted, discarded], record__completed=False)),
-        completed_since=Count("id", filter=Q(status=submitted, record__completed=True,
+        completed_since=Count("id", filter=Q(status=submitted, record__completed=True, record__is_gold=False,
                                               updated_at__gte=snapshot["at"])))
     records = snapshot["records"]
     completed = min(records, snapshot["completed"] + mine["completed_since"])

@@ -26,20 +26,23 @@ from django_htmx.http import HttpResponseLocation, HttpResponseStopPolling, resw
 from . import forms as ui_forms
 from .access import (
     ADMIN,
+    REVIEWER,
     admin_workspaces,
     dataset_for_user,
     dataset_role,
     job_for_user,
     role_at_least,
     workspace_for_user,
+    workspaces_for_user,
 )
-from .agreement import dataset_quality, ranks_from_value
-from .annotate_page import AnnotateView, annotate_view_build, preference_summary, shown_order, slot_names
-from .errors import form_errors_from
+from .agreement import dataset_quality
+from .annotate_page import AnnotateView, annotate_view_build, shown_order, slot_names
+from .errors import AnnotatorPaused, form_errors_from
 from .job_selectors import job_download_name, job_page_context, job_progress_context
 from .jobs import job_cancel, job_resume_or_retry, job_retry_failed
 from .markdown import markdown_render
 from .models import Dataset, Job, Membership, Question, Record, Response, Suggestion
+from .quality.review import record_answers
 from .selectors import (
     datasets_for_user,
     datasets_progress,
@@ -67,6 +70,7 @@ from .services import (
     response_upsert,
 )
 from .text import text_cleaned_notes
+from .views_gold import record_gold_context
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -92,6 +96,17 @@ def _dataset_record(dataset: Dataset, record_id: int) -> Record:
     return record
 
 
+def _next_for(user, dataset: Dataset) -> tuple[Record | None, str]:
+    """next_record_for for the annotate pages: (record, "") or, for a paused annotator, (None, why)."""
+    try:
+        record = next_record_for(user, dataset)
+    except AnnotatorPaused as exc:
+        return None, exc.reason
+    if record is not None:
+        record.dataset = dataset
+    return record, ""
+
+
 def _annotate_response(request, view: AnnotateView, *, status: int = 200, full: bool | None = None):
     first_ranking = next((q for q in view.questions if q["kind"] == Question.Kind.RANKING), None)
     ctx = {"v": view, "dataset": view.dataset, "first_ranking": first_ranking,
@@ -110,6 +125,7 @@ def home(request):
     user = request.user
     datasets = list(datasets_for_user(user))
     administered = set(admin_workspaces(user).values_list("pk", flat=True))
+    reviewing = set(workspaces_for_user(user, role=REVIEWER).values_list("pk", flat=True))
     visible = [d for d in datasets if d.status == Dataset.Status.PUBLISHED or d.workspace_id in administered]
     progress = datasets_progress([d.pk for d in visible])
     mine = dict(Response.objects.filter(user=user, dataset_id__in=[d.pk for d in visible],
@@ -120,7 +136,8 @@ def home(request):
         p = progress.get(d.pk, {})
         cards.append({"dataset": d, "records": p.get("records", 0), "completed": p.get("completed", 0),
                       "mine": mine.get(d.pk, 0),
-                      "is_admin": d.workspace_id in administered})
+                      "is_admin": d.workspace_id in administered,
+                      "is_reviewer": d.workspace_id in reviewing})
     return render(request, "annotation/home.html", {"cards": cards})
 
 
@@ -133,10 +150,9 @@ def annotate(request, dataset_id: int):
     if dataset.status != Dataset.Status.PUBLISHED and not role_at_least(dataset_role(dataset, request.user), ADMIN):
         return render(request, "annotation/closed.html", {"dataset": dataset}, status=403)
     _with_definition(dataset)
-    record = next_record_for(request.user, dataset)
-    if record is not None:
-        record.dataset = dataset
+    record, paused = _next_for(request.user, dataset)
     view = annotate_view_build(user=request.user, dataset=dataset, record=record)
+    view.paused = paused
     return _annotate_response(request, view)
 
 
@@ -194,10 +210,9 @@ def record_respond(request, dataset_id: int, record_id: int):
         for w in result.warnings:
             messages.warning(request, w)
         return redirect("annotate", dataset.pk)
-    nxt = next_record_for(request.user, dataset)
-    if nxt is not None:
-        nxt.dataset = dataset
+    nxt, paused = _next_for(request.user, dataset)
     view = annotate_view_build(user=request.user, dataset=dataset, record=nxt, questions=questions)
+    view.paused = paused
     view.notice = f"{done_word} {record.external_id}." + (" " + " ".join(result.warnings) if result.warnings else "")
     view.done_record = record  # the browser's Back goes to it (history-record page)
     if status == Response.Status.DISCARDED:
@@ -215,15 +230,15 @@ def record_undo_discard(request, dataset_id: int, record_id: int):
     record = _dataset_record(dataset, record_id)
     questions = list(dataset.questions.all())
     response = response_discard_undo(user=request.user, record=record)
+    paused = ""
     if response is None:
-        shown = next_record_for(request.user, dataset)
-        if shown is not None:
-            shown.dataset = dataset
+        shown, paused = _next_for(request.user, dataset)
         notice = f"Nothing to undo: {record.external_id} is not discarded any more."
     else:
         shown, notice = record, f"Discard undone: {record.external_id} is back."
     view = annotate_view_build(user=request.user, dataset=dataset, record=shown, questions=questions,
                                response=response)
+    view.paused = paused
     view.notice = notice
     return _annotate_response(request, view, full=not request.htmx)
 
@@ -345,7 +360,7 @@ def dataset_settings_view(request, dataset_id: int):
     form = ui_forms.DatasetSettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            dataset_update(dataset=dataset, **form.cleaned_data)
+            dataset_update(dataset=dataset, **form.settings_changes())
         except ValidationError as exc:
             dataset.refresh_from_db()
             form_errors_from(form, exc)
@@ -478,25 +493,13 @@ def record_detail(request, dataset_id: int, record_id: int):
     view = annotate_view_build(user=request.user, dataset=dataset, record=record, mode="review")
     questions = list(dataset.questions.all())
     titles = field_titles(dataset)
-    answers = []
-    for r in Response.objects.filter(record=record).select_related("user").order_by("status", "user__username"):
-        row = {"response": r, "answers": []}
-        for q in questions:
-            value = (r.values or {}).get(q.name)
-            ranks = ranks_from_value(value) if q.kind == Question.Kind.RANKING else None
-            if q.kind == Question.Kind.PREFERENCE:
-                value = preference_summary(q, value)
-            if ranks:
-                value = " > ".join(" = ".join(sorted(titles.get(n, n) for n, k in ranks.items() if k == rank))
-                                   for rank in sorted(set(ranks.values())))
-            row["answers"].append({"q": q, "value": value})
-        answers.append(row)
+    answers = record_answers(record=record, questions=questions, titles=titles)
     suggestions = list(Suggestion.objects.filter(record=record).select_related("question").order_by("question__position", "agent"))
     for s in suggestions:
         s.rationale_html = markdown_render(s.rationale)
     return render(request, "annotation/record_detail.html",
                   {"dataset": dataset, "record": record, "v": view, "answers": answers, "questions": questions,
-                   "suggestions": suggestions,
+                   "suggestions": suggestions, "gold": record_gold_context(record=record, questions=questions, titles=titles),
                    "cleaned_notes": text_cleaned_notes(metadata=record.metadata, suggestions=suggestions)})
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_annotate_page.py                     # 1,000,000 records
     .venv/bin/python bench/bench_annotate_page.py --records 20000 --requests 100   # quick run
+    .venv/bin/python bench/bench_annotate_page.py --gold-share 0.01 --gold-rate 0.05  # also with gold mixed in
 
 Database: BENCH_DATABASE_URL, else the local PostgreSQL with the database `preflab_bench_ui`
 (created and migrated if missing). A pairwise dataset of N records with realistic markdown
@@ -17,6 +18,11 @@ response); the client-observed time is printed beside it. Several annotators tak
   * POST /datasets/<id>/records/<r>/respond/ (htmx) submit a ranking; the answer is the next
     record's panel, so one request = submit + next.
 Prints p50/p95/mean per request and the number of SQL queries each made. Goal: p95 < 30 ms.
+
+With --gold-share S the run is made twice on the same records: first without gold, then with a
+share S of the records marked gold (every round(1/S)-th record) and the dataset's gold_rate set to
+--gold-rate, so each annotator is handed gold at that rate. The SQL statement counts are then given
+as the range over a separate counted pass (a request that hands gold differs from one that does not).
 """
 from __future__ import annotations
 
@@ -81,13 +87,13 @@ def dataset_ensure(n_records: int, *, regenerate: bool):
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as c:
         cols = ("dataset_id, external_id, fields, metadata, priority, submitted_count, leased_count, "
-                "completed, created_at, updated_at")
+                "completed, extra_wanted, is_gold, created_at, updated_at")
         with c.cursor.copy(f"COPY annotation_record ({cols}) FROM STDIN") as copy:
             for i in range(n_records):
                 fields = json.dumps({"prompt": f"Question {i}: how would you compute the mean of a list safely?",
                                      "response-1": texts[i % 1999], "response-2": texts[(i * 7 + 3) % 1999]})
                 copy.write_row((ds.pk, f"r{i}", fields, '{"source": "bench"}', float(i % 5), 0, 0, False,
-                                "now", "now"))
+                                0, False, "now", "now"))
                 if i and i % 200_000 == 0:
                     print(f"  {i:,} records written", flush=True)
     with connection.cursor() as c:
@@ -102,9 +108,32 @@ def state_reset(ds) -> None:
     with connection.cursor() as c:
         c.execute("DELETE FROM annotation_response WHERE dataset_id = %s", [ds.pk])
         c.execute("DELETE FROM annotation_lease WHERE dataset_id = %s", [ds.pk])
-        c.execute("UPDATE annotation_record SET submitted_count = 0, leased_count = 0, completed = false "
-                  "WHERE dataset_id = %s AND (submitted_count <> 0 OR leased_count <> 0 OR completed)", [ds.pk])
+        c.execute("UPDATE annotation_record SET submitted_count = 0, leased_count = 0, completed = is_gold "
+                  "WHERE dataset_id = %s AND (submitted_count <> 0 OR leased_count <> 0 OR completed <> is_gold)",
+                  [ds.pk])
         c.execute("VACUUM ANALYZE annotation_record")
+
+
+GOLD_ANSWER = '{"ranking": [{"value": "response-1", "rank": 1}, {"value": "response-2", "rank": 2}]}'
+
+
+def gold_set(ds, *, share: float, rate: float) -> int:
+    """Mark every round(1/share)-th record of the dataset gold (share 0: none) and set its gold_rate."""
+    from django.db import connection
+
+    from annotation.models import Dataset
+
+    with connection.cursor() as c:
+        c.execute("UPDATE annotation_record SET is_gold = false, gold_answer = NULL, completed = false "
+                  "WHERE dataset_id = %s AND is_gold", [ds.pk])
+        marked = 0
+        if share > 0:
+            c.execute("UPDATE annotation_record SET is_gold = true, gold_answer = %s::jsonb, completed = true "
+                      "WHERE dataset_id = %s AND id %% %s = 0", [GOLD_ANSWER, ds.pk, max(1, round(1 / share))])
+            marked = c.rowcount
+    Dataset.objects.filter(pk=ds.pk).update(gold_rate=rate)
+    ds.refresh_from_db()
+    return marked
 
 
 def main() -> None:
@@ -114,6 +143,9 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--gold-share", type=float, default=0.0,
+                        help="also measure with this share of the records gold (e.g. 0.01)")
+    parser.add_argument("--gold-rate", type=float, default=0.05, help="the dataset's gold_rate in the gold run")
     args = parser.parse_args()
 
     os.environ.setdefault("DEBUG", "false")
@@ -130,7 +162,6 @@ def main() -> None:
     from annotation.services import member_upsert
 
     ds = dataset_ensure(args.records, regenerate=args.regenerate)
-    state_reset(ds)
     clients = []
     for i in range(args.annotators):
         membership, _, _ = member_upsert(workspace=ds.workspace, username=f"bench-ui-{i}", role="annotator")
@@ -155,6 +186,7 @@ def main() -> None:
     request_started.connect(_started, weak=False)
     request_finished.connect(_finished, weak=False)
     client_times: dict[str, list[float]] = {"get": [], "post": []}
+    handed: list[int] = []
 
     def get(i: int) -> float:
         t, c0 = time.perf_counter(), time.process_time()
@@ -176,49 +208,74 @@ def main() -> None:
         cpu["post"].append(time.process_time() - c0)
         assert r.status_code == 200, (r.status_code, r.content[:300])
         current[i] = int(form_re.search(r.content.decode()).group(1))
+        handed.append(current[i])
         return marks["server"]
 
-    n = len(clients)
-    for k in range(args.warmup):
-        get(k % n)
-        submit_next(k % n)
-    page_times, submit_times = [], []
-    for store in (cpu, client_times):
-        store["get"].clear()
-        store["post"].clear()
-    for k in range(args.requests):
-        page_times.append(get(k % n))
-    for k in range(args.requests):
-        submit_times.append(submit_next(k % n))
-    def count_queries(fn) -> int:
+    def count_queries(fn, i: int) -> int:
         seen = []
         with connection.execute_wrapper(lambda execute, sql, params, many, context: seen.append(sql)
                                         or execute(sql, params, many, context)):
-            fn(0)
+            fn(i)
         return len(seen)
 
-    cpu_get, cpu_post = list(cpu["get"]), list(cpu["post"])
-    client_get = summarize([t * 1000 for t in client_times["get"]])
-    client_post = summarize([t * 1000 for t in client_times["post"]])
-    q_get, q_post = count_queries(get), count_queries(submit_next)
+    n = len(clients)
 
-    stored = Response.objects.filter(dataset=ds, status="submitted").count()
-    over = Record.objects.filter(dataset=ds, submitted_count__gt=ds.min_submitted).count()
-    print()
-    print(f"dataset: {args.records:,} records, {n} annotators taking turns; Django test Client in-process "
-          f"(server time, no network); PostgreSQL {connection.pg_version // 10000}")
-    print(f"server time: annotate page     GET  n={len(page_times):4d}  {fmt_ms(summarize([t * 1000 for t in page_times]))}"
-          f"   ({q_get} SQL statements)")
-    print(f"server time: submit + next     POST n={len(submit_times):4d}  {fmt_ms(summarize([t * 1000 for t in submit_times]))}"
-          f"   ({q_post} SQL statements incl. savepoints)")
-    print(f"client-observed (adds the test client's work): GET p50 {client_get['p50']:.2f} / p95 "
-          f"{client_get['p95']:.2f} ms, POST p50 {client_post['p50']:.2f} / p95 {client_post['p95']:.2f} ms")
-    print(f"Django process CPU per request (excludes PostgreSQL and waiting): GET p50 "
-          f"{summarize([t * 1000 for t in cpu_get])['p50']:.2f} ms, POST p50 {summarize([t * 1000 for t in cpu_post])['p50']:.2f} ms")
-    print(f"machine load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"responses stored: {stored:,}; records over-assigned: {over}")
-    goal = max(summarize([t * 1000 for t in page_times])["p95"], summarize([t * 1000 for t in submit_times])["p95"])
-    print(f"goal p95 < 30 ms: {'met' if goal < 30 else 'NOT met'} (worst p95 {goal:.1f} ms)")
+    def measure(label: str) -> float:
+        state_reset(ds)
+        current.clear()
+        handed.clear()
+        for k in range(args.warmup):
+            get(k % n)
+            submit_next(k % n)
+        page_times, submit_times = [], []
+        for store in (cpu, client_times):
+            store["get"].clear()
+            store["post"].clear()
+        handed.clear()
+        for k in range(args.requests):
+            page_times.append(get(k % n))
+        for k in range(args.requests):
+            submit_times.append(submit_next(k % n))
+        cpu_get, cpu_post = list(cpu["get"]), list(cpu["post"])
+        client_get = summarize([t * 1000 for t in client_times["get"]])
+        client_post = summarize([t * 1000 for t in client_times["post"]])
+        # statement counts: a counted pass of its own (a request that hands gold may differ)
+        q_get = [count_queries(get, k % n) for k in range(min(args.requests, 40))]
+        q_post = [count_queries(submit_next, k % n) for k in range(min(args.requests, 100))]
+        gold_ids = set(Record.objects.filter(dataset=ds, is_gold=True, pk__in=handed).values_list("pk", flat=True))
+        gold_handed = sum(pk in gold_ids for pk in handed)
+
+        def span(counts: list[int]) -> str:
+            return f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+
+        stored = Response.objects.filter(dataset=ds, status="submitted").count()
+        over = Record.objects.filter(dataset=ds, is_gold=False, submitted_count__gt=ds.min_submitted).count()
+        print()
+        print(f"[{label}]")
+        print(f"dataset: {args.records:,} records, {n} annotators taking turns; Django test Client in-process "
+              f"(server time, no network); PostgreSQL {connection.pg_version // 10000}")
+        print(f"server time: annotate page     GET  n={len(page_times):4d}  {fmt_ms(summarize([t * 1000 for t in page_times]))}"
+              f"   ({span(q_get)} SQL statements)")
+        print(f"server time: submit + next     POST n={len(submit_times):4d}  {fmt_ms(summarize([t * 1000 for t in submit_times]))}"
+              f"   ({span(q_post)} SQL statements incl. savepoints)")
+        print(f"client-observed (adds the test client's work): GET p50 {client_get['p50']:.2f} / p95 "
+              f"{client_get['p95']:.2f} ms, POST p50 {client_post['p50']:.2f} / p95 {client_post['p95']:.2f} ms")
+        print(f"Django process CPU per request (excludes PostgreSQL and waiting): GET p50 "
+              f"{summarize([t * 1000 for t in cpu_get])['p50']:.2f} ms, POST p50 {summarize([t * 1000 for t in cpu_post])['p50']:.2f} ms")
+        print(f"machine load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(f"records handed by submit+next: {len(handed)}, of them gold: {gold_handed} "
+              f"(gold_rate {ds.gold_rate:g})")
+        print(f"responses stored: {stored:,}; ordinary records over-assigned: {over}")
+        goal = max(summarize([t * 1000 for t in page_times])["p95"], summarize([t * 1000 for t in submit_times])["p95"])
+        print(f"goal p95 < 30 ms: {'met' if goal < 30 else 'NOT met'} (worst p95 {goal:.1f} ms)")
+        return goal
+
+    gold_set(ds, share=0.0, rate=args.gold_rate)
+    measure("without gold records")
+    if args.gold_share > 0:
+        marked = gold_set(ds, share=args.gold_share, rate=args.gold_rate)
+        measure(f"with gold: {marked:,} records gold ({args.gold_share:.1%}), gold_rate {args.gold_rate:g}")
+        gold_set(ds, share=0.0, rate=args.gold_rate)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from django.core.exceptions import ValidationError
 
+from ..validation import bool_param
 from .report import ImportFormatError
 
 Messages = list[dict]
@@ -39,6 +40,8 @@ class Pair:
     shuffle: bool = True  # False: first goes to response-1, second to response-2 (human answers refer to them)
     responses: list[dict] = field(default_factory=list)  # Argilla: {user, value, status}
     suggestions: list[dict] = field(default_factory=list)  # Argilla: {value, score, agent, raw}
+    # the row's `gold` column: its chosen answer is the known answer (pairs.pair_to_record marks it gold)
+    gold: bool = False
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,10 @@ PAIR_FORMATS: dict[str, PairFormat] = {f.name: f for f in (
                _has("prompt", "response-1", "response-2"), _pairwise),
 )}
 PAIR_FORMAT_NAMES = tuple(PAIR_FORMATS)
-MAP_TARGETS = tuple(sorted({c for f in PAIR_FORMATS.values() for c in f.columns if not c.startswith("<")}))
+# Any format's rows may carry `gold` (true/false): the row's chosen answer is the known answer and its
+# record becomes a gold record (pairs.pair_gold_answer builds the answer for the dataset's question).
+GOLD_COLUMN = "gold"
+MAP_TARGETS = tuple(sorted({c for f in PAIR_FORMATS.values() for c in f.columns if not c.startswith("<")} | {GOLD_COLUMN}))
 
 
 def formats_described() -> str:
@@ -405,18 +411,23 @@ def row_adapter(fmt: PairFormat, first_row: dict, *, mapping: dict[str, str] | N
     """row -> Pair for this file: columns mapped, the format's adapter applied; the columns it
     does not read go to metadata, or (strict) reject the line naming them."""
     mapping = mapping or {}
-    adapt = fmt.adapter(mapping_apply(first_row, mapping))
-    known = set(getattr(adapt, "columns", fmt.columns))
+    adapt = fmt.adapter({k: v for k, v in mapping_apply(first_row, mapping).items() if k != GOLD_COLUMN})
+    known = set(getattr(adapt, "columns", fmt.columns)) | {GOLD_COLUMN}
 
     def to_pair(row: dict) -> Pair:
         if not isinstance(row, dict):
             raise ValidationError({"record": "must be an object of columns"})
         row = mapping_apply(row, mapping)
+        gold = False
+        if GOLD_COLUMN in row:
+            gold = bool_param(GOLD_COLUMN, row[GOLD_COLUMN])
+            row = {k: v for k, v in row.items() if k != GOLD_COLUMN}
         extra = [k for k in row if k not in known]
         if extra and strict:
             raise ValidationError({"columns": f"not read by the {fmt.name} format: {', '.join(extra)} (accepted: "
                                               f"{', '.join(fmt.columns)}; without strict they go to metadata)"})
         pair = adapt(row)
+        pair.gold = gold
         for key in extra:
             if row[key] is not None and key not in pair.metadata:
                 pair.metadata[key] = row[key]

@@ -12,6 +12,8 @@ from django.db import transaction
 
 from ..errors import validation_message
 from ..models import Dataset, Field, Question, Record, Workspace
+from ..quality.gold_files import gold_answer_best
+from ..selectors import compared_fields, dataset_questions, ranked_question_of
 from ..services import (
     dataset_create,
     imported_annotator_get,
@@ -100,10 +102,30 @@ def _prompt_for(prompt: str | list[dict], system: str | None, *, chat: bool) -> 
                                      "field is chat, so that no turn is lost)"})
 
 
-def pair_to_record(pair: Pair, *, seed: int | str, chat_prompt: bool = False) -> dict:
+def pair_gold_answer(*, question: Question | None, chosen: str | None, tie: bool = False) -> dict:
+    """The known answer of a pair marked gold, for the dataset's ranked question (ranking, graded
+    preference or comparison rating): the chosen response (`chosen`, after the shuffle) best, or a
+    tie (quality.gold_files.gold_answer_best). ValidationError on `gold` when the pair or the
+    dataset cannot hold one; the answer is then checked like any import's gold_answer (ties only
+    where the dataset allows them)."""
+    if question is None:
+        raise ValidationError({"gold": "this dataset has no ranking or preference question to hold a known answer"})
+    if chosen is None and not tie:
+        raise ValidationError({"gold": "this row says no answer was chosen: a gold pair needs a chosen answer (or a tie)"})
+    pair = list(PAIR_FIELDS[1:])
+    ranked = compared_fields(question) or list((question.options or {}).get("values", []))
+    if sorted(ranked) != sorted(pair):
+        raise ValidationError({"gold": f"the question {question.name!r} ranks {', '.join(map(str, ranked))}; "
+                                       f"a pair's known answer ranks {' and '.join(pair)}"})
+    return gold_answer_best(question=question, best=chosen, tie=tie)
+
+
+def pair_to_record(pair: Pair, *, seed: int | str, chat_prompt: bool = False,
+                   gold_question: Question | None = None) -> dict:
     """The record of a Pair: answers shuffled into response-1/response-2 by a hash of the
     external id and `seed` (unless the pair keeps its order), metadata.original_chosen saying
-    where the original chosen answer went (or original_tie)."""
+    where the original chosen answer went (or original_tie). A pair marked gold gets its
+    `gold_answer` for `gold_question` (pair_gold_answer), which records_import checks and stores."""
     prompt, first, second = pair_conversation(pair)
     if pair.system is not None and not isinstance(pair.system, str):
         raise ValidationError({"system": "must be a string"})
@@ -131,7 +153,14 @@ def pair_to_record(pair: Pair, *, seed: int | str, chat_prompt: bool = False) ->
             metadata["original_chosen"] = f"response-{pair.preferred + 1}"
     if system is not None:
         metadata["system"] = system
-    return {"external_id": external_id, "fields": fields, "metadata": metadata}
+    record = {"external_id": external_id, "fields": fields, "metadata": metadata}
+    if pair.gold:
+        if pair.shuffle:
+            chosen = None if pair.preferred == "tie" else where
+        else:
+            chosen = f"response-{pair.preferred + 1}" if pair.preferred in (0, 1) else None
+        record["gold_answer"] = pair_gold_answer(question=gold_question, chosen=chosen, tie=pair.preferred == "tie")
+    return record
 
 
 def pairs_dataset_check(dataset: Dataset) -> None:
@@ -227,6 +256,7 @@ def pairs_import(*, dataset: Dataset, stream=None, source: PairSource | None = N
     if source is None:
         source = PairSource(stream, filetype=filetype, fmt=fmt, mapping=mapping, strict=strict)
     chat_prompt = dataset.fields.filter(name="prompt", kind=Field.Kind.CHAT).exists()
+    gold_question = ranked_question_of(dataset_questions(dataset))
     extras = _Extras(dataset)  # an Argilla export's responses and suggestions; nothing for the others
 
     def items():
@@ -240,7 +270,7 @@ def pairs_import(*, dataset: Dataset, stream=None, source: PairSource | None = N
                         raise ValidationError({"record": "must be an object of columns"})
                     source.bind(raw)
                 pair = source.to_pair(raw)
-                record = pair_to_record(pair, seed=seed, chat_prompt=chat_prompt)
+                record = pair_to_record(pair, seed=seed, chat_prompt=chat_prompt, gold_question=gold_question)
             except ValidationError as exc:
                 yield line_no, LineError(validation_message(exc), raw_text(raw)), size
                 continue

@@ -240,7 +240,7 @@ class _TextBuffer:
 
 
 def _flat_row_to_record(row: dict, chat_fields: set[str]) -> dict:
-    """CSV/Parquet column rules: `external_id`/`id`, `priority`, `metadata.<key>`; the rest are fields."""
+    """CSV/Parquet column rules: `external_id`/`id`, `priority`, `metadata.<key>`, `gold_answer`; the rest are fields."""
     if isinstance(row.get("fields"), dict):  # a nested Parquet schema: already a record
         return {k: v for k, v in row.items() if v is not None}
     record: dict[str, Any] = {"fields": {}, "metadata": {}}
@@ -256,6 +256,9 @@ def _flat_row_to_record(row: dict, chat_fields: set[str]) -> dict:
                     record["priority"] = float(value)
                 except (TypeError, ValueError):
                     raise ValidationError({"priority": f"must be a number, not {str(value)[:50]!r}"})
+        elif key == "gold_answer":  # the record's known answer (JSON text), read by records_import
+            if value not in (None, ""):
+                record["gold_answer"] = value
         elif key.startswith("metadata."):
             if value not in (None, ""):
                 record["metadata"][key[len("metadata."):]] = value

@@ -20,6 +20,8 @@ from django.db import connection
 
 from ..errors import validation_message
 from ..models import Dataset, Field
+from ..quality.gold_files import gold_answer_of_row, records_gold_mark
+from ..selectors import dataset_questions
 from ..services import UpsertCounts
 from ..text import input_text_check
 from ..validation import FieldSpec, field_specs_of, record_validate
@@ -46,6 +48,10 @@ def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None
     one is read and validated; on_progress is still called on the caller's thread, in order.
     `on_stored(external_ids)` is called on the caller's thread after each batch is written, with
     the external ids it stored (pairs_import writes an Argilla export's responses then).
+    An item may carry `gold_answer` (an answer object, or its JSON text in a CSV/Parquet column):
+    checked like any other part of the line (a bad one rejects the line), and once the batch is
+    stored its record is marked gold with that answer (quality.gold.records_gold_set); the report
+    then counts them as `gold`.
     Raises ImportFormatError when the input cannot be read at all, UploadTooLarge from a
     CountingStream; batches stored before either stay stored.
     """
@@ -58,8 +64,20 @@ def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None
     report = ImportReport()
     # the COPY path only needs the JSON bytes: a batch is kept small
     json_only = connection.vendor == "postgresql"
+    questions = dataset_questions(dataset)
+    gold_pending: dict[str, dict] = {}  # external id -> gold answer, marked once its batch is stored
+
+    def stored(external_ids: list[str]) -> None:
+        if gold_pending:
+            answers = {eid: gold_pending.pop(eid) for eid in external_ids if eid in gold_pending}
+            marked = records_gold_mark(dataset=dataset, answers=answers)
+            if marked:
+                report.extra["gold"] = report.extra.get("gold", 0) + marked
+        if on_stored is not None:
+            on_stored(external_ids)
+
     batches = _Batches(dataset=dataset, report=report, on_progress=on_progress,
-                       writer=_BatchWriter(dataset) if pipeline else None, on_stored=on_stored)
+                       writer=_BatchWriter(dataset) if pipeline else None, on_stored=stored)
     try:
         for line_no, raw, size in items:
             report.total_lines += 1
@@ -67,9 +85,17 @@ def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None
                 batches.reject(line_no, raw.reason, raw.raw)
             else:
                 try:
-                    batches.add(record_clean(raw, specs, max_bytes=max_bytes, size=size, json_only=json_only))
+                    gold = (gold_answer_of_row(questions=questions, raw=raw, allow_ties=dataset.allow_ties)
+                            if isinstance(raw, dict) else None)
+                    row = record_clean(raw, specs, max_bytes=max_bytes, size=size, json_only=json_only)
                 except ValidationError as exc:
                     batches.reject(line_no, validation_message(exc), raw_text(raw))
+                else:
+                    batches.add(row)
+                    if gold is not None:
+                        gold_pending[row["external_id"]] = gold
+                    else:
+                        gold_pending.pop(row["external_id"], None)  # the last line of an id wins
             if batches.full(batch_size):
                 batches.flush()
         if batches.pending():

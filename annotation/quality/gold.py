@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
@@ -61,24 +62,47 @@ def _label_set(value: Any) -> frozenset:
     return frozenset(map(str, value)) if isinstance(value, list) else frozenset([str(value)])
 
 
+_UNSCORED = object()   # an answer that holds nothing to score (no ranking, no pair vote)
+
+
+def answer_key(question: Question, value: Any) -> Any:
+    """What an answer to `question` is scored on (two answers match when their keys are equal):
+    - ranking: the set of responses ranked best;
+    - preference / comparison rating: the preferred response, or "both bad" when it prefers neither;
+    - rating: the value; label: the set of labels.
+    Readers that compare many answers with one reference (the anchoring figures) compute the reference's
+    key once; `question_answer_matches` is the rule."""
+    compares = compared_fields(question)
+    if question.kind == Question.Kind.PREFERENCE or (question.kind == Question.Kind.RATING and compares):
+        vote = pair_vote_from_value(value, compares)
+        if vote is None:
+            return _UNSCORED
+        return (_best(vote.ranks), vote.both_bad if vote.ranks is None else None)
+    if question.kind == Question.Kind.RANKING:
+        return ranking_key(ranks_from_value(value))
+    if question.kind == Question.Kind.LABEL:
+        return _label_set(value)
+    return value
+
+
+def ranking_key(ranks: Mapping[str, Any] | None) -> Any:
+    """answer_key of a ranking question's answer already read by ranks_from_value."""
+    best = _best(ranks)
+    return _UNSCORED if best is None else best
+
+
+def keys_match(reference_key: Any, answer_key_: Any) -> bool:
+    """Whether an answer's key (answer_key) matches a reference's (a gold answer, a judge's suggestion)."""
+    return reference_key is not _UNSCORED and reference_key == answer_key_
+
+
 def question_answer_matches(question: Question, gold: Any, answer: Any) -> bool:
     """Whether one answer agrees with the gold answer to one question:
     - ranking: the same response(s) ranked best (a tie for best in gold needs the same tie);
     - preference / comparison rating: the same preferred response (strength not scored), or both
       called bad / a tie when gold says so;
     - rating: the same value; label: the same label(s)."""
-    compares = compared_fields(question)
-    if question.kind == Question.Kind.PREFERENCE or (question.kind == Question.Kind.RATING and compares):
-        g, a = pair_vote_from_value(gold, compares), pair_vote_from_value(answer, compares)
-        if g is None or a is None:
-            return False
-        return _best(g.ranks) == _best(a.ranks) and (g.ranks is not None or g.both_bad == a.both_bad)
-    if question.kind == Question.Kind.RANKING:
-        best = _best(ranks_from_value(gold))
-        return best is not None and best == _best(ranks_from_value(answer))
-    if question.kind == Question.Kind.LABEL:
-        return _label_set(gold) == _label_set(answer)
-    return gold == answer
+    return keys_match(answer_key(question, gold), answer_key(question, answer))
 
 
 def gold_answer_matches(*, questions: Iterable[Question], gold_answer: Mapping[str, Any] | None,
@@ -105,6 +129,11 @@ def record_completed_q(dataset: Dataset) -> ExpressionWrapper:
                              output_field=BooleanField())
 
 
+def record_completed(*, is_gold: bool, submitted: int, min_submitted: int, extra_wanted: int) -> bool:
+    """record_completed_q for one record's values at hand (the submit path computes it in Python)."""
+    return bool(is_gold) or submitted >= min_submitted + extra_wanted
+
+
 @transaction.atomic
 def records_gold_set(*, dataset: Dataset, answers: Mapping[int, Any]) -> int:
     """Mark records of `dataset` as gold with their known answers ({record id: answer}), or change
@@ -124,8 +153,13 @@ def records_gold_set(*, dataset: Dataset, answers: Mapping[int, Any]) -> int:
     missing = sorted(set(clean) - found)
     if missing:
         raise ValidationError({"record": f"no such record in this dataset: {', '.join(map(str, missing[:10]))}"})
+    # one UPDATE per distinct answer (a pairwise dataset's gold file holds two), not one per record
+    by_answer: dict[bytes, tuple[dict, list[int]]] = {}
     for record_id, answer in clean.items():
-        Record.objects.filter(pk=record_id).update(is_gold=True, gold_answer=answer, completed=True)
+        by_answer.setdefault(orjson.dumps(answer, option=orjson.OPT_SORT_KEYS), (answer, []))[1].append(record_id)
+    for answer, ids in by_answer.values():
+        for start in range(0, len(ids), 2000):
+            Record.objects.filter(pk__in=ids[start:start + 2000]).update(is_gold=True, gold_answer=answer, completed=True)
     return len(clean)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from ..models import AnnotatorStanding, Dataset, Membership, Response
-from .gold import gold_scores
+from .gold import GoldScore, gold_scores
 
 
 def standing_of(*, dataset: Dataset, user) -> AnnotatorStanding | None:
@@ -19,7 +19,12 @@ def annotator_paused(*, dataset: Dataset, user) -> str | None:
            .values_list("reason", flat=True).first())
     if row is None:
         return None
-    return row or "paused by an admin of this dataset"
+    return pause_reason_text(row)
+
+
+def pause_reason_text(reason: str | None) -> str:
+    """What a paused annotator is told: the stored reason, or that an admin paused them."""
+    return reason or "paused by an admin of this dataset"
 
 
 @transaction.atomic
@@ -38,6 +43,14 @@ def standing_set(*, dataset: Dataset, user, paused: bool | None = None, excluded
     return standing
 
 
+def gold_below_threshold(*, dataset: Dataset, score: GoldScore | None) -> bool:
+    """The pause policy's condition: the policy is on (gold_pause_accuracy set) and the annotator has at least
+    gold_pause_min_answers scored gold answers with an accuracy below the threshold."""
+    threshold = dataset.gold_pause_accuracy
+    return (threshold is not None and score is not None and score.answered >= dataset.gold_pause_min_answers
+            and score.accuracy is not None and score.accuracy < threshold)
+
+
 def gold_policy_apply(*, dataset: Dataset, user) -> str | None:
     """The pause policy, applied after the annotator submits an answer to a gold record: with the
     policy on (dataset.gold_pause_accuracy set), an annotator with at least gold_pause_min_answers
@@ -47,7 +60,7 @@ def gold_policy_apply(*, dataset: Dataset, user) -> str | None:
     if threshold is None:
         return None
     score = gold_scores(dataset=dataset, user_ids=[user.pk]).get(user.pk)
-    if score is None or score.answered < dataset.gold_pause_min_answers or score.accuracy >= threshold:
+    if not gold_below_threshold(dataset=dataset, score=score):
         return None
     if annotator_paused(dataset=dataset, user=user) is not None:
         return None

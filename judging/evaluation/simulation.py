@@ -44,6 +44,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 
+from annotation.errors import AnnotatorPaused
 from annotation.jobs import ChunkContext, job_create, job_handler_register
 from annotation.models import Dataset, Job, JobChunk, Membership, Question, Record, Response, Workspace
 from annotation.services import (
@@ -434,7 +435,7 @@ class _Campaign:
         """Each active annotator's next record from next_record_for; one that gets none is done."""
         leased = []
         for a in list(self.active):
-            record = next_record_for(a.user, self.dataset)
+            record = _next_unless_paused(a.user, self.dataset)
             if record is None:
                 self.active.remove(a)
                 continue
@@ -495,7 +496,16 @@ class _Campaign:
 
     def _next_record(self, a: SimulatedAnnotator) -> Record | None:
         left = self.room(a)
-        return None if left is not None and left <= 0 else next_record_for(a.user, self.dataset)
+        return None if left is not None and left <= 0 else _next_unless_paused(a.user, self.dataset)
+
+
+def _next_unless_paused(user, dataset: Dataset) -> Record | None:
+    """next_record_for; a simulated annotator paused on the dataset (the gold policy) is done, as a
+    person would be."""
+    try:
+        return next_record_for(user, dataset)
+    except AnnotatorPaused:
+        return None
 
 
 def simulation_run(*, dataset: Dataset, annotators: Sequence[SimulatedAnnotator], max_records: int | None = None,

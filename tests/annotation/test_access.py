@@ -1,7 +1,11 @@
 """annotation.access: ids that cannot be ids match nothing, in every list and object lookup."""
 import pytest
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
-from annotation.access import PK_MAX, parse_pk
+from annotation.access import ADMIN, ANNOTATOR, PK_MAX, REVIEWER, dataset_for_user, parse_pk, role_at_least
+from annotation.models import Membership
+from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,3 +31,18 @@ def test_an_id_too_large_for_the_database_filters_to_nothing(url, admin_client_a
 @pytest.mark.parametrize("url", ["/api/v1/datasets/{n}/", "/api/v1/records/{n}/", "/api/v1/workspaces/{n}/members/"])
 def test_an_object_id_too_large_for_the_database_is_not_found(url, admin_client_api):
     assert admin_client_api.get(url.format(n=HUGE)).status_code == 404
+
+
+def test_a_reviewer_sits_between_annotator_and_admin(dataset):
+    assert [role_at_least(REVIEWER, r) for r in (ANNOTATOR, REVIEWER, ADMIN)] == [True, True, False]
+    assert [role_at_least(ANNOTATOR, r) for r in (ANNOTATOR, REVIEWER)] == [True, False]
+    reviewer, annotator = UserFactory(username="rev"), UserFactory(username="ann")
+    MembershipFactory(user=reviewer, workspace=dataset.workspace, role=Membership.Role.REVIEWER)
+    MembershipFactory(user=annotator, workspace=dataset.workspace, role=Membership.Role.ANNOTATOR)
+    assert dataset_for_user(reviewer, dataset.pk, role=REVIEWER) == dataset
+    with pytest.raises(PermissionDenied):
+        dataset_for_user(reviewer, dataset.pk, role=ADMIN)
+    with pytest.raises(PermissionDenied):
+        dataset_for_user(annotator, dataset.pk, role=REVIEWER)
+    with pytest.raises(Http404):
+        dataset_for_user(UserFactory(username="stranger"), dataset.pk, role=REVIEWER)

@@ -57,9 +57,10 @@ NOT_FOR_ANNOTATORS = {
     "evaluation-simulate", "evaluation-simulated-annotators", "evaluation-simulated-annotator-remove",
     "evaluation-alpaca-eval", "dataset-list", "dataset-create", "dashboard", "dashboard-stats", "record-detail",
     "dataset-publish", "dataset-settings", "dataset-status", "dataset-delete", "dataset-import",
-    "dataset-import-preview", "dataset-export",
+    "dataset-import-preview", "dataset-export", "api-dataset-gold", "api-record-gold", "record-gold",
+    "dashboard-quality", "dataset-quality", "dataset-quality-standing", "api-dataset-quality", "api-annotator-standing",
     "job-detail", "job-progress", "job-download", "job-cancel", "job-resume", "job-retry", "members",
-    "member-remove",
+    "member-remove", "review-queue", "review-record", "api-dataset-review-queue", "api-record-review",
 }
 # ... of which these are lists of what the caller administers: empty for an annotator.
 ADMIN_LISTS = {"api-endpoints", "api-generation-jobs", "api-judges", "api-judge-jobs"}

@@ -5,7 +5,9 @@ UltraFeedback binarized, CLAIR, an Argilla export, AlpacaFarm, TRL explicit/impl
 preflab pairwise), as JSON lines, a JSON array, CSV or Parquet: the format is told from the
 columns (or named with --format), the file type from the name or the content. Records are
 pairwise, their two answers shuffled per record; metadata.original_chosen says where the original
-chosen went. Exit status 1 when nothing was stored (with --create the new dataset is removed).
+chosen went. A `gold` column (true/false; --map gold=COLUMN) makes a row's record a gold record whose
+known answer is its chosen response. Exit status 1 when nothing was stored (with --create the new
+dataset is removed).
 """
 import os
 

@@ -1,7 +1,8 @@
 """manage.py import_records DATASET_ID FILE [--format json|ndjson|csv|parquet]
 
 Streams the file into the dataset (upsert on external_id), with a progress bar; every rejected
-line is printed with its line number and reason. Exit status 0 when records were stored (even with
+line is printed with its line number and reason. A record's optional `gold_answer` (CSV/Parquet: a
+column holding it as JSON) marks it gold with that known answer. Exit status 0 when records were stored (even with
 rejected lines), 1 when the file could not be read or nothing was stored.
 """
 import os

@@ -48,3 +48,20 @@ def test_a_straggling_copy_of_a_chunk_changes_nothing(simulation_job):
     job.refresh_from_db()
     assert (job.done, job.failed) == (20, 0)
     assert Response.objects.filter(dataset=job.dataset, status="submitted").count() == 20
+
+
+def test_a_paused_simulated_annotator_stops_and_the_others_finish(simulation_job):
+    """A simulated annotator paused on the dataset (the gold policy, or an admin) gets no records, as
+    a person would; the job does not fail on it."""
+    from annotation.models import Membership
+    from annotation.quality.standing import standing_set
+
+    job = simulation_job
+    paused = Membership.objects.get(workspace=job.dataset.workspace, user__username__endswith="s0").user
+    standing_set(dataset=job.dataset, user=paused, paused=True, reason="check records missed")
+    for chunk in job.chunks.all():
+        assert job_chunk_execute(job_id=job.pk, index=chunk.index) == "ok"
+    job.refresh_from_db()
+    assert job.status == "succeeded"
+    assert not Response.objects.filter(dataset=job.dataset, user=paused).exists()
+    assert Response.objects.filter(dataset=job.dataset, status="submitted").count() == 20  # the two others: 10 x 2
