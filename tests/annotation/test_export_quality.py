@@ -268,3 +268,23 @@ def test_a_graded_verdict_gives_its_own_strength_and_can_call_both_bad():
     rows = list(triplets_export(dataset=ds, margin_from="strength", reviews="ignore"))
     assert [(r["external_id"], r["chosen_field"], r["strength_margin"], r["reviewed"]) for r in rows] == [
         ("settled", R2, pytest.approx(-1 / 3), False), ("bad", R2, pytest.approx(-1 / 3), False)]
+
+
+def test_verdicts_set_through_the_review_services_reach_the_export(dataset):
+    from annotation.quality.review import review_accept, review_send_back, review_set
+
+    rec = RecordFactory(dataset=dataset)
+    answer(rec, R2, R1)
+    answer(rec, R2, R1)
+    minority = answer(rec, R1, R2)
+    rita = UserFactory(username="rita")
+    MembershipFactory(user=rita, workspace=dataset.workspace, role="reviewer")
+    review_accept(record=rec, response=minority, reviewer=rita)
+    assert [(r["chosen_field"], r["reviewed_by"]) for r in triplets_export(dataset=dataset)] == [(R1, "rita")]
+    review_set(record=rec, values={"ranking": ranking(R2, R1)}, reviewer=rita)
+    assert [(r["chosen_field"], r["annotators"], r["reviewed"]) for r in triplets_export(dataset=dataset)] == [
+        (R2, 1, True)]
+    review_send_back(record=rec, reviewer=rita)
+    assert [(r["chosen_field"], r["annotators"], r["reviewed"]) for r in triplets_export(dataset=dataset)] == [
+        (R2, 3, False)]
+
