@@ -23,6 +23,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from .bulk import json_text, rows_upsert
 from .errors import AnnotatorPaused, ConflictError
 from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .quality.gold import record_completed, record_completed_q
@@ -961,6 +962,9 @@ class SuggestionCounts:
     errors: list[dict] = field(default_factory=list)
 
 
+_SUGGESTION_COLUMNS = ("record_id", "question_id", "value", "score", "agent", "rationale", "raw", "created_at", "updated_at")
+
+
 def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> SuggestionCounts:
     """Bulk add judge suggestions. Each item: {record | external_id, question, value, score, agent,
     rationale, raw}. Invalid items are reported by index and the valid ones stored; one suggestion
@@ -1005,9 +1009,11 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
             keys = list(rows)
             existing = set(Suggestion.objects.filter(record_id__in={k[0] for k in keys})
                            .values_list("record_id", "question_id", "agent"))
-            Suggestion.objects.bulk_create(list(rows.values()), batch_size=1000, update_conflicts=True,
-                                           unique_fields=["record", "question", "agent"],
-                                           update_fields=["value", "score", "rationale", "raw", "updated_at"])
+            now = timezone.now()
+            rows_upsert(model=Suggestion, columns=_SUGGESTION_COLUMNS, conflict=["record_id", "question_id", "agent"],
+                        update=["value", "score", "rationale", "raw", "updated_at"],
+                        rows=[(s.record_id, s.question.pk, json_text(s.value), s.score, s.agent, s.rationale,
+                               json_text(s.raw), now, now) for s in rows.values()])
         counts.updated = sum(1 for k in keys if k in existing)
         counts.created = len(keys) - counts.updated
     return counts

@@ -12,7 +12,9 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
+from annotation.bulk import json_text, rows_upsert
 from annotation.jobs import ChunkContext, JobCancelled
 from annotation.models import Dataset, Job, JobChunk, JobError, Record, Suggestion
 from annotation.services import record_priority_set, records_upsert, suggestions_upsert
@@ -234,11 +236,10 @@ class _ChunkRun:
                     for record_id in already:
                         self.pending.pop(record_id, None)
                     settled = [r for r in settled if r not in already]
+            now = timezone.now()
             if outputs:
-                JudgeOutput.objects.bulk_create(
-                    outputs, update_conflicts=True, unique_fields=["job", "record", "call_key"],
-                    update_fields=["raw_text", "parsed", "error", "attempts", "failed_attempts", "finish_reason",
-                                   "prompt_tokens", "completion_tokens", "shown_order", "text_cleaned", "updated_at"])
+                rows_upsert(model=JudgeOutput, columns=_OUTPUT_COLUMNS, rows=[_output_row(o, now) for o in outputs],
+                            conflict=["job_id", "record_id", "call_key"], update=_OUTPUT_UPDATE)
             verdicts: list[JudgeVerdict] = []
             suggestions: list[dict] = []
             target_rows: list[dict] = []
@@ -258,7 +259,9 @@ class _ChunkRun:
                 else:
                     done += 1
             if verdicts:
-                JudgeVerdict.objects.bulk_create(verdicts, ignore_conflicts=True)
+                rows_upsert(model=JudgeVerdict, columns=_VERDICT_COLUMNS, conflict=["job_id", "record_id"], update=None,
+                            rows=[(v.job_id, v.record_id, v.judge_id, v.status, json_text(v.result), v.error, now)
+                                  for v in verdicts])
             if suggestions:
                 counts = suggestions_upsert(dataset=self.dataset, items=suggestions)
                 if counts.errors:  # a bug, not bad input: the values come from the dataset's own questions
@@ -417,6 +420,21 @@ class _ChunkRun:
             top = top_fields(value) if question == self.layout.ranking_question else preference_top(value)
             views[record_id].append(JudgeView(agent=agent, top=top, uncertainty=_uncertainty(score, u)))
         record_priority_set(record_ids_to_priority={rid: priority_from(v) for rid, v in views.items()})
+
+
+_OUTPUT_COLUMNS = ("job_id", "record_id", "judge_id", "call_key", "shown_order", "raw_text", "parsed", "error", "attempts",
+                   "failed_attempts", "finish_reason", "prompt_tokens", "completion_tokens", "text_cleaned", "created_at",
+                   "updated_at")
+_OUTPUT_UPDATE = ("raw_text", "parsed", "error", "attempts", "failed_attempts", "finish_reason", "prompt_tokens",
+                  "completion_tokens", "shown_order", "text_cleaned", "updated_at")
+_VERDICT_COLUMNS = ("job_id", "record_id", "judge_id", "status", "result", "error", "created_at")
+
+
+def _output_row(o: JudgeOutput, now) -> tuple:
+    """One JudgeOutput as a row of _OUTPUT_COLUMNS (a stored one keeps its created_at: not updated)."""
+    return (o.job_id, o.record_id, o.judge_id, o.call_key, json_text(o.shown_order or []), o.raw_text or "",
+            json_text(o.parsed), o.error or "", o.attempts, json_text(o.failed_attempts or []), o.finish_reason or "",
+            o.prompt_tokens, o.completion_tokens, json_text(o.text_cleaned), now, now)
 
 
 def _system_prompt_of(record) -> str | None:
