@@ -977,7 +977,7 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
                  .values_list("pk", "pk"))
     by_ext = dict(Record.objects.filter(dataset=dataset, external_id__in=external_ids).values_list("external_id", "pk"))
     counts = SuggestionCounts()
-    rows: dict[tuple, Suggestion] = {}
+    rows: dict[tuple, tuple] = {}  # (record, question, agent) -> (value, score, rationale, raw)
     for index, item in enumerate(items):
         try:
             if not isinstance(item, dict):
@@ -999,9 +999,7 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
             if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
                 raise ValidationError({"score": "must be a number"})
             agent = str(item.get("agent") or "")[:200]
-            rows[(record_id, question.pk, agent)] = Suggestion(
-                record_id=record_id, question=question, value=value, score=score, agent=agent,
-                rationale=str(item.get("rationale") or ""), raw=item.get("raw"))
+            rows[(record_id, question.pk, agent)] = (value, score, str(item.get("rationale") or ""), item.get("raw"))
         except ValidationError as exc:
             counts.errors.append({"index": index, "errors": exc.message_dict})
     if rows:
@@ -1012,8 +1010,8 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
             now = timezone.now()
             rows_upsert(model=Suggestion, columns=_SUGGESTION_COLUMNS, conflict=["record_id", "question_id", "agent"],
                         update=["value", "score", "rationale", "raw", "updated_at"],
-                        rows=[(s.record_id, s.question.pk, json_text(s.value), s.score, s.agent, s.rationale,
-                               json_text(s.raw), now, now) for s in rows.values()])
+                        rows=[(record_id, question_id, json_text(value), score, agent, rationale, json_text(raw), now, now)
+                              for (record_id, question_id, agent), (value, score, rationale, raw) in rows.items()])
         counts.updated = sum(1 for k in keys if k in existing)
         counts.created = len(keys) - counts.updated
     return counts
