@@ -10,6 +10,11 @@ INSERT .. SELECT .. ON CONFLICT from it (~3 µs of client CPU per row). Elsewher
 executemany of INSERT .. ON CONFLICT. Values must be ready for the database: JSON columns as JSON
 text (json_text), timestamps as datetimes, None for NULL. Rows must not repeat a conflict key.
 Returns the rows inserted or updated (DO NOTHING: inserted only).
+
+    Record.objects.filter(IdsIn("pk", ids))     # like pk__in=ids, for thousands of ids
+
+IdsIn sends the ids as ONE parameter (a PostgreSQL array, a JSON list on SQLite) instead of one
+placeholder each: Django prepares each value of an `__in` list on its own (~6-10 µs per id here).
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import Model
+from django.db.models import BooleanField, Expression, F, Model
 
 
 def json_text(value: Any) -> str | None:
@@ -62,3 +67,29 @@ def rows_upsert(*, model: type[Model], columns: Sequence[str], rows: Sequence[Se
                 copy.write_row(row)
         cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({target}) {action}")
         return max(cursor.rowcount, 0)
+
+
+class IdsIn(Expression):
+    """A filter: `field` is one of the integer `ids` (an empty list matches nothing)."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, field: str, ids):
+        super().__init__()
+        self.lhs = F(field)
+        # an id no bigint can hold matches no row (and must not make the array cast fail)
+        self.ids = [i for i in map(int, ids) if -(2**63) <= i < 2**63]
+
+    def get_source_expressions(self):
+        return [self.lhs]
+
+    def set_source_expressions(self, exprs):
+        (self.lhs,) = exprs
+
+    def as_sql(self, compiler, connection):
+        sql, params = compiler.compile(self.lhs)
+        listed = ",".join(map(str, self.ids))
+        if connection.vendor == "postgresql":
+            return f"{sql} = ANY(%s::bigint[])", [*params, "{" + listed + "}"]
+        return f"{sql} IN (SELECT value FROM json_each(%s))", [*params, "[" + listed + "]"]

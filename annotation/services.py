@@ -23,7 +23,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from .bulk import json_text, rows_upsert
+from .bulk import IdsIn, json_text, rows_upsert
 from .errors import AnnotatorPaused, ConflictError
 from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .quality.gold import record_completed, record_completed_q
@@ -973,7 +973,7 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
     questions = {q.name: q for q in dataset.questions.all()}
     record_ids = {i.get("record") for i in items if isinstance(i, dict) and i.get("record") is not None}
     external_ids = {str(i["external_id"]) for i in items if isinstance(i, dict) and i.get("external_id") is not None}
-    by_pk = dict(Record.objects.filter(dataset=dataset, pk__in=[r for r in record_ids if isinstance(r, int)])
+    by_pk = dict(Record.objects.filter(IdsIn("pk", [r for r in record_ids if isinstance(r, int)]), dataset=dataset)
                  .values_list("pk", "pk"))
     by_ext = dict(Record.objects.filter(dataset=dataset, external_id__in=external_ids).values_list("external_id", "pk"))
     counts = SuggestionCounts()
@@ -1005,7 +1005,7 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
     if rows:
         with transaction.atomic():
             keys = list(rows)
-            existing = set(Suggestion.objects.filter(record_id__in={k[0] for k in keys})
+            existing = set(Suggestion.objects.filter(IdsIn("record_id", {k[0] for k in keys}))
                            .values_list("record_id", "question_id", "agent"))
             now = timezone.now()
             rows_upsert(model=Suggestion, columns=_SUGGESTION_COLUMNS, conflict=["record_id", "question_id", "agent"],
@@ -1025,4 +1025,4 @@ def record_priority_set(*, record_ids_to_priority: dict[int, float]) -> None:
         by_priority.setdefault(float(priority), []).append(pk)
     with transaction.atomic():
         for priority, ids in by_priority.items():
-            Record.objects.filter(pk__in=ids).update(priority=priority)
+            Record.objects.filter(IdsIn("pk", ids)).update(priority=priority)

@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from annotation.bulk import json_text, rows_upsert
+from annotation.bulk import IdsIn, json_text, rows_upsert
 from annotation.jobs import ChunkContext, JobCancelled
 from annotation.models import Dataset, Job, JobChunk, JobError, Record, Suggestion
 from annotation.services import record_priority_set, records_upsert, suggestions_upsert
@@ -123,19 +123,19 @@ class _ChunkRun:
         def counts() -> tuple[int, int]:
             # what earlier runs wrote: one verdict per record; a record deleted since the job was
             # planned (its verdict goes with it) counts as failed, so the totals add up
-            statuses = list(JudgeVerdict.objects.filter(job=self.job, record_id__in=ids).values_list("status", flat=True))
+            statuses = list(JudgeVerdict.objects.filter(IdsIn("record_id", ids), job=self.job).values_list("status", flat=True))
             failed = sum(1 for s in statuses if s == JudgeVerdict.Status.FAILED)
-            gone = len(ids) - Record.objects.filter(pk__in=ids).count()
+            gone = len(ids) - Record.objects.filter(IdsIn("pk", ids)).count()
             return len(statuses) - failed, failed + gone
 
         self.ctx.counts_set(counts)
-        done = set(JudgeVerdict.objects.filter(job=self.job, record_id__in=ids).values_list("record_id", flat=True))
+        done = set(JudgeVerdict.objects.filter(IdsIn("record_id", ids), job=self.job).values_list("record_id", flat=True))
         todo = [i for i in ids if i not in done]
         stored: dict[tuple[int, str], _Out] = {
             (row[0], row[1]): _Out(**dict(zip(_OUT_FIELDS, row)), stored=True)
-            for row in JudgeOutput.objects.filter(job=self.job, record_id__in=todo).values_list(*_OUT_FIELDS)}
+            for row in JudgeOutput.objects.filter(IdsIn("record_id", todo), job=self.job).values_list(*_OUT_FIELDS)}
         calls: list[tuple[_Pending, str]] = []
-        records = list(Record.objects.filter(pk__in=todo).order_by("pk"))
+        records = list(Record.objects.filter(IdsIn("pk", todo)).order_by("pk"))
         gone = len(todo) - len(records)
         if gone:  # deleted since the job was planned: counted as failed above
             self.ctx.error(item=f"chunk {self.chunk.index}", error=f"{gone} records were deleted before judging")
@@ -261,7 +261,7 @@ class _ChunkRun:
             # already settled are neither rewritten nor counted again, so the totals stay exact.
             self._chunk_lock()
             if settled:
-                already = set(JudgeVerdict.objects.filter(job=self.job, record_id__in=settled)
+                already = set(JudgeVerdict.objects.filter(IdsIn("record_id", settled), job=self.job)
                               .values_list("record_id", flat=True))
                 if already:
                     for record_id in already:
@@ -444,7 +444,7 @@ class _ChunkRun:
         if not question:
             return
         views: dict[int, list[JudgeView]] = defaultdict(list)
-        rows = (Suggestion.objects.filter(record_id__in=record_ids, question__name=question,
+        rows = (Suggestion.objects.filter(IdsIn("record_id", record_ids), question__name=question,
                                           question__dataset=self.dataset)
                 .annotate(u=KT("raw__uncertainty"))
                 .values_list("record_id", "agent", "value", "score", "u"))
