@@ -69,6 +69,8 @@ class _Out:
         self.text_cleaned, self.stored = text_cleaned, stored
 
 
+# what a chunk reads of its records (the prompt, the texts to judge, how to name them in errors)
+_RECORD_READ = ("id", "external_id", "fields", "metadata")
 _OUT_FIELDS = ("record_id", "call_key", "shown_order", "raw_text", "parsed", "error", "attempts", "failed_attempts",
                "finish_reason", "prompt_tokens", "completion_tokens", "text_cleaned")
 
@@ -135,7 +137,7 @@ class _ChunkRun:
             (row[0], row[1]): _Out(**dict(zip(_OUT_FIELDS, row)), stored=True)
             for row in JudgeOutput.objects.filter(IdsIn("record_id", todo), job=self.job).values_list(*_OUT_FIELDS)}
         calls: list[tuple[_Pending, str]] = []
-        records = list(Record.objects.filter(IdsIn("pk", todo)).order_by("pk"))
+        records = list(Record.objects.filter(IdsIn("pk", todo)).only(*_RECORD_READ).order_by("pk"))
         gone = len(todo) - len(records)
         if gone:  # deleted since the job was planned: counted as failed above
             self.ctx.error(item=f"chunk {self.chunk.index}", error=f"{gone} records were deleted before judging")
