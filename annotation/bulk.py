@@ -54,11 +54,11 @@ def rows_upsert(*, model: type[Model], columns: Sequence[str], rows: Sequence[Se
 
         values = [tuple(adapt(v) if isinstance(v, datetime) else v for v in row) for row in rows]
         sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT ({target}) {action}"
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
             cursor.executemany(sql, values)
             return max(cursor.rowcount, 0)
     stage = "preflab_stage_" + hashlib.sha1(f"{table}|{cols}".encode()).hexdigest()[:16]
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         # shaped like the target's columns (types only, no constraints); one per session, emptied per use
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table} WITH NO DATA")
         cursor.execute(f"TRUNCATE {stage}")
