@@ -2,15 +2,19 @@
 
     .venv/bin/python bench/bench_judge.py                        # both parts, 16/64/256 in flight
     .venv/bin/python bench/bench_judge.py --part parse           # only the parse-rate corpus
-    .venv/bin/python bench/bench_judge.py --concurrency 64 --records 2000
+    .venv/bin/python bench/bench_judge.py --part throughput --concurrency 64 --concurrency 256 --records 10000
 
 1. Throughput: an UltraFeedback judge (one aspect, 2 responses per record) runs a whole judge job
-   in this process (job_run_inline: chunks, parsing, outputs, verdicts, suggestions and
-   priorities all written to the database) against the OpenAI-compatible test server of
-   tests/llm_server.py, started in a SEPARATE process, answering after 200 ms with a valid
-   UltraFeedback rating text. Figures: records/s over the whole job, the ideal bound
-   (concurrency / latency), and this process's CPU per record. distilabel on the same kind of
-   machine (../shared/PEERS.md): 68 records/s by default, 108 at best.
+   (chunks, parsing, outputs, verdicts, suggestions and priorities all written to the database)
+   against the OpenAI-compatible test server of tests/llm_server.py, started in a SEPARATE process,
+   answering after 200 ms with a valid UltraFeedback rating text. Two modes (--mode, default both):
+   "process" runs `manage.py judge` as a fresh process, timed from spawn to exit (Python and Django
+   start-up, job planning and summary included; its CPU from getrusage of the child); "inline" runs
+   job_run_inline in this process, already warm. Figures: records/s, the share of the ideal bound
+   (concurrency / latency), CPU ms per record of the judge process and of the test server, and the
+   load average (on a shared 2-core machine the share of the ideal follows the CPU the judge gets:
+   records/s <= CPU share / CPU per record). distilabel on the same kind of machine
+   (../shared/PEERS.md): 68 records/s by default, 108 at best.
    Database: PostgreSQL (BENCH_DATABASE_URL, or DATABASE_URL's server with database
    preflab_bench_judge) — created and migrated if needed.
 
