@@ -60,8 +60,9 @@ def rows_upsert(*, model: type[Model], columns: Sequence[str], rows: Sequence[Se
     stage = "preflab_stage_" + hashlib.sha1(f"{table}|{cols}".encode()).hexdigest()[:16]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         # shaped like the target's columns (types only, no constraints); one per session, emptied per use
-        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table} WITH NO DATA")
-        cursor.execute(f"TRUNCATE {stage}")
+        # (two statements, one round trip: no parameters, and Django's PostgreSQL cursors bind client-side)
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table} WITH NO DATA; "
+                       f"TRUNCATE {stage}")
         with cursor.cursor.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
