@@ -11,9 +11,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from annotation.bulk import json_text, rows_upsert
+from annotation.imports.postgres import records_batch_upsert
 from annotation.jobs import ChunkContext, JobCancelled, JobFailed
 from annotation.models import Dataset, Job, JobChunk, JobError, Record
-from annotation.services import records_upsert
 from annotation.text import TEXT_CLEANED_KEY
 from annotation.validation import field_specs_of, record_validate
 
@@ -284,8 +284,8 @@ class GenerationChunkRun:
                                              "priority": priority}, self.specs))
             except ValidationError as exc:
                 self.ctx.error(item=key, error=f"record not written: {exc.message_dict}")
-        if rows:
-            records_upsert(dataset=self.dataset, rows=rows)
+        if rows:  # COPY on PostgreSQL (the import path), services.records_upsert elsewhere
+            records_batch_upsert(dataset=self.dataset, rows=rows)
         self.assembled.update(complete)
 
     def _external_id(self, key: str) -> str:
