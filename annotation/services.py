@@ -23,6 +23,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from .bulk import IdsIn, json_text, rows_upsert
 from .errors import AnnotatorPaused, ConflictError
 from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .quality.gold import record_completed, record_completed_q
@@ -961,6 +962,9 @@ class SuggestionCounts:
     errors: list[dict] = field(default_factory=list)
 
 
+_SUGGESTION_COLUMNS = ("record_id", "question_id", "value", "score", "agent", "rationale", "raw", "created_at", "updated_at")
+
+
 def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> SuggestionCounts:
     """Bulk add judge suggestions. Each item: {record | external_id, question, value, score, agent,
     rationale, raw}. Invalid items are reported by index and the valid ones stored; one suggestion
@@ -969,11 +973,11 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
     questions = {q.name: q for q in dataset.questions.all()}
     record_ids = {i.get("record") for i in items if isinstance(i, dict) and i.get("record") is not None}
     external_ids = {str(i["external_id"]) for i in items if isinstance(i, dict) and i.get("external_id") is not None}
-    by_pk = dict(Record.objects.filter(dataset=dataset, pk__in=[r for r in record_ids if isinstance(r, int)])
+    by_pk = dict(Record.objects.filter(IdsIn("pk", [r for r in record_ids if isinstance(r, int)]), dataset=dataset)
                  .values_list("pk", "pk"))
     by_ext = dict(Record.objects.filter(dataset=dataset, external_id__in=external_ids).values_list("external_id", "pk"))
     counts = SuggestionCounts()
-    rows: dict[tuple, Suggestion] = {}
+    rows: dict[tuple, tuple] = {}  # (record, question, agent) -> (value, score, rationale, raw)
     for index, item in enumerate(items):
         try:
             if not isinstance(item, dict):
@@ -995,19 +999,19 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
             if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
                 raise ValidationError({"score": "must be a number"})
             agent = str(item.get("agent") or "")[:200]
-            rows[(record_id, question.pk, agent)] = Suggestion(
-                record_id=record_id, question=question, value=value, score=score, agent=agent,
-                rationale=str(item.get("rationale") or ""), raw=item.get("raw"))
+            rows[(record_id, question.pk, agent)] = (value, score, str(item.get("rationale") or ""), item.get("raw"))
         except ValidationError as exc:
             counts.errors.append({"index": index, "errors": exc.message_dict})
     if rows:
         with transaction.atomic():
             keys = list(rows)
-            existing = set(Suggestion.objects.filter(record_id__in={k[0] for k in keys})
+            existing = set(Suggestion.objects.filter(IdsIn("record_id", {k[0] for k in keys}))
                            .values_list("record_id", "question_id", "agent"))
-            Suggestion.objects.bulk_create(list(rows.values()), batch_size=1000, update_conflicts=True,
-                                           unique_fields=["record", "question", "agent"],
-                                           update_fields=["value", "score", "rationale", "raw", "updated_at"])
+            now = timezone.now()
+            rows_upsert(model=Suggestion, columns=_SUGGESTION_COLUMNS, conflict=["record_id", "question_id", "agent"],
+                        update=["value", "score", "rationale", "raw", "updated_at"],
+                        rows=[(record_id, question_id, json_text(value), score, agent, rationale, json_text(raw), now, now)
+                              for (record_id, question_id, agent), (value, score, rationale, raw) in rows.items()])
         counts.updated = sum(1 for k in keys if k in existing)
         counts.created = len(keys) - counts.updated
     return counts
@@ -1021,4 +1025,4 @@ def record_priority_set(*, record_ids_to_priority: dict[int, float]) -> None:
         by_priority.setdefault(float(priority), []).append(pk)
     with transaction.atomic():
         for priority, ids in by_priority.items():
-            Record.objects.filter(pk__in=ids).update(priority=priority)
+            Record.objects.filter(IdsIn("pk", ids)).update(priority=priority)
