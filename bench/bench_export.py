@@ -48,13 +48,13 @@ def populate(dataset, n: int, *, prompt_chars: int, response_chars: int) -> None
             cursor.execute("SET LOCAL default_toast_compression = 'lz4'")
         raw = cursor.cursor
         with raw.copy("COPY annotation_record (dataset_id, external_id, fields, metadata, priority, submitted_count, "
-                      "leased_count, completed, created_at, updated_at) FROM STDIN") as copy:
+                      "leased_count, completed, extra_wanted, is_gold, created_at, updated_at) FROM STDIN") as copy:
             for i in range(n):
                 fields = dumps({"prompt": f"{i}: " + pool.get(i, prompt_chars),
                                 "response-1": pool.get(i, response_chars, 1),
                                 "response-2": pool.get(i, response_chars, 2)}).decode()
                 copy.write_row((dataset.pk, f"r{i}", fields, '{"model-1": "m-a", "model-2": "m-b"}', 0.0, 1, 0,
-                                True, "now", "now"))
+                                True, 0, False, "now", "now"))
         cursor.execute(
             """INSERT INTO annotation_response (record_id, dataset_id, user_id, values, status, display_order,
                    duration, created_at, updated_at)
