@@ -700,7 +700,8 @@ def main() -> None:
     from bench.common import database_prepare
 
     database_prepare(url)
-    print(f"bench_peers: {os.cpu_count()} CPUs, load {load()}, sizes {sizes}, rounds {args.rounds}", flush=True)
+    print(f"bench_peers {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {' '.join(sys.argv[1:]) or '(defaults)'}; "
+          f"{os.cpu_count()} CPUs, load {load()}, sizes {sizes}, rounds {args.rounds}", flush=True)
     ls = dl_python = None
     if {"import", "annotate", "export"} & set(only):
         ls_python = peer_venv(args.peers_dir, "label-studio", LS_SPEC,
