@@ -90,9 +90,16 @@ def spawn(cmd: list[str], **kw) -> subprocess.Popen:
 def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
     if proc is None or proc.poll() is not None:
         return
+    try:
+        leader = os.getpgid(proc.pid) == proc.pid  # spawned here: its workers stop with its group
+    except ProcessLookupError:
+        return
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
         try:
-            os.killpg(proc.pid, sig)
+            if leader:
+                os.killpg(proc.pid, sig)
+            else:  # started by a helper of bench/common.py: gunicorn's master stops its workers
+                proc.send_signal(sig)
         except ProcessLookupError:
             return
         try:
