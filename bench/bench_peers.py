@@ -334,6 +334,8 @@ def ls_annotate(ls: LabelStudio, project: int, tokens: list[str], seconds: float
 
     with ls.db() as db:
         last_id = db.execute("SELECT coalesce(max(id), 0) FROM task_completion").fetchone()[0]
+        if not db.execute("SELECT count(*) FROM task WHERE project_id = ?", [project]).fetchone()[0]:
+            raise RuntimeError("the project holds no task (its import failed)")
     lock = threading.Lock()
     next_ms: list[float] = []
     submit_ms: list[float] = []
