@@ -102,6 +102,10 @@ else:
     DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_preflab_{_TEST_DB}"
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend with a health check that asks the socket, not the server (no round trip
+        # per request): see preflab/pgbackend/base.py.
+        DATABASES["default"]["ENGINE"] = "preflab.pgbackend"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
