@@ -24,6 +24,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from .errors import AnnotatorPaused, ConflictError
+from .hotpath import hot_cursor
 from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .quality.gold import record_completed, record_completed_q
 from .quality.options import QUALITY_SETTINGS, quality_settings_validate
@@ -631,7 +632,7 @@ def _record_from_row(values) -> Record:
 def _next_record_pg(user, dataset: Dataset, now: datetime) -> Record | None:
     params = {"ds": dataset.pk, "u": user.pk, "now": now, "exp": _lease_expiry(now),
               "min": dataset.min_submitted, "draft": None, "gold_on": bool(dataset.gold_rate and dataset.gold_rate > 0)}
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(_RESUME_SQL, params)
         own_record_id, draft_record_id, has_expired, paused, reason, handed = cursor.fetchone()
         if paused:
@@ -649,7 +650,7 @@ def _next_record_pg(user, dataset: Dataset, now: datetime) -> Record | None:
     gold_first = draft_record_id is None and handed is not None and _gold_is_due(user, dataset, handed=handed)
     for _attempt in range(4):
         # One statement, so atomic on its own (no BEGIN/COMMIT round trips).
-        with connection.cursor() as cursor:
+        with hot_cursor() as cursor:
             if draft_record_id is not None:
                 cursor.execute(_CLAIM_DRAFT_SQL, {**params, "draft": draft_record_id})
             elif gold_first:
@@ -923,7 +924,7 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
     dataset = record.dataset
     min_submitted = dataset.min_submitted
     now = timezone.now()
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), hot_cursor() as cursor:
         cursor.execute(_RESPONSE_LOCK_SQL, {"rec": record.pk, "u": user.pk, "release": status != Response.Status.DRAFT})
         row = cursor.fetchone()
         if row is None:

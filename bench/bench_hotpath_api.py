@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--ab-prepared", action="store_true",
+                        help="also measure with psycopg's prepared statements off, in alternating blocks of 20 "
+                             "annotations (the same load for both), and print both")
     args = parser.parse_args()
 
     url = database_url("preflab_bench_api")
@@ -125,15 +128,22 @@ def main() -> None:
     with connection.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         backend = cur.fetchone()[0]
-    pg_before = backend_cpu_s(backend)
-    wall = time.perf_counter()
-    nxt, sub = [], []
-    for i in range(args.requests):
+    variants = {"prepared": 5, "unprepared": None} if args.ab_prepared else {"": connection.connection.prepare_threshold}
+    runs = {name: {"next": [], "submit": [], "pg": 0.0, "wall": 0.0} for name in variants}
+    for i in range(args.requests * len(variants)):
+        name = list(variants)[(i // 20) % len(variants)]
+        run = runs[name]
+        connection.connection.prepare_threshold = variants[name]
+        pg_before, wall = backend_cpu_s(backend), time.perf_counter()
         a, b = annotate(i)
-        nxt.append(a)
-        sub.append(b)
-    wall = time.perf_counter() - wall
-    pg_after = backend_cpu_s(backend)
+        run["wall"] += time.perf_counter() - wall
+        pg_after = backend_cpu_s(backend)
+        if pg_before is not None and pg_after is not None:
+            run["pg"] += pg_after - pg_before
+        else:
+            run["pg"] = None
+        run["next"].append(a)
+        run["submit"].append(b)
     psycopg.Connection.wait = original_wait
 
     def line(label, rows):
@@ -145,12 +155,16 @@ def main() -> None:
     load = os.getloadavg()
     print(f"records {args.records:,}  annotators {args.annotators}  annotations {args.requests}  "
           f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}  (CPUs {os.cpu_count()})")
-    print(line("next", nxt))
-    print(line("submit", sub))
-    web = sum(ms for _, ms in nxt + sub) * 1000 / args.requests
-    pg = ((pg_after - pg_before) * 1000 / args.requests) if pg_before is not None and pg_after is not None else None
-    print(f"per annotation: web CPU {web:.2f} ms + PostgreSQL CPU " + (f"{pg:.2f} ms = {web + pg:.2f} ms" if pg is not None
-          else "n/a (backend not on this machine)") + f"   ({args.requests / wall:.0f} annotations/s, one client, serial)")
+    for name, run in runs.items():
+        n = len(run["next"])
+        if name:
+            print(f"--- {name}")
+        print(line("next", run["next"]))
+        print(line("submit", run["submit"]))
+        web = sum(ms for _, ms in run["next"] + run["submit"]) * 1000 / n
+        pg = run["pg"] * 1000 / n if run["pg"] is not None else None
+        print(f"per annotation: web CPU {web:.2f} ms + PostgreSQL CPU " + (f"{pg:.2f} ms = {web + pg:.2f} ms" if pg is not None
+              else "n/a (backend not on this machine)") + f"   ({n / run['wall']:.0f} annotations/s, one client, serial)")
     state_reset(ds)
 
 

@@ -11,6 +11,13 @@ connection, as far as `SELECT 1` could tell, and anything else (data waiting, th
 closed or broken by psycopg, a transaction left open) falls back to Django's own check. What neither
 check can see (a network path gone without the peer closing) fails the request's first query, as
 it would one statement later with `SELECT 1`; Django then drops the connection at the request's end.
+
+It also gives the hot path's fixed raw statements (annotation.hotpath, annotation.services' next
+and submit) a cursor that binds parameters on the server (`hot_cursor`), so psycopg prepares each
+statement once it ran `prepare_threshold` times (5) on the connection: PostgreSQL then skips
+parsing and planning them, and psycopg skips quoting the parameters in Python. The ORM keeps
+Django's client-side binding. (Behind a pooler in transaction mode without prepared-statement
+support, set OPTIONS["prepare_threshold"] = None: the statements then run unprepared.)
 """
 from __future__ import annotations
 
@@ -33,6 +40,20 @@ def socket_quiet(connection) -> bool:
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def hot_cursor(self):
+        """A Django cursor (errors wrapped, queries logged as usual) whose parameters are bound on
+        the server; for raw statements of fixed text run on every request."""
+        import psycopg
+
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        factory = self.connection.cursor_factory
+        self.connection.cursor_factory = psycopg.Cursor
+        try:
+            return self._cursor()
+        finally:
+            self.connection.cursor_factory = factory
+
     def close_if_health_check_failed(self):
         if self.connection is None or not self.health_check_enabled or self.health_check_done or self.pool:
             return super().close_if_health_check_failed()
