@@ -8,7 +8,7 @@ annotation.apis wires these into its views.
 """
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from django.db import connection
@@ -26,15 +26,24 @@ def hot_cursor():
     return getattr(connection, "hot_cursor", connection.cursor)()
 
 
+@cache
+def _model_layout(model) -> tuple[list[str], list[tuple[int, Any]]]:
+    """A model's column attnames and the (position, field) of those with a conversion from the database."""
+    fields = model._meta.concrete_fields
+    return [f.attname for f in fields], [(i, f) for i, f in enumerate(fields) if hasattr(f, "from_db_value")]
+
+
 def _model_from_row(model, values):
     """A model instance from raw column values, with the fields' own conversions (jsonb text)."""
     values = list(values)
-    for i, f in enumerate(model._meta.concrete_fields):
-        if values[i] is not None and hasattr(f, "from_db_value"):
+    attnames, converted = _model_layout(model)
+    for i, f in converted:
+        if values[i] is not None:
             values[i] = f.from_db_value(values[i], None, connection)
-    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], values)
+    return model.from_db(connection.alias, attnames, values)
 
 
+@cache
 def _columns(model, alias: str) -> str:
     return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
 
@@ -53,6 +62,7 @@ _OBJECT_JOINS = {
 }
 
 
+@cache
 def _object_sql(kind: str) -> tuple[str, str]:
     """The columns and LEFT JOINs that read a hot-path view's object and the token user's role."""
     first, second = _OBJECT_JOINS[kind]

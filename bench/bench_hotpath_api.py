@@ -145,6 +145,9 @@ def main() -> None:
         run["next"].append(a)
         run["submit"].append(b)
     psycopg.Connection.wait = original_wait
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_prepared_statements")
+        prepared = cur.fetchone()[0]
 
     def line(label, rows):
         t = sorted({n for n, _ in rows})
@@ -154,7 +157,8 @@ def main() -> None:
 
     load = os.getloadavg()
     print(f"records {args.records:,}  annotators {args.annotators}  annotations {args.requests}  "
-          f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}  (CPUs {os.cpu_count()})")
+          f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}  (CPUs {os.cpu_count()})  "
+          f"statements prepared on the connection: {prepared}")
     for name, run in runs.items():
         n = len(run["next"])
         if name:

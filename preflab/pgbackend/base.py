@@ -14,10 +14,10 @@ it would one statement later with `SELECT 1`; Django then drops the connection a
 
 It also gives the hot path's fixed raw statements (annotation.hotpath, annotation.services' next
 and submit) a cursor that binds parameters on the server (`hot_cursor`), so psycopg prepares each
-statement once it ran `prepare_threshold` times (5) on the connection: PostgreSQL then skips
-parsing and planning them, and psycopg skips quoting the parameters in Python. The ORM keeps
-Django's client-side binding. (Behind a pooler in transaction mode without prepared-statement
-support, set OPTIONS["prepare_threshold"] = None: the statements then run unprepared.)
+statement once it ran `prepare_threshold` times on the connection (settings: 5, or
+PREFLAB_DB_PREPARE_THRESHOLD; 0 turns it off, for a pooler in transaction mode without
+prepared-statement support): PostgreSQL then skips parsing and planning them. The ORM keeps
+Django's client-side binding, which psycopg never prepares.
 """
 from __future__ import annotations
 
@@ -43,12 +43,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def hot_cursor(self):
         """A Django cursor (errors wrapped, queries logged as usual) whose parameters are bound on
         the server; for raw statements of fixed text run on every request."""
-        import psycopg
-
         self.close_if_health_check_failed()
         self.ensure_connection()
         factory = self.connection.cursor_factory
-        self.connection.cursor_factory = psycopg.Cursor
+        self.connection.cursor_factory = base.ServerBindingCursor
         try:
             return self._cursor()
         finally:
