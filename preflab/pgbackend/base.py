@@ -28,15 +28,19 @@ from django.db.backends.postgresql import base
 
 def socket_quiet(connection) -> bool:
     """Whether a psycopg connection is open, idle and has nothing waiting to be read."""
+    import psycopg
     from psycopg import pq
 
     if connection.closed or connection.broken:
         return False
     if connection.info.transaction_status != pq.TransactionStatus.IDLE:
         return False
-    poller = select.poll()
-    poller.register(connection.pgconn.socket, select.POLLIN | select.POLLPRI)
-    return not poller.poll(0)  # (errors and hang-ups are always reported)
+    try:
+        poller = select.poll()
+        poller.register(connection.pgconn.socket, select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)  # (errors and hang-ups are always reported)
+    except (OSError, ValueError, psycopg.Error):  # no usable socket: let Django's own check decide
+        return False
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
