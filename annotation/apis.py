@@ -509,6 +509,8 @@ class RecordDetailApi(APIView):
 
 
 class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
+    hotpath_object = {"GET": ("dataset", "dataset_id")}
+
     class OutputSerializer(RecordOutputSerializer):
         display_order = serializers.ListField(child=serializers.CharField(), help_text=(
             "The ranked fields in the order to show them to this annotator (send it back with the response)."))
@@ -525,7 +527,7 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
                    description="The next record for the caller (a lease is held for them), or 204 when "
                                "none is left. Published datasets only.")
     def get(self, request, dataset_id: int):
-        dataset = hotpath.dataset_for_member(request.user, dataset_id)
+        dataset = hotpath.dataset_for_member(request.user, dataset_id, view=self)
         if dataset.status != Dataset.Status.PUBLISHED:
             raise DjangoValidationError({"dataset": f"this dataset is {dataset.status}, not published: "
                                                     "records are handed out only once it is published"})
@@ -549,9 +551,9 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
         if dataset.show_suggestions:  # the anchoring experiment decides per (record, caller)
             show = bool(selectors.suggestions_shown_for(record=record, user=request.user, dataset=dataset,
                                                         has_suggestions=True)
-                        and hotpath.record_has_suggestions(record.pk))  # (the probe only when it could show)
+                        and hotpath.record_has_suggestions(record))  # (the probe only when it could show)
         else:  # suggestions off: only an admin sees them
-            show = is_admin and hotpath.record_has_suggestions(record.pk)
+            show = is_admin and hotpath.record_has_suggestions(record)
         if show:
             items = record.suggestions.select_related("question").order_by("question__position", "agent", "id")
             suggestions = SuggestionOutputSerializer(items, many=True).data
@@ -577,6 +579,8 @@ _DATETIME = serializers.DateTimeField()
 # --- responses ---------------------------------------------------------------------------------
 
 class ResponseListCreateApi(hotpath.HotPathAuthMixin, APIView):
+    hotpath_object = {"POST": ("record", "record_id")}
+
     class InputSerializer(StrictInputSerializer):
         values = serializers.JSONField(help_text=(
             'Question name to value. Ranking: [{"value": <field>, "rank": k}, ...]; equal ranks are ties. '
@@ -610,7 +614,7 @@ class ResponseListCreateApi(hotpath.HotPathAuthMixin, APIView):
                    description="Create or replace the caller's response (201 created, 200 updated). A submit "
                                "beyond min_submitted is stored and flagged in `warnings`.")
     def post(self, request, record_id: int):
-        record = hotpath.record_for_member(request.user, record_id)
+        record = hotpath.record_for_member(request.user, record_id, view=self)
         if record.dataset.status == Dataset.Status.ARCHIVED:
             raise DjangoValidationError({"dataset": "this dataset is archived and takes no more responses"})
         data = validated_input(self.InputSerializer, request.data)

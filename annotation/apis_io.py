@@ -244,6 +244,11 @@ _PAIR_PARAMETERS = [
     OpenApiParameter("min_margin", float),
     OpenApiParameter("margin_from", str, enum=["votes", "strength"]),
     OpenApiParameter("include_both_bad", bool),
+    OpenApiParameter("include_gold", bool, description="also gold records (left out by default)"),
+    OpenApiParameter("include_excluded", bool,
+                     description="also the answers of annotators excluded on the dataset (left out by default)"),
+    OpenApiParameter("reviews", str, enum=["use", "ignore"],
+                     description="use: a reviewed verdict replaces the record's votes (columns reviewed, reviewed_by)"),
 ]
 
 
@@ -255,7 +260,9 @@ class TripletsExportApi(APIView):
     source=human|suggestions|both, include_ties=false|true,
     style=standard|conversational, min_margin=<number>, margin_from=votes|strength (which margin
     min_margin reads), include_both_bad=false|true, trl_margin=vote_margin|rank_margin|strength_margin|
-    judge_margin (adds TRL's `margin` column, a copy of that one). A bad parameter is a 400 naming it.
+    judge_margin (adds TRL's `margin` column, a copy of that one), include_gold, include_excluded,
+    reviews=use|ignore (a reviewed verdict replaces the votes; columns reviewed, reviewed_by). A bad
+    parameter is a 400 naming it.
     JSONL and CSV are streamed row by row; Parquet row group by row group (its footer last).
     """
 
@@ -283,13 +290,18 @@ class UnpairedExportApi(APIView):
 
 class ResponsesExportApi(APIView):
     """GET /datasets/{id}/responses-export/: every annotator response, one row each, streamed.
-    Workspace admins only. Query: format=jsonl|csv|parquet, status=draft|submitted|discarded."""
+    Workspace admins only. Query: format=jsonl|csv|parquet, status=draft|submitted|discarded, include_gold,
+    include_excluded (gold records and excluded annotators are left out by default). Each row carries its
+    record's review (review_decision, reviewed_by, review_values, review_accepted)."""
 
     renderer_classes = [JSONRenderer]
     content_negotiation_class = _AnyFormatNegotiation
 
     @extend_schema(responses=_FILE_RESPONSES, parameters=[
         OpenApiParameter("format", str, enum=["jsonl", "csv", "parquet"]),
-        OpenApiParameter("status", str, enum=["draft", "submitted", "discarded"])])
+        OpenApiParameter("status", str, enum=["draft", "submitted", "discarded"]),
+        OpenApiParameter("include_gold", bool, description="also responses to gold records (left out by default)"),
+        OpenApiParameter("include_excluded", bool,
+                         description="also the responses of annotators excluded on the dataset (left out by default)")])
     def get(self, request, dataset_id: int):
         return _export_response(request, dataset_id, "responses")

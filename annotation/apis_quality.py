@@ -51,7 +51,7 @@ class AnnotatorStandingApi(APIView):
         excluded = serializers.BooleanField(required=False, help_text=(
             "true: leave their responses out of exports (reversible, nothing is deleted); false: include them."))
         reason = serializers.CharField(required=False, allow_blank=True, max_length=300, help_text=(
-            "With paused=true: the message the annotator sees (default: paused by an admin of this dataset)."))
+            "With paused=true: the message the annotator sees (default: 'An admin of this dataset paused you.')."))
 
         class Meta:
             ref_name = "AnnotatorStandingInput"

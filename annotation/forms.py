@@ -340,6 +340,10 @@ class ExportForm(forms.Form):
     margin_from = forms.ChoiceField(choices=[("votes", "votes"), ("strength", "strength (graded preference)")],
                                     required=False, initial="votes", label="Margin from")
     include_both_bad = forms.BooleanField(required=False, label="Include records called both bad")
+    include_gold = forms.BooleanField(required=False, label="Include gold records")
+    include_excluded = forms.BooleanField(required=False, label="Include excluded annotators' answers")
+    reviews = forms.ChoiceField(choices=[("use", "reviewed verdicts replace the votes"), ("ignore", "votes only")],
+                                required=False, initial="use", label="Reviews")
     trl_margin = forms.ChoiceField(choices=[("", "none"), ("vote_margin", "vote margin"), ("rank_margin", "rank margin"),
                                             ("strength_margin", "strength margin"), ("judge_margin", "judge margin")],
                                    required=False, initial="", label="TRL margin column (RewardTrainer's loss)")

@@ -8,7 +8,7 @@ annotation.apis wires these into its views.
 """
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from django.db import connection
@@ -20,94 +20,167 @@ from . import access
 from .models import Dataset, Membership, Record, Suggestion
 
 
+def hot_cursor():
+    """A cursor for the hot path's raw statements of fixed text: on PostgreSQL (preflab.pgbackend)
+    its parameters are bound on the server, so the statements are prepared once per connection."""
+    return getattr(connection, "hot_cursor", connection.cursor)()
+
+
+@cache
+def _model_layout(model) -> tuple[list[str], list[tuple[int, Any]]]:
+    """A model's column attnames and the (position, field) of those with a conversion from the database."""
+    fields = model._meta.concrete_fields
+    return [f.attname for f in fields], [(i, f) for i, f in enumerate(fields) if hasattr(f, "from_db_value")]
+
+
 def _model_from_row(model, values):
     """A model instance from raw column values, with the fields' own conversions (jsonb text)."""
     values = list(values)
-    for i, f in enumerate(model._meta.concrete_fields):
-        if values[i] is not None and hasattr(f, "from_db_value"):
+    attnames, converted = _model_layout(model)
+    for i, f in converted:
+        if values[i] is not None:
             values[i] = f.from_db_value(values[i], None, connection)
-    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], values)
+    return model.from_db(connection.alias, attnames, values)
 
 
+@cache
 def _columns(model, alias: str) -> str:
     return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
 
 
 # --- authentication ----------------------------------------------------------------------------
+#
+# A hot-path view names the object its URL points at (`hotpath_object`: per HTTP method, the kind
+# "dataset" or "record" and the URL keyword holding its id). The token lookup then reads that
+# object and the caller's membership role in the same query, and dataset_for_member /
+# record_for_member take them from the view instead of querying again: one round trip for token,
+# user, object and role. The access rules are applied afterwards, exactly as without it.
 
-def token_credentials(authenticator: TokenAuthentication, key: str):
+_OBJECT_JOINS = {
+    "dataset": (Dataset._meta.db_table + " d ON d.id = %s", None),
+    "record": (Record._meta.db_table + " rec ON rec.id = %s", Dataset._meta.db_table + " d ON d.id = rec.dataset_id"),
+}
+
+
+@cache
+def _object_sql(kind: str) -> tuple[str, str]:
+    """The columns and LEFT JOINs that read a hot-path view's object and the token user's role."""
+    first, second = _OBJECT_JOINS[kind]
+    cols = (f"{_columns(Record, 'rec')}, " if kind == "record" else "") + _columns(Dataset, "d")
+    role = _role_column("d.workspace_id", user_column="t.user_id")
+    joins = f" LEFT JOIN {first}" + (f" LEFT JOIN {second}" if second else "")
+    return f", {cols}, {role}", joins
+
+
+def _view_object(view) -> tuple[str, int] | None:
+    """(kind, id) of the object a hot-path view's URL names for this request, else None."""
+    spec = getattr(view, "hotpath_object", {}).get(getattr(getattr(view, "request", None), "method", None))
+    if spec is None:
+        return None
+    kind, kwarg = spec
+    return kind, access.parse_pk(view.kwargs.get(kwarg))
+
+
+def token_credentials(authenticator: TokenAuthentication, key: str, view=None):
     """TokenAuthentication.authenticate_credentials (same rules and errors) with the token and its
-    user read in one raw query on PostgreSQL."""
+    user read in one raw query on PostgreSQL; the view's object and the user's role in its
+    workspace too when the view names one (see above)."""
     if connection.vendor != "postgresql":
         return TokenAuthentication.authenticate_credentials(authenticator, key)
     model = authenticator.get_model()
     user_model = model._meta.get_field("user").related_model
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {_columns(model, 't')}, {_columns(user_model, 'u')} "
-                       f"FROM {model._meta.db_table} t JOIN {user_model._meta.db_table} u ON u.id = t.user_id "
-                       f"WHERE t.{model._meta.pk.column} = %s", [key])
+    target = _view_object(view) if view is not None else None
+    extra_cols, joins, params = "", "", [key]
+    if target is not None:
+        extra_cols, joins = _object_sql(target[0])
+        params = [target[1], key]
+    with hot_cursor() as cursor:
+        cursor.execute(f"SELECT {_columns(model, 't')}, {_columns(user_model, 'u')}{extra_cols} "
+                       f"FROM {model._meta.db_table} t JOIN {user_model._meta.db_table} u ON u.id = t.user_id"
+                       f"{joins} WHERE t.{model._meta.pk.column} = %s", params)
         row = cursor.fetchone()
     if row is None:
         raise exceptions.AuthenticationFailed(gettext_lazy("Invalid token."))
     n = len(model._meta.concrete_fields)
+    m = n + len(user_model._meta.concrete_fields)
     token = _model_from_row(model, row[:n])
-    token.user = _model_from_row(user_model, row[n:])
+    token.user = _model_from_row(user_model, row[n:m])
     if not token.user.is_active:
         raise exceptions.AuthenticationFailed(gettext_lazy("User inactive or deleted."))
+    if target is not None:
+        # (kind, id, user id, the object's columns then the role): taken by the *_for_member below
+        view._hotpath_prefetched = (target[0], target[1], token.user.pk, list(row[m:]))
     return (token.user, token)
 
 
 class HotPathAuthMixin:
     """For an APIView: the configured authenticators, with DRF's token lookup done by
-    token_credentials (the instances keep their class, so the OpenAPI schema is unchanged)."""
+    token_credentials (the instances keep their class, so the OpenAPI schema is unchanged).
+    `hotpath_object`: {HTTP method: (kind, URL keyword)} of the object read with the token."""
+
+    hotpath_object: dict[str, tuple[str, str]] = {}
 
     def get_authenticators(self):
         authenticators = super().get_authenticators()
         for authenticator in authenticators:
             if type(authenticator) is TokenAuthentication:
-                authenticator.authenticate_credentials = partial(token_credentials, authenticator)
+                authenticator.authenticate_credentials = partial(token_credentials, authenticator, view=self)
         return authenticators
+
+
+def _prefetched(view, kind: str, pk: Any, user) -> list | None:
+    """The object row token_credentials read for this view, request and user, if any."""
+    got = getattr(view, "_hotpath_prefetched", None) if view is not None else None
+    if got is None or got[0] != kind or got[1] != access.parse_pk(pk) or got[2] != user.pk:
+        return None
+    return got[3]
 
 
 # --- access ------------------------------------------------------------------------------------
 
-def _member_fetch(user, sql: str, pk: Any, what: str) -> tuple[list, str | None]:
-    """Run a raw object query whose last column is the caller's membership role and apply
-    annotation.access's rule for any member (404: not a member / no such object)."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [user.pk, access.parse_pk(pk)])
-        row = cursor.fetchone()
+def _member_fetch(user, sql: str, pk: Any, what: str, row: list | None = None) -> tuple[list, str | None]:
+    """Run a raw object query whose last column is the caller's membership role (or take the `row`
+    the token query read: all NULL when there is no such object) and apply annotation.access's rule
+    for any member (404: not a member / no such object)."""
+    if row is None:
+        with hot_cursor() as cursor:
+            cursor.execute(sql, [user.pk, access.parse_pk(pk)])
+            row = cursor.fetchone()
+    elif row[0] is None:  # (the object's id column: the LEFT JOIN found nothing)
+        row = None
     role = access.effective_role(user, row[-1]) if row is not None else None
     access.role_require(role, minimum=access.ANNOTATOR, what=what)
     return list(row[:-1]), role
 
 
-def _role_column(workspace_column: str) -> str:
+def _role_column(workspace_column: str, *, user_column: str = "%s") -> str:
+    """The caller's membership role in the workspace (NULL when not a member), as a column."""
     return (f"(SELECT m.role FROM {Membership._meta.db_table} m "
-            f"WHERE m.user_id = %s AND m.workspace_id = {workspace_column} LIMIT 1)")
+            f"WHERE m.user_id = {user_column} AND m.workspace_id = {workspace_column} LIMIT 1)")
 
 
-def dataset_for_member(user, pk: Any) -> Dataset:
-    """access.dataset_for_user (any member), in one raw query on PostgreSQL: the same rules."""
+def dataset_for_member(user, pk: Any, *, view=None) -> Dataset:
+    """access.dataset_for_user (any member), in one raw query on PostgreSQL (none when the token
+    query of `view` read it): the same rules."""
     if connection.vendor != "postgresql" or not user.is_authenticated:
         return access.dataset_for_user(user, pk)
     sql = (f"SELECT {_columns(Dataset, 'd')}, {_role_column('d.workspace_id')} "
            f"FROM {Dataset._meta.db_table} d WHERE d.id = %s")
-    values, role = _member_fetch(user, sql, pk, "dataset")
+    values, role = _member_fetch(user, sql, pk, "dataset", _prefetched(view, "dataset", pk, user))
     dataset = _model_from_row(Dataset, values)
     access.dataset_role_remember(dataset, user, role)
     return dataset
 
 
-def record_for_member(user, pk: Any) -> Record:
-    """access.record_for_user (any member), in one raw query on PostgreSQL, record.dataset
-    included: the same rules."""
+def record_for_member(user, pk: Any, *, view=None) -> Record:
+    """access.record_for_user (any member), in one raw query on PostgreSQL (none when the token
+    query of `view` read it), record.dataset included: the same rules."""
     if connection.vendor != "postgresql" or not user.is_authenticated:
         return access.record_for_user(user, pk)
     sql = (f"SELECT {_columns(Record, 'rec')}, {_columns(Dataset, 'd')}, {_role_column('d.workspace_id')} "
            f"FROM {Record._meta.db_table} rec JOIN {Dataset._meta.db_table} d ON d.id = rec.dataset_id "
            f"WHERE rec.id = %s")
-    values, role = _member_fetch(user, sql, pk, "record")
+    values, role = _member_fetch(user, sql, pk, "record", _prefetched(view, "record", pk, user))
     n = len(Record._meta.concrete_fields)
     record = _model_from_row(Record, values[:n])
     record.dataset = _model_from_row(Dataset, values[n:])
@@ -117,8 +190,12 @@ def record_for_member(user, pk: Any) -> Record:
 
 # --- what the next-record answer needs ---------------------------------------------------------
 
-def record_has_suggestions(record_id: int) -> bool:
-    """A cheap probe before the suggestions query (most records handed out have none)."""
+def record_has_suggestions(record: Record) -> bool:
+    """Whether the record has suggestions: as next_record_for read it with the record on PostgreSQL,
+    else a cheap probe (most records handed out have none)."""
+    known = getattr(record, "_preflab_has_suggestions", None)
+    if known is not None:
+        return bool(known)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {Suggestion._meta.db_table} WHERE record_id = %s LIMIT 1", [record_id])
+        cursor.execute(f"SELECT 1 FROM {Suggestion._meta.db_table} WHERE record_id = %s LIMIT 1", [record.pk])
         return cursor.fetchone() is not None

@@ -168,9 +168,10 @@ class ExportJobHandler:
                params={"export": "triplets" | "unpaired" | "responses",
                        "format": "jsonl" | "csv" | "parquet", "question": None, "pairs": "best_worst",
                        "resolve": "majority", "source": "human", "include_ties": False,
-                       "style": "standard", "min_margin": None, "trl_margin": None})
+                       "style": "standard", "min_margin": None, "trl_margin": None,
+                       "include_gold": False, "include_excluded": False, "reviews": "use"})
     (every key optional; the same options as GET /datasets/{id}/triplets/, /unpaired/ or, for
-    responses, format and status as /responses-export/). job.total = records (responses for the raw
+    responses, format, status, include_gold and include_excluded as /responses-export/). job.total = records (responses for the raw
     export), job.done = walked; when done job.output_file is the file's path and job.result
     {"rows", "format", "file", "export"}.
     """
@@ -186,7 +187,7 @@ class ExportJobHandler:
         if kind != "responses":
             export_target(job.dataset, params["question"])  # a bad question fails now, not in the worker
         job.params = {"export": kind, **params}
-        job.total = export_count(kind, job.dataset)
+        job.total = export_count(kind, job.dataset, params)
         return [{}]
 
     def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
@@ -210,7 +211,7 @@ class ExportJobHandler:
             if part.exists():
                 part.unlink()
         Job.objects.filter(pk=job.pk).update(
-            output_file=str(path), total=export_count(kind, job.dataset),
+            output_file=str(path), total=export_count(kind, job.dataset, params),
             result={"rows": count, "format": fmt, "file": path.name, "export": kind})
 
     def finish(self, job: Job) -> None:

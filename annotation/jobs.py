@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, close_old_connections, connections, transaction
+from django.db import IntegrityError, close_old_connections, connection, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -361,25 +361,85 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
     return "ok"
 
 
-def job_run_inline(*, job: Job, on_chunk: Callable[[int, str], None] | None = None) -> Job:
-    """Run every chunk that is not done in this process, one after the other (CLIs, `wait=true`
-    API calls, benches). No Celery retry here: a chunk that raises fails the job with the reason
-    (it stays resumable); a cancel stops the loop. `on_chunk(index, outcome)` follows progress."""
-    for index in list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True)):
+def job_run_inline(*, job: Job, on_chunk: Callable[[int, str], None] | None = None, overlap: int | None = None) -> Job:
+    """Run every chunk that is not done in this process (CLIs, `wait=true` API calls, benches). No
+    Celery retry here: a chunk that raises fails the job with the reason (it stays resumable); a
+    cancel stops it. `on_chunk(index, outcome)` follows progress (called in this thread).
+
+    `overlap` chunks run at once, each in its own thread with its own database connection (default:
+    2 on PostgreSQL outside a transaction, else 1, one after the other), so the next chunk plans and
+    fills the endpoint's slots while the last requests of the previous one finish: the LLM client's
+    per-endpoint limit is shared by the threads of a process, so no more than max_concurrency
+    requests are ever in flight, and the pipe never drains between chunks. Chunks of one job may run
+    at once anyway (Celery workers), so handlers already allow it."""
+    indexes = list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True))
+    if overlap is None:
+        overlap = 2 if connection.vendor == "postgresql" and not connection.in_atomic_block else 1
+    if overlap <= 1 or len(indexes) <= 1:
+        for index in indexes:
+            job.refresh_from_db(fields=["status"])
+            if job.status in (Job.Status.CANCELLED, Job.Status.FAILED):
+                break
+            outcome = _inline_chunk_run(job_id=job.pk, index=index)
+            if on_chunk is not None:
+                on_chunk(index, outcome)
+            if outcome in ("cancelled", "failed"):
+                break
+    else:
+        _inline_chunks_overlap(job=job, indexes=indexes, on_chunk=on_chunk, overlap=overlap)
+    job.refresh_from_db()
+    return job
+
+
+def _inline_chunk_run(*, job_id: int, index: int) -> str:
+    try:
+        return job_chunk_execute(job_id=job_id, index=index)
+    except Exception as exc:  # noqa: BLE001 - recorded on the job, which fails and can be resumed
+        job_chunk_give_up(job_id=job_id, index=index, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+
+
+def _inline_chunks_overlap(*, job: Job, indexes: list[int], on_chunk: Callable[[int, str], None] | None,
+                           overlap: int) -> None:
+    """job_run_inline with `overlap` chunk threads: a new chunk starts when one ends, until a chunk is
+    cancelled or fails (the running ones finish, as a Celery worker's would)."""
+    import queue
+
+    ended: queue.Queue = queue.Queue()
+
+    def run(index: int) -> None:
+        outcome = "failed"
+        try:
+            outcome = _inline_chunk_run(job_id=job.pk, index=index)
+        finally:
+            connections.close_all()  # this thread's own connection
+            ended.put((index, outcome))
+
+    todo = iter(indexes)
+    running = 0
+    stopping = False
+
+    def start_next() -> bool:
         job.refresh_from_db(fields=["status"])
         if job.status in (Job.Status.CANCELLED, Job.Status.FAILED):
-            break
-        try:
-            outcome = job_chunk_execute(job_id=job.pk, index=index)
-        except Exception as exc:  # noqa: BLE001 - recorded on the job, which fails and can be resumed
-            job_chunk_give_up(job_id=job.pk, index=index, error=f"{type(exc).__name__}: {exc}")
-            outcome = "failed"
+            return False
+        index = next(todo, None)
+        if index is None:
+            return False
+        threading.Thread(target=run, args=(index,), name=f"job-{job.pk}-chunk-{index}", daemon=True).start()
+        return True
+
+    while running < overlap and start_next():
+        running += 1
+    while running:
+        index, outcome = ended.get()
+        running -= 1
         if on_chunk is not None:
             on_chunk(index, outcome)
         if outcome in ("cancelled", "failed"):
-            break
-    job.refresh_from_db()
-    return job
+            stopping = True
+        if not stopping and start_next():
+            running += 1
 
 
 def job_chunk_give_up(*, job_id: int, index: int, error: str) -> None:

@@ -23,7 +23,9 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from .bulk import IdsIn, json_text, rows_upsert
 from .errors import AnnotatorPaused, ConflictError
+from .hotpath import hot_cursor
 from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .quality.gold import record_completed, record_completed_q
 from .quality.options import QUALITY_SETTINGS, quality_settings_validate
@@ -583,7 +585,9 @@ SELECT (SELECT record_id FROM own),
 
 # Pick the candidate (row lock, SKIP LOCKED), insert the lease (a concurrent request of the same
 # user that leased it first makes the insert a no-op) and count it on the record: one statement.
-# The result row says whether a candidate was found (cand.id) and, if the lease went in, the record.
+# The result row says whether a candidate was found (cand.id) and, if the lease went in, the record
+# and whether it has suggestions (what the next answer shows depends on it: read here, the answer
+# needs no statement of its own; Record._preflab_has_suggestions).
 _CLAIM_SQL = """
 WITH cand AS (
     SELECT rec.id FROM annotation_record rec
@@ -606,7 +610,8 @@ WITH cand AS (
     -- leased_count (same transaction); responses stay fully durable.
     SELECT set_config('synchronous_commit', 'off', true)
 )
-SELECT cand.id, upd.* FROM cand CROSS JOIN async_commit LEFT JOIN upd ON true
+SELECT cand.id, upd.*, EXISTS (SELECT 1 FROM annotation_suggestion s WHERE s.record_id = upd.id)
+FROM cand CROSS JOIN async_commit LEFT JOIN upd ON true
 """
 _UNANSWERED = "NOT EXISTS (SELECT 1 FROM annotation_response r WHERE r.record_id = rec.id AND r.user_id = %(u)s)"
 _CLAIM_OPEN_SQL = _CLAIM_SQL.format(cols=_RECORD_COLS, order="rec.priority DESC, rec.id", condition=(
@@ -628,22 +633,25 @@ def _record_from_row(values) -> Record:
 def _next_record_pg(user, dataset: Dataset, now: datetime) -> Record | None:
     params = {"ds": dataset.pk, "u": user.pk, "now": now, "exp": _lease_expiry(now),
               "min": dataset.min_submitted, "draft": None, "gold_on": bool(dataset.gold_rate and dataset.gold_rate > 0)}
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(_RESUME_SQL, params)
         own_record_id, draft_record_id, has_expired, paused, reason, handed = cursor.fetchone()
         if paused:
             raise AnnotatorPaused(pause_reason_text(reason))
         if own_record_id is not None:
-            cursor.execute(f"SELECT {_RECORD_COLS} FROM annotation_record rec WHERE rec.id = %s", [own_record_id])
+            cursor.execute(f"SELECT {_RECORD_COLS}, EXISTS (SELECT 1 FROM annotation_suggestion s "
+                           "WHERE s.record_id = rec.id) FROM annotation_record rec WHERE rec.id = %s", [own_record_id])
             row = cursor.fetchone()
             if row is not None:
-                return _record_from_row(row)
+                record = _record_from_row(row[:-1])
+                record._preflab_has_suggestions = row[-1]
+                return record
     if has_expired:
         leases_reclaim(dataset=dataset, now=now)
     gold_first = draft_record_id is None and handed is not None and _gold_is_due(user, dataset, handed=handed)
     for _attempt in range(4):
         # One statement, so atomic on its own (no BEGIN/COMMIT round trips).
-        with connection.cursor() as cursor:
+        with hot_cursor() as cursor:
             if draft_record_id is not None:
                 cursor.execute(_CLAIM_DRAFT_SQL, {**params, "draft": draft_record_id})
             elif gold_first:
@@ -661,7 +669,8 @@ def _next_record_pg(user, dataset: Dataset, now: datetime) -> Record | None:
             return None
         if row[1] is None:
             continue  # this user's concurrent request leased it first: look again
-        record = _record_from_row(row[1:])
+        record = _record_from_row(row[1:-1])
+        record._preflab_has_suggestions = row[-1]
         if draft_record_id is None:
             # the search excluded records the user answered: the caller need not look for a response
             record._preflab_unanswered = True
@@ -859,11 +868,21 @@ def _response_write_orm(*, user, record: Record, clean: dict, status: str, displ
     return response, created, submitted, leased, delta
 
 
-# PostgreSQL fast path of response_upsert: lease delete, record lock (with the caller's response
-# status read), then the response upsert and the counters in one statement.
-# Locks are taken lease first, then record, like every other flow.
-_RESPONSE_LOCK_SQL = ("SELECT submitted_count, leased_count, is_gold, extra_wanted FROM annotation_record "
-                      "WHERE id = %s FOR UPDATE")
+# PostgreSQL fast path of response_upsert: lease delete and record lock, the caller's response
+# status read, then the response upsert and the counters in one statement.
+# Locks are taken lease first, then record, like every other flow: a submit or discard releases the
+# caller's lease (a draft keeps it) in the same statement as the record lock, and the released count
+# gates the record scan (a one-time filter), so the delete is done before the record row is locked.
+_RESPONSE_LOCK_SQL = """
+WITH released AS (
+    DELETE FROM annotation_lease WHERE record_id = %(rec)s AND user_id = %(u)s AND %(release)s
+    RETURNING 1
+)
+SELECT submitted_count, leased_count, is_gold, extra_wanted, (SELECT count(*) FROM released)
+FROM annotation_record
+WHERE id = %(rec)s AND (SELECT count(*) FROM released) >= 0
+FOR UPDATE
+"""
 # Read after the record lock (a statement of its own, so a fresh snapshot): every writer of a
 # response holds its record's lock, so the status read here stays true until commit.
 # It also says whether the caller holds a lease on the record (what a draft is admitted on: a
@@ -906,17 +925,12 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
     dataset = record.dataset
     min_submitted = dataset.min_submitted
     now = timezone.now()
-    with transaction.atomic(), connection.cursor() as cursor:
-        released = 0
-        if status != Response.Status.DRAFT:
-            cursor.execute("DELETE FROM annotation_lease WHERE record_id = %s AND user_id = %s",
-                           [record.pk, user.pk])
-            released = cursor.rowcount
-        cursor.execute(_RESPONSE_LOCK_SQL, [record.pk])
+    with transaction.atomic(), hot_cursor() as cursor:
+        cursor.execute(_RESPONSE_LOCK_SQL, {"rec": record.pk, "u": user.pk, "release": status != Response.Status.DRAFT})
         row = cursor.fetchone()
         if row is None:
             raise Record.DoesNotExist("Record matching query does not exist.")
-        old_submitted, old_leased, is_gold, extra_wanted = row
+        old_submitted, old_leased, is_gold, extra_wanted, released = row
         record.is_gold, record.extra_wanted = is_gold, extra_wanted
         cursor.execute(_RESPONSE_STATUS_SQL, {"rec": record.pk, "u": user.pk, "sugg": dataset.show_suggestions})
         old_status, lease_held, has_suggestions = cursor.fetchone()
@@ -961,6 +975,9 @@ class SuggestionCounts:
     errors: list[dict] = field(default_factory=list)
 
 
+_SUGGESTION_COLUMNS = ("record_id", "question_id", "value", "score", "agent", "rationale", "raw", "created_at", "updated_at")
+
+
 def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> SuggestionCounts:
     """Bulk add judge suggestions. Each item: {record | external_id, question, value, score, agent,
     rationale, raw}. Invalid items are reported by index and the valid ones stored; one suggestion
@@ -969,11 +986,11 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
     questions = {q.name: q for q in dataset.questions.all()}
     record_ids = {i.get("record") for i in items if isinstance(i, dict) and i.get("record") is not None}
     external_ids = {str(i["external_id"]) for i in items if isinstance(i, dict) and i.get("external_id") is not None}
-    by_pk = dict(Record.objects.filter(dataset=dataset, pk__in=[r for r in record_ids if isinstance(r, int)])
+    by_pk = dict(Record.objects.filter(IdsIn("pk", [r for r in record_ids if isinstance(r, int)]), dataset=dataset)
                  .values_list("pk", "pk"))
     by_ext = dict(Record.objects.filter(dataset=dataset, external_id__in=external_ids).values_list("external_id", "pk"))
     counts = SuggestionCounts()
-    rows: dict[tuple, Suggestion] = {}
+    rows: dict[tuple, tuple] = {}  # (record, question, agent) -> (value, score, rationale, raw)
     for index, item in enumerate(items):
         try:
             if not isinstance(item, dict):
@@ -995,19 +1012,19 @@ def suggestions_upsert(*, dataset: Dataset, items: Iterable[dict]) -> Suggestion
             if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
                 raise ValidationError({"score": "must be a number"})
             agent = str(item.get("agent") or "")[:200]
-            rows[(record_id, question.pk, agent)] = Suggestion(
-                record_id=record_id, question=question, value=value, score=score, agent=agent,
-                rationale=str(item.get("rationale") or ""), raw=item.get("raw"))
+            rows[(record_id, question.pk, agent)] = (value, score, str(item.get("rationale") or ""), item.get("raw"))
         except ValidationError as exc:
             counts.errors.append({"index": index, "errors": exc.message_dict})
     if rows:
         with transaction.atomic():
             keys = list(rows)
-            existing = set(Suggestion.objects.filter(record_id__in={k[0] for k in keys})
+            existing = set(Suggestion.objects.filter(IdsIn("record_id", {k[0] for k in keys}))
                            .values_list("record_id", "question_id", "agent"))
-            Suggestion.objects.bulk_create(list(rows.values()), batch_size=1000, update_conflicts=True,
-                                           unique_fields=["record", "question", "agent"],
-                                           update_fields=["value", "score", "rationale", "raw", "updated_at"])
+            now = timezone.now()
+            rows_upsert(model=Suggestion, columns=_SUGGESTION_COLUMNS, conflict=["record_id", "question_id", "agent"],
+                        update=["value", "score", "rationale", "raw", "updated_at"],
+                        rows=[(record_id, question_id, json_text(value), score, agent, rationale, json_text(raw), now, now)
+                              for (record_id, question_id, agent), (value, score, rationale, raw) in rows.items()])
         counts.updated = sum(1 for k in keys if k in existing)
         counts.created = len(keys) - counts.updated
     return counts
@@ -1021,4 +1038,4 @@ def record_priority_set(*, record_ids_to_priority: dict[int, float]) -> None:
         by_priority.setdefault(float(priority), []).append(pk)
     with transaction.atomic():
         for priority, ids in by_priority.items():
-            Record.objects.filter(pk__in=ids).update(priority=priority)
+            Record.objects.filter(IdsIn("pk", ids)).update(priority=priority)

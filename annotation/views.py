@@ -593,13 +593,16 @@ def dataset_export(request, dataset_id: int):
     d = form.cleaned_data
     kind = d.get("export") or "triplets"
     if kind == "responses":
-        params = {"export": kind, "format": d["format"]}
+        params = {"export": kind, "format": d["format"], "include_gold": bool(d.get("include_gold")),
+                  "include_excluded": bool(d.get("include_excluded"))}
         name = f"export responses {params['format']}"
     else:
         params = {"export": kind, "format": d["format"], "style": d.get("style") or "standard",
                   "pairs": d.get("pairs") or "best_worst", "resolve": d.get("resolve") or "majority",
                   "source": d.get("source") or "human", "include_ties": bool(d.get("include_ties")),
-                  "margin_from": d.get("margin_from") or "votes", "include_both_bad": bool(d.get("include_both_bad"))}
+                  "margin_from": d.get("margin_from") or "votes", "include_both_bad": bool(d.get("include_both_bad")),
+                  "include_gold": bool(d.get("include_gold")), "include_excluded": bool(d.get("include_excluded")),
+                  "reviews": d.get("reviews") or "use"}
         if d.get("question"):
             params["question"] = d["question"]
         if d.get("trl_margin") and kind == "triplets":

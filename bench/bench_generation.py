@@ -95,7 +95,7 @@ def bench_client(base_url: str, transport: str, concurrency: int, requests: int,
             "server_busy": 100 * scpu / wall}
 
 
-def bench_job(base_url: str, concurrency: int, prompts: int, latency: float, transport: str) -> dict:
+def bench_job(base_url: str, concurrency: int, prompts: int, latency: float, transport: str, server_pid: int) -> dict:
     from django.core.management import call_command
     from django.db import connection
 
@@ -114,16 +114,16 @@ def bench_job(base_url: str, concurrency: int, prompts: int, latency: float, tra
     os.environ["PREFLAB_LLM_TRANSPORT"] = transport
     job = generation_job_create(workspace=ws, dataset_name=f"bench-{time.time_ns()}", endpoints=[a, b], n=2,
                                 strategy="sample", prompts_source={"file": str(path)}, start=False)
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    cpu0, scpu0, t0 = cpu_seconds(), server_cpu(server_pid), time.perf_counter()
     job = job_run_inline(job=job)
-    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    wall, cpu, scpu = time.perf_counter() - t0, cpu_seconds() - cpu0, server_cpu(server_pid) - scpu0
     records = Record.objects.filter(dataset=job.dataset).count()
     responses = job.done
     return {"db": connection.vendor, "concurrency": concurrency, "prompts": prompts, "records": records,
             "responses": responses, "failed": job.failed, "seconds": wall, "rate": responses / wall,
             "records_rate": records / wall, "ideal": concurrency / latency,
             "pct": 100 * (responses / wall) / (concurrency / latency), "cpu_ms": 1000 * cpu / max(1, responses),
-            "chunks": job.chunks.count()}
+            "server_cpu_ms": 1000 * scpu / max(1, responses), "chunks": job.chunks.count(), "load": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -164,13 +164,14 @@ def main() -> None:
             transport = args.transports[0]
             print(f"\nfull generation job (2 endpoints, strategy sample, n=2; handler + DB writes; transport {transport})")
             print(f"{'db':<10} {'in flight':>9} {'prompts':>7} {'responses/s':>11} {'records/s':>9} {'% ideal':>8} "
-                  f"{'CPU ms/resp':>11} {'failed':>6} {'chunks':>6}")
+                  f"{'CPU ms/resp':>11} {'server ms':>9} {'failed':>6} {'chunks':>6} {'load':>5}")
             for c in args.concurrency:
                 prompts = int(min(2500, max(250, c / args.latency * args.seconds / 2)))
-                r = bench_job(base_url, c, prompts, args.latency, transport)
+                r = bench_job(base_url, c, prompts, args.latency, transport, proc.pid)
                 assert r["records"] == prompts, r
                 print(f"{r['db']:<10} {r['concurrency']:>9} {r['prompts']:>7} {r['rate']:>11.1f} {r['records_rate']:>9.1f} "
-                      f"{r['pct']:>7.1f}% {r['cpu_ms']:>11.2f} {r['failed']:>6} {r['chunks']:>6}", flush=True)
+                      f"{r['pct']:>7.1f}% {r['cpu_ms']:>11.2f} {r['server_cpu_ms']:>9.2f} {r['failed']:>6} {r['chunks']:>6} "
+                      f"{r['load']:>5.2f}", flush=True)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -2,15 +2,19 @@
 
     .venv/bin/python bench/bench_judge.py                        # both parts, 16/64/256 in flight
     .venv/bin/python bench/bench_judge.py --part parse           # only the parse-rate corpus
-    .venv/bin/python bench/bench_judge.py --concurrency 64 --records 2000
+    .venv/bin/python bench/bench_judge.py --part throughput --concurrency 64 --concurrency 256 --records 10000
 
 1. Throughput: an UltraFeedback judge (one aspect, 2 responses per record) runs a whole judge job
-   in this process (job_run_inline: chunks, parsing, outputs, verdicts, suggestions and
-   priorities all written to the database) against the OpenAI-compatible test server of
-   tests/llm_server.py, started in a SEPARATE process, answering after 200 ms with a valid
-   UltraFeedback rating text. Figures: records/s over the whole job, the ideal bound
-   (concurrency / latency), and this process's CPU per record. distilabel on the same kind of
-   machine (../shared/PEERS.md): 68 records/s by default, 108 at best.
+   (chunks, parsing, outputs, verdicts, suggestions and priorities all written to the database)
+   against the OpenAI-compatible test server of tests/llm_server.py, started in a SEPARATE process,
+   answering after 200 ms with a valid UltraFeedback rating text. Two modes (--mode, default both):
+   "process" runs `manage.py judge` as a fresh process, timed from spawn to exit (Python and Django
+   start-up, job planning and summary included; its CPU from getrusage of the child); "inline" runs
+   job_run_inline in this process, already warm. Figures: records/s, the share of the ideal bound
+   (concurrency / latency), CPU ms per record of the judge process and of the test server, and the
+   load average (on a shared 2-core machine the share of the ideal follows the CPU the judge gets:
+   records/s <= CPU share / CPU per record). distilabel on the same kind of machine
+   (../shared/PEERS.md): 68 records/s by default, 108 at best.
    Database: PostgreSQL (BENCH_DATABASE_URL, or DATABASE_URL's server with database
    preflab_bench_judge) — created and migrated if needed.
 
@@ -76,18 +80,56 @@ def free_port() -> int:
 
 # --- part 1: throughput ------------------------------------------------------------------------
 
-def throughput(concurrencies: list[int], records: int | None, latency: float) -> list[dict]:
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _cpu_of(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _row(mode: str, c: int, n: int, wall: float, cpu: float, server_cpu: float, latency: float, chunks: int) -> dict:
+    ideal = c / latency
+    return {"mode": mode, "concurrency": c, "records": n, "seconds": round(wall, 2), "records_per_s": round(n / wall, 1),
+            "ideal_per_s": round(ideal, 1), "share_of_ideal": round(n / wall / ideal, 3),
+            "cpu_ms_per_record": round(cpu / n * 1000, 3), "server_cpu_ms_per_record": round(server_cpu / n * 1000, 3),
+            "chunks": chunks, "load": os.getloadavg()[0]}
+
+
+def _print(row: dict) -> None:
+    where = "judge process" if row["mode"] == "process" else "this process"
+    print(f"  {row['mode']:<8} {row['concurrency']:>4} in flight: {row['records_per_s']:>7} records/s over {row['records']} "
+          f"records in {row['seconds']} s ({row['share_of_ideal']:.0%} of the ideal {row['ideal_per_s']:.0f}/s), "
+          f"{row['cpu_ms_per_record']} ms CPU per record ({where}), test server {row['server_cpu_ms_per_record']} ms, "
+          f"{row['chunks']} chunks; {_load()}", flush=True)
+
+
+def throughput(concurrencies: list[int], records: int | None, latency: float, modes: list[str]) -> list[dict]:
+    """modes: "inline" runs the job in this process, already warm (job_run_inline); "process" runs
+    `manage.py judge` as a fresh process and times it from spawn to exit (start-up included)."""
     from bench.common import database_prepare, database_url, django_setup
 
     url = database_url("preflab_bench_judge")
     database_prepare(url)
     django_setup(url)
     from django.contrib.auth import get_user_model
+    from django.db import connections
 
     from annotation.jobs import job_run_inline
     from annotation.models import Workspace
     from annotation.services import dataset_create, records_upsert, workspace_create
     from generation.models import Endpoint
+    from judging.models import JudgeVerdict
     from judging.services import judge_create, judge_job_create
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(port),
@@ -122,19 +164,34 @@ def throughput(concurrencies: list[int], records: int | None, latency: float) ->
                                                supports_json_schema=False)
             judge = judge_create(workspace=ws, name=f"uf-{c}", endpoint=endpoint, aspect="helpfulness",
                                  params={"temperature": 0})
-            job = judge_job_create(workspace=ws, dataset=dataset, judge=judge, start=False)
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            job = job_run_inline(job=job)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-            assert job.status == "succeeded" and job.done == n, (job.status, job.done, job.failed, job.error)
-            ideal = c / latency
-            row = {"concurrency": c, "records": n, "seconds": round(wall, 2), "records_per_s": round(n / wall, 1),
-                   "ideal_per_s": round(ideal, 1), "share_of_ideal": round(n / wall / ideal, 3),
-                   "cpu_ms_per_record": round(cpu / n * 1000, 3), "chunks": job.chunks.count()}
-            results.append(row)
-            print(f"  {c:>4} in flight: {row['records_per_s']:>7} records/s over {n} records "
-                  f"({row['share_of_ideal']:.0%} of the ideal {ideal:.0f}/s), "
-                  f"{row['cpu_ms_per_record']} ms CPU per record (judge process), {row['chunks']} chunks", flush=True)
+            for mode in modes:
+                if mode == "inline":
+                    job = judge_job_create(workspace=ws, dataset=dataset, judge=judge, start=False)
+                    cpu0, scpu0, t0 = time.process_time(), _cpu_of(proc.pid), time.perf_counter()
+                    job = job_run_inline(job=job)
+                    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+                    assert job.status == "succeeded" and job.done == n, (job.status, job.done, job.failed, job.error)
+                    chunks = job.chunks.count()
+                else:
+                    connections.close_all()
+                    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "preflab.settings",
+                           "LOG_LEVEL": "WARNING"}
+                    before = set(JudgeVerdict.objects.filter(record__dataset=dataset).values_list("job_id", flat=True))
+                    ccpu0, scpu0, t0 = _children_cpu(), _cpu_of(proc.pid), time.perf_counter()
+                    done = subprocess.run([sys.executable, "manage.py", "judge", "--dataset", str(dataset.pk),
+                                           "--judge", judge.name, "--no-progress"], cwd=ROOT, env=env,
+                                          capture_output=True, text=True)
+                    wall, cpu = time.perf_counter() - t0, _children_cpu() - ccpu0
+                    if done.returncode != 0:
+                        raise SystemExit(f"manage.py judge failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+                    from annotation.models import Job
+
+                    job = Job.objects.filter(kind="judge", dataset=dataset).exclude(pk__in=before).latest("pk")
+                    assert job.status == "succeeded" and job.done == n, (job.status, job.done, job.failed, job.error)
+                    chunks = job.chunks.count()
+                row = _row(mode, c, n, wall, cpu, _cpu_of(proc.pid) - scpu0, latency, chunks)
+                results.append(row)
+                _print(row)
         return results
     finally:
         proc.terminate()
@@ -279,6 +336,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, action="append", help="in flight (repeatable); default 16, 64, 256")
     parser.add_argument("--records", type=int, help="records per run (default: ~8 s of ideal throughput, >= 1000)")
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--mode", choices=["inline", "process"], action="append",
+                        help="inline: the job in this (warm) process; process: `manage.py judge` from spawn to exit "
+                             "(start-up included); repeatable, default both")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -295,7 +355,7 @@ def main() -> None:
     if args.part in ("all", "throughput"):
         print(f"judge throughput, UltraFeedback ratings of 2 responses, server latency {args.latency * 1000:.0f} ms "
               f"(distilabel on this machine: 68 records/s by default, 108 at best):", flush=True)
-        throughput(args.concurrency or [16, 64, 256], args.records, args.latency)
+        throughput(args.concurrency or [16, 64, 256], args.records, args.latency, args.mode or ["process", "inline"])
 
 
 if __name__ == "__main__":

@@ -261,35 +261,52 @@ def _wait_strategy(initial: float, maximum: float):
     return wait
 
 
+async def _attempt(transport, request: ChatRequest, body: dict, timeout: float, attempts: int, timing: list) -> ChatResult:
+    """One call: a slot of the endpoint, the per-attempt timeout, the status check and the parse
+    (raises _Retryable / _Final). timing[0] is set to the call's duration."""
+    # The endpoint's slots are shared by every call in this process (two chunks on the threads of
+    # one worker, or of an inline run): wait for one BEFORE the timeout starts counting.
+    async with transport.slots:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                status, data, retry_after = await transport.send(body)
+        except TimeoutError:
+            timing[0] = time.perf_counter() - started
+            raise _Retryable(f"timeout: no answer within {timeout:g}s")
+        timing[0] = time.perf_counter() - started
+    _check_status(status, data, retry_after)
+    return _parse_success(request.key, data, attempts, timing[0])
+
+
 async def _call_one(transport, endpoint, request: ChatRequest, body: dict, retry_kw: dict) -> ChatResult:
-    attempts = 0
-    latency = 0.0
+    attempts = 1
+    timing = [0.0]
     timeout = float(endpoint.timeout)
     try:
+        try:
+            # the first attempt outside tenacity (most calls need no other): its bookkeeping costs a
+            # good share of a request's CPU
+            return await _attempt(transport, request, body, timeout, attempts, timing)
+        except _Retryable as exc:
+            failed: _Retryable | None = exc
+        # Retries: tenacity sees the first attempt fail again (replayed, not re-sent), so the waits
+        # and the number of attempts are exactly what they would be with tenacity from the start.
         async for attempt in AsyncRetrying(**retry_kw):
             with attempt:
+                if failed is not None:
+                    replay, failed = failed, None
+                    raise replay
                 attempts += 1
-                # The endpoint's slots are shared by every call in this process (two chunks on
-                # the threads of one worker): wait for one BEFORE the timeout starts counting.
-                async with transport.slots:
-                    started = time.perf_counter()
-                    try:
-                        async with asyncio.timeout(timeout):
-                            status, data, retry_after = await transport.send(body)
-                    except TimeoutError:
-                        latency = time.perf_counter() - started
-                        raise _Retryable(f"timeout: no answer within {timeout:g}s")
-                    latency = time.perf_counter() - started
-                _check_status(status, data, retry_after)
-                return _parse_success(request.key, data, attempts, latency)
+                return await _attempt(transport, request, body, timeout, attempts, timing)
     except (_Retryable, _Final) as exc:
         return ChatResult(key=request.key, text=None, finish_reason=None, prompt_tokens=0, completion_tokens=0,
-                          latency_s=latency, attempts=attempts, error=str(exc), raw=exc.raw)
+                          latency_s=timing[0], attempts=attempts, error=str(exc), raw=exc.raw)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - an unexpected client error is this item's final error
         return ChatResult(key=request.key, text=None, finish_reason=None, prompt_tokens=0, completion_tokens=0,
-                          latency_s=latency, attempts=attempts, error=f"{type(exc).__name__}: {exc}", raw=None)
+                          latency_s=timing[0], attempts=attempts, error=f"{type(exc).__name__}: {exc}", raw=None)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -118,6 +118,11 @@ def _params(judge: Judge, fmt: dict | None) -> dict:
     return params
 
 
+@lru_cache(maxsize=64)
+def _format_instructions(fmt_file: str, n: int) -> str:
+    return _render(prompt_file(fmt_file), {"n": str(n)})
+
+
 def ratings_call(judge: Judge, *, aspect: str, instruction: str, texts: list[str], order: list[str]) -> PlannedCall:
     n = len(texts)
     structured = uses_structured_output(judge)
@@ -125,7 +130,7 @@ def ratings_call(judge: Judge, *, aspect: str, instruction: str, texts: list[str
     body = "\n\n".join(f"<Text {i}>\n{t}\n</Text {i}>" for i, t in enumerate(texts, start=1))
     values = {"n": str(n), "instruction": instruction, "texts": body,
               "aspect_rubric": prompt_file(f"aspects/{aspect}.txt"),
-              "format_instructions": _render(prompt_file(fmt_file), {"n": str(n)})}
+              "format_instructions": _format_instructions(fmt_file, n)}
     template = judge.template.strip() or prompt_file("ultrafeedback.txt")
     return PlannedCall(call_key=f"ratings:{aspect}", kind="ratings", messages=_messages(_render(template, values)),
                        params=_params(judge, response_format("ratings", ratings_schema(n)) if structured else None),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 RATING_MIN, RATING_MAX = 1, 5
@@ -72,6 +73,23 @@ def _snippet(text: str, n: int = 80) -> str:
 
 
 _TRAILING_COMMA_RE = re.compile(r",\s*([}\]])")
+_RATING_TOKEN_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:/\s*(\d+)|out of\s*(\d+))?")
+_LONE_NUMBER_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
+_NUMBER_ONLY_RE = re.compile(r"(\d+(?:\.\d+)?)()()")
+_TEXT_KEY_RE = re.compile(r"(?:text|response|output)[\s_-]*(\d+)", re.IGNORECASE)
+_TABLE_RULE_RE = re.compile(r":?-{2,}:?")
+_DIGITS_RE = re.compile(r"(\d+)")
+_PREF_PREFIX_RE = re.compile(r"^(?:answer|response|output|text)\s*")
+_PREF_REASONING_RE = re.compile(
+    r"(?:reasoning|rationale|explanation)\s*[*_]*\s*:\s*[*_]*\s*(.*?)(?=\n\s*[*_]*\s*(?:preferred|winner|verdict)|\Z)",
+    re.IGNORECASE | re.DOTALL)
+
+
+@lru_cache(maxsize=16)
+def _tag_res(tag: str) -> tuple[re.Pattern, re.Pattern]:
+    """<tag>...</tag> (closed) and <tag>... to the end (left open)."""
+    return (re.compile(rf"<\s*{tag}\s*>(.*?)<\s*/\s*{tag}\s*>", re.IGNORECASE | re.DOTALL),
+            re.compile(rf"<\s*{tag}\s*>(.*)$", re.IGNORECASE | re.DOTALL))
 
 
 def _json_loads(src: str) -> Any:
@@ -121,13 +139,13 @@ def _rating_value(value: Any, where: str) -> int:
         s = value.strip().strip("*").strip()
         if _NA_RE.match(s) or not s:
             raise JudgeParseError(f"{where}: rating is {value!r}, not a number from {RATING_MIN} to {RATING_MAX}")
-        m = re.match(r"^(\d+(?:\.\d+)?)\s*(?:/\s*(\d+)|out of\s*(\d+))?", s)
+        m = _RATING_TOKEN_RE.match(s)
         if not m:
             # "Highly informative (4)": a label with exactly one number in it
-            numbers = re.findall(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])", s)
+            numbers = _LONE_NUMBER_RE.findall(s)
             if len(numbers) != 1:
                 raise JudgeParseError(f"{where}: rating {_snippet(value, 30)!r} is not a number")
-            m = re.match(r"(\d+(?:\.\d+)?)()()", numbers[0])
+            m = _NUMBER_ONLY_RE.match(numbers[0])
         scale = m.group(2) or m.group(3)
         if scale and int(scale) != RATING_MAX:
             raise JudgeParseError(f"{where}: rating {s!r} is on a scale other than 1-{RATING_MAX}")
@@ -183,7 +201,7 @@ def _ratings_from_json(value: Any, n: int) -> RatingsParse:
         if items is None:
             keyed = {}
             for k, v in value.items():
-                m = re.fullmatch(r"(?:text|response|output)[\s_-]*(\d+)", str(k).strip(), re.IGNORECASE)
+                m = _TEXT_KEY_RE.fullmatch(str(k).strip())
                 if m:
                     keyed[int(m.group(1))] = v
             if keyed:
@@ -264,7 +282,7 @@ def _ratings_from_table(text: str, n: int) -> RatingsParse | None:
     """A markdown table with a rating column ("| Text | Rating | Rationale |"); None if there is none."""
     rows = [[c.strip().strip("*_ ") for c in ln.strip().strip("|").split("|")]
             for ln in text.splitlines() if ln.strip().startswith("|")]
-    rows = [r for r in rows if not all(re.fullmatch(r":?-{2,}:?", c) or not c for c in r)]
+    rows = [r for r in rows if not all(_TABLE_RULE_RE.fullmatch(c) or not c for c in r)]
     if len(rows) < 2:
         return None
     head = [c.lower() for c in rows[0]]
@@ -281,7 +299,7 @@ def _ratings_from_table(text: str, n: int) -> RatingsParse | None:
     for pos, row in enumerate(body):
         if len(row) != len(head):
             raise JudgeParseError(f"table: row {pos + 1} has {len(row)} cells, the header {len(head)}")
-        m = re.search(r"(\d+)", row[index_col])
+        m = _DIGITS_RE.search(row[index_col])
         if not m or not 1 <= int(m.group(1)) <= n:
             raise JudgeParseError(f"table: row {pos + 1} does not name a text from 1 to {n}")
         slot = int(m.group(1)) - 1
@@ -395,7 +413,7 @@ def parse_preference(text: str | None) -> PreferenceParse:
             if key is None:
                 continue
             word = str(value[key]).strip().strip("()[]").lower()
-            word = re.sub(r"^(?:answer|response|output|text)\s*", "", word)
+            word = _PREF_PREFIX_RE.sub("", word)
             if word not in _PREF_WORDS:
                 raise JudgeParseError(f"JSON: preferred is {value[key]!r}, not A, B or tie")
             reasoning = next((value[k] for k in ("reasoning", "rationale", "explanation", "reason") if k in value), "")
@@ -416,8 +434,7 @@ def parse_preference(text: str | None) -> PreferenceParse:
     if len(picks) > 1:
         raise JudgeParseError(f"contradictory verdicts: {', '.join(sorted(picks))}")
     reasoning = ""
-    m = re.search(r"(?:reasoning|rationale|explanation)\s*[*_]*\s*:\s*[*_]*\s*(.*?)(?=\n\s*[*_]*\s*(?:preferred|winner|verdict)|\Z)",
-                  text, re.IGNORECASE | re.DOTALL)
+    m = _PREF_REASONING_RE.search(text)
     if m:
         reasoning = m.group(1).strip()
     return PreferenceParse(picks.pop(), reasoning, "text")
@@ -427,10 +444,11 @@ def parse_preference(text: str | None) -> PreferenceParse:
 
 def _tagged(text: str, tag: str) -> tuple[str | None, bool]:
     """Content of <tag>...</tag>; (content, closed). An opened but unclosed tag gives closed=False."""
-    m = re.search(rf"<\s*{tag}\s*>(.*?)<\s*/\s*{tag}\s*>", text, re.IGNORECASE | re.DOTALL)
+    closed_re, open_re = _tag_res(tag)
+    m = closed_re.search(text)
     if m:
         return m.group(1), True
-    m = re.search(rf"<\s*{tag}\s*>(.*)$", text, re.IGNORECASE | re.DOTALL)
+    m = open_re.search(text)
     if m:
         return m.group(1), False
     return None, False

@@ -102,6 +102,17 @@ else:
     DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_preflab_{_TEST_DB}"
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend with a health check that asks the socket, not the server (no round trip
+        # per request), and a server-binding cursor for the annotation hot path's raw statements:
+        # see preflab/pgbackend/base.py.
+        DATABASES["default"]["ENGINE"] = "preflab.pgbackend"
+        # psycopg prepares a statement once it ran this many times on a connection (Django turns this
+        # off by default for poolers). Only the hot path's server-binding cursor is ever prepared: the
+        # ORM binds on the client. 0: never (behind a pooler in transaction mode without
+        # prepared-statement support).
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "prepare_threshold", env.int("PREFLAB_DB_PREPARE_THRESHOLD", default=5) or None)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -116,9 +116,53 @@ def one_coin_dawid_skene(units: Mapping[Unit, Mapping[Hashable, int]], *, gold: 
             a_idx.append(row[annotator])
             l_idx.append(col[label])
     u_arr, a_arr, l_arr = np.array(u_idx, dtype=np.int64), np.array(a_idx, dtype=np.int64), np.array(l_idx, dtype=np.int64)
-    n_units, n_annot = len(unit_keys), len(annotators)
     gold_rows = np.array([i for i, u in enumerate(unit_keys) if u in gold], dtype=np.int64)
     gold_cols = np.array([col[gold[unit_keys[i]]] for i in gold_rows], dtype=np.int64)
+    skills, post, votes_per, it, converged = _em(u_arr, a_arr, l_arr, len(unit_keys), len(annotators), k, gold_rows,
+                                                 gold_cols, max_iter=max_iter, tol=tol)
+    gold_votes = np.bincount(a_arr[np.isin(u_arr, gold_rows)], minlength=len(annotators)) if len(gold_rows) \
+        else np.zeros(len(annotators))
+    weights = np.log(skills * (k - 1) / (1.0 - skills)) if k > 1 else np.zeros(len(annotators))
+    return CompetenceFit(
+        competence={a: float(skills[i]) for a, i in row.items()},
+        votes={a: int(votes_per[i]) for a, i in row.items()},
+        gold_votes={a: int(gold_votes[i]) for a, i in row.items()},
+        labels=labels,
+        posterior={u: tuple(float(p) for p in post[i]) for i, u in enumerate(unit_keys)},
+        priors=tuple(float(p) for p in post.mean(axis=0)),
+        iterations=it, converged=converged,
+        weights={a: float(weights[i]) for a, i in row.items()},
+    )
+
+
+def one_coin_dawid_skene_votes(*, n_units: int, annotators: list, labels: tuple[int, ...], u_arr, a_arr, l_arr,
+                               max_iter: int = 100, tol: float = 1e-6) -> CompetenceFit:
+    """The same fit (no gold) from votes given as arrays: unit index, annotator index (into `annotators`) and
+    label column (into `labels`), unit by unit as one_coin_dawid_skene orders them. Keeps no per-unit
+    dicts and no posteriors (`posterior` is empty; CompetenceFit.vote needs none): memory is the arrays
+    and the EM's few floats per unit, not the hundreds of bytes per unit of the dict form."""
+    import numpy as np
+
+    k, n_annot = len(labels), len(annotators)
+    if not n_units or not k or not n_annot:
+        return CompetenceFit({}, {}, {}, labels, {}, (), 0, True)
+    empty = np.zeros(0, dtype=np.int64)
+    skills, post, votes_per, it, converged = _em(u_arr, a_arr, l_arr, n_units, n_annot, k, empty, empty,
+                                                 max_iter=max_iter, tol=tol)
+    weights = np.log(skills * (k - 1) / (1.0 - skills)) if k > 1 else np.zeros(n_annot)
+    return CompetenceFit(
+        competence={a: float(skills[i]) for i, a in enumerate(annotators)},
+        votes={a: int(votes_per[i]) for i, a in enumerate(annotators)},
+        gold_votes=dict.fromkeys(annotators, 0), labels=labels, posterior={},
+        priors=tuple(float(p) for p in post.mean(axis=0)), iterations=it, converged=converged,
+        weights={a: float(weights[i]) for i, a in enumerate(annotators)},
+    )
+
+
+def _em(u_arr, a_arr, l_arr, n_units: int, n_annot: int, k: int, gold_rows, gold_cols, *, max_iter: int, tol: float):
+    """EM over the votes as arrays (see the module docstring): (competences, posteriors, votes per annotator,
+    iterations, converged)."""
+    import numpy as np
 
     def clamp_gold(post):
         if len(gold_rows):
@@ -155,15 +199,4 @@ def one_coin_dawid_skene(units: Mapping[Unit, Mapping[Hashable, int]], *, gold: 
         if moved <= tol:
             converged = True
             break
-    gold_votes = np.bincount(a_arr[np.isin(u_arr, gold_rows)], minlength=n_annot) if len(gold_rows) else np.zeros(n_annot)
-    weights = np.log(skills * (k - 1) / (1.0 - skills)) if k > 1 else np.zeros(n_annot)
-    return CompetenceFit(
-        competence={a: float(skills[i]) for a, i in row.items()},
-        votes={a: int(votes_per[i]) for a, i in row.items()},
-        gold_votes={a: int(gold_votes[i]) for a, i in row.items()},
-        labels=labels,
-        posterior={u: tuple(float(p) for p in post[i]) for i, u in enumerate(unit_keys)},
-        priors=tuple(float(p) for p in post.mean(axis=0)),
-        iterations=it, converged=converged,
-        weights={a: float(weights[i]) for a, i in row.items()},
-    )
+    return skills, post, votes_per, it, converged

@@ -339,6 +339,82 @@ def dataset_competence(dataset, question, *, human_units=None):
     return one_coin_dawid_skene(_competence_units(human, judges, fields))
 
 
+def dataset_competence_votes(dataset, question, *, leave_out: frozenset = frozenset()):
+    """dataset_competence's fit, for exports: the answers and the judges' suggestions are read in record
+    order and kept as three arrays (unit, annotator, label), not as per-unit dicts, and the fit keeps no
+    posteriors (competence.one_coin_dawid_skene_votes), so a million records take tens of MB, not a GB.
+    The same units, votes and order within a unit as dataset_competence (humans in answer order, then the
+    judges); the competences agree with it to rounding. `leave_out`: user ids whose answers are not read
+    (the annotators an export leaves out)."""
+    import numpy as np
+
+    from ..models import Suggestion
+    from ..selectors import compared_fields
+    from .competence import one_coin_dawid_skene_votes
+    from .rankings import unit_labels
+
+    compares = compared_fields(question)
+    fields = list(compares or (question.options or {}).get("values", []))
+    u_idx, who, label_of = (np.zeros(1 << 16, dtype=np.int64) for _ in range(3))
+    n = 0
+    keys: dict = {}  # annotator (user id or judge key) -> index, in order of first vote
+
+    def add(unit: int, annotator, label: int) -> None:
+        nonlocal n, u_idx, who, label_of
+        if n == len(u_idx):
+            u_idx, who, label_of = (np.concatenate([a, np.zeros_like(a)]) for a in (u_idx, who, label_of))
+        u_idx[n], who[n], label_of[n] = unit, keys.setdefault(annotator, len(keys)), label
+        n += 1
+
+    agents: dict[str, int] = {}  # agent -> order of first appearance (the judges' order within a unit)
+    suggestions = iter(Suggestion.objects.filter(question=question).order_by("record_id")
+                       .values_list("record_id", "agent", "value").iterator(chunk_size=2000))
+    pending = next(suggestions, None)
+    n_units = 0
+    record, units = None, {}
+
+    def judges_of(record_id, units: dict) -> None:
+        nonlocal pending
+        found = []
+        while pending is not None and pending[0] <= record_id:
+            rid, agent, value = pending
+            pending = next(suggestions, None)
+            if rid != record_id:
+                continue
+            ranks = ranks_from_value(value, compares=compares)
+            if ranks is not None:
+                agent = agent or "(no agent)"
+                found.append((agents.setdefault(agent, len(agents)), agent, ranks))
+        for _order, agent, ranks in sorted(found, key=lambda f: f[0]):
+            for pair, label in unit_labels(ranks, fields).items():
+                if pair in units:
+                    add(units[pair], judge_key(agent), label)
+
+    for row in _submitted_rows(dataset, question, compares, Counter()):
+        if row.annotator in leave_out:
+            continue
+        if row.record != record:
+            if record is not None:
+                judges_of(record, units)
+            record, units = row.record, {}
+        for pair, label in unit_labels(row.ranks, fields).items():
+            if pair not in units:
+                units[pair] = n_units
+                n_units += 1
+            add(units[pair], row.annotator, label)
+    if record is not None:
+        judges_of(record, units)
+    u_idx, who, label_of = u_idx[:n], who[:n], label_of[:n]
+    # unit by unit (humans, then judges, kept in their order), annotators sorted as one_coin_dawid_skene sorts them
+    order = np.argsort(u_idx, kind="stable")
+    annotators = sorted(keys, key=repr)
+    position = np.array([annotators.index(a) for a in keys], dtype=np.int64)
+    labels = tuple(int(x) for x in np.unique(label_of))
+    return one_coin_dawid_skene_votes(n_units=n_units, annotators=annotators, labels=labels, u_arr=u_idx[order],
+                                      a_arr=position[who[order]] if n else who,
+                                      l_arr=np.searchsorted(np.array(labels), label_of[order]))
+
+
 def _annotator_rows(report: AgreementReport, members: _Members, responses_per: Counter,
                     competence: Mapping[object, tuple[float, int]]) -> list[dict]:
     rows = []

@@ -38,6 +38,14 @@ that name into its loss (-logsigmoid(r_chosen - r_rejected - margin)). Each marg
 trl_margin=<one of them> adds TRL's `margin` column, a copy of that one (rows where it is empty are left out).
 min_margin reads the resolution's own margin: vote_margin under majority, rank_margin under mean_rank,
 strength_margin with margin_from=strength, judge_margin for suggestions (rank_margin when a judge gave no score).
+Gold records are left out unless include_gold; the answers of annotators excluded on the dataset
+(annotation.quality.standing.excluded_user_ids: excluded by an admin or, with the dataset's toggle, no
+longer members) are left out unless include_excluded; nothing is deleted, so both are reversible.
+Reviews (reviews=use, the default; source human or both): a record with a reviewer's verdict (decision
+accepted or own; sent_back is ignored) gives its pairs from that verdict as if it were the record's only
+answer (annotators 1, agreement 1, its own margins; a verdict calling both responses bad leaves the record
+out unless include_both_bad), with reviewed=true and reviewed_by=<username>; every other row has
+reviewed=false, reviewed_by=null. reviews=ignore resolves the votes as before. The votes are never changed.
 Suggestions (source=suggestions) are votes too, one per agent; the `ratings`
 column carries per-field ratings found in the suggestions' raw output ({"ratings": {field: n}}).
 source=both uses the humans where a record has a submitted response, its suggestions otherwise.
@@ -70,6 +78,8 @@ from .parameters import (
     MARGIN_FROM,
     PAIRS,
     RESOLVE,
+    REVIEW_COLUMNS,
+    REVIEWS,
     SOURCES,
     STYLES,
     TRL_MARGIN,
@@ -98,7 +108,8 @@ __all__ = [
     "EXPORT_KINDS", "MARGIN_COLUMNS", "RESPONSE_STATUSES", "RESPONSES_COLUMNS", "TRL_MARGIN", "UNPAIRED_COLUMNS",
     "export_chunks", "export_columns", "export_count", "export_kind_file_name", "export_kind_parse", "export_rows",
     "export_schema", "export_write", "responses_export", "unpaired_export", "unpaired_rows",
-    "BASE_COLUMNS", "CONTENT_TYPES", "EXTENSIONS", "FORMATS", "MARGIN_FROM", "PAIRS", "RESOLVE", "SOURCES", "STYLES",
+    "BASE_COLUMNS", "CONTENT_TYPES", "EXTENSIONS", "FORMATS", "MARGIN_FROM", "PAIRS", "RESOLVE", "REVIEWS",
+    "REVIEW_COLUMNS", "SOURCES", "STYLES",
     "PairResult", "Target",
     "columns_for", "csv_chunks", "export_file_name", "export_params_parse", "export_target", "jsonl_chunks",
     "parquet_chunks",

@@ -15,14 +15,24 @@ from collections.abc import Callable, Iterable, Iterator
 from django.core.exceptions import ValidationError
 
 from ..models import Dataset
-from .parameters import EXTENSIONS, FORMATS, _choice, columns_for, export_file_name, export_params_parse, file_name_part
+from .parameters import (
+    EXTENSIONS,
+    FORMATS,
+    QUALITY_PARAMETERS,
+    _choice,
+    columns_for,
+    export_file_name,
+    export_params_parse,
+    file_name_part,
+    quality_params_parse,
+)
 from .responses import RESPONSE_STATUSES, RESPONSES_COLUMNS, responses_export, responses_export_count
 from .triplets import triplets_export, triplets_export_count
 from .unpaired import UNPAIRED_COLUMNS, unpaired_export
 from .writers import csv_chunks, jsonl_chunks, parquet_chunks, parquet_schema, parquet_write
 
 EXPORT_KINDS = ("triplets", "unpaired", "responses")
-RESPONSES_PARAMETERS = {"format", "status"}
+RESPONSES_PARAMETERS = {"format", "status", *QUALITY_PARAMETERS}
 
 
 def export_kind_parse(kind: str, params: dict, *, with_format: bool = True) -> dict:
@@ -36,7 +46,8 @@ def export_kind_parse(kind: str, params: dict, *, with_format: bool = True) -> d
     unknown = set(params) - RESPONSES_PARAMETERS
     if unknown:
         raise ValidationError({sorted(unknown)[0]: f"unknown parameter; known: {', '.join(sorted(RESPONSES_PARAMETERS))}"})
-    out = {"status": _choice("status", params["status"], RESPONSE_STATUSES) if params.get("status") else None}
+    out = {"status": _choice("status", params["status"], RESPONSE_STATUSES) if params.get("status") else None,
+           **quality_params_parse(params)}
     if with_format:
         out["format"] = _choice("format", params.get("format") or "jsonl", FORMATS)
     return out
@@ -52,9 +63,15 @@ def export_rows(kind: str, *, dataset: Dataset, params: dict,
     return triplets_export(dataset=dataset, on_progress=on_progress, **params)
 
 
-def export_count(kind: str, dataset: Dataset) -> int:
-    """What the export walks, for progress bars: responses for the raw export, else records."""
-    return responses_export_count(dataset) if kind == "responses" else triplets_export_count(dataset)
+def export_count(kind: str, dataset: Dataset, params: dict | None = None) -> int:
+    """What the export walks, for progress bars: responses for the raw export, else records (gold ones only
+    with include_gold; params as export_kind_parse returns them)."""
+    params = params or {}
+    include_gold = bool(params.get("include_gold"))
+    if kind == "responses":
+        return responses_export_count(dataset, include_gold=include_gold,
+                                      include_excluded=bool(params.get("include_excluded")))
+    return triplets_export_count(dataset, include_gold=include_gold)
 
 
 def export_columns(kind: str, params: dict) -> tuple[str, ...]:
@@ -76,11 +93,15 @@ def export_schema(kind: str, params: dict):
         text = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])) if style == "conversational" \
             else pa.string()
         types = {"prompt": text, "completion": text, "label": pa.bool_(), "record_id": pa.int64(),
-                 "external_id": pa.string(), "field": pa.string(), "annotators": pa.int64(), "source": pa.string()}
+                 "external_id": pa.string(), "field": pa.string(), "annotators": pa.int64(), "source": pa.string(),
+                 "reviewed": pa.bool_(), "reviewed_by": pa.string()}
         return pa.schema([(n, types[n]) for n in UNPAIRED_COLUMNS])
     types = {"response_id": pa.int64(), "record_id": pa.int64(), "external_id": pa.string(), "user": pa.string(),
              "simulated": pa.bool_(), "status": pa.string(), "values": pa.string(), "display_order": pa.list_(pa.string()),
-             "duration": pa.float64(), "created_at": pa.string(), "updated_at": pa.string()}
+             "duration": pa.float64(), "created_at": pa.string(), "updated_at": pa.string(),
+             "suggestion_shown": pa.bool_(), "gold": pa.bool_(),
+             "review_decision": pa.string(), "reviewed_by": pa.string(), "review_values": pa.string(),
+             "review_accepted": pa.bool_()}
     return pa.schema([(n, types[n]) for n in RESPONSES_COLUMNS])
 
 
@@ -90,7 +111,7 @@ def export_chunks(kind: str, rows: Iterable[dict], *, fmt: str, params: dict) ->
         return jsonl_chunks(rows)
     if fmt == "csv":
         return csv_chunks(rows, columns=export_columns(kind, params))
-    return parquet_chunks(rows, style="", source="", schema=export_schema(kind, params))
+    return parquet_chunks(rows, style="", source="", schema_of=lambda: export_schema(kind, params))
 
 
 def export_write(kind: str, rows: Iterable[dict], out, *, fmt: str, params: dict) -> int:

@@ -23,14 +23,21 @@ EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
                  "parquet": "application/vnd.apache.parquet"}
 MARGIN_COLUMNS = ("vote_margin", "rank_margin", "strength_margin", "judge_margin")
+# reviewed: the row comes from a reviewer's verdict (accepted answer or own), not the votes; reviewed_by: who
+REVIEW_COLUMNS = ("reviewed", "reviewed_by")
 BASE_COLUMNS = ("prompt", "chosen", "rejected", "record_id", "external_id", "chosen_field", "rejected_field",
-                "annotators", "agreement", *MARGIN_COLUMNS, "tie", "source")
+                "annotators", "agreement", *MARGIN_COLUMNS, "tie", "source", *REVIEW_COLUMNS)
 MARGIN_FROM = ("votes", "strength")
+REVIEWS = ("use", "ignore")  # use: a reviewed verdict replaces the record's votes; ignore: the votes as they are
 # trl_margin=<column>: TRL's RewardTrainer reads a column named `margin` into its loss
 # (-logsigmoid(r_chosen - r_rejected - margin)); it is written only when asked for, from one named column.
 TRL_MARGIN = MARGIN_COLUMNS
 PARAMETERS = {"format", "question", "pairs", "resolve", "source", "include_ties", "style", "min_margin",
-              "margin_from", "include_both_bad", "trl_margin"}
+              "margin_from", "include_both_bad", "trl_margin", "include_gold",
+              "include_excluded", "reviews"}
+# What every export kind reads the same way: gold records and excluded annotators' answers are left out
+# unless asked for (annotation.quality: gold, standing).
+QUALITY_PARAMETERS = {"include_gold", "include_excluded"}
 
 
 def file_name_part(text: str, fallback: str = "dataset") -> str:
@@ -60,16 +67,23 @@ def export_params_parse(params: dict, *, with_format: bool = True) -> dict:
     out: dict[str, Any] = {}
     for name, choices, default in (("pairs", PAIRS, "best_worst"), ("resolve", RESOLVE, "majority"),
                                    ("source", SOURCES, "human"), ("style", STYLES, "standard"),
-                                   ("margin_from", MARGIN_FROM, "votes")):
+                                   ("margin_from", MARGIN_FROM, "votes"), ("reviews", REVIEWS, "use")):
         out[name] = _choice(name, params.get(name) or default, choices)
     if with_format:
         out["format"] = _choice("format", params.get("format") or "jsonl", FORMATS)
     out["include_ties"] = bool_param("include_ties", params.get("include_ties"))
     out["include_both_bad"] = bool_param("include_both_bad", params.get("include_both_bad"))
+    out.update(quality_params_parse(params))
     out["question"] = params.get("question") or None
     out["trl_margin"] = _choice("trl_margin", params["trl_margin"], TRL_MARGIN) if params.get("trl_margin") else None
     out["min_margin"] = _number_or_none("min_margin", params.get("min_margin"))
     return out
+
+
+def quality_params_parse(params: dict) -> dict:
+    """include_gold (gold records, left out by default) and include_excluded (the answers of annotators
+    excluded on the dataset, left out by default), as every export kind reads them."""
+    return {name: bool_param(name, params.get(name)) for name in sorted(QUALITY_PARAMETERS)}
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:

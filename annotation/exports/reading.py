@@ -7,6 +7,11 @@ fields->>'name' elsewhere), so no record JSON is parsed in Python (chat fields e
 hold up to CHUNK_RECORDS records and about CHUNK_BYTES of text; the first one is small so the first
 bytes leave at once. On PostgreSQL the next chunk is read on a second thread while the current one
 is written out (`first_then_prefetched`).
+
+What is read follows the campaign-quality rules: gold records are not walked unless include_gold;
+the answers of excluded annotators (annotation.quality.standing.excluded_user_ids) are not read
+unless include_excluded; with reviews read, each chunk also brings its records' reviewed verdicts
+(Review, decision accepted or own) for the export to use in place of the votes.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from django.db import connection
 from django.db.models.fields.json import KT
 
 from ..agreement import both_bad_by_majority, pair_vote_from_value, ranks_from_value
-from ..models import Record, Response, Suggestion
+from ..models import Record, Response, Review, Suggestion
 from .parameters import Target
 
 CHUNK_RECORDS = 5_000  # at most; fewer when records are large (CHUNK_BYTES of text per chunk)
@@ -47,14 +52,34 @@ class Chunk:
     strengths: dict[int, list] = field(default_factory=dict)
     both_bad: set[int] = field(default_factory=set)
     voters: dict[int, list] = field(default_factory=dict)  # with_voters: record id -> who gave each ranking in `human`
+    reviewed: dict[int, Verdict] = field(default_factory=dict)  # record id -> its reviewer's verdict (with_reviews)
+    # record id -> the answers (as the texts they were read from) behind its rankings in `human`, in the same
+    # order: what the record's resolution depends on (resolve=weighted aside), so equal ones resolve once
+    answer_keys: dict[int, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A reviewer's verdict on one record (Review, decision accepted or own) read for the export's question:
+    ranks as a vote gives them (None: the verdict ranks nothing, e.g. calls both responses bad), a graded
+    preference's strength and both_bad, and the reviewer's username (None once the account is gone)."""
+
+    ranks: dict | None
+    strength: float | None
+    both_bad: bool
+    reviewer: str | None
 
 
 class ExportReader:
     """The records and answers one export reads (see the module docstring)."""
 
     def __init__(self, *, dataset_id: int, target: Target, names: list[str], conversational: bool,
-                 use_humans: bool, use_suggestions: bool, chunk_size: int, with_voters: bool = False):
+                 use_humans: bool, use_suggestions: bool, chunk_size: int, with_voters: bool = False,
+                 include_gold: bool = False, excluded: frozenset[int] = frozenset(), with_reviews: bool = False):
         self.dataset_id = dataset_id
+        self.include_gold = include_gold  # else gold records are left out (never walked)
+        self.excluded = excluded  # annotators whose answers are left out (standing.excluded_user_ids)
+        self.with_reviews = with_reviews  # read the records' reviewed verdicts (Review) beside the votes
         self.with_voters = with_voters  # also read who answered (resolve=weighted weighs them)
         self.target = target
         self.compares = target.fields if target.compares else None  # how ranks_from_value reads a rating
@@ -66,8 +91,11 @@ class ExportReader:
         # Keyset pagination as a row comparison, (dataset_id, id) > (ds, last): only the (dataset, id)
         # index can serve it, so PostgreSQL walks that index. With `id > last ORDER BY id` the planner
         # may walk the primary key instead and step over every record of older datasets (seconds).
-        self.base = (Record.objects.filter(dataset_id=dataset_id).order_by("dataset_id", "id")
-                     .annotate(**annotations).values_list("id", "external_id", *annotations))
+        records = Record.objects.filter(dataset_id=dataset_id)
+        if not include_gold:
+            records = records.filter(is_gold=False)
+        self.base = records.order_by("dataset_id", "id").annotate(**annotations).values_list("id", "external_id",
+                                                                                            *annotations)
         # Only the needed fields are read, each as text (fields->>'name' on PostgreSQL): no jsonb_out
         # of the whole value, no JSON parsing in Python except for chat fields.
         text_annotations = {f"f{i}": KT(f"fields__{name}") for i, name in enumerate(names)}
@@ -75,11 +103,11 @@ class ExportReader:
         self.text_cols = list(text_annotations)
         # Dense mode: when nearly every record of the last chunk gave rows, the next chunk's texts are
         # read with its ids (one query less per chunk); sparse datasets read texts of rows only.
-        self.dense_base = (Record.objects.filter(dataset_id=dataset_id).order_by("dataset_id", "id")
-                           .annotate(**annotations, **text_annotations)
+        self.dense_base = (records.order_by("dataset_id", "id").annotate(**annotations, **text_annotations)
                            .values_list("id", "external_id", *annotations, *self.text_cols))
         self.text_start = 2 + len(annotations)
-        self.pg_texts = _PgTexts(dataset_id, names, conversational) if connection.vendor == "postgresql" else None
+        self.pg_texts = (_PgTexts(dataset_id, names, conversational, include_gold=include_gold)
+                         if connection.vendor == "postgresql" else None)
         table = Record._meta.db_table
         self.after = f'("{table}"."dataset_id", "{table}"."id") > (%s, %s)'
 
@@ -90,7 +118,7 @@ class ExportReader:
         last_id = 0
         size = min(FIRST_CHUNK_RECORDS, self.chunk_size)
         rank_cache: dict[str, Any] = {}
-        dense = False
+        dense = True  # the first (small) chunk reads its texts with its ids: one query less before the first byte
         while True:
             if last_id:  # after the first chunk: as many records as fit in CHUNK_BYTES of text
                 per_record = self.record_bytes or 1
@@ -103,13 +131,15 @@ class ExportReader:
             strengths: dict[int, list] = {}
             both_bad: set[int] = set()
             voters: dict[int, list] = {}
+            keys: dict[int, list] = {}
             if self.use_humans and self.target.graded:
-                human = self._human_votes(lo, hi, rank_cache, strengths, both_bad, voters)
+                human = self._human_votes(lo, hi, rank_cache, strengths, both_bad, voters, keys)
             else:
-                human = self._human_rankings(lo, hi, rank_cache, voters) if self.use_humans else {}
+                human = self._human_rankings(lo, hi, rank_cache, voters, keys) if self.use_humans else {}
             suggested = self._suggested_rankings(lo, hi) if self.use_suggestions else {}
-            yield Chunk(rows, human, suggested, dense, strengths, both_bad, voters)
-            answered = len(human) + sum(1 for rid in suggested if rid not in human)
+            reviewed = self._verdicts(lo, hi) if self.with_reviews else {}
+            yield Chunk(rows, human, suggested, dense, strengths, both_bad, voters, reviewed, keys)
+            answered = sum(1 for row in rows if row[0] in human or row[0] in suggested or row[0] in reviewed)
             dense = answered >= 0.9 * len(rows)
 
     def _records(self, *, after_id: int, limit: int, dense: bool) -> list:
@@ -121,11 +151,28 @@ class ExportReader:
     def _answers(self, lo: int, hi: int):
         """(record id, answer as text[, user id]) of the submitted responses of records lo..hi."""
         who = ("user_id",) if self.with_voters else ()
-        return (Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
-                                        record_id__gte=lo, record_id__lte=hi)
-                .annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v", *who))
+        answers = Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
+                                          record_id__gte=lo, record_id__lte=hi)
+        if self.excluded:
+            answers = answers.exclude(user_id__in=sorted(self.excluded))
+        return _fetch(answers.annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v", *who))
 
-    def _human_rankings(self, lo: int, hi: int, rank_cache: dict[str, Any], voters: dict[int, list]) -> dict[int, list]:
+    def _verdicts(self, lo: int, hi: int) -> dict[int, Verdict]:
+        """The reviewed verdicts (accepted or own; a record sent back has none) of records lo..hi that
+        answer the export's question."""
+        out: dict[int, Verdict] = {}
+        for rid, value, reviewer in (Review.objects.filter(record_id__gte=lo, record_id__lte=hi,
+                                                           dataset_id=self.dataset_id,
+                                                           decision__in=REVIEW_VERDICTS)
+                                     .annotate(v=KT(f"values__{self.target.question.name}"))
+                                     .values_list("record_id", "v", "reviewer__username")):
+            verdict = _verdict(value, self.target, self.compares, reviewer)
+            if verdict is not None:
+                out[rid] = verdict
+        return out
+
+    def _human_rankings(self, lo: int, hi: int, rank_cache: dict[str, Any], voters: dict[int, list],
+                        keys: dict[int, list]) -> dict[int, list]:
         human: dict[int, list] = {}
         for rid, value, *who in self._answers(lo, hi):
             # answers repeat (a two-field ranking has three possible ones): parse each once
@@ -135,13 +182,19 @@ class ExportReader:
                 if isinstance(value, str) and len(rank_cache) < RANK_CACHE_SIZE:
                     rank_cache[value] = ranks
             if ranks is not None:
-                human.setdefault(rid, []).append(ranks)
+                rankings = human.get(rid)
+                if rankings is None:
+                    human[rid] = [ranks]
+                    keys[rid] = [value]
+                else:
+                    rankings.append(ranks)
+                    keys[rid].append(value)
                 if who:
                     voters.setdefault(rid, []).append(who[0])
         return human
 
     def _human_votes(self, lo: int, hi: int, vote_cache: dict[str, Any], strengths: dict[int, list],
-                     both_bad: set[int], voters: dict[int, list]) -> dict[int, list]:
+                     both_bad: set[int], voters: dict[int, list], keys: dict[int, list]) -> dict[int, list]:
         """_human_rankings for a graded preference: also each ranking's strength (into `strengths`) and
         the records most of whose answers call both responses bad (into `both_bad`)."""
         human: dict[int, list] = {}
@@ -161,6 +214,7 @@ class ExportReader:
             if vote.ranks is not None:
                 human.setdefault(rid, []).append(vote.ranks)
                 strengths.setdefault(rid, []).append(vote.strength)
+                keys.setdefault(rid, []).append(value)
                 if who:
                     voters.setdefault(rid, []).append(who[0])
         both_bad.update(rid for rid, n in called_bad.items() if both_bad_by_majority(n, answers[rid]))
@@ -200,19 +254,45 @@ class ExportReader:
                                 // len(texts))
 
 
+def _fetch(queryset) -> list[tuple]:
+    """The rows of a values_list queryset whose columns need no conversion (ids, text), fetched at once
+    with the ORM's own SQL: without its row-by-row iteration (about half the time of an answer)."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+REVIEW_VERDICTS = (Review.Decision.ACCEPTED, Review.Decision.OWN)
+
+
+def _verdict(value: Any, target: Target, compares, reviewer: str | None) -> Verdict | None:
+    """A reviewer's answer to the export's question, read as a vote is read (None: no answer to it)."""
+    if value is None:
+        return None
+    if target.graded:
+        vote = pair_vote_from_value(value, target.fields)
+        if vote is None:
+            return None
+        return Verdict(vote.ranks, vote.strength if vote.ranks is not None else None, bool(vote.both_bad), reviewer)
+    ranks = ranks_from_value(value, compares=compares)
+    return Verdict(ranks, None, False, reviewer) if ranks is not None else None
+
+
 class _PgTexts:
     """PostgreSQL reads of record texts with jsonb_to_record: the fields value is de-TOASTed once
     per record and the needed keys come out as text (fields->>'a', fields->>'b', ... would
     decompress it once per key: about twice the server time)."""
 
-    def __init__(self, dataset_id: int, names: list[str], with_system: bool):
+    def __init__(self, dataset_id: int, names: list[str], with_system: bool, *, include_gold: bool):
         table = Record._meta.db_table
         columns = ", ".join('"{}" text'.format(n.replace('"', '""')) for n in names)
         source = (f'FROM "{table}" r CROSS JOIN LATERAL jsonb_to_record(r."fields") AS x({columns}) '
                   'WHERE r."dataset_id" = %s ')
+        walked = source if include_gold else source + 'AND NOT r."is_gold" '
         system = """, r."metadata" ->> 'system'""" if with_system else ""
         self.dataset_id = dataset_id
-        self.chunk_sql = (f'SELECT r."id", r."external_id"{system}, x.* {source}'
+        self.chunk_sql = (f'SELECT r."id", r."external_id"{system}, x.* {walked}'
                           'AND (r."dataset_id", r."id") > (%s, %s) ORDER BY r."dataset_id", r."id" LIMIT %s')
         self.of_sql = f'SELECT r."id", x.* {source}AND r."id" = ANY(%s)'
 

@@ -5,7 +5,8 @@ together): a field that wins a pair is desirable (label true), a field that lose
 undesirable (false); a field that both wins and loses (the middle of three under pairs=all) says
 neither and is left out, and so are tied pairs. Each field is written once per record. Standard
 style gives texts, conversational style gives message lists (prompt with the system prompt,
-completion the assistant turns), as TRL's conversational unpaired format.
+completion the assistant turns), as TRL's conversational unpaired format. A reviewed record's rows
+come from its reviewer's verdict, as the triplets' do (reviewed, reviewed_by say so; reviews=ignore).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from collections.abc import Iterable, Iterator
 
 from django.core.exceptions import ValidationError
 
-UNPAIRED_COLUMNS = ("prompt", "completion", "label", "record_id", "external_id", "field", "annotators", "source")
+UNPAIRED_COLUMNS = ("prompt", "completion", "label", "record_id", "external_id", "field", "annotators", "source",
+                    "reviewed", "reviewed_by")
 
 
 def unpaired_export(*, dataset, trl_margin: str | None = None, **params) -> Iterator[dict]:
@@ -52,4 +54,4 @@ def _record_unpaired(rows: list[dict]) -> Iterator[dict]:
             continue
         yield {"prompt": first["prompt"], "completion": text, "label": label, "record_id": first["record_id"],
                "external_id": first["external_id"], "field": field, "annotators": first["annotators"],
-               "source": first["source"]}
+               "source": first["source"], "reviewed": first["reviewed"], "reviewed_by": first["reviewed_by"]}

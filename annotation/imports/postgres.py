@@ -15,7 +15,7 @@ from ..services import UpsertCounts, records_upsert
 
 _PG_TMP = "preflab_import_tmp"
 _RECORD_COLUMNS = ("dataset_id, external_id, fields, metadata, priority, submitted_count, leased_count, "
-                   "completed, created_at, updated_at")
+                   "completed, extra_wanted, is_gold, created_at, updated_at")
 _lz4: bool | None = None
 
 
@@ -91,7 +91,7 @@ def _copy_new(cursor, *, dataset: Dataset, by_id: dict[str, dict], new_ids: list
         with transaction.atomic():
             with raw_cursor.copy(f"COPY annotation_record ({_RECORD_COLUMNS}) FROM STDIN") as copy:
                 head = str(dataset.pk).encode()
-                tail = f"0\t0\tf\t{now.isoformat()}\t{now.isoformat()}".encode()
+                tail = f"0\t0\tf\t0\tf\t{now.isoformat()}\t{now.isoformat()}".encode()
                 for start in range(0, len(new_ids), 128):  # ~0.5 MB pieces, not one big buffer
                     lines = [b"\t".join((head, _copy_text(eid.encode()),
                                          _copy_json(_json_of(by_id[eid], "fields")),
@@ -121,7 +121,7 @@ def _upsert_through_temp(cursor, *, dataset: Dataset, by_id: dict[str, dict], to
     cursor.execute(
         f"""WITH up AS (
             INSERT INTO annotation_record ({_RECORD_COLUMNS})
-            SELECT %s, external_id, fields::jsonb, metadata::jsonb, priority, 0, 0, false, %s, %s
+            SELECT %s, external_id, fields::jsonb, metadata::jsonb, priority, 0, 0, false, 0, false, %s, %s
             FROM {_PG_TMP}
             ON CONFLICT (dataset_id, external_id) DO UPDATE SET fields = EXCLUDED.fields,
                 metadata = EXCLUDED.metadata, priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at

@@ -24,7 +24,7 @@ def annotator_paused(*, dataset: Dataset, user) -> str | None:
 
 def pause_reason_text(reason: str | None) -> str:
     """What a paused annotator is told: the stored reason, or that an admin paused them."""
-    return reason or "paused by an admin of this dataset"
+    return reason or "An admin of this dataset paused you."
 
 
 @transaction.atomic
@@ -64,9 +64,9 @@ def gold_policy_apply(*, dataset: Dataset, user) -> str | None:
         return None
     if annotator_paused(dataset=dataset, user=user) is not None:
         return None
-    reason = (f"paused: {score.correct} of {score.answered} check records answered as expected "
-              f"({score.accuracy:.0%}), below the {threshold:.0%} this dataset requires. Nothing you submitted "
-              "is lost; an admin of this dataset can let you continue.")
+    reason = (f"Your answers matched the expected answer on {score.correct} of {score.answered} check records "
+              f"({score.accuracy:.0%}), below the {threshold:.0%} this dataset requires. An admin of this dataset "
+              "can let you continue.")
     standing_set(dataset=dataset, user=user, paused=True, reason=reason)
     return reason
 

@@ -193,9 +193,13 @@ class Client:
         """TRL's unpaired (KTO) rows: prompt, completion, label (GET /datasets/{id}/unpaired/)."""
         return self._export(f"datasets/{_id(dataset)}/unpaired/", options, as_list)
 
-    def responses(self, dataset: int | Mapping, *, status: str | None = None, as_list: bool = False):
-        """Every annotator response, one row each (GET /datasets/{id}/responses-export/)."""
-        return self._export(f"datasets/{_id(dataset)}/responses-export/", {"status": status}, as_list)
+    def responses(self, dataset: int | Mapping, *, status: str | None = None, include_gold: bool | None = None,
+                  include_excluded: bool | None = None, as_list: bool = False):
+        """Every annotator response, one row each (GET /datasets/{id}/responses-export/); gold records and
+        excluded annotators only with include_gold / include_excluded."""
+        return self._export(f"datasets/{_id(dataset)}/responses-export/",
+                            {"status": status, "include_gold": include_gold, "include_excluded": include_excluded},
+                            as_list)
 
     def leaderboard(self, dataset: int | Mapping, *, reference: str | None = None, source: str | None = None,
                     as_list: bool = False):

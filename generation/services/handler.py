@@ -6,13 +6,14 @@ import time
 
 import orjson
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from annotation.bulk import json_text, rows_upsert
+from annotation.imports.postgres import records_batch_upsert
 from annotation.jobs import ChunkContext, JobCancelled, JobFailed
 from annotation.models import Dataset, Job, JobChunk, JobError, Record
-from annotation.services import records_upsert
 from annotation.text import TEXT_CLEANED_KEY
 from annotation.validation import field_specs_of, record_validate
 
@@ -91,26 +92,22 @@ OUTPUT_FIELDS = ("prompt_key", "slot", "endpoint", "model", "params", "text", "f
                  "completion_tokens", "latency_s", "text_cleaned")
 
 
+_OUTPUT_COLUMNS = ("job_id", "prompt_key", "slot", "endpoint", "model", "params", "text", "finish_reason", "prompt_tokens",
+                   "completion_tokens", "latency_s", "attempts", "text_cleaned", "created_at")
+
+
 def _outputs_insert(*, job_id: int, rows: list[tuple[dict, int]]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING of new outputs in one executemany (the ORM's bulk_create
-    costs ~0.5 ms of CPU per row here, on the thread that also feeds the HTTP loop). Returns how many
-    rows were inserted: a slot another copy of the chunk stored first is not counted again."""
-    table = GenerationOutput._meta.db_table
-    json_param = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    sql = (f'INSERT INTO "{table}" (job_id, prompt_key, slot, endpoint, model, params, text, finish_reason, '
-           f"prompt_tokens, completion_tokens, latency_s, attempts, text_cleaned, created_at) VALUES "
-           f"(%s, %s, %s, %s, %s, {json_param}, %s, %s, %s, %s, %s, %s, {json_param}, %s) "
-           f"ON CONFLICT (job_id, prompt_key, slot) DO NOTHING")
+    """INSERT ... ON CONFLICT DO NOTHING of new outputs in one batch (annotation.bulk.rows_upsert: COPY on
+    PostgreSQL; the ORM's bulk_create costs ~0.5 ms of CPU per row here, on the thread that also feeds
+    the HTTP loop). Returns how many rows were inserted: a slot another copy of the chunk stored first
+    is not counted again."""
     now = timezone.now()
-    if connection.vendor == "sqlite":
-        now = now.isoformat(sep=" ").replace("+00:00", "")
-    params = [(job_id, r["prompt_key"], r["slot"], r["endpoint"], r["model"], orjson.dumps(r["params"]).decode(),
-               r["text"], r["finish_reason"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], attempts,
-               orjson.dumps(r["text_cleaned"]).decode() if r.get("text_cleaned") else None, now)
-              for r, attempts in rows]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
-        return max(cursor.rowcount, 0)
+    return rows_upsert(model=GenerationOutput, columns=_OUTPUT_COLUMNS, conflict=["job_id", "prompt_key", "slot"],
+                       update=None, rows=[
+                           (job_id, r["prompt_key"], r["slot"], r["endpoint"], r["model"], json_text(r["params"]),
+                            r["text"], r["finish_reason"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"],
+                            attempts, json_text(r.get("text_cleaned") or None), now)
+                           for r, attempts in rows])
 
 
 class GenerationChunkRun:
@@ -287,8 +284,8 @@ class GenerationChunkRun:
                                              "priority": priority}, self.specs))
             except ValidationError as exc:
                 self.ctx.error(item=key, error=f"record not written: {exc.message_dict}")
-        if rows:
-            records_upsert(dataset=self.dataset, rows=rows)
+        if rows:  # COPY on PostgreSQL (the import path), services.records_upsert elsewhere
+            records_batch_upsert(dataset=self.dataset, rows=rows)
         self.assembled.update(complete)
 
     def _external_id(self, key: str) -> str:

@@ -12,7 +12,9 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
+from annotation.bulk import IdsIn, json_text, rows_upsert
 from annotation.jobs import ChunkContext, JobCancelled
 from annotation.models import Dataset, Job, JobChunk, JobError, Record, Suggestion
 from annotation.services import record_priority_set, records_upsert, suggestions_upsert
@@ -49,11 +51,44 @@ FLUSH_RECORDS = 500
 
 # --- the job handler ---------------------------------------------------------------------------
 
+class _Out:
+    """A JudgeOutput row while its chunk runs (a plain object: a model instance per call costs more
+    than the call's own bookkeeping); written by flush with rows_upsert."""
+
+    __slots__ = ("record_id", "call_key", "shown_order", "raw_text", "parsed", "error", "attempts", "failed_attempts",
+                 "finish_reason", "prompt_tokens", "completion_tokens", "text_cleaned", "stored")
+
+    def __init__(self, *, record_id: int, call_key: str, shown_order: list[str], raw_text: str = "", parsed=None,
+                 error: str = "", attempts: int = 0, failed_attempts: list | None = None, finish_reason: str = "",
+                 prompt_tokens: int = 0, completion_tokens: int = 0, text_cleaned: dict | None = None,
+                 stored: bool = False):
+        self.record_id, self.call_key, self.shown_order = record_id, call_key, shown_order
+        self.raw_text, self.parsed, self.error, self.attempts = raw_text, parsed, error, attempts
+        self.failed_attempts = failed_attempts if failed_attempts is not None else []
+        self.finish_reason, self.prompt_tokens, self.completion_tokens = finish_reason, prompt_tokens, completion_tokens
+        self.text_cleaned, self.stored = text_cleaned, stored
+
+
+# what a chunk reads of its records (the prompt, the texts to judge, how to name them in errors)
+_RECORD_READ = ("id", "external_id", "fields", "metadata")
+_OUT_FIELDS = ("record_id", "call_key", "shown_order", "raw_text", "parsed", "error", "attempts", "failed_attempts",
+               "finish_reason", "prompt_tokens", "completion_tokens", "text_cleaned")
+
+
+@dataclass(slots=True)
+class _Verdict:
+    """A JudgeVerdict row to write (flush)."""
+    record_id: int
+    status: str
+    result: dict = field(default_factory=dict)
+    error: str = ""
+
+
 @dataclass
 class _Pending:
     record: Record
     calls: dict[str, J.PlannedCall]
-    outputs: dict[str, JudgeOutput]
+    outputs: dict[str, _Out]
     answer_field: str | None = None
     unresolved: set[str] = field(default_factory=set)
 
@@ -69,7 +104,7 @@ class _ChunkRun:
         self.target = (Dataset.objects.get(pk=job.params["target_dataset_id"])
                        if job.params.get("target_dataset_id") else None)
         self.pending: dict[int, _Pending] = {}
-        self.dirty_outputs: dict[tuple[int, str], JudgeOutput] = {}
+        self.dirty_outputs: dict[tuple[int, str], _Out] = {}
         self.settled: list[int] = []
         self.tokens = 0
         self.last_flush = time.monotonic()
@@ -90,18 +125,19 @@ class _ChunkRun:
         def counts() -> tuple[int, int]:
             # what earlier runs wrote: one verdict per record; a record deleted since the job was
             # planned (its verdict goes with it) counts as failed, so the totals add up
-            statuses = list(JudgeVerdict.objects.filter(job=self.job, record_id__in=ids).values_list("status", flat=True))
+            statuses = list(JudgeVerdict.objects.filter(IdsIn("record_id", ids), job=self.job).values_list("status", flat=True))
             failed = sum(1 for s in statuses if s == JudgeVerdict.Status.FAILED)
-            gone = len(ids) - Record.objects.filter(pk__in=ids).count()
+            gone = len(ids) - Record.objects.filter(IdsIn("pk", ids)).count()
             return len(statuses) - failed, failed + gone
 
         self.ctx.counts_set(counts)
-        done = set(JudgeVerdict.objects.filter(job=self.job, record_id__in=ids).values_list("record_id", flat=True))
+        done = set(JudgeVerdict.objects.filter(IdsIn("record_id", ids), job=self.job).values_list("record_id", flat=True))
         todo = [i for i in ids if i not in done]
-        stored: dict[tuple[int, str], JudgeOutput] = {
-            (o.record_id, o.call_key): o for o in JudgeOutput.objects.filter(job=self.job, record_id__in=todo)}
+        stored: dict[tuple[int, str], _Out] = {
+            (row[0], row[1]): _Out(**dict(zip(_OUT_FIELDS, row)), stored=True)
+            for row in JudgeOutput.objects.filter(IdsIn("record_id", todo), job=self.job).values_list(*_OUT_FIELDS)}
         calls: list[tuple[_Pending, str]] = []
-        records = list(Record.objects.filter(pk__in=todo).order_by("pk"))
+        records = list(Record.objects.filter(IdsIn("pk", todo)).only(*_RECORD_READ).order_by("pk"))
         gone = len(todo) - len(records)
         if gone:  # deleted since the job was planned: counted as failed above
             self.ctx.error(item=f"chunk {self.chunk.index}", error=f"{gone} records were deleted before judging")
@@ -119,8 +155,7 @@ class _ChunkRun:
             for key, call in p.calls.items():
                 out = stored.get((record.pk, key))
                 if out is None:
-                    out = JudgeOutput(job=self.job, record=record, judge=self.judge, call_key=key,
-                                      shown_order=call.shown_order)
+                    out = _Out(record_id=record.pk, call_key=key, shown_order=call.shown_order)
                 p.outputs[key] = out
                 if not self._settled(out):
                     p.unresolved.add(key)
@@ -130,9 +165,9 @@ class _ChunkRun:
                 self.settled.append(record.pk)
         return calls
 
-    def _settled(self, out: JudgeOutput) -> bool:
+    def _settled(self, out: _Out) -> bool:
         """A stored output needs no more calls: parsed, a transport error, or out of parse retries."""
-        if out.pk is None and not out.attempts:
+        if not out.stored and not out.attempts:
             return False
         if out.parsed is not None and not out.error:
             return True
@@ -228,18 +263,18 @@ class _ChunkRun:
             # already settled are neither rewritten nor counted again, so the totals stay exact.
             self._chunk_lock()
             if settled:
-                already = set(JudgeVerdict.objects.filter(job=self.job, record_id__in=settled)
+                already = set(JudgeVerdict.objects.filter(IdsIn("record_id", settled), job=self.job)
                               .values_list("record_id", flat=True))
                 if already:
                     for record_id in already:
                         self.pending.pop(record_id, None)
                     settled = [r for r in settled if r not in already]
+            now = timezone.now()
             if outputs:
-                JudgeOutput.objects.bulk_create(
-                    outputs, update_conflicts=True, unique_fields=["job", "record", "call_key"],
-                    update_fields=["raw_text", "parsed", "error", "attempts", "failed_attempts", "finish_reason",
-                                   "prompt_tokens", "completion_tokens", "shown_order", "text_cleaned", "updated_at"])
-            verdicts: list[JudgeVerdict] = []
+                rows_upsert(model=JudgeOutput, columns=_OUTPUT_COLUMNS,
+                            rows=[_output_row(self.job.pk, self.judge.pk, o, now) for o in outputs],
+                            conflict=["job_id", "record_id", "call_key"], update=_OUTPUT_UPDATE)
+            verdicts: list[_Verdict] = []
             suggestions: list[dict] = []
             target_rows: list[dict] = []
             target_suggestions: list[dict] = []
@@ -258,7 +293,9 @@ class _ChunkRun:
                 else:
                     done += 1
             if verdicts:
-                JudgeVerdict.objects.bulk_create(verdicts, ignore_conflicts=True)
+                rows_upsert(model=JudgeVerdict, columns=_VERDICT_COLUMNS, conflict=["job_id", "record_id"], update=None,
+                            rows=[(self.job.pk, v.record_id, self.judge.pk, str(v.status), json_text(v.result), v.error, now)
+                                  for v in verdicts])
             if suggestions:
                 counts = suggestions_upsert(dataset=self.dataset, items=suggestions)
                 if counts.errors:  # a bug, not bad input: the values come from the dataset's own questions
@@ -277,12 +314,12 @@ class _ChunkRun:
         for record, _e, _r in errors:
             log.info("judge job %s: record %s failed", self.job.pk, record.pk)
 
-    def _verdict(self, p: _Pending) -> tuple[JudgeVerdict, list[dict], tuple[dict, dict] | None]:
+    def _verdict(self, p: _Pending) -> tuple[_Verdict, list[dict], tuple[dict, dict] | None]:
         errors = [f"{k}: {o.error}" for k, o in p.outputs.items() if o.error or o.parsed is None]
         if errors:
             attempts = max(o.attempts for o in p.outputs.values())
             msg = "; ".join(errors) + f" (after {attempts} attempt{'s' if attempts != 1 else ''})"
-            return (JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.FAILED,
+            return (_Verdict(record_id=p.record.pk, status=JudgeVerdict.Status.FAILED,
                                  error=msg[:10_000]), [], None)
         if self.judge.method == Judge.Method.CLAIR:
             return self._clair_verdict(p)
@@ -292,7 +329,7 @@ class _ChunkRun:
             result, rationale, raw = self._ratings_result(p)
         if cleaned := _text_cleaned(p):
             raw[TEXT_CLEANED_KEY] = cleaned
-        verdict = JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.OK,
+        verdict = _Verdict(record_id=p.record.pk, status=JudgeVerdict.Status.OK,
                                result=result)
         return verdict, self._suggestions(p.record, result, rationale, raw), None
 
@@ -368,13 +405,13 @@ class _ChunkRun:
                                 "score": score, "agent": agent, "rationale": rationale, "raw": raw})
         return out
 
-    def _clair_verdict(self, p: _Pending) -> tuple[JudgeVerdict, list[dict], tuple[dict, dict] | None]:
+    def _clair_verdict(self, p: _Pending) -> tuple[_Verdict, list[dict], tuple[dict, dict] | None]:
         out = p.outputs["clair"]
         revision, reasoning = out.parsed["revision"], out.parsed["reasoning"]
         original = J.text_of(p.record.fields.get(p.answer_field))
         base = {"answer_field": p.answer_field, "reasoning": reasoning}
         if revision.strip() == original.strip():
-            return (JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.SKIPPED,
+            return (_Verdict(record_id=p.record.pk, status=JudgeVerdict.Status.SKIPPED,
                                  result={**base, "note": "the judge left the answer unchanged; no pair written"}),
                     [], None)
         external_id = f"clair-{self.job.pk}-{p.record.pk}"
@@ -398,7 +435,7 @@ class _ChunkRun:
         if cleaned := _text_cleaned(p):  # the revision is the model's text: the pair says what was removed from it
             row["metadata"][TEXT_CLEANED_KEY] = cleaned
             suggestion["raw"][TEXT_CLEANED_KEY] = cleaned
-        verdict = JudgeVerdict(job=self.job, record=p.record, judge=self.judge, status=JudgeVerdict.Status.OK,
+        verdict = _Verdict(record_id=p.record.pk, status=JudgeVerdict.Status.OK,
                                result={**base, "target_dataset": self.target.pk, "target_external_id": external_id})
         return verdict, [], (row, suggestion)
 
@@ -409,7 +446,7 @@ class _ChunkRun:
         if not question:
             return
         views: dict[int, list[JudgeView]] = defaultdict(list)
-        rows = (Suggestion.objects.filter(record_id__in=record_ids, question__name=question,
+        rows = (Suggestion.objects.filter(IdsIn("record_id", record_ids), question__name=question,
                                           question__dataset=self.dataset)
                 .annotate(u=KT("raw__uncertainty"))
                 .values_list("record_id", "agent", "value", "score", "u"))
@@ -417,6 +454,21 @@ class _ChunkRun:
             top = top_fields(value) if question == self.layout.ranking_question else preference_top(value)
             views[record_id].append(JudgeView(agent=agent, top=top, uncertainty=_uncertainty(score, u)))
         record_priority_set(record_ids_to_priority={rid: priority_from(v) for rid, v in views.items()})
+
+
+_OUTPUT_COLUMNS = ("job_id", "record_id", "judge_id", "call_key", "shown_order", "raw_text", "parsed", "error", "attempts",
+                   "failed_attempts", "finish_reason", "prompt_tokens", "completion_tokens", "text_cleaned", "created_at",
+                   "updated_at")
+_OUTPUT_UPDATE = ("raw_text", "parsed", "error", "attempts", "failed_attempts", "finish_reason", "prompt_tokens",
+                  "completion_tokens", "shown_order", "text_cleaned", "updated_at")
+_VERDICT_COLUMNS = ("job_id", "record_id", "judge_id", "status", "result", "error", "created_at")
+
+
+def _output_row(job_id: int, judge_id: int, o: _Out, now) -> tuple:
+    """One output as a row of _OUTPUT_COLUMNS (a stored one keeps its created_at: not updated)."""
+    return (job_id, o.record_id, judge_id, o.call_key, json_text(o.shown_order or []), o.raw_text or "",
+            json_text(o.parsed), o.error or "", o.attempts, json_text(o.failed_attempts or []), o.finish_reason or "",
+            o.prompt_tokens, o.completion_tokens, json_text(o.text_cleaned), now, now)
 
 
 def _system_prompt_of(record) -> str | None:

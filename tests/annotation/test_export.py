@@ -395,12 +395,12 @@ def test_csv_cells_match_the_csv_module():
     rows = [{"prompt": 'a "quoted", multi\nline\r\ntext', "chosen": "plain", "rejected": "é, ünïcode",
              "record_id": 7, "external_id": "x,y", "chosen_field": "response-1", "rejected_field": "response-2",
              "annotators": 3, "agreement": 2 / 3, "vote_margin": 0.1, "rank_margin": 1.0, "strength_margin": None,
-             "judge_margin": None, "tie": False, "source": "human",
+             "judge_margin": None, "tie": False, "source": "human", "reviewed": True, "reviewed_by": "rita, \"r\"",
              "ratings": {"chosen": 4.5, "rejected": None}},
             {"prompt": [{"role": "user", "content": 'say "hi"'}], "chosen": "", "rejected": " lead space",
              "record_id": 8, "external_id": "e", "chosen_field": "a", "rejected_field": "b", "annotators": 1,
              "agreement": 1.0, "vote_margin": 0.0, "rank_margin": 0.0, "strength_margin": None, "judge_margin": 0.5,
-             "tie": True, "source": "suggestions", "ratings": None}]
+             "tie": True, "source": "suggestions", "reviewed": False, "reviewed_by": None, "ratings": None}]
     columns = columns_for("both")
     ours = b"".join(csv_chunks(rows, columns=columns)).decode()
     reference = io.StringIO()
@@ -411,3 +411,18 @@ def test_csv_cells_match_the_csv_module():
                          else ("" if row[c] is None else row[c]) for c in columns])
     assert ours == reference.getvalue()
     assert list(csv.DictReader(io.StringIO(ours)))[0]["prompt"] == rows[0]["prompt"]
+
+
+def test_csv_numbers_match_the_csv_module_when_they_repeat():
+    """Numbers written from a cache of their texts: -0.0 stays -0.0, True stays True beside 1 and 1.0."""
+    columns = ("a", "b", "c", "d")
+    rows = [{"a": -0.0, "b": 0.0, "c": 1 / 3, "d": True}, {"a": 0.0, "b": -0.0, "c": 1 / 3, "d": 1},
+            {"a": 1.0, "b": 1, "c": True, "d": float("nan")}, {"a": 1.0, "b": False, "c": 0, "d": None}]
+    ours = b"".join(csv_chunks(rows, columns=columns)).decode()
+    reference = io.StringIO()
+    writer = csv.writer(reference)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    assert ours == reference.getvalue()
+    assert ours.splitlines()[1:3] == ["-0.0,0.0,0.3333333333333333,True", "0.0,-0.0,0.3333333333333333,1"]

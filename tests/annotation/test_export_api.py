@@ -41,7 +41,7 @@ def test_jsonl_stream(annotated, admin_client_api):
     assert rows[0]["chosen"] == records[0].fields["response-2"]
     assert set(rows[0]) == {"prompt", "chosen", "rejected", "record_id", "external_id", "chosen_field",
                             "rejected_field", "annotators", "agreement", "vote_margin", "rank_margin",
-                            "strength_margin", "judge_margin", "tie", "source"}
+                            "strength_margin", "judge_margin", "tie", "source", "reviewed", "reviewed_by"}
 
 
 def test_csv_and_parquet_over_http(annotated, admin_client_api, tmp_path):

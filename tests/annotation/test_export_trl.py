@@ -151,7 +151,7 @@ def test_unpaired_rows_for_kto(dataset, admin_client_api):
     assert resp.status_code == 200 and resp["Content-Type"].startswith("text/csv")
     assert "-unpaired-standard-human-" in resp["Content-Disposition"]
     lines = b"".join(resp.streaming_content).decode().splitlines()
-    assert lines[0] == "prompt,completion,label,record_id,external_id,field,annotators,source"
+    assert lines[0] == "prompt,completion,label,record_id,external_id,field,annotators,source,reviewed,reviewed_by"
     assert len(lines) == 3
 
 

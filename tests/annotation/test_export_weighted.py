@@ -106,3 +106,28 @@ def test_weighted_is_an_option_of_the_api(dataset, admin_client_api):
     assert resp.status_code == 200
     bad = admin_client_api.get(f"/api/v1/datasets/{dataset.pk}/triplets/?resolve=competence")
     assert bad.status_code == 400 and "resolve" in bad.content.decode()
+
+
+def test_the_exports_array_fit_gives_the_dashboards_competences(dataset):
+    """dataset_competence_votes (the export's fit, votes as arrays, no posteriors) against dataset_competence
+    (units as dicts): the same annotators and judges, competences, priors and weighted votes."""
+    from annotation.agreement.datasets import dataset_competence, dataset_competence_votes
+
+    _truth, units = _campaign(dataset, n_records=120)
+    question = dataset.questions.get(name="ranking")
+    for i, rec in enumerate(Record.objects.filter(dataset=dataset).order_by("id")[:80]):
+        SuggestionFactory(record=rec, question=question, agent="judge-a", value=RANKING[FIRST if i % 3 else SECOND])
+        if i % 2:
+            SuggestionFactory(record=rec, question=question, agent="", value=RANKING[SECOND])
+    SuggestionFactory(record=Record.objects.create(dataset=dataset, external_id="unanswered", fields={}),
+                      question=question, agent="judge-only-here", value=RANKING[FIRST])
+    full, arrays = dataset_competence(dataset, question), dataset_competence_votes(dataset, question)
+    assert set(arrays.competence) == set(full.competence) and len(full.competence) == 6 + 2  # no judge-only-here
+    for who, p in full.competence.items():
+        assert arrays.competence[who] == pytest.approx(p, abs=1e-12), who
+        assert arrays.votes[who] == full.votes[who]
+    assert arrays.labels == full.labels and arrays.priors == pytest.approx(full.priors, abs=1e-12)
+    assert arrays.iterations == full.iterations and arrays.posterior == {}
+    for votes in list(units.values())[:40]:
+        label, p = full.vote(list(votes.items()))
+        assert arrays.vote(list(votes.items())) == (label, pytest.approx(p, abs=1e-9))

@@ -243,7 +243,7 @@ def test_a_paused_annotator_finishes_a_draft_from_the_page():
                        HTTP_HX_REQUEST="true")
     html = resp.content.decode()
     assert resp.status_code == 200 and "You are paused on this dataset" in html
-    assert "paused by an admin of this dataset" in html
+    assert "An admin of this dataset paused you." in html
     assert Response.objects.get(record=rec, user=ann).status == "submitted"
 
 

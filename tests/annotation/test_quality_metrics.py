@@ -201,7 +201,7 @@ def test_kinds_former_members_and_standing_are_flagged(workspace, admin_user):
         "human": ("human", True), "sim": ("simulated", True), "imp": ("imported", True),
         "former": ("human", False), "quiet": ("human", True)}
     assert (rows["quiet"].paused, rows["quiet"].pause_reason, rows["quiet"].submitted) == (True, "checking", 0)
-    assert rows["human"].pause_reason == "paused by an admin of this dataset"
+    assert rows["human"].pause_reason == "An admin of this dataset paused you."
     assert rows["former"].excluded and not rows["former"].paused
     assert AnnotatorStanding.objects.filter(dataset=ds).count() == 3
     # nobody shares a record: no competence to show

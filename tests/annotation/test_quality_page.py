@@ -94,7 +94,7 @@ def test_pause_resume_exclude_include_from_the_page(campaign, admin_user, annota
     r = c.post(url, {"action": "pause"}, HTTP_HX_REQUEST="true")
     cell = r.content.decode()
     assert r.status_code == 200 and "<html" not in cell and 'data-state="paused"' in cell and ">Resume<" in cell
-    assert annotator_paused(dataset=ds, user=annotator) == "paused by an admin of this dataset"
+    assert annotator_paused(dataset=ds, user=annotator) == "An admin of this dataset paused you."
     # a plain form post goes back to the page with a message
     r = c.post(url, {"action": "exclude"}, follow=True)
     assert r.redirect_chain[-1][0] == reverse("dataset-quality", args=[ds.pk])

@@ -51,7 +51,7 @@ def test_quality_card_and_pausing_from_the_quality_page(browser, live_server):
     row.get_by_role("button", name="Pause").click()
     row.locator('[data-state="paused"]').wait_for()
     assert page.url == url_before                                     # swapped in place, no navigation
-    assert annotator_paused(dataset=ds, user=sloppy) == "paused by an admin of this dataset"
+    assert annotator_paused(dataset=ds, user=sloppy) == "An admin of this dataset paused you."
     assert page.locator('#quality-table tr[data-annotator="careful"] [data-state="active"]').is_visible()
     page.screenshot(path=str(SHOTS / "quality-page.png"), full_page=True)
     row.get_by_role("button", name="Resume").click()

@@ -132,6 +132,10 @@ def test_exports_and_leaderboard_as_datasets_or_lists(live):
     assert isinstance(responses, Dataset) and responses.num_rows == 3
     assert set(responses["status"]) == {"submitted"} and responses.features["display_order"].feature.dtype == "string"
     assert client.responses(ds, status="discarded", as_list=True) == []
+    Record.objects.filter(dataset_id=ds["id"], external_id="e0").update(is_gold=True)
+    assert len(client.responses(ds, as_list=True)) == 2  # gold records are left out unless asked
+    assert len(client.responses(ds, include_gold=True, include_excluded=False, as_list=True)) == 3
+    Record.objects.filter(dataset_id=ds["id"], external_id="e0").update(is_gold=False)
     unpaired = client.unpaired(ds, style="conversational")
     assert unpaired.num_rows == 6 and sorted(unpaired["label"]) == [False, False, False, True, True, True]
     as_list = client.triplets(ds, as_list=True)

@@ -363,3 +363,47 @@ def test_a_graded_preference_question_gets_a_suggestion_it_can_take(workspace, d
     html = client.get(f"/datasets/{dataset.pk}/annotate/").content.decode()  # the tie first: the least sure
     assert f'data-record="{records[2].pk}"' in html or f"/records/{records[2].pk}/" in html
     assert re.search(r'name="q__graded" value="response-1:0"\s+checked', html), "the suggestion is pre-filled"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_inline_run_on_postgresql_overlaps_two_chunks_and_keeps_the_endpoint_limit(
+        require_postgres, workspace, dataset, llm_server, llm_endpoint, monkeypatch):
+    """Outside a transaction on PostgreSQL, job_run_inline runs two chunks at once (the next one plans
+    and fills the endpoint's slots while the last calls of the other finish): still one verdict and
+    one suggestion per record, no record called twice, never more in flight than the endpoint allows."""
+    import threading
+
+    import annotation.jobs as jobs
+
+    active, most, lock = [0], [0], threading.Lock()
+    execute = jobs.job_chunk_execute
+
+    def spy(**kw):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            return execute(**kw)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(jobs, "job_chunk_execute", spy)
+    llm_server.responder = content_rater("json")
+    llm_server.latency = 0.05
+    endpoint = llm_endpoint(supports_json_schema=False, max_concurrency=4)
+    judge = make_judge(workspace, endpoint, aspect="helpfulness")
+    records = add_records(dataset, [{"prompt": f"Q{i}", "response-1": f"a GOOD answer {i}", "response-2": "a BAD one"}
+                                    for i in range(40)])
+    job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False, chunk_size=5)
+    ended = []
+    job = job_run_inline(job=job, on_chunk=lambda index, outcome: ended.append((index, outcome)))
+    assert job.status == "succeeded", job.error
+    assert (job.total, job.done, job.failed) == (40, 40, 0)
+    assert sorted(ended) == [(i, "ok") for i in range(8)]
+    assert most[0] == 2
+    assert llm_server.count == 40
+    assert llm_server.max_in_flight == 4
+    assert JudgeVerdict.objects.filter(job=job).count() == 40
+    values = {s.record_id: s.value for s in Suggestion.objects.filter(record__dataset=dataset)}
+    assert values == {r.pk: [{"value": "response-1", "rank": 1}, {"value": "response-2", "rank": 2}] for r in records}

@@ -19,6 +19,7 @@ from annotation.exports import (
     PAIRS,
     RESOLVE,
     RESPONSE_STATUSES,
+    REVIEWS,
     SOURCES,
     STYLES,
     TRL_MARGIN,
@@ -51,6 +52,11 @@ class Command(BaseCommand):
         parser.add_argument("--trl-margin", choices=TRL_MARGIN,
                             help="write TRL's `margin` column (RewardTrainer's loss reads it) from this one")
         parser.add_argument("--status", choices=RESPONSE_STATUSES, help="--kind responses: only these")
+        parser.add_argument("--include-gold", action="store_true", help="also the gold records (left out by default)")
+        parser.add_argument("--include-excluded", action="store_true",
+                            help="also the answers of annotators excluded on the dataset (left out by default)")
+        parser.add_argument("--reviews", choices=REVIEWS, default="use",
+                            help="use: a reviewed verdict replaces the record's votes; ignore: the votes")
         parser.add_argument("--quiet", action="store_true")
 
     def handle(self, *args, dataset_id, out, kind="triplets", format=None, quiet=False, **o):
@@ -59,16 +65,19 @@ class Command(BaseCommand):
             raise CommandError(f"no dataset with id {dataset_id}")
         fmt = format or next((f for f in FORMATS if out.lower().endswith("." + f)), "jsonl")
         if kind == "responses":
-            given = {"format": fmt, "status": o.get("status")}
+            given = {"format": fmt, "status": o.get("status"), "include_gold": o["include_gold"],
+                     "include_excluded": o["include_excluded"]}
         else:
             given = {"format": fmt, "question": o.get("question"), "pairs": o["pairs"], "resolve": o["resolve"],
                      "source": o["source"], "include_ties": o["include_ties"], "style": o["style"],
                      "min_margin": o.get("min_margin"), "margin_from": o["margin_from"],
-                     "include_both_bad": o["include_both_bad"], "trl_margin": o.get("trl_margin")}
+                     "include_both_bad": o["include_both_bad"], "trl_margin": o.get("trl_margin"),
+                     "include_gold": o["include_gold"], "include_excluded": o["include_excluded"],
+                     "reviews": o["reviews"]}
         try:
             params = export_kind_parse(kind, given)
             params.pop("format")
-            bar = tqdm(total=export_count(kind, dataset), unit="responses" if kind == "responses" else "records",
+            bar = tqdm(total=export_count(kind, dataset, params), unit="responses" if kind == "responses" else "records",
                        file=self.stderr._out, disable=quiet, dynamic_ncols=True)
             rows = export_rows(kind, dataset=dataset, params=params, on_progress=bar.update)
         except ValidationError as exc:

@@ -27,6 +27,10 @@ from judging.services import judge_create, judge_job_create
 class Command(BaseCommand):
     help = "Judge a dataset's records with an LLM judge (UltraFeedback ratings, pairwise, CLAIR) in this process."
 
+    # The system checks import every URL, view and the API schema (~0.5 s of CPU at each start of a job
+    # run here): they run where the project is deployed (migrate, runserver, `manage.py check`).
+    requires_system_checks: list[str] = []
+
     def add_arguments(self, parser):
         parser.add_argument("--dataset", required=True, help="Dataset id (or name with --workspace)")
         parser.add_argument("--workspace", help="Workspace name, when --dataset is a name")
