@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from . import access
 from .api_common import StrictInputSerializer, bool_param, validated_input
-from .quality.metrics import dataset_annotator, dataset_quality_report
+from .quality.metrics import dataset_annotator, dataset_quality_report_cached
 from .quality.standing import standing_set
 
 
@@ -27,11 +27,12 @@ class DatasetQualityApi(APIView):
         "are still in the workspace. `anchoring` compares answers given with the judge's suggestion shown and "
         "hidden (agreement with the judge, median time with an order-statistic interval, agreement between "
         "annotators; differences with Newcombe's interval). `settings` are the dataset's quality settings and "
-        "`rules` say how each figure is computed."))
+        "`rules` say how each figure is computed. `computed_at`: when the figures were computed; they are kept until an "
+        "answer, a standing, a gold record, a suggestion, a member or a setting of the dataset changes."))
     def get(self, request, dataset_id: int):
         dataset = access.dataset_for_user(request.user, dataset_id, role=access.ADMIN)
         competence = bool_param("competence", request.query_params.get("competence"), default=True)
-        return ApiResponse(dataset_quality_report(dataset=dataset, competence=competence).as_dict())
+        return ApiResponse(dataset_quality_report_cached(dataset=dataset, competence=competence).as_dict())
 
 
 class StandingOutputSerializer(serializers.Serializer):

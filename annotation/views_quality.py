@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from .access import ADMIN, dataset_for_user
-from .quality.metrics import RULES, dataset_annotator, dataset_quality_report, dataset_quality_summary
+from .quality.metrics import RULES, dataset_annotator, dataset_quality_report_cached, dataset_quality_summary
 from .quality.standing import pause_reason_text, standing_set
 
 # the page's buttons: action -> (standing_set keyword arguments, what the message says)
@@ -26,7 +26,7 @@ STANDING_ACTIONS = {
 @require_GET
 def dataset_quality_page(request, dataset_id: int):
     dataset = dataset_for_user(request.user, dataset_id, role=ADMIN)
-    report = dataset_quality_report(dataset=dataset)
+    report = dataset_quality_report_cached(dataset=dataset)
     return render(request, "annotation/quality.html", {"dataset": dataset, "report": report, "rules": RULES,
                                                        "anchoring": report.anchoring})
 

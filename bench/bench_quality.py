@@ -5,10 +5,12 @@
 
 A dataset of `--records` two-response records (a share `--gold` of them gold, every record with a
 judge's suggestion), each answered by `--overlap` of `--annotators` annotators with random verdicts and
-times, half the answers with the suggestion shown. Then, timed, with the process's peak RSS after each:
-1. dataset_quality: the dashboard's existing pass (for scale);
-2. dataset_quality_summary: what the dashboard adds (quality report without the competence model);
-3. dataset_quality_report: the quality page and API (with the competence model).
+times, half the answers with the suggestion shown. Then, timed, with the process's peak RSS after each and the number of SQL statements:
+1. dataset_quality: the dashboard's existing pass (for scale; --no-dashboard skips it);
+2. dataset_quality_summary: the dashboard's quality card, computed (cache cleared);
+3. dataset_quality_report without and with the competence model (the API's ?competence=false, the page);
+4. dataset_quality_report_cached: the page and API as served, a first load (computes and stores) and the
+   next (checks the inputs are unchanged and reads the cache), then the card after the page (from the cache).
 Database: PostgreSQL (BENCH_DATABASE_URL, or DATABASE_URL's server with database
 metrics_bench_quality) — created and migrated if needed; the dataset is rebuilt each run.
 """
@@ -66,6 +68,11 @@ def build(args) -> int:
                                           values={"ranking": first if right else second},
                                           duration=rng.lognormvariate(2.3, 0.6), suggestion_shown=rng.random() < 0.5))
         Response.objects.bulk_create(responses)
+    from django.db import connection
+
+    with connection.cursor() as cursor:   # fresh statistics, as autovacuum would gather them (the plans depend on them)
+        for model in (Record, Response, Suggestion):
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
     return ds.pk
 
 
@@ -87,6 +94,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--gold", type=float, default=0.05)
     parser.add_argument("--reuse", action="store_true", help="time the dataset a previous run built, if there is one")
+    parser.add_argument("--no-dashboard", action="store_true", help="skip timing dataset_quality (the dashboard's own pass)")
     args = parser.parse_args()
 
     from bench.common import database_prepare, database_url, django_setup
@@ -94,12 +102,13 @@ def main() -> None:
     url = database_url("metrics_bench_quality")
     database_prepare(url)
     django_setup(url)
+    from django.core.cache import cache
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from annotation.agreement import dataset_quality
     from annotation.models import Dataset
-    from annotation.quality.metrics import dataset_quality_report, dataset_quality_summary
+    from annotation.quality.metrics import dataset_quality_report, dataset_quality_report_cached, dataset_quality_summary
 
     t0 = time.perf_counter()
     dataset = Dataset.objects.filter(workspace__name="bench-quality").first() if args.reuse else None
@@ -112,11 +121,23 @@ def main() -> None:
     print(f"{args.records:,} records, {dataset.responses.count():,} answers "
           f"({dataset.responses.values('user_id').distinct().count()} annotators) ready in {time.perf_counter() - t0:.1f} s",
           flush=True)
-    timed("dataset_quality (dashboard, before)", lambda: dataset_quality(dataset))
-    summary = timed("dataset_quality_summary (added)", lambda: dataset_quality_summary(dataset=dataset))
-    with CaptureQueriesContext(connection) as queries:
-        report = timed("dataset_quality_report (page, API)", lambda: dataset_quality_report(dataset=dataset))
-    print(f"queries of the report: {len(queries.captured_queries)}")
+    if not args.no_dashboard:
+        timed("dataset_quality (dashboard, for scale)", lambda: dataset_quality(dataset))
+
+    def counted(label, fn):
+        with CaptureQueriesContext(connection) as queries:
+            result = timed(label, fn)
+        print(f"{'':<38} {len(queries.captured_queries)} statements", flush=True)
+        return result
+
+    cache.clear()
+    summary = counted("dataset_quality_summary (card, computed)", lambda: dataset_quality_summary(dataset=dataset))
+    counted("report without competence", lambda: dataset_quality_report(dataset=dataset, competence=False))
+    report = counted("report with competence (page, API)", lambda: dataset_quality_report(dataset=dataset))
+    cache.clear()
+    counted("cached report, first load (computes)", lambda: dataset_quality_report_cached(dataset=dataset))
+    counted("cached report, next load", lambda: dataset_quality_report_cached(dataset=dataset))
+    counted("summary card after the page (cached)", lambda: dataset_quality_summary(dataset=dataset))
     a = report.anchoring
     print(f"too fast {len(summary.too_fast)}, below gold {len(summary.below_gold)} of {summary.annotators}; "
           f"agreement with the judge shown {a.shown.judge.value:.3f} (n={a.shown.judge.n:,}) "
@@ -124,7 +145,6 @@ def main() -> None:
     best = max(report.annotators, key=lambda r: r.gold.accuracy or 0)
     print(f"best gold accuracy {best.username}: {best.gold.correct}/{best.gold.answered}, "
           f"competence {best.competence}, agreement {best.agreement.value:.3f} over {best.agreement.n:,}")
-
 
 if __name__ == "__main__":
     main()

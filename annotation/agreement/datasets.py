@@ -323,10 +323,11 @@ def judge_key(agent: str) -> tuple[str, str]:
     return ("judge", agent or "(no agent)")
 
 
-def dataset_competence(dataset, question):
+def dataset_competence(dataset, question, *, human_units=None):
     """The competence model of a dataset's question (annotation.agreement.competence), fitted on its
     submitted answers and its judges' suggestions: what `resolve=weighted` exports weigh votes by.
-    Reads the answers once (the units of a million pairs take a few hundred MB)."""
+    Reads the answers once (the units of a million pairs take a few hundred MB), unless the caller read
+    them already: `human_units`, the units of the submitted answers by record then response id."""
     from ..selectors import compared_fields
     from .competence import one_coin_dawid_skene
     from .report import units_from_rows
@@ -334,7 +335,7 @@ def dataset_competence(dataset, question):
     compares = compared_fields(question)
     fields = list(compares or (question.options or {}).get("values", []))
     judges, _bias = _judge_rankings(question, compares)
-    human = units_from_rows(_submitted_rows(dataset, question, compares, Counter()), fields)
+    human = human_units if human_units is not None else units_from_rows(_submitted_rows(dataset, question, compares, Counter()), fields)
     return one_coin_dawid_skene(_competence_units(human, judges, fields))
 
 

@@ -27,22 +27,32 @@ The rules, as the page and the API state them (RULES):
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections import defaultdict
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import combinations
 
+import orjson
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count, F, Max, Q, Sum, TextField, Value
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import MD5, Cast, Concat
 from django.http import Http404
+from django.utils import timezone
 
 from ..agreement.majority import leave_one_out_agreement
 from ..agreement.rankings import ranks_from_value, unit_labels
 from ..agreement.rates import CI_METHOD, Rate, median, rate_with_interval, rounded, wilson_interval
 from ..annotate_page import suggestion_pick_key
-from ..models import AnnotatorStanding, Dataset, Membership, Question, Response, Suggestion
+from ..models import AnnotatorStanding, Dataset, Membership, Question, Record, Response, Suggestion
 from ..selectors import compared_fields, dataset_questions, ranked_question_of
-from .gold import GoldScore, answer_key, gold_scores, keys_match, ranking_key
+from .gold import GoldScore, answer_key, gold_scores, keys_match
 from .standing import gold_below_threshold, pause_reason_text
 
 RULES = {
@@ -136,14 +146,20 @@ class AnnotatorQuality:
     paused: bool = False
     pause_reason: str = ""
     excluded: bool = False
+    _timing: tuple | None = field(default=None, repr=False)   # (timed, median) once compact() dropped the durations
+
+    def compact(self) -> None:
+        """Keep only the figures read from the durations (a cached report holds no per-answer list)."""
+        self._timing = (len(self.durations), median(self.durations))
+        self.durations = []
 
     @property
     def timed(self) -> int:
-        return len(self.durations)
+        return self._timing[0] if self._timing is not None else len(self.durations)
 
     @property
     def median_seconds(self) -> float | None:
-        return median(self.durations)
+        return self._timing[1] if self._timing is not None else median(self.durations)
 
     @property
     def too_fast_share(self) -> float | None:
@@ -184,19 +200,29 @@ class AnchoringArm:
     judge: Rate = field(default_factory=Rate)             # 1 per answer agreeing with the suggestion shown
     durations: list[float] = field(default_factory=list, repr=False)
     inter_annotator: Rate = field(default_factory=Rate)   # 1 per matching verdict of two annotators
+    _timing: tuple | None = field(default=None, repr=False)   # (timed, median, interval) once compact() ran
+
+    def compact(self) -> None:
+        """Keep only the figures read from the durations (a cached report holds no per-answer list)."""
+        self._timing = (len(self.durations), median(self.durations), median_interval(self.durations))
+        self.durations = []
+
+    @property
+    def timed(self) -> int:
+        return self._timing[0] if self._timing is not None else len(self.durations)
 
     @property
     def median_seconds(self) -> float | None:
-        return median(self.durations)
+        return self._timing[1] if self._timing is not None else median(self.durations)
 
     @property
     def median_interval(self) -> tuple[float | None, float | None]:
-        return median_interval(self.durations)
+        return self._timing[2] if self._timing is not None else median_interval(self.durations)
 
     def as_dict(self) -> dict:
         low, high = self.median_interval
         return {"responses": self.responses, "agreement_with_judge": rate_with_interval(self.judge),
-                "median_seconds": rounded(self.median_seconds, 2), "timed": len(self.durations),
+                "median_seconds": rounded(self.median_seconds, 2), "timed": self.timed,
                 "median_ci_low": rounded(low, 2), "median_ci_high": rounded(high, 2),
                 "median_ci_method": "order-statistic-95",
                 "inter_annotator_agreement": rate_with_interval(self.inter_annotator)}
@@ -247,6 +273,7 @@ class QualityReport:
     annotators: list[AnnotatorQuality]
     anchoring: Anchoring
     competence_fitted: bool = False
+    computed_at: datetime | None = None    # when the figures were computed (a cached report keeps its time)
 
     def settings(self) -> dict:
         d = self.dataset
@@ -258,27 +285,125 @@ class QualityReport:
     def as_dict(self) -> dict:
         return {"dataset": self.dataset.pk, "question": self.question, "settings": self.settings(),
                 "annotators": [a.as_dict() for a in self.annotators], "anchoring": self.anchoring.as_dict(),
-                "rules": RULES}
+                "computed_at": self.computed_at.isoformat() if self.computed_at else None, "rules": RULES}
 
 
 # --- the pass --------------------------------------------------------------------------------------
 
+MEMO_MAX = 50_000   # distinct answer texts decoded once per report (and their records' agreement figures)
+
+
+def _answer_text_column(question: Question):
+    """The question's answer of each response as JSON text. On PostgreSQL just that key of `values`, so
+    identical answers have identical texts whatever else the response holds (and only that part travels);
+    elsewhere the whole values text (read by `_Answers` with the question's name)."""
+    if connection.vendor == "postgresql":
+        return Cast(KeyTransform(question.name, "values"), TextField()), True
+    return Cast("values", TextField()), False
+
+
+def _loads(text: str):
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:   # what orjson refuses and json reads (integers beyond 64 bits)
+        return json.loads(text)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One distinct answer text, read once: `key` (quality.gold.answer_key: what the judge's suggestion is
+    compared on; None when there is no answer), the pair `labels` (None when it ranks nothing) and `memo_id`
+    (an integer naming the text in the per-record memo; None once the memo is full)."""
+    has_value: bool
+    key: object
+    labels: dict | None
+    memo_id: int | None
+
+
+class _Answers:
+    """Answer texts decoded once each (a dataset's answers to a ranking question are a handful of texts)."""
+
+    def __init__(self, question: Question, compares, fields: list[str], keyed: bool):
+        self.question, self.compares, self.fields, self.keyed = question, compares, fields, keyed
+        self.memo: dict[str | None, _Answer] = {}
+
+    def get(self, text: str | None) -> _Answer:
+        answer = self.memo.get(text)
+        if answer is not None:
+            return answer
+        if text is None:
+            value = None
+        elif self.keyed:
+            value = _loads(text)
+        else:
+            value = (_loads(text) or {}).get(self.question.name)
+        ranks = ranks_from_value(value, compares=self.compares)
+        answer = _Answer(has_value=value is not None,
+                         key=answer_key(self.question, value) if value is not None else None,
+                         labels=unit_labels(ranks, self.fields) if ranks else None,
+                         memo_id=len(self.memo) if len(self.memo) < MEMO_MAX else None)
+        if answer.memo_id is not None:
+            self.memo[text] = answer
+        return answer
+
+
 class _ShownSuggestions:
     """The suggestion shown per record, read from a stream ordered by record beside the responses' stream
-    (both walk the records in increasing id, so neither is held in memory)."""
+    (both walk the records in increasing id, so neither is held in memory); its answer key read once per
+    distinct text."""
 
     def __init__(self, question: Question | None):
         self._rows: Iterator | None = None
+        self.keys: dict[str, object] = {}
+        self.question = question
+        self._picked = False
         if question is not None:
-            self._rows = iter(Suggestion.objects.filter(question=question)
-                              .values_list("record_id", "value", "score", "updated_at")
-                              .order_by("record_id").iterator(chunk_size=2000))
+            rows = Suggestion.objects.filter(question=question)
+            if connection.vendor == "postgresql":
+                # the pick in SQL (suggestion_pick_key's order: scored first, best score, latest), one row a record
+                self._picked = True
+                rows = (rows.order_by("record_id", F("score").desc(nulls_last=True), F("updated_at").desc())
+                        .distinct("record_id").values_list("record_id", Cast("value", TextField())))
+            else:
+                rows = rows.values_list("record_id", Cast("value", TextField()), "score", "updated_at").order_by("record_id")
+            self._rows = rows.iterator(chunk_size=5000)
         self._ahead = None
 
-    def for_record(self, record_id: int):
-        """The value of the suggestion shown on `record_id` (None: none); call with increasing ids."""
+    def close(self) -> None:
+        """Close the stream now (a server-side cursor on PostgreSQL), not whenever it is collected."""
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
+
+    def key_for_record(self, record_id: int):
+        """The answer key of the suggestion shown on `record_id` (None: none); call with increasing ids."""
+        text = self._for_record(record_id)
+        if text is None:
+            return None
+        key = self.keys.get(text, _MISSING)
+        if key is _MISSING:
+            value = _loads(text)
+            key = answer_key(self.question, value) if value is not None else None
+            if len(self.keys) < MEMO_MAX:
+                self.keys[text] = key
+        return key
+
+    def _for_record(self, record_id: int):
         if self._rows is None:
             return None
+        if self._picked:
+            while True:
+                if self._ahead is None:
+                    self._ahead = next(self._rows, None)
+                    if self._ahead is None:
+                        self._rows = None
+                        return None
+                rec, value = self._ahead
+                if rec > record_id:
+                    return None
+                self._ahead = None
+                if rec == record_id:
+                    return value
         best, best_key = None, None
         while True:
             if self._ahead is None:
@@ -296,11 +421,16 @@ class _ShownSuggestions:
             self._ahead = None
 
 
+_MISSING = object()
+
+
 class _Pass:
     """One walk over the submitted responses, one record at a time. `full=False` (the dashboard's summary)
-    skips the agreement figures (with the others, and between annotators of an arm)."""
+    skips the agreement figures (with the others, and between annotators of an arm). `units=True` also
+    gathers every answer's pair verdicts as the competence model's units (annotation.agreement.datasets
+    reads them the same way: by record, then response id), so the model does not read the answers again."""
 
-    def __init__(self, dataset: Dataset, question: Question | None, *, full: bool = True):
+    def __init__(self, dataset: Dataset, question: Question | None, *, full: bool = True, units: bool = False):
         self.dataset = dataset
         self.question = question
         self.full = full
@@ -310,6 +440,13 @@ class _Pass:
         self.rows: dict[int, AnnotatorQuality] = {}
         self.anchoring = Anchoring()
         self.suggestions = _ShownSuggestions(question)
+        self.units: dict | None = defaultdict(dict) if units and question is not None else None
+        self.answers: _Answers | None = None
+        self.text_column = None
+        if question is not None:
+            self.text_column, keyed = _answer_text_column(question)
+            self.answers = _Answers(question, self.compares, self.fields, keyed)
+        self.consensus_memo: dict[tuple, list] = {}
 
     def annotator(self, user_id: int) -> AnnotatorQuality:
         row = self.rows.get(user_id)
@@ -318,68 +455,91 @@ class _Pass:
         return row
 
     def run(self) -> None:
+        text = self.text_column if self.text_column is not None else Value(None, output_field=TextField())
+        order = ("record_id", "id") if self.units is not None else ("record_id",)
+        # which records are gold: read apart (a small share, by its partial index) rather than joined to every answer
+        gold = set(Record.objects.filter(dataset=self.dataset, is_gold=True).values_list("id", flat=True))
         rows = (Response.objects.filter(dataset=self.dataset, status=Response.Status.SUBMITTED)
-                .values_list("record_id", "user_id", "values", "duration", "suggestion_shown", "record__is_gold")
-                .order_by("record_id"))
+                .values_list("record_id", "user_id", text, "duration", "suggestion_shown")
+                .order_by(*order))
         current, answers = None, []
-        for row in rows.iterator(chunk_size=5000):
-            if row[0] != current:
-                if answers:
-                    self.record(current, answers)
-                current, answers = row[0], []
-            answers.append(row)
-        if answers:
-            self.record(current, answers)
+        try:
+            for row in rows.iterator(chunk_size=5000):
+                if row[0] != current:
+                    if answers:
+                        self.record(current, answers, current in gold)
+                    current, answers = row[0], []
+                answers.append(row)
+            if answers:
+                self.record(current, answers, current in gold)
+        finally:
+            self.suggestions.close()
 
-    def record(self, record_id: int, answers: list) -> None:
-        is_gold = bool(answers[0][5])
-        for _rec, user_id, _values, duration, _shown, _gold in answers:
-            row = self.annotator(user_id)
+    def record(self, record_id: int, answers: list, is_gold: bool) -> None:
+        threshold = self.threshold
+        for _rec, user_id, _text, duration, _shown in answers:
+            row = self.rows.get(user_id) or self.annotator(user_id)
             row.submitted += 1
-            row.gold_submitted += int(is_gold)
+            if is_gold:
+                row.gold_submitted += 1
             if duration and duration > 0:
                 row.durations.append(duration)
-                if self.threshold > 0 and duration < self.threshold:
+                if threshold > 0 and duration < threshold:
                     row.too_fast_count += 1
         if self.question is None:
             return
-        labels_of: dict[int, dict] = {}
-        keys: dict[int, object] = {}    # answer keys of a ranking question, from the ranks read here
+        get = self.answers.get
+        if self.units is not None:
+            units = self.units
+            for _rec, user_id, text, _duration, _shown in answers:
+                labels = get(text).labels
+                if labels:
+                    for pair, label in labels.items():
+                        units[(record_id, pair)][user_id] = label
+        labelled: list[tuple[int, _Answer]] = []   # (user, answer) of the answers that rank something
         if self.full and len(answers) >= 2:
-            name = self.question.name
-            for _rec, user_id, values, _duration, _shown, _gold in answers:
-                ranks = ranks_from_value((values or {}).get(name), compares=self.compares)
-                if self.compares is None:
-                    keys[user_id] = ranking_key(ranks)
-                if ranks:
-                    labels_of[user_id] = unit_labels(ranks, self.fields)
-            if len(labels_of) >= 2:
-                for user_id in labels_of:
+            for _rec, user_id, text, _duration, _shown in answers:
+                answer = get(text)
+                if answer.labels:
+                    labelled.append((user_id, answer))
+            if len(labelled) >= 2:
+                for user_id, _answer in labelled:
                     self.rows[user_id].shares_records = True
         if is_gold:
             return
-        self._consensus(record_id, labels_of)
-        self._anchoring(record_id, answers, labels_of, keys)
+        self._consensus(labelled)
+        self._anchoring(record_id, answers, labelled)
 
-    def _consensus(self, record_id: int, labels_of: dict[int, dict]) -> None:
-        if len(labels_of) < 2:
+    def _consensus(self, labelled: list[tuple[int, _Answer]]) -> None:
+        """Each annotator's leave-one-out agreement on this record's pairs. It depends only on the answers (in
+        their order), so a record answered like an earlier one reuses its figures."""
+        if len(labelled) < 2:
             return
-        units: dict[tuple, dict[Hashable, int]] = defaultdict(dict)
-        for user_id, labels in labels_of.items():
-            for pair, label in labels.items():
-                units[(record_id, pair)][user_id] = label
-        for user_id, rate in leave_one_out_agreement(units).per_annotator.items():
-            total = self.rows[user_id].agreement
-            total.total += rate.total
-            total.n += rate.n
-            total.tied += rate.tied
+        memo_key = tuple(answer.memo_id for _user, answer in labelled)
+        per_position = self.consensus_memo.get(memo_key) if None not in memo_key else None
+        if per_position is None:
+            units: dict[tuple, dict[Hashable, int]] = defaultdict(dict)
+            for position, (_user, answer) in enumerate(labelled):
+                for pair, label in answer.labels.items():
+                    units[pair][position] = label
+            rates = leave_one_out_agreement(units).per_annotator
+            per_position = [rates.get(position) for position in range(len(labelled))]
+            if None not in memo_key and len(self.consensus_memo) < MEMO_MAX:
+                self.consensus_memo[memo_key] = per_position
+        for (user_id, _answer), rate in zip(labelled, per_position):
+            if rate is not None:
+                total = self.rows[user_id].agreement
+                total.total += rate.total
+                total.n += rate.n
+                total.tied += rate.tied
 
-    def _anchoring(self, record_id: int, answers: list, labels_of: dict[int, dict], keys: dict[int, object]) -> None:
-        arms: dict[bool, list[int]] = {True: [], False: []}
+    def _anchoring(self, record_id: int, answers: list, labelled: list[tuple[int, _Answer]]) -> None:
+        arms: dict[bool, list[dict]] = {True: [], False: []}
         reference = None
         looked = False
-        name = self.question.name
-        for _rec, user_id, values, duration, shown, _gold in answers:
+        labels_of = {user_id: answer.labels for user_id, answer in labelled}
+        get = self.answers.get
+        for _rec, user_id, text, duration, shown in answers:
             if shown is None:
                 self.anchoring.left_out += 1
                 continue
@@ -388,18 +548,16 @@ class _Pass:
             if duration and duration > 0:
                 arm.durations.append(duration)
             if not looked:
-                suggestion, looked = self.suggestions.for_record(record_id), True
-                reference = answer_key(self.question, suggestion) if suggestion is not None else None
-            value = (values or {}).get(name)
-            if reference is not None and value is not None:
-                key = keys[user_id] if user_id in keys else answer_key(self.question, value)
-                arm.judge.add(1.0 if keys_match(reference, key) else 0.0)
+                reference, looked = self.suggestions.key_for_record(record_id), True
+            if reference is not None:
+                answer = get(text)
+                if answer.has_value:
+                    arm.judge.add(1.0 if keys_match(reference, answer.key) else 0.0)
             if user_id in labels_of:
-                arms[bool(shown)].append(user_id)
-        for shown, users in arms.items():
+                arms[bool(shown)].append(labels_of[user_id])
+        for shown, labelled_arm in arms.items():
             arm = self.anchoring.shown if shown else self.anchoring.hidden
-            for a, b in combinations(users, 2):
-                x, y = labels_of[a], labels_of[b]
+            for x, y in combinations(labelled_arm, 2):
                 for pair in x.keys() & y.keys():
                     arm.inter_annotator.add(1.0 if x[pair] == y[pair] else 0.0)
 
@@ -412,7 +570,7 @@ def dataset_quality_report(*, dataset: Dataset, competence: bool = True, agreeme
     agreement with the others and between annotators of each anchoring arm stay empty)."""
     questions = dataset_questions(dataset)
     question = ranked_question_of(questions)
-    run = _Pass(dataset, question, full=agreement)
+    run = _Pass(dataset, question, full=agreement, units=competence)
     run.run()
     for user_id, paused, excluded, reason in (AnnotatorStanding.objects.filter(dataset=dataset)
                                               .values_list("user_id", "paused", "excluded", "reason")):
@@ -430,14 +588,80 @@ def dataset_quality_report(*, dataset: Dataset, competence: bool = True, agreeme
     if competence and question is not None and any(r.shares_records for r in run.rows.values()):
         from ..agreement.datasets import dataset_competence
 
-        fit = dataset_competence(dataset, question)
+        fit = dataset_competence(dataset, question, human_units=dict(run.units))
         fitted = True
         for user_id, row in run.rows.items():
             if row.shares_records and user_id in fit.competence:
                 row.competence, row.competence_verdicts = fit.competence[user_id], fit.votes.get(user_id, 0)
     return QualityReport(dataset=dataset, question=question.name if question is not None else None,
                          annotators=sorted(run.rows.values(), key=lambda r: (r.username.lower(), r.user_id)),
-                         anchoring=run.anchoring, competence_fitted=fitted)
+                         anchoring=run.anchoring, competence_fitted=fitted, computed_at=timezone.now())
+
+
+# --- the cache -------------------------------------------------------------------------------------
+
+CACHE_SECONDS = 24 * 3600   # an entry nothing invalidated is dropped after a day
+
+
+def _quality_inputs(dataset: Dataset) -> tuple:
+    """What the figures are computed from, summarised in a few small aggregate queries: any new, changed or
+    deleted answer (count and latest change of the dataset's responses), a change of standing, of gold records
+    or their answers, of the judges' suggestions, of the workspace's members, of the dataset's settings or
+    questions gives another value."""
+    responses = Response.objects.filter(dataset=dataset).aggregate(n=Count("id"), latest=Max("updated_at"))
+    standings = AnnotatorStanding.objects.filter(dataset=dataset).aggregate(n=Count("id"), latest=Max("updated_at"))
+    suggestions = Suggestion.objects.filter(question__dataset=dataset).aggregate(n=Count("id"), latest=Max("updated_at"))
+    members = Membership.objects.filter(workspace_id=dataset.workspace_id).aggregate(
+        n=Count("id"), users=Sum("user_id"), simulated=Count("id", filter=Q(is_simulated=True)),
+        imported=Count("id", filter=Q(is_imported=True)))
+    gold = Record.objects.filter(dataset=dataset, is_gold=True)
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.aggregates import StringAgg
+
+        gold_state = gold.aggregate(n=Count("id"), digest=MD5(StringAgg(
+            Concat(Cast("id", TextField()), Value(":"), Cast("gold_answer", TextField()), output_field=TextField()),
+            delimiter=",", order_by="id")))
+    else:
+        digest = hashlib.md5()
+        for record_id, answer in gold.order_by("id").values_list("id", Cast("gold_answer", TextField())).iterator():
+            digest.update(f"{record_id}:{answer},".encode())
+        gold_state = {"digest": digest.hexdigest()}
+    questions = [(q.pk, q.name, q.kind, q.options) for q in dataset_questions(dataset)]
+    settings = {**QualityReport(dataset, None, [], Anchoring()).settings(), "allow_ties": dataset.allow_ties}
+    return (sorted(responses.items()), sorted(standings.items()), sorted(suggestions.items()), sorted(members.items()),
+            sorted(gold_state.items()), questions, sorted(settings.items()))
+
+
+def _cache_key(dataset: Dataset, inputs: tuple, *, competence: bool, agreement: bool) -> str:
+    digest = hashlib.sha256(repr(inputs).encode()).hexdigest()[:32]
+    return f"preflab:quality-report:v1:{dataset.pk}:{int(competence)}{int(agreement)}:{digest}"
+
+
+def dataset_quality_report_cached(*, dataset: Dataset, competence: bool = True, agreement: bool = True) -> QualityReport:
+    """dataset_quality_report kept in Django's cache, keyed by the dataset and what its figures are computed
+    from (_quality_inputs), so opening the page again is instant and any new answer, standing, gold or setting
+    change recomputes it. The report says when its figures were computed (computed_at). A report without the
+    competence model or the agreement figures is served from a full one when that is cached."""
+    inputs = _quality_inputs(dataset)
+    wanted = [(competence, agreement)] + ([(True, True)] if not (competence and agreement) else [])
+    for flags in wanted:
+        cached = cache.get(_cache_key(dataset, inputs, competence=flags[0], agreement=flags[1]))
+        if cached is not None:
+            if flags == (True, True) and not competence:   # a full report asked without the competence model
+                for row in cached.annotators:
+                    row.competence, row.competence_verdicts = None, 0
+                cached.competence_fitted = False
+            cached.dataset = dataset
+            return cached
+    report = dataset_quality_report(dataset=dataset, competence=competence, agreement=agreement)
+    for row in report.annotators:
+        row.compact()
+    report.anchoring.shown.compact()
+    report.anchoring.hidden.compact()
+    report.dataset = None
+    cache.set(_cache_key(dataset, inputs, competence=competence, agreement=agreement), report, CACHE_SECONDS)
+    report.dataset = dataset
+    return report
 
 
 def _name(rows: dict[int, AnnotatorQuality], dataset: Dataset) -> None:
@@ -463,17 +687,20 @@ class QualitySummary:
     paused: list[str]
     excluded: list[str]
     anchoring: Anchoring
+    computed_at: datetime | None = None
 
 
 def dataset_quality_summary(*, dataset: Dataset) -> QualitySummary:
-    """The dashboard's compact view of dataset_quality_report (no competence model): who is flagged too
-    fast, below the gold threshold, paused or excluded, and the anchoring arms."""
-    report = dataset_quality_report(dataset=dataset, competence=False, agreement=False)
+    """The dashboard's compact view of dataset_quality_report (no competence model, no agreement figures: it
+    shows none; cached as dataset_quality_report_cached caches): who is flagged too fast, below the gold
+    threshold, paused or excluded, and the anchoring arms."""
+    report = dataset_quality_report_cached(dataset=dataset, competence=False, agreement=False)
     rows = report.annotators
     return QualitySummary(annotators=len(rows), too_fast=[r.username for r in rows if r.too_fast],
                           below_gold=[r.username for r in rows if r.below_gold_threshold],
                           paused=[r.username for r in rows if r.paused],
-                          excluded=[r.username for r in rows if r.excluded], anchoring=report.anchoring)
+                          excluded=[r.username for r in rows if r.excluded], anchoring=report.anchoring,
+                          computed_at=report.computed_at)
 
 
 def dataset_annotator(*, dataset: Dataset, user_id) -> object:
