@@ -64,7 +64,8 @@ def gold_policy_apply(*, dataset: Dataset, user) -> str | None:
         return None
     if annotator_paused(dataset=dataset, user=user) is not None:
         return None
-    reason = (f"Your answers matched the expected answer on {score.correct} of {score.answered} check records "
+    records = "check record" if score.answered == 1 else "check records"
+    reason = (f"Your answers matched the expected answer on {score.correct} of {score.answered} {records} "
               f"({score.accuracy:.0%}), below the {threshold:.0%} this dataset requires. An admin of this dataset "
               "can let you continue.")
     standing_set(dataset=dataset, user=user, paused=True, reason=reason)
