@@ -126,6 +126,9 @@ class RecordOutputSerializer(serializers.ModelSerializer):
     metadata = serializers.SerializerMethodField(help_text=(
         "All of it for a workspace admin; for anyone else only the keys the dataset's visible_metadata names."))
 
+    priority = serializers.FloatField(required=False, help_text=(
+        "Workspace admins only (left out for other members): the queue order, higher first (the judges' doubt). "
+        "An annotator is not told it: a high one says the judges disagree, and a gold record's would set it apart."))
     is_gold = serializers.BooleanField(required=False, help_text=(
         "Workspace admins only (left out for other members): whether the record is a gold record, served to "
         "every annotator to measure them."))
@@ -167,6 +170,7 @@ class RecordOutputSerializer(serializers.ModelSerializer):
         if not self.context.get("gold_visible"):
             data.pop("is_gold", None)
             data.pop("gold_answer", None)
+            data.pop("priority", None)
         if instance.is_gold and not self.context.get("is_admin"):
             own = data.get("response")
             data["submitted_count"], data["completed"] = selectors.record_counts_shown(
@@ -564,7 +568,7 @@ class NextRecordApi(hotpath.HotPathAuthMixin, APIView):
         return ApiResponse({
             "id": record.pk, "external_id": record.external_id, "fields": record.fields,
             "metadata": selectors.record_metadata_for(record=record, dataset=dataset, user=request.user),
-            "priority": record.priority, "submitted_count": submitted_count,
+            **({"priority": record.priority} if is_admin else {}), "submitted_count": submitted_count,
             "completed": completed,
             "response": ResponseOutputSerializer(mine[0]).data if mine else None,
             "suggestions": suggestions,

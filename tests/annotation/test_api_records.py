@@ -34,7 +34,8 @@ def test_list_records_with_my_response_and_suggestions(dataset, annotator, annot
     body = annotator_client_api.get(f"/api/v1/datasets/{dataset.pk}/records/").json()
     (item,) = body["results"]
     assert item["external_id"] == rec.external_id and item["fields"]["prompt"].startswith("Prompt")
-    assert item["metadata"] == {"model": "a"} and item["priority"] == 2.5 and item["completed"] is False
+    assert item["metadata"] == {"model": "a"} and item["completed"] is False
+    assert "priority" not in item  # the queue order (the judges' doubt) is for admins
     assert item["response"]["status"] == "draft" and item["response"]["user"] == "annotator-1"
     assert item["suggestions"][0]["agent"] == "judge-x" and item["suggestions"][0]["question"] == "ranking"
 
@@ -180,3 +181,19 @@ def test_post_to_records_path_dispatches_to_the_import(dataset, admin_client_api
     assert resp.status_code in (200, 201), resp.content
     listed = admin_client_api.get(f"/api/v1/datasets/{dataset.pk}/records/").json()["results"]
     assert [r["external_id"] for r in listed] == ["imported-1"]
+
+
+def test_the_queue_priority_is_shown_to_admins_only(dataset, annotator_client_api, admin_client_api):
+    """A record's priority (the judges' doubt, the queue order) would tell an annotator that the judges
+    disagree, and a gold record's would set it apart: the records list, detail and next leave it out
+    for annotators and show it to admins."""
+    dataset.min_submitted = 2  # both callers are handed it
+    dataset.save(update_fields=["min_submitted"])
+    rec = RecordFactory(dataset=dataset, priority=2.5)
+    for client, shown in ((annotator_client_api, False), (admin_client_api, True)):
+        listed = client.get(f"/api/v1/datasets/{dataset.pk}/records/").json()["results"][0]
+        detail = client.get(f"/api/v1/records/{rec.pk}/").json()
+        handed = client.get(f"/api/v1/datasets/{dataset.pk}/next/").json()
+        assert handed["id"] == rec.pk
+        for body in (listed, detail, handed):
+            assert ("priority" in body) is shown and body.get("priority", 2.5) == 2.5
