@@ -179,7 +179,7 @@ def test_annotators_never_see_gold_in_the_record_apis(dataset, admin_client_api,
 
     mine = annotator_client_api.get(base).json()["results"]
     assert {tuple(sorted(r)) for r in mine} == {tuple(sorted(
-        ["id", "external_id", "fields", "metadata", "priority", "submitted_count", "completed", "response",
+        ["id", "external_id", "fields", "metadata", "submitted_count", "completed", "response",
          "suggestions"]))}
     assert [r["completed"] for r in mine] == [False, False]           # gold looks like the ordinary record
     assert b"gold" not in annotator_client_api.get(base).content
