@@ -57,12 +57,17 @@ def uf_responder(body: dict) -> str:
     return "\n\n".join(parts)
 
 
-def serve(port: int, latency: float) -> None:
+def serve(port: int, latency: float, responder=None) -> None:
+    """The test LLM server in this process until SIGTERM or Ctrl-C, answering with `responder`
+    (default uf_responder); prints "ready <base url>" for the parent (bench_peers.py uses it too)."""
+    import signal
+
     from tests.llm_server import LLMTestServer
 
-    server = LLMTestServer(latency=latency, port=port, record=False, responder=uf_responder,
+    server = LLMTestServer(latency=latency, port=port, record=False, responder=responder or uf_responder,
                            usage=(300, 60)).start()
     print(f"ready {server.base_url}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: (server.stop(), sys.exit(0)))
     try:
         while True:
             time.sleep(3600)

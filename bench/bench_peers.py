@@ -576,17 +576,6 @@ def peers_responder(body: dict) -> str:
     return "\n\n".join(parts)
 
 
-def serve(port: int, latency: float) -> None:
-    from tests.llm_server import LLMTestServer
-
-    server = LLMTestServer(latency=latency, port=port, record=False, responder=peers_responder,
-                           usage=(300, 60)).start()
-    print(f"ready {server.base_url}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: (server.stop(), sys.exit(0)))
-    while True:
-        time.sleep(3600)
-
-
 def llm_server_start(latency: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = spawn([sys.executable, str(Path(__file__).resolve()), "--serve", str(port), "--latency", str(latency)],
@@ -697,7 +686,9 @@ def main() -> None:
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.latency)
+        from bench_judge import serve
+
+        serve(args.serve, args.latency, responder=peers_responder)
         return
     atexit.register(_cleanup)
     signal.signal(signal.SIGTERM, _on_signal)
