@@ -15,8 +15,20 @@ read by a worker to the response written; time queued before a worker is free is
 the client-observed latency is printed beside it. Mode `service`: the same loop calling
 services.next_record_for and services.response_upsert in threads, timed around the calls.
 
-Prints p50/p95 per call, annotations/s in total, and the number of over-assigned records
-(submitted > min_submitted; goal 0). Goals: p95 < 10 ms, >= 200 annotations/s.
+The annotators are lean keep-alive clients (LeanHTTP: one socket each, a few lines of Python per
+request), as they share the server's CPUs here; gunicorn's sync workers close the connection after
+every response, so with them each request also pays a new TCP connection on both sides.
+
+Prints p50/p95 per call, annotations/s in total, the CPU per annotation of the gunicorn workers, of
+their PostgreSQL backends and of this client, and the number of over-assigned records
+(submitted > min_submitted; goal 0). Goals: p95 < 10 ms, >= 300 annotations/s.
+
+Deployment setting: on the 2-CPU bench host, shared with other work at the time (load average 4-7),
+100k records, 8-10 s runs, annotations/s at 10 / 50 annotators: sync x2 43-71 / 27-47, sync x3 91 / 48,
+gthread 2 x 2 78 / 68, gthread 2 x 4 88 / -, gthread 3 x 2 29 / 47. Too noisy to rank the settings
+with confidence; the two to compare on a quiet host are sync with one worker more than CPUs
+(a worker waits on the database three times per call) and gthread 2 x 2 to 4 (keep-alive: the
+client's CPU per annotation halves, 1.1-1.5 ms against 2.2 ms with sync workers).
 With --explain (default on) prints EXPLAIN (ANALYZE, BUFFERS) of next_record_for's record query.
 """
 from __future__ import annotations
@@ -418,7 +430,7 @@ def main() -> None:
             rate = t.annotations / result["elapsed"]
             print(f"\n== {n} concurrent annotators, {args.records:,} records, {result['elapsed']:.1f} s "
                   f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs) ==")
-            print(f"annotations: {t.annotations:,}  ->  {rate:,.1f} annotations/s (goal >= 200)")
+            print(f"annotations: {t.annotations:,}  ->  {rate:,.1f} annotations/s (goal >= 300)")
             if server is not None:
                 print(f"server time  next   : {fmt_ms(result['server_next'])}")
                 print(f"server time  submit : {fmt_ms(result['server_submit'])}")

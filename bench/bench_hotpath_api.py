@@ -10,8 +10,9 @@ in this process (full middleware stack, DEBUG off, no web server, no network):
 Several annotators take turns on one pairwise dataset (the records of bench_annotate_page, written
 once with COPY into the database `preflab_bench_api` unless BENCH_DATABASE_URL names another).
 
-Prints per call: database round trips (every command psycopg sends and waits for, so BEGIN, COMMIT
-and Django's connection health check count, not only the ORM's queries; as on a real server, each
+Prints per call: database round trips (counted by preflab.pgbackend.roundtrips: every time psycopg
+sends and waits for an answer, so BEGIN, COMMIT and Django's connection health check count, not only
+the ORM's queries, and a pipelined batch counts once; as on a real server, each
 request starts with Django's close_old_connections, which the test Client leaves out), the web process's CPU from
 Django's request_started to request_finished (thread CPU time), the PostgreSQL backend's CPU per
 annotation (from /proc of the backend process: the server must run on this machine, else n/a),
