@@ -100,6 +100,10 @@ def test_next_and_submit_take_three_round_trips_each_on_postgresql(require_postg
         assert submit_trips <= 3
     assert Response.objects.filter(status="submitted").count() == 8
     assert connection.connection.info.transaction_status == 0  # (IDLE: committed, nothing left open)
+    with connection.cursor() as cursor:  # the pipelined statements were prepared on the server as well
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = " ".join(row[0] for row in cursor.fetchall())
+    assert "DELETE FROM annotation_lease" in prepared and "INSERT INTO annotation_response" in prepared
 
 
 def _broken(sql: str) -> str:
