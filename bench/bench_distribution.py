@@ -193,8 +193,12 @@ class LeanHTTP:
         head, self.buf = self.buf[:end].lower(), self.buf[end + 4:]
         status = int(head[9:12])
         at = head.find(b"\r\ncontent-length:")
-        length = int(head[at + 17:head.find(b"\r\n", at + 17) if head.find(b"\r\n", at + 17) > 0 else None]) if at >= 0 else 0
-        if at < 0 and status not in (204, 304):
+        if at >= 0:
+            stop = head.find(b"\r\n", at + 17)
+            length = int(head[at + 17:stop if stop >= 0 else None])
+        elif status in (204, 304):
+            length = 0
+        else:
             raise RuntimeError(f"{method} {path}: a response without Content-Length")
         while len(self.buf) < length:
             self._recv()
