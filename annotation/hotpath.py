@@ -8,10 +8,11 @@ annotation.apis wires these into its views.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import cache, partial
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils.translation import gettext_lazy
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
@@ -24,6 +25,27 @@ def hot_cursor():
     """A cursor for the hot path's raw statements of fixed text: on PostgreSQL (preflab.pgbackend)
     its parameters are bound on the server, so the statements are prepared once per connection."""
     return getattr(connection, "hot_cursor", connection.cursor)()
+
+
+def hot_transaction():
+    """A transaction whose statements go to the database in batches (`with tx.batch(): ...`, the
+    rows read after the block): on PostgreSQL (preflab.pgbackend) each batch is one round trip,
+    BEGIN riding with the first and COMMIT with the one marked `last`; elsewhere
+    transaction.atomic, the statements run one by one."""
+    factory = getattr(connection, "hot_transaction", None)
+    return factory() if factory is not None else _atomic_batches()
+
+
+class _Batches:
+    @contextmanager
+    def batch(self, *, last: bool = False):
+        yield
+
+
+@contextmanager
+def _atomic_batches():
+    with transaction.atomic():
+        yield _Batches()
 
 
 @cache

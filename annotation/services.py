@@ -25,7 +25,7 @@ from rest_framework.authtoken.models import Token
 
 from .bulk import IdsIn, json_text, rows_upsert
 from .errors import AnnotatorPaused, ConflictError
-from .hotpath import hot_cursor
+from .hotpath import hot_cursor, hot_transaction
 from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .quality.gold import record_completed, record_completed_q
 from .quality.options import QUALITY_SETTINGS, quality_settings_validate
@@ -925,37 +925,43 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
     dataset = record.dataset
     min_submitted = dataset.min_submitted
     now = timezone.now()
-    with transaction.atomic(), hot_cursor() as cursor:
-        cursor.execute(_RESPONSE_LOCK_SQL, {"rec": record.pk, "u": user.pk, "release": status != Response.Status.DRAFT})
+    # Two round trips: BEGIN, the lock and the status read go together, then the writes and COMMIT
+    # (the statements stay apart: the status read's snapshot is taken once the lock is held).
+    with hot_transaction() as tx, hot_cursor() as cursor, hot_cursor() as status_cursor:
+        with tx.batch():
+            cursor.execute(_RESPONSE_LOCK_SQL, {"rec": record.pk, "u": user.pk, "release": status != Response.Status.DRAFT})
+            status_cursor.execute(_RESPONSE_STATUS_SQL, {"rec": record.pk, "u": user.pk, "sugg": dataset.show_suggestions})
         row = cursor.fetchone()
         if row is None:
             raise Record.DoesNotExist("Record matching query does not exist.")
         old_submitted, old_leased, is_gold, extra_wanted, released = row
         record.is_gold, record.extra_wanted = is_gold, extra_wanted
-        cursor.execute(_RESPONSE_STATUS_SQL, {"rec": record.pk, "u": user.pk, "sugg": dataset.show_suggestions})
-        old_status, lease_held, has_suggestions = cursor.fetchone()
+        old_status, lease_held, has_suggestions = status_cursor.fetchone()
         if not (released > 0 or lease_held) and old_status is None:
             _slot_taking_allowed(user=user, dataset=dataset)
-        if response_admit(old_status=old_status, status=status, held_lease=released > 0 or lease_held,
-                          submitted=old_submitted, leased=old_leased, min_submitted=min_submitted + extra_wanted):
-            cursor.execute("INSERT INTO annotation_lease (record_id, dataset_id, user_id, expires_at, created_at) "
-                           "VALUES (%s, %s, %s, %s, %s)", [record.pk, record.dataset_id, user.pk, _lease_expiry(now), now])
+        takes_lease = response_admit(old_status=old_status, status=status, held_lease=released > 0 or lease_held,
+                                     submitted=old_submitted, leased=old_leased, min_submitted=min_submitted + extra_wanted)
+        if takes_lease:
             released = -1  # the draft took a slot: leased_count goes up by one
         delta = int(status == Response.Status.SUBMITTED) - int(old_status == Response.Status.SUBMITTED)
         submitted = old_submitted + delta
         leased = max(0, old_leased - released)
         shown = suggestions_shown_for(record=record, user=user, dataset=dataset, has_suggestions=bool(has_suggestions))
-        cursor.execute(_RESPONSE_WRITE_SQL, {
-            "rec": record.pk, "ds": record.dataset_id, "u": user.pk, "values": Jsonb(clean), "status": status,
-            "order": Jsonb(display_order if display_order is not None else []),
-            "set_order": display_order is not None,
-            "duration": duration if duration is not None else 0.0,
-            "keep_duration": duration is None, "add_duration": bool(add_duration),
-            "shown": shown,
-            "now": now, "submitted": submitted, "leased": leased,
-            "completed": record_completed(is_gold=is_gold, submitted=submitted, min_submitted=min_submitted,
-                                          extra_wanted=extra_wanted)})
-        response_id, created, stored_order, stored_duration, created_at, updated_at = cursor.fetchone()
+        with tx.batch(last=True):
+            if takes_lease:
+                cursor.execute("INSERT INTO annotation_lease (record_id, dataset_id, user_id, expires_at, created_at) "
+                               "VALUES (%s, %s, %s, %s, %s)", [record.pk, record.dataset_id, user.pk, _lease_expiry(now), now])
+            status_cursor.execute(_RESPONSE_WRITE_SQL, {
+                "rec": record.pk, "ds": record.dataset_id, "u": user.pk, "values": Jsonb(clean), "status": status,
+                "order": Jsonb(display_order if display_order is not None else []),
+                "set_order": display_order is not None,
+                "duration": duration if duration is not None else 0.0,
+                "keep_duration": duration is None, "add_duration": bool(add_duration),
+                "shown": shown,
+                "now": now, "submitted": submitted, "leased": leased,
+                "completed": record_completed(is_gold=is_gold, submitted=submitted, min_submitted=min_submitted,
+                                              extra_wanted=extra_wanted)})
+        response_id, created, stored_order, stored_duration, created_at, updated_at = status_cursor.fetchone()
     if isinstance(stored_order, str):
         stored_order = json.loads(stored_order)
     response = Response(id=response_id, record=record, dataset_id=record.dataset_id, user=user, values=clean,

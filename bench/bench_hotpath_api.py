@@ -10,8 +10,9 @@ in this process (full middleware stack, DEBUG off, no web server, no network):
 Several annotators take turns on one pairwise dataset (the records of bench_annotate_page, written
 once with COPY into the database `preflab_bench_api` unless BENCH_DATABASE_URL names another).
 
-Prints per call: database round trips (every command psycopg sends and waits for, so BEGIN, COMMIT
-and Django's connection health check count, not only the ORM's queries; as on a real server, each
+Prints per call: database round trips (counted by preflab.pgbackend.roundtrips: every time psycopg
+sends and waits for an answer, so BEGIN, COMMIT and Django's connection health check count, not only
+the ORM's queries, and a pipelined batch counts once; as on a real server, each
 request starts with Django's close_old_connections, which the test Client leaves out), the web process's CPU from
 Django's request_started to request_finished (thread CPU time), the PostgreSQL backend's CPU per
 annotation (from /proc of the backend process: the server must run on this machine, else n/a),
@@ -59,7 +60,6 @@ def main() -> None:
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
     django_setup(url)
 
-    import psycopg
     from django.conf import settings
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections, connection
@@ -67,6 +67,7 @@ def main() -> None:
 
     from annotation.services import api_token_get, member_upsert
     from bench.bench_annotate_page import dataset_ensure, state_reset
+    from preflab.pgbackend.roundtrips import round_trips
 
     settings.ALLOWED_HOSTS = ["*"]
     ds = dataset_ensure(args.records, regenerate=args.regenerate)
@@ -77,21 +78,9 @@ def main() -> None:
         token = api_token_get(user=membership.user)
         clients.append(Client(HTTP_AUTHORIZATION=f"Token {token.key}"))
 
-    # Round trips: psycopg runs each command as a generator through Connection.wait. Setting
-    # autocommit sends nothing; the first statement outside autocommit is preceded by a BEGIN.
-    trips = [0]
-    original_wait = psycopg.Connection.wait
-
-    def counting_wait(self, gen, *a, **kw):
-        name = getattr(gen, "__qualname__", "")
-        if not name.endswith("_set_autocommit_gen"):
-            trips[0] += 1
-            if (name.endswith("_execute_gen") and not self.autocommit
-                    and self.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE):
-                trips[0] += 1  # the BEGIN psycopg sends first
-        return original_wait(self, gen, *a, **kw)
-
-    psycopg.Connection.wait = counting_wait
+    # Round trips: counted at psycopg's level (preflab.pgbackend.roundtrips), for the whole run.
+    counting = round_trips()
+    trips = counting.__enter__()
     cpu = {"start": 0.0, "last": 0.0}
 
     def _started(**kwargs):
@@ -108,20 +97,20 @@ def main() -> None:
 
     def annotate(i: int) -> tuple[tuple[int, float], tuple[int, float]] | None:
         c = clients[i % len(clients)]
-        before = trips[0]
+        before = trips.count
         r = c.get(f"/api/v1/datasets/{ds.pk}/next/")
-        got = (trips[0] - before, cpu["last"])
+        got = (trips.count - before, cpu["last"])
         if r.status_code != 200:
             raise SystemExit(f"next answered {r.status_code}: {r.content[:300]!r}")
         body = r.json()
         ranking = [{"value": name, "rank": k + 1} for k, name in enumerate(body["display_order"])]
-        before = trips[0]
+        before = trips.count
         r = c.post(f"/api/v1/records/{body['id']}/responses/",
                    {"values": {"ranking": ranking}, "status": "submitted", "duration": 3.5},
                    content_type="application/json")
         if r.status_code not in (200, 201):
             raise SystemExit(f"submit answered {r.status_code}: {r.content[:300]!r}")
-        return got, (trips[0] - before, cpu["last"])
+        return got, (trips.count - before, cpu["last"])
 
     for i in range(args.warmup):
         annotate(i)
@@ -144,7 +133,7 @@ def main() -> None:
             run["pg"] = None
         run["next"].append(a)
         run["submit"].append(b)
-    psycopg.Connection.wait = original_wait
+    counting.__exit__(None, None, None)
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_prepared_statements")
         prepared = cur.fetchone()[0]

@@ -18,11 +18,20 @@ statement once it ran `prepare_threshold` times on the connection (settings: 5, 
 PREFLAB_DB_PREPARE_THRESHOLD; 0 turns it off, for a pooler in transaction mode without
 prepared-statement support): PostgreSQL then skips parsing and planning them. The ORM keeps
 Django's client-side binding, which psycopg never prepares.
+
+And a transaction for the hot path's writes whose BEGIN and COMMIT cost no round trip of their own
+(`hot_transaction`): its statements go in batches over psycopg's pipeline mode, BEGIN with the
+first batch and COMMIT with the last, each batch one round trip (the statements stay separate,
+each with its own READ COMMITTED snapshot, run in the order sent). Django's own transaction.atomic
+cannot do this: psycopg sends its BEGIN lazily but waits for it in pipeline mode, and Django
+commits after the block, so BEGIN and COMMIT would each be a round trip of their own.
 """
 from __future__ import annotations
 
 import select
+from contextlib import contextmanager
 
+from django.db import transaction
 from django.db.backends.postgresql import base
 
 
@@ -56,9 +65,81 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             self.connection.cursor_factory = factory
 
+    @contextmanager
+    def hot_transaction(self):
+        """A transaction of batches (HotTransaction.batch), committed at the end of the block (with
+        the batch marked last, else by a COMMIT of its own) and rolled back on any exception.
+        Inside an atomic block (or with autocommit off) it is a savepoint of that block, as
+        transaction.atomic would make, and the batches carry no BEGIN or COMMIT.
+
+        Django does not see this transaction (the connection stays in autocommit for it): nothing
+        run inside may open a transaction.atomic block or rely on transaction.on_commit."""
+        if self.in_atomic_block or not self.get_autocommit():
+            with transaction.atomic(using=self.alias):
+                yield HotTransaction(self, own=False)
+            return
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        tx = HotTransaction(self, own=True)
+        try:
+            yield tx
+            if tx.begun and not tx.committed:
+                with self.wrap_database_errors:
+                    self.connection.execute("COMMIT", prepare=False)
+        except BaseException:
+            self._hot_rollback()
+            raise
+
+    def _hot_rollback(self):
+        """End a failed hot transaction; a connection that cannot roll back is closed rather than
+        left in a transaction for the next request to run in."""
+        if self.connection is None:
+            return
+        try:
+            with self.wrap_database_errors:
+                self.connection.rollback()
+        except Exception:  # noqa: BLE001 - the original exception is the one that matters
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001
+                self.connection = None
+
     def close_if_health_check_failed(self):
         if self.connection is None or not self.health_check_enabled or self.health_check_done or self.pool:
             return super().close_if_health_check_failed()
         if not socket_quiet(self.connection) and not self.is_usable():
             self.close()
         self.health_check_done = True
+
+
+class HotTransaction:
+    """The batches of one DatabaseWrapper.hot_transaction."""
+
+    def __init__(self, wrapper: DatabaseWrapper, *, own: bool):
+        self.wrapper = wrapper
+        self.own = own  # this transaction sends its own BEGIN and COMMIT (no atomic block around it)
+        self.begun = False
+        self.committed = False
+
+    @contextmanager
+    def batch(self, *, last: bool = False):
+        """The statements executed in the block are sent without waiting and their results read at
+        its end, all in one round trip (so a cursor's rows are there only after the block). The
+        transaction's BEGIN goes before the first batch's statements; with `last`, its COMMIT after
+        this batch's (nothing may be run in the transaction after it). An error of any statement
+        is raised at the end of the block (the later statements were not run)."""
+        pg = self.wrapper.connection
+        commands = pg.cursor() if self.own else None
+        try:
+            with self.wrapper.wrap_database_errors, pg.pipeline():
+                if self.own and not self.begun:
+                    self.begun = True
+                    commands.execute("BEGIN", prepare=False)  # (no plan to prepare)
+                yield
+                if self.own and last:
+                    commands.execute("COMMIT", prepare=False)
+        finally:
+            if commands is not None:
+                commands.close()
+        if self.own and last:
+            self.committed = True

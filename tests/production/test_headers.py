@@ -232,3 +232,28 @@ def test_the_500_page_sends_the_policy_and_needs_no_inline_style(settings):
     assert response.status_code == 500
     assert header_problems(response) == []
     assert inline_code(response.content.decode()) == []
+
+
+def test_the_policy_built_once_is_django_csps_and_follows_the_settings(rf, settings):
+    from csp.constants import HEADER
+    from csp.middleware import CSPMiddleware as LibraryCSPMiddleware
+    from django.http import HttpResponse
+
+    from preflab.security import CSPMiddleware
+
+    def headers(middleware_class, **response_attrs):
+        request = rf.get("/api/v1/workspaces/")
+        middleware = middleware_class(lambda r: None)
+        middleware.process_request(request)
+        response = HttpResponse("{}")
+        response.__dict__.update(response_attrs)
+        return middleware.process_response(request, response).get(HEADER)
+
+    assert headers(CSPMiddleware) == headers(LibraryCSPMiddleware)
+    assert csp_directives(headers(CSPMiddleware))["frame-ancestors"] == {"'none'"}
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'self'"], "img-src": ["https://example.org"]}}
+    assert csp_directives(headers(CSPMiddleware))["img-src"] == {"https://example.org"}  # the settings, as changed
+    assert headers(CSPMiddleware) == headers(LibraryCSPMiddleware)
+    own = {"_csp_replace": {"img-src": ["'self'", "data:"]}}  # a view's own policy (django-csp's decorators)
+    assert csp_directives(headers(CSPMiddleware, **own))["img-src"] == {"'self'", "data:"}
+    assert headers(CSPMiddleware, _csp_exempt=True) is None
