@@ -179,26 +179,49 @@ class JobHandler(Protocol):
 
 
 _HANDLERS: dict[str, JobHandler] = {}
+_HANDLER_PATHS: dict[str, str] = {}  # kind -> dotted path of its handler class, imported on first use
 
 
 def job_handler_register(handler: JobHandler) -> None:
     _HANDLERS[handler.kind] = handler
 
 
+def job_handler_register_lazy(*, kind: str, path: str) -> None:
+    """Register a kind by the dotted path of its handler class, imported the first time a job of that
+    kind is planned, run or shown: a process that runs one kind of job (`manage.py judge`) does not load
+    the code of every other kind at start-up. A module that registers its handlers itself when imported
+    may be named by one of them."""
+    if kind not in _HANDLERS:
+        _HANDLER_PATHS[kind] = path
+
+
+def _handler(kind: str) -> JobHandler | None:
+    handler = _HANDLERS.get(kind)
+    if handler is None and kind in _HANDLER_PATHS:
+        from django.utils.module_loading import import_string
+
+        cls = import_string(_HANDLER_PATHS[kind])
+        handler = _HANDLERS.get(kind)  # the module registered its handlers when imported
+        if handler is None:
+            handler = _HANDLERS[kind] = cls()
+        _HANDLER_PATHS.pop(kind, None)
+    return handler
+
+
 def job_handler_for(kind: str) -> JobHandler:
-    try:
-        return _HANDLERS[kind]
-    except KeyError:
-        raise ValidationError({"kind": f"unknown job kind {kind!r}; known: {', '.join(sorted(_HANDLERS))}"})
+    handler = _handler(kind)
+    if handler is None:
+        raise ValidationError({"kind": f"unknown job kind {kind!r}; known: {', '.join(job_kinds())}"})
+    return handler
 
 
 def job_kinds() -> list[str]:
-    return sorted(_HANDLERS)
+    return sorted({*_HANDLERS, *_HANDLER_PATHS})
 
 
 def job_handler_hook(kind: str, name: str, default: Any = None) -> Any:
     """An optional hook or attribute of a kind's handler (see JobHandler), or `default`."""
-    handler = _HANDLERS.get(kind)
+    handler = _handler(kind)
     return getattr(handler, name, default) if handler is not None else default
 
 
