@@ -4,9 +4,10 @@
 
 `chat_many` is synchronous: it runs the requests on an asyncio loop in a helper thread (one per
 process, keeping each endpoint's HTTP connections warm between calls), keeps at most
-`endpoint.max_concurrency` requests in flight per process (a pool of workers pulling the next
-request as soon as one finishes — the pipe stays full, nothing waits for the slowest request of a
-batch), applies a per-attempt timeout of `endpoint.timeout` seconds and retries 429 (honouring Retry-After), 5xx,
+`endpoint.max_concurrency` requests in flight per process (its share of them when several processes
+run one job together: annotation.job_share) (a pool of workers pulling the next request as soon as
+one finishes — the pipe stays full, nothing waits for the slowest request of a batch), applies a
+per-attempt timeout of `endpoint.timeout` seconds and retries 429 (honouring Retry-After), 5xx,
 timeouts, connection errors, malformed JSON and empty `choices` with exponential backoff and jitter
 (tenacity), up to `endpoint.max_retries` retries. One item's failure never raises: its final error
 is in `ChatResult.error`. `on_result` and `should_stop` are called in the CALLER's thread (so they
@@ -42,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from annotation.job_share import process_share
 
 from .backends import vllm_offline
 from .llm_types import CANCELLED, ChatRequest, ChatResult, messages_for, params_for
@@ -345,7 +348,8 @@ async def _run_groups(groups: list[_Group], results: list, out: deque, stop: thr
 
     async def run_group(group: _Group) -> None:
         endpoint = group.endpoint
-        limit = max(1, int(endpoint.max_concurrency or 1))
+        # several processes running one job together split the endpoint's limit (annotation.jobs.job_run_processes)
+        limit = process_share(max(1, int(endpoint.max_concurrency or 1)))
         concurrency = min(limit, len(group.requests))
         transport = _ENGINE.transport(transport_name, endpoint, limit, group.api_key)
         retry_kw = dict(stop=stop_after_attempt(int(endpoint.max_retries) + 1),
