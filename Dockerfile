@@ -27,6 +27,10 @@ COPY templates ./templates
 COPY static ./static
 
 RUN pip install -e ".${PREFLAB_EXTRAS:+[$PREFLAB_EXTRAS]}"
+# The project's modules compiled once here: PYTHONDONTWRITEBYTECODE keeps processes from writing bytecode,
+# so without this every process start (web and job workers, `manage.py judge`) compiled them all again
+# (~0.3 s of CPU each time).
+RUN python -m compileall -q preflab annotation generation judging
 
 # Static files are collected at build time with throw-away production settings (no secret is baked
 # into the image: the real SECRET_KEY comes from the environment at run time).

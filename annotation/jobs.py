@@ -25,9 +25,11 @@ annotation/job_selectors.py.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -38,6 +40,7 @@ from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
+from .job_share import PROCESS_SHARE_ENV
 from .models import Job, JobChunk, JobError
 from .tasks import job_chunk_run
 
@@ -179,26 +182,49 @@ class JobHandler(Protocol):
 
 
 _HANDLERS: dict[str, JobHandler] = {}
+_HANDLER_PATHS: dict[str, str] = {}  # kind -> dotted path of its handler class, imported on first use
 
 
 def job_handler_register(handler: JobHandler) -> None:
     _HANDLERS[handler.kind] = handler
 
 
+def job_handler_register_lazy(*, kind: str, path: str) -> None:
+    """Register a kind by the dotted path of its handler class, imported the first time a job of that
+    kind is planned, run or shown: a process that runs one kind of job (`manage.py judge`) does not load
+    the code of every other kind at start-up. A module that registers its handlers itself when imported
+    may be named by one of them."""
+    if kind not in _HANDLERS:
+        _HANDLER_PATHS[kind] = path
+
+
+def _handler(kind: str) -> JobHandler | None:
+    handler = _HANDLERS.get(kind)
+    if handler is None and kind in _HANDLER_PATHS:
+        from django.utils.module_loading import import_string
+
+        cls = import_string(_HANDLER_PATHS[kind])
+        handler = _HANDLERS.get(kind)  # the module registered its handlers when imported
+        if handler is None:
+            handler = _HANDLERS[kind] = cls()
+        _HANDLER_PATHS.pop(kind, None)
+    return handler
+
+
 def job_handler_for(kind: str) -> JobHandler:
-    try:
-        return _HANDLERS[kind]
-    except KeyError:
-        raise ValidationError({"kind": f"unknown job kind {kind!r}; known: {', '.join(sorted(_HANDLERS))}"})
+    handler = _handler(kind)
+    if handler is None:
+        raise ValidationError({"kind": f"unknown job kind {kind!r}; known: {', '.join(job_kinds())}"})
+    return handler
 
 
 def job_kinds() -> list[str]:
-    return sorted(_HANDLERS)
+    return sorted({*_HANDLERS, *_HANDLER_PATHS})
 
 
 def job_handler_hook(kind: str, name: str, default: Any = None) -> Any:
     """An optional hook or attribute of a kind's handler (see JobHandler), or `default`."""
-    handler = _HANDLERS.get(kind)
+    handler = _handler(kind)
     return getattr(handler, name, default) if handler is not None else default
 
 
@@ -361,7 +387,8 @@ def job_chunk_execute(*, job_id: int, index: int) -> str:
     return "ok"
 
 
-def job_run_inline(*, job: Job, on_chunk: Callable[[int, str], None] | None = None, overlap: int | None = None) -> Job:
+def job_run_inline(*, job: Job, on_chunk: Callable[[int, str], None] | None = None, overlap: int | None = None,
+                   processes: int = 1) -> Job:
     """Run every chunk that is not done in this process (CLIs, `wait=true` API calls, benches). No
     Celery retry here: a chunk that raises fails the job with the reason (it stays resumable); a
     cancel stops it. `on_chunk(index, outcome)` follows progress (called in this thread).
@@ -371,11 +398,19 @@ def job_run_inline(*, job: Job, on_chunk: Callable[[int, str], None] | None = No
     fills the endpoint's slots while the last requests of the previous one finish: the LLM client's
     per-endpoint limit is shared by the threads of a process, so no more than max_concurrency
     requests are ever in flight, and the pipe never drains between chunks. Chunks of one job may run
-    at once anyway (Celery workers), so handlers already allow it."""
+    at once anyway (Celery workers), so handlers already allow it.
+
+    `processes` > 1 (PostgreSQL outside a transaction; otherwise ignored): the chunks are shared out
+    among that many processes forked from this one, each running `overlap` of them at once, so a job
+    whose own work (parsing, writing, the HTTP client) needs more than one core gets more than one
+    (job_run_processes)."""
     indexes = list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("index", flat=True))
+    concurrent = connection.vendor == "postgresql" and not connection.in_atomic_block
     if overlap is None:
-        overlap = 2 if connection.vendor == "postgresql" and not connection.in_atomic_block else 1
-    if overlap <= 1 or len(indexes) <= 1:
+        overlap = 2 if concurrent else 1
+    if concurrent and processes > 1 and len(indexes) > 1:
+        job_run_processes(job=job, indexes=indexes, on_chunk=on_chunk, overlap=overlap, processes=processes)
+    elif overlap <= 1 or len(indexes) <= 1:
         for index in indexes:
             job.refresh_from_db(fields=["status"])
             if job.status in (Job.Status.CANCELLED, Job.Status.FAILED):
@@ -440,6 +475,145 @@ def _inline_chunks_overlap(*, job: Job, indexes: list[int], on_chunk: Callable[[
             stopping = True
         if not stopping and start_next():
             running += 1
+
+
+# --- inline runs over several processes ------------------------------------------------------------
+
+def job_run_processes(*, job: Job, indexes: list[int], on_chunk: Callable[[int, str], None] | None,
+                      overlap: int, processes: int) -> None:
+    """job_run_inline over `processes` processes forked from this one (PostgreSQL, outside a transaction).
+
+    This process hands out the chunk indexes, `overlap` at a time to each process, as they finish, and
+    stops handing out when a chunk is cancelled or fails or the job is cancelled or failed (the running
+    ones finish, as a Celery worker's would). Each chunk runs through job_chunk_execute, so the claim
+    rules are the Celery tasks': the chunk's row lock, its heartbeat, its counters re-counted from what
+    it wrote. Each process gets its share of every per-process limit (job_share.process_share), so an endpoint
+    never has more than its max_concurrency calls in flight from the whole run. A process that dies
+    (killed, out of memory) leaves its running chunks given up with the reason: the job fails and can be
+    resumed, and the resume re-counts what those chunks wrote (nothing lost, nothing counted twice)."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("fork")
+    connections.close_all()  # a forked process must not share this one's database connections
+    workers: list[_ChunkProcess] = []
+    try:
+        for i in range(min(processes, len(indexes))):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_chunk_process_main, args=(job.pk, theirs, f"{i}/{processes}"),
+                                      name=f"job-{job.pk}-process-{i}", daemon=True)
+            process.start()
+            theirs.close()
+            workers.append(_ChunkProcess(process=process, conn=ours))
+        todo = deque(indexes)
+        stopping = False
+
+        def feed(worker: _ChunkProcess, most: int = overlap) -> None:
+            nonlocal stopping
+            while not stopping and todo and len(worker.running) < most:
+                job.refresh_from_db(fields=["status"])
+                if job.status in (Job.Status.CANCELLED, Job.Status.FAILED):
+                    stopping = True
+                    return
+                index = todo.popleft()
+                try:
+                    worker.conn.send(index)
+                except OSError:  # the process died while idle: the chunk goes to another one
+                    todo.appendleft(index)
+                    return
+                worker.running.add(index)
+
+        def ended(index: int, outcome: str) -> None:
+            nonlocal stopping
+            if on_chunk is not None:
+                on_chunk(index, outcome)
+            if outcome in ("cancelled", "failed"):
+                stopping = True
+
+        for most in range(1, overlap + 1):  # one chunk each first, then the next: the processes start even
+            for worker in workers:
+                feed(worker, most)
+        while any(w.running for w in workers):
+            busy = [w for w in workers if w.running]
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                if worker.conn in ready or worker.process.sentinel in ready:
+                    for index, outcome in worker.receive():
+                        ended(index, outcome)
+                    if not worker.process.is_alive() and worker.running:
+                        why = f"the process running it exited (code {worker.process.exitcode}) before it ended"
+                        for index in sorted(worker.running):
+                            job_chunk_give_up(job_id=job.pk, index=index, error=why)
+                            ended(index, "failed")
+                        worker.running.clear()
+                    feed(worker)
+        if todo and not stopping:  # every process died with chunks left: the job fails, resumable
+            job_chunk_give_up(job_id=job.pk, index=todo[0], error="no process was left to run it")
+            ended(todo[0], "failed")
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+@dataclass
+class _ChunkProcess:
+    """A forked process of job_run_processes, as its parent sees it."""
+    process: Any
+    conn: Any
+    running: set = field(default_factory=set)
+
+    def receive(self) -> list[tuple[int, str]]:
+        """Every (index, outcome) the process sent so far."""
+        out = []
+        try:
+            while self.conn.poll():
+                index, outcome = self.conn.recv()
+                self.running.discard(index)
+                out.append((index, outcome))
+        except (EOFError, OSError):  # it exited; what it had sent was read
+            pass
+        return out
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _chunk_process_main(job_id: int, conn, share: str) -> None:
+    """A process of job_run_processes: run each chunk index it is sent in a thread of its own (its
+    parent sends at most `overlap` at a time), send back (index, outcome), stop at None."""
+    os.environ[PROCESS_SHARE_ENV] = share
+    lock = threading.Lock()
+    threads = []
+
+    def run(index: int) -> None:
+        outcome = "failed"
+        try:
+            outcome = _inline_chunk_run(job_id=job_id, index=index)
+        finally:
+            connections.close_all()  # this thread's own connection
+            with lock:
+                conn.send((index, outcome))
+
+    while True:
+        try:
+            index = conn.recv()
+        except EOFError:  # the parent is gone
+            break
+        if index is None:
+            break
+        thread = threading.Thread(target=run, args=(index,), name=f"job-{job_id}-chunk-{index}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
 
 
 def job_chunk_give_up(*, job_id: int, index: int, error: str) -> None:

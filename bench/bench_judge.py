@@ -9,7 +9,8 @@
    against the OpenAI-compatible test server of tests/llm_server.py, started in a SEPARATE process,
    answering after 200 ms with a valid UltraFeedback rating text. Two modes (--mode, default both):
    "process" runs `manage.py judge` as a fresh process, timed from spawn to exit (Python and Django
-   start-up, job planning and summary included; its CPU from getrusage of the child); "inline" runs
+   start-up, job planning and summary included; its CPU from getrusage of the child; the project's
+   modules compiled to bytecode first, as in the Docker image); "inline" runs
    job_run_inline in this process, already warm. Figures: records/s, the share of the ideal bound
    (concurrency / latency), CPU ms per record of the judge process and of the test server, and the
    load average (on a shared 2-core machine the share of the ideal follows the CPU the judge gets:
@@ -119,10 +120,26 @@ def _print(row: dict) -> None:
           f"{row['chunks']} chunks; {_load()}", flush=True)
 
 
-def throughput(concurrencies: list[int], records: int | None, latency: float, modes: list[str]) -> list[dict]:
+def bytecode_compile() -> None:
+    """Compile the project's modules to bytecode once, as the Docker image does at build: with
+    PYTHONDONTWRITEBYTECODE set (this machine, the image) a fresh process would otherwise compile every
+    module of the project from source at each start (~0.3 s of CPU), which no deployed process does."""
+    import compileall
+
+    for package in ("preflab", "annotation", "generation", "judging"):
+        compileall.compile_dir(str(ROOT / package), quiet=1)
+
+
+def throughput(concurrencies: list[int], records: int | None, latency: float, modes: list[str],
+               processes: int = 1) -> list[dict]:
     """modes: "inline" runs the job in this process, already warm (job_run_inline); "process" runs
-    `manage.py judge` as a fresh process and times it from spawn to exit (start-up included)."""
+    `manage.py judge` as a fresh process and times it from spawn to exit (start-up included).
+    processes > 1: the job's chunks are shared among that many processes (job_run_inline(processes=),
+    `manage.py judge --processes`), each with its share of the endpoint's slots; the CPU figure then
+    counts them all (getrusage of the children, or of this process and its children)."""
     from bench.common import database_prepare, database_url, django_setup
+
+    bytecode_compile()
 
     url = database_url("preflab_bench_judge")
     database_prepare(url)
@@ -172,9 +189,9 @@ def throughput(concurrencies: list[int], records: int | None, latency: float, mo
             for mode in modes:
                 if mode == "inline":
                     job = judge_job_create(workspace=ws, dataset=dataset, judge=judge, start=False)
-                    cpu0, scpu0, t0 = time.process_time(), _cpu_of(proc.pid), time.perf_counter()
-                    job = job_run_inline(job=job)
-                    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+                    cpu0, scpu0, t0 = time.process_time() + _children_cpu(), _cpu_of(proc.pid), time.perf_counter()
+                    job = job_run_inline(job=job, processes=processes)
+                    wall, cpu = time.perf_counter() - t0, time.process_time() + _children_cpu() - cpu0
                     assert job.status == "succeeded" and job.done == n, (job.status, job.done, job.failed, job.error)
                     chunks = job.chunks.count()
                 else:
@@ -184,7 +201,8 @@ def throughput(concurrencies: list[int], records: int | None, latency: float, mo
                     before = set(JudgeVerdict.objects.filter(record__dataset=dataset).values_list("job_id", flat=True))
                     ccpu0, scpu0, t0 = _children_cpu(), _cpu_of(proc.pid), time.perf_counter()
                     done = subprocess.run([sys.executable, "manage.py", "judge", "--dataset", str(dataset.pk),
-                                           "--judge", judge.name, "--no-progress"], cwd=ROOT, env=env,
+                                           "--judge", judge.name, "--no-progress", "--processes", str(processes)],
+                                          cwd=ROOT, env=env,
                                           capture_output=True, text=True)
                     wall, cpu = time.perf_counter() - t0, _children_cpu() - ccpu0
                     if done.returncode != 0:
@@ -344,6 +362,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=["inline", "process"], action="append",
                         help="inline: the job in this (warm) process; process: `manage.py judge` from spawn to exit "
                              "(start-up included); repeatable, default both")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="share each job's chunks among this many processes (default 1)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -360,7 +380,8 @@ def main() -> None:
     if args.part in ("all", "throughput"):
         print(f"judge throughput, UltraFeedback ratings of 2 responses, server latency {args.latency * 1000:.0f} ms "
               f"(distilabel on this machine: 68 records/s by default, 108 at best):", flush=True)
-        throughput(args.concurrency or [16, 64, 256], args.records, args.latency, args.mode or ["process", "inline"])
+        throughput(args.concurrency or [16, 64, 256], args.records, args.latency, args.mode or ["process", "inline"],
+                   processes=args.processes)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,7 @@ class GenerationConfig(AppConfig):
     verbose_name = "Generation"
 
     def ready(self):
-        from annotation.jobs import job_handler_register
+        from annotation.jobs import job_handler_register_lazy
 
-        from .services import GenerationJobHandler
-
-        job_handler_register(GenerationJobHandler())
+        # imported when a generation job first needs it (a process running other kinds does not load it)
+        job_handler_register_lazy(kind="generation", path="generation.services.handler.GenerationJobHandler")

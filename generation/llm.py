@@ -4,9 +4,10 @@
 
 `chat_many` is synchronous: it runs the requests on an asyncio loop in a helper thread (one per
 process, keeping each endpoint's HTTP connections warm between calls), keeps at most
-`endpoint.max_concurrency` requests in flight per process (a pool of workers pulling the next
-request as soon as one finishes — the pipe stays full, nothing waits for the slowest request of a
-batch), applies a per-attempt timeout of `endpoint.timeout` seconds and retries 429 (honouring Retry-After), 5xx,
+`endpoint.max_concurrency` requests in flight per process (its share of them when several processes
+run one job together: annotation.job_share) (a pool of workers pulling the next request as soon as
+one finishes — the pipe stays full, nothing waits for the slowest request of a batch), applies a
+per-attempt timeout of `endpoint.timeout` seconds and retries 429 (honouring Retry-After), 5xx,
 timeouts, connection errors, malformed JSON and empty `choices` with exponential backoff and jitter
 (tenacity), up to `endpoint.max_retries` retries. One item's failure never raises: its final error
 is in `ChatResult.error`. `on_result` and `should_stop` are called in the CALLER's thread (so they
@@ -16,8 +17,9 @@ Settings (Django settings or environment): PREFLAB_LLM_TRANSPORT (below), PREFLA
 (first retry wait in seconds, default 1) and PREFLAB_LLM_BACKOFF_MAX (default 60).
 
 Transports (`transport=` or PREFLAB_LLM_TRANSPORT; bench/bench_generation.py measures them):
-  "aiohttp"       a plain aiohttp POST of the /v1/chat/completions JSON (orjson) — the default:
-                  the least CPU per request (see README figures);
+  "http"          a POST of the /v1/chat/completions JSON (orjson) over kept-alive HTTP/1.1 connections
+                  (generation/http1.py) — the default: the least CPU per request (see README figures);
+  "aiohttp"       the same POST through aiohttp's client session;
   "openai"        the official AsyncOpenAI client over its aiohttp transport (openai.DefaultAioHttpClient);
   "openai-httpx"  the AsyncOpenAI client over its default httpx transport (the slowest; kept for comparison).
 All three send the same body and are parsed by the same code, so results do not depend on the choice.
@@ -42,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from annotation.job_share import process_share
+
 from .backends import vllm_offline
 from .llm_types import CANCELLED, ChatRequest, ChatResult, messages_for, params_for
 
@@ -50,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-TRANSPORTS = ("aiohttp", "openai", "openai-httpx")
+TRANSPORTS = ("http", "aiohttp", "openai", "openai-httpx")
 
 
 class LLMConfigError(ValueError):
@@ -84,7 +88,7 @@ def _setting(name: str, default: Any) -> Any:
 
 
 def default_transport() -> str:
-    return str(_setting("PREFLAB_LLM_TRANSPORT", "aiohttp"))
+    return str(_setting("PREFLAB_LLM_TRANSPORT", "http"))
 
 
 def api_key_for(endpoint: Endpoint) -> str | None:
@@ -161,6 +165,27 @@ def _check_status(status: int, data: bytes | str, retry_after: str | None) -> No
 
 # --- transports --------------------------------------------------------------------------------
 
+class _HttpTransport:
+    def __init__(self, endpoint: Endpoint, concurrency: int, api_key: str | None):
+        from .http1 import Http1Pool
+
+        url = endpoint.base_url.rstrip("/") + "/chat/completions"
+        try:
+            self.pool = Http1Pool(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else None)
+        except ValueError as exc:
+            raise LLMConfigError(f"endpoint {endpoint.name!r}: {exc}")
+
+    async def send(self, body: dict) -> tuple[int, bytes, str | None]:
+        try:
+            status, headers, data = await self.pool.post(orjson.dumps(body))
+        except OSError as exc:  # ConnectionError, refused, reset, TLS errors (ssl.SSLError is an OSError)
+            raise _Retryable(f"connection error: {type(exc).__name__}: {exc}")
+        return status, data, headers.get("retry-after")
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
 class _AiohttpTransport:
     def __init__(self, endpoint: Endpoint, concurrency: int, api_key: str | None):
         import aiohttp
@@ -226,7 +251,9 @@ class _OpenAITransport:
 
 
 def _make_transport(name: str, endpoint: Endpoint, concurrency: int, api_key: str | None):
-    if name == "aiohttp":
+    if name == "http":
+        transport = _HttpTransport(endpoint, concurrency, api_key)
+    elif name == "aiohttp":
         transport = _AiohttpTransport(endpoint, concurrency, api_key)
     elif name == "openai":
         transport = _OpenAITransport(endpoint, concurrency, api_key, aiohttp=True)
@@ -321,7 +348,8 @@ async def _run_groups(groups: list[_Group], results: list, out: deque, stop: thr
 
     async def run_group(group: _Group) -> None:
         endpoint = group.endpoint
-        limit = max(1, int(endpoint.max_concurrency or 1))
+        # several processes running one job together split the endpoint's limit (annotation.jobs.job_run_processes)
+        limit = process_share(max(1, int(endpoint.max_concurrency or 1)))
         concurrency = min(limit, len(group.requests))
         transport = _ENGINE.transport(transport_name, endpoint, limit, group.api_key)
         retry_kw = dict(stop=stop_after_attempt(int(endpoint.max_retries) + 1),

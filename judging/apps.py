@@ -7,9 +7,8 @@ class JudgingConfig(AppConfig):
     verbose_name = "Judging"
 
     def ready(self):
-        from annotation.jobs import job_handler_register
+        from annotation.jobs import job_handler_register_lazy
 
-        from .services import JudgeJobHandler
-
-        job_handler_register(JudgeJobHandler())
-        from .evaluation import simulation  # noqa: F401  registers the "simulation" job handler
+        # imported when a job of the kind first needs them (a process running one kind loads only its own)
+        job_handler_register_lazy(kind="judge", path="judging.services.handler.JudgeJobHandler")
+        job_handler_register_lazy(kind="simulation", path="judging.evaluation.simulation.SimulationJobHandler")

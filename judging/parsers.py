@@ -103,18 +103,26 @@ def _json_loads(src: str) -> Any:
         return json.loads(fixed)
 
 
+# what a JSON value can start with: anything else fails json.loads at once (so does its trailing-comma fix),
+# so a judge's plain-text answer is not handed to the decoder at all
+_JSON_STARTS = frozenset('{["-0123456789tfn')
+
+
 def _json_candidates(text: str) -> list[Any]:
     """Parsed JSON values found in `text`: the whole text, fenced blocks, then the outermost {...}."""
     found: list[Any] = []
-    sources = [text.strip()] + [m.group(1).strip() for m in _FENCE_RE.finditer(text)]
+    sources = [text.strip()]
+    if "```" in text:
+        sources += [m.group(1).strip() for m in _FENCE_RE.finditer(text)]
     for src in sources:
         if not src:
             continue
-        try:
-            found.append(_json_loads(src))
-            continue
-        except ValueError:
-            pass
+        if src[0] in _JSON_STARTS:
+            try:
+                found.append(_json_loads(src))
+                continue
+            except ValueError:
+                pass
         # JSON embedded in prose: only an object counts (a bare "[4, 2]" inside a rationale must
         # never be mistaken for the ratings).
         start, end = src.find("{"), src.rfind("}")
@@ -280,6 +288,8 @@ def _header(line: str) -> tuple[int, str] | None:
 
 def _ratings_from_table(text: str, n: int) -> RatingsParse | None:
     """A markdown table with a rating column ("| Text | Rating | Rationale |"); None if there is none."""
+    if "|" not in text:
+        return None
     rows = [[c.strip().strip("*_ ") for c in ln.strip().strip("|").split("|")]
             for ln in text.splitlines() if ln.strip().startswith("|")]
     rows = [r for r in rows if not all(_TABLE_RULE_RE.fullmatch(c) or not c for c in r)]

@@ -23,7 +23,6 @@ from .endpoints import (
     endpoint_values_validate,
     generation_params_validate,
 )
-from .handler import GenerationJobHandler
 from .jobs import (
     MAX_N,
     STRATEGIES,
@@ -44,7 +43,7 @@ from .prompts import (
 )
 
 __all__ = [
-    "ENDPOINT_FIELDS", "MAX_N", "PARAM_KEYS", "PROMPT_FORMATS", "STRATEGIES", "GenerationJobHandler", "Prompt",
+    "ENDPOINT_FIELDS", "MAX_N", "PARAM_KEYS", "PROMPT_FORMATS", "STRATEGIES", "Prompt",
     "endpoint_create", "endpoint_delete", "endpoint_update", "endpoint_values_validate", "generation_dataset_check",
     "generation_dataset_create", "generation_job_create", "generation_job_resume", "generation_params_validate",
     "prompt_format_of", "prompt_messages", "prompts_file_save", "prompts_from_dataset", "prompts_read", "slot_plan",

@@ -8,7 +8,7 @@ from generation.llm_types import CANCELLED, ChatRequest
 
 pytestmark = pytest.mark.django_db
 
-TRANSPORTS = ["aiohttp", "openai", "openai-httpx"]
+TRANSPORTS = ["http", "aiohttp", "openai", "openai-httpx"]
 
 
 def _reqs(n, prefix="p"):
@@ -99,7 +99,7 @@ def test_client_error_is_not_retried(llm_server, llm_endpoint):
     assert r.error.startswith("HTTP 400") and r.attempts == 1
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+@pytest.mark.parametrize("transport", ["http", "aiohttp", "openai"])
 def test_concurrency_limit_respected_and_pipe_kept_full(llm_server, llm_endpoint, transport):
     ep = llm_endpoint(max_concurrency=5)
     chat_many(ep, _reqs(5, "warm"), transport=transport)  # client start-up is not what is measured

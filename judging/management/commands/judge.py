@@ -47,6 +47,8 @@ class Command(BaseCommand):
         parser.add_argument("--target-dataset", help="CLAIR: target dataset name (created if needed)")
         parser.add_argument("--answer-field", help="CLAIR: field holding the answer to revise")
         parser.add_argument("--chunk-size", type=int)
+        parser.add_argument("--processes", type=int, default=1,
+                            help="share the chunks among this many processes (PostgreSQL)")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **opts):
@@ -75,7 +77,7 @@ class Command(BaseCommand):
             bar.refresh()
 
         try:
-            job = job_run_inline(job=job, on_chunk=on_chunk)
+            job = job_run_inline(job=job, on_chunk=on_chunk, processes=opts["processes"])
         finally:
             bar.close()
         if job.result:
