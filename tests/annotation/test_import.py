@@ -1,11 +1,13 @@
 """Record import: readers, bad lines, upsert, both write paths."""
 import io
 import json
+from datetime import timedelta
 
 import orjson
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
 from annotation.imports import (
     ImportFormatError,
@@ -293,3 +295,17 @@ def test_stream_over_the_upload_limit_stops_and_keeps_stored_batches():
         records_import(dataset=ds, stream=CountingStream(body, limit=1_000_000), fmt="ndjson", batch_size=1000)
     stored = Record.objects.filter(dataset=ds).count()
     assert 0 < stored < 50_000 and stored % 1000 == 0  # whole batches only
+
+
+def test_postgres_copy_keeps_unicode_priorities_and_times(require_postgres):
+    """New records go to PostgreSQL in COPY's binary format: every value arrives as it was sent."""
+    ds = DatasetFactory()
+    before = timezone.now()
+    rows = [{"external_id": "é-雪-🙂", "fields": {"prompt": "naïve 🙂 \u2028 ü", "response-1": "ä" * 3000, "response-2": "b"},
+             "metadata": {"ключ": ["значение", 1.5, None, True]}, "priority": -2.25e10}]
+    counts = records_batch_upsert(dataset=ds, rows=rows, fast=True)
+    assert (counts.created, counts.updated) == (1, 0)
+    got = Record.objects.get(dataset=ds)
+    assert got.external_id == "é-雪-🙂" and got.fields == rows[0]["fields"] and got.metadata == rows[0]["metadata"]
+    assert got.priority == -2.25e10 and got.extra_wanted == 0 and got.is_gold is False and got.leased_count == 0
+    assert before - timedelta(seconds=1) <= got.created_at == got.updated_at <= timezone.now()
