@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import orjson
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
@@ -19,6 +20,7 @@ from annotation.imports import (
     records_import,
 )
 from annotation.models import Field, Record, Response
+from annotation.validation import FieldSpec, record_validate
 from tests.factories import DatasetFactory, RecordFactory, ResponseFactory
 
 pytestmark = pytest.mark.django_db
@@ -309,3 +311,19 @@ def test_postgres_copy_keeps_unicode_priorities_and_times(require_postgres):
     assert got.external_id == "é-雪-🙂" and got.fields == rows[0]["fields"] and got.metadata == rows[0]["metadata"]
     assert got.priority == -2.25e10 and got.extra_wanted == 0 and got.is_gold is False and got.leased_count == 0
     assert before - timedelta(seconds=1) <= got.created_at == got.updated_at <= timezone.now()
+
+
+def test_record_checks_of_each_field_kind():
+    """A chat field takes a list of messages (a plain text is refused), a text field a text; an
+    optional field left empty is dropped, a required one is refused."""
+    specs = {"prompt": FieldSpec("prompt", "chat", True), "answer": FieldSpec("answer", "text", True),
+             "note": FieldSpec("note", "text", False)}
+    ok = record_validate({"external_id": "a", "fields": {"prompt": [{"role": "user", "content": "hi"}], "answer": "x",
+                                                         "note": ""}}, specs)
+    assert ok["fields"] == {"prompt": [{"role": "user", "content": "hi"}], "answer": "x"}
+    for fields, reason in (({"prompt": "hi", "answer": "x"}, "a chat is a list"),
+                           ({"prompt": [{"role": "user", "content": "hi"}], "answer": 3}, "must be a string"),
+                           ({"prompt": [{"role": "user", "content": "hi"}], "answer": ""}, "required"),
+                           ({"prompt": [{"role": "robot", "content": "hi"}], "answer": "x"}, "needs a role")):
+        with pytest.raises(ValidationError, match=reason):
+            record_validate({"fields": fields}, specs)
