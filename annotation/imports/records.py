@@ -113,10 +113,12 @@ def record_clean(raw: Any, specs: dict[str, FieldSpec], *, max_bytes: int, size:
     JSON bytes (the PostgreSQL COPY path needs nothing else)."""
     clean = record_validate(raw, specs, max_bytes=max_bytes, size=size)
     # serialised once here: checked for text PostgreSQL cannot store (annotation.text) and reused by the
-    # PostgreSQL COPY (orjson's output is sized to its content, so a batch holds no slack)
+    # PostgreSQL COPY. Copied into right-sized objects: orjson's output keeps its over-allocated
+    # buffer (~16 KB for a 3 KB record, though sys.getsizeof does not show it), which would multiply
+    # a batch's memory by five (the server's peak RSS went from 111 to 207 MB without the copy).
     try:
-        clean["fields_json"] = fields_json = orjson.dumps(clean["fields"])
-        clean["metadata_json"] = metadata_json = orjson.dumps(clean["metadata"])
+        clean["fields_json"] = fields_json = bytes(memoryview(orjson.dumps(clean["fields"])))
+        clean["metadata_json"] = metadata_json = bytes(memoryview(orjson.dumps(clean["metadata"])))
     except orjson.JSONEncodeError:  # orjson refuses lone surrogates: name the field that holds one
         input_text_check({"external_id": clean["external_id"], "fields": clean["fields"], "metadata": clean["metadata"]})
         raise
