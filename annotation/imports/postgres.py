@@ -53,12 +53,18 @@ def _binary_head_tail(dataset: Dataset, now: datetime) -> tuple[bytes, bytes]:
     return head, tail
 
 
-def _binary_row(head: bytes, tail: bytes, row: dict) -> bytes:
-    """One new record as a binary COPY row (texts go as they are: no escaping in this format)."""
-    eid = row["external_id"].encode()
-    fields, metadata = _json_of(row, "fields"), _json_of(row, "metadata")
-    return b"".join((head, _INT4(len(eid)), eid, _JSONB(len(fields) + 1, 1), fields,
-                     _JSONB(len(metadata) + 1, 1), metadata, _FLOAT8(8, float(row.get("priority", 0.0))), tail))
+def _binary_rows(head: bytes, tail: bytes, rows: list[dict]) -> bytes:
+    """New records as binary COPY rows, in one bytes object (texts go as they are: no escaping in
+    this format; one join for all the rows rather than one per row)."""
+    pieces: list[bytes] = []
+    add = pieces.extend
+    for row in rows:
+        eid = row["external_id"].encode()
+        fields = row.get("fields_json") or orjson.dumps(row["fields"])
+        metadata = row.get("metadata_json") or orjson.dumps(row["metadata"])
+        add((head, _INT4(len(eid)), eid, _JSONB(len(fields) + 1, 1), fields, _JSONB(len(metadata) + 1, 1), metadata,
+             _FLOAT8(8, float(row.get("priority", 0.0))), tail))
+    return b"".join(pieces)
 
 
 def _json_of(row: dict, key: str) -> bytes:
@@ -115,7 +121,7 @@ def _copy_new(cursor, *, dataset: Dataset, by_id: dict[str, dict], new_ids: list
                 head, tail = _binary_head_tail(dataset, now)
                 copy.write(_BINARY_SIGNATURE)
                 for start in range(0, len(new_ids), 128):  # ~0.5 MB pieces, not one big buffer
-                    copy.write(b"".join([_binary_row(head, tail, by_id[eid]) for eid in new_ids[start:start + 128]]))
+                    copy.write(_binary_rows(head, tail, [by_id[eid] for eid in new_ids[start:start + 128]]))
                 copy.write(_BINARY_TRAILER)
         return True
     except (IntegrityError, psycopg.IntegrityError):
