@@ -114,14 +114,18 @@ def record_clean(raw: Any, specs: dict[str, FieldSpec], *, max_bytes: int, size:
     clean = record_validate(raw, specs, max_bytes=max_bytes, size=size)
     # serialised once here: checked for text PostgreSQL cannot store (annotation.text) and reused by the
     # PostgreSQL COPY. Copied into right-sized objects: orjson's output keeps its over-allocated
-    # buffer (~16 KB for a 3 KB record), which would multiply a batch's memory by five.
+    # buffer (~16 KB for a 3 KB record, though sys.getsizeof does not show it), which would multiply
+    # a batch's memory by five (the server's peak RSS went from 111 to 207 MB without the copy).
     try:
         clean["fields_json"] = fields_json = bytes(memoryview(orjson.dumps(clean["fields"])))
         clean["metadata_json"] = metadata_json = bytes(memoryview(orjson.dumps(clean["metadata"])))
     except orjson.JSONEncodeError:  # orjson refuses lone surrogates: name the field that holds one
         input_text_check({"external_id": clean["external_id"], "fields": clean["fields"], "metadata": clean["metadata"]})
         raise
-    if b"\\u0000" in fields_json or b"\\u0000" in metadata_json or "\x00" in clean["external_id"]:
+    # a NUL can only come out of orjson as the escape \u0000: look for it where there is a backslash at
+    # all (a memchr, ~6 times cheaper than searching every text for the escape)
+    if (b"\\" in fields_json and b"\\u0000" in fields_json) or (b"\\" in metadata_json and b"\\u0000" in metadata_json) \
+            or "\x00" in clean["external_id"]:
         input_text_check({"external_id": clean["external_id"], "fields": clean["fields"], "metadata": clean["metadata"]})
     if json_only:
         del clean["fields"], clean["metadata"]

@@ -1,11 +1,14 @@
 """Record import: readers, bad lines, upsert, both write paths."""
 import io
 import json
+from datetime import timedelta
 
 import orjson
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
 from annotation.imports import (
     ImportFormatError,
@@ -17,6 +20,7 @@ from annotation.imports import (
     records_import,
 )
 from annotation.models import Field, Record, Response
+from annotation.validation import FieldSpec, record_validate
 from tests.factories import DatasetFactory, RecordFactory, ResponseFactory
 
 pytestmark = pytest.mark.django_db
@@ -293,3 +297,33 @@ def test_stream_over_the_upload_limit_stops_and_keeps_stored_batches():
         records_import(dataset=ds, stream=CountingStream(body, limit=1_000_000), fmt="ndjson", batch_size=1000)
     stored = Record.objects.filter(dataset=ds).count()
     assert 0 < stored < 50_000 and stored % 1000 == 0  # whole batches only
+
+
+def test_postgres_copy_keeps_unicode_priorities_and_times(require_postgres):
+    """New records go to PostgreSQL in COPY's binary format: every value arrives as it was sent."""
+    ds = DatasetFactory()
+    before = timezone.now()
+    rows = [{"external_id": "é-雪-🙂", "fields": {"prompt": "naïve 🙂 \u2028 ü", "response-1": "ä" * 3000, "response-2": "b"},
+             "metadata": {"ключ": ["значение", 1.5, None, True]}, "priority": -2.25e10}]
+    counts = records_batch_upsert(dataset=ds, rows=rows, fast=True)
+    assert (counts.created, counts.updated) == (1, 0)
+    got = Record.objects.get(dataset=ds)
+    assert got.external_id == "é-雪-🙂" and got.fields == rows[0]["fields"] and got.metadata == rows[0]["metadata"]
+    assert got.priority == -2.25e10 and got.extra_wanted == 0 and got.is_gold is False and got.leased_count == 0
+    assert before - timedelta(seconds=1) <= got.created_at == got.updated_at <= timezone.now()
+
+
+def test_record_checks_of_each_field_kind():
+    """A chat field takes a list of messages (a plain text is refused), a text field a text; an
+    optional field left empty is dropped, a required one is refused."""
+    specs = {"prompt": FieldSpec("prompt", "chat", True), "answer": FieldSpec("answer", "text", True),
+             "note": FieldSpec("note", "text", False)}
+    ok = record_validate({"external_id": "a", "fields": {"prompt": [{"role": "user", "content": "hi"}], "answer": "x",
+                                                         "note": ""}}, specs)
+    assert ok["fields"] == {"prompt": [{"role": "user", "content": "hi"}], "answer": "x"}
+    for fields, reason in (({"prompt": "hi", "answer": "x"}, "a chat is a list"),
+                           ({"prompt": [{"role": "user", "content": "hi"}], "answer": 3}, "must be a string"),
+                           ({"prompt": [{"role": "user", "content": "hi"}], "answer": ""}, "required"),
+                           ({"prompt": [{"role": "robot", "content": "hi"}], "answer": "x"}, "needs a role")):
+        with pytest.raises(ValidationError, match=reason):
+            record_validate({"fields": fields}, specs)
