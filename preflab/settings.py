@@ -168,6 +168,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "EXCEPTION_HANDLER": "annotation.api_common.exception_handler",
+    # DRF's, with the usual Accept headers answered without parsing them
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "annotation.api_negotiation.ContentNegotiation",
     # bodies holding text that cannot be stored (NUL, lone surrogates) are a 400 naming the field
     "DEFAULT_PARSER_CLASSES": ["annotation.api_common.JSONParser", "annotation.api_common.FormParser",
                                "annotation.api_common.MultiPartParser"],

@@ -2,8 +2,8 @@
 serializer gives, and leaves every body it is not sure of, each invalid one included, to the serializer."""
 import pytest
 
-from annotation.apis import ResponseListCreateApi
 from annotation.api_common import validated_input
+from annotation.apis import ResponseListCreateApi
 
 Input = ResponseListCreateApi.InputSerializer
 RANKING = {"ranking": [{"value": "a", "rank": 1}, {"value": "b", "rank": 2}]}
