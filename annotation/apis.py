@@ -5,6 +5,8 @@ objects of a workspace the caller is not a member of answer 404, a role too low 
 no credentials answer 401. Every 400 names the field and the reason.
 """
 
+import math
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -595,6 +597,35 @@ class ResponseListCreateApi(hotpath.HotPathAuthMixin, APIView):
 
         class Meta:
             ref_name = "ResponseUpsertInput"
+
+        @classmethod
+        def plain_validated(cls, data) -> dict | None:
+            """What the serializer gives for a well-formed JSON body (every annotator's submit), without building
+            it; None for any body it is not sure of (the serializer then checks that one and words the errors)."""
+            if type(data) is not dict or not data.keys() <= cls._declared_fields.keys():
+                return None
+            values, status_, order = data.get("values"), data.get("status"), data.get("display_order", [])
+            if values is None or type(status_) is not str or status_ not in Response.Status.values or type(order) is not list:
+                return None
+            # the names as CharField keeps them: non-blank, no surrounding space, no NUL (ASCII: no surrogates)
+            if not all(type(name) is str and name and name.isascii() and name == name.strip() and "\x00" not in name
+                       for name in order):
+                return None
+            out = {"values": values, "status": status_}
+            if "display_order" in data:
+                out["display_order"] = list(order)
+            if "duration" in data:
+                duration = data["duration"]
+                if type(duration) not in (int, float):
+                    return None
+                try:
+                    duration = float(duration)
+                except OverflowError:
+                    return None
+                if not math.isfinite(duration) or duration < 0:
+                    return None
+                out["duration"] = duration
+            return out
 
     class OutputSerializer(ResponseOutputSerializer):
         warnings = serializers.ListField(child=serializers.CharField(), read_only=True)

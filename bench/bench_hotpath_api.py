@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--ab-prepared", action="store_true",
                         help="also measure with psycopg's prepared statements off, in alternating blocks of 20 "
                              "annotations (the same load for both), and print both")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print cProfile's N costliest functions (own CPU time) over the measured annotations "
+                             "(the profiler slows the calls, so the CPU figures of that run are not comparable)")
     args = parser.parse_args()
 
     url = database_url("preflab_bench_api")
@@ -119,6 +122,12 @@ def main() -> None:
         backend = cur.fetchone()[0]
     variants = {"prepared": 5, "unprepared": None} if args.ab_prepared else {"": connection.connection.prepare_threshold}
     runs = {name: {"next": [], "submit": [], "pg": 0.0, "wall": 0.0} for name in variants}
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)  # CPU, not the waits for the database
+        profiler.enable()
     for i in range(args.requests * len(variants)):
         name = list(variants)[(i // 20) % len(variants)]
         run = runs[name]
@@ -134,6 +143,13 @@ def main() -> None:
         run["next"].append(a)
         run["submit"].append(b)
     counting.__exit__(None, None, None)
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(args.profile)
+        stats.sort_stats("cumulative").print_stats(args.profile)
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_prepared_statements")
         prepared = cur.fetchone()[0]

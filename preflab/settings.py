@@ -51,13 +51,14 @@ MIDDLEWARE = [
     "preflab.security.CSPMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session and message middlewares, the store and storage made on first use (an API call by token uses neither)
+    "preflab.lazy_middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # A query parameter holding NUL answers 400 naming it (annotation.text) before a view queries with it.
     "preflab.security.QueryTextMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "preflab.lazy_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Failed logins are counted per username+client IP; too many lock that pair out for a while.
@@ -168,6 +169,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "EXCEPTION_HANDLER": "annotation.api_common.exception_handler",
+    # DRF's, with the usual Accept headers answered without parsing them
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "annotation.api_negotiation.ContentNegotiation",
     # bodies holding text that cannot be stored (NUL, lone surrogates) are a 400 naming the field
     "DEFAULT_PARSER_CLASSES": ["annotation.api_common.JSONParser", "annotation.api_common.FormParser",
                                "annotation.api_common.MultiPartParser"],
