@@ -287,6 +287,24 @@ def test_a_chunk_deep_into_a_dataset_starts_where_the_last_one_ended(require_pos
     assert plan["Shared Hit Blocks"] + plan["Shared Read Blocks"] < 20
 
 
+def test_export_freezes_the_old_objects_only_while_it_runs():
+    import gc
+
+    ds = DatasetFactory()
+    for _ in range(3):
+        answer(RecordFactory(dataset=ds), ranking("response-2", "response-1"))
+    assert gc.get_freeze_count() == 0
+    rows = triplets_export(dataset=ds, chunk_size=2)
+    next(rows)
+    assert gc.get_freeze_count() > 0  # the objects there before the export: out of the collector's full passes
+    assert len(list(rows)) == 2
+    assert gc.get_freeze_count() == 0  # all put back at the end
+    rows = triplets_export(dataset=ds)
+    next(rows)
+    rows.close()  # a client that went away
+    assert gc.get_freeze_count() == 0
+
+
 def _small_export(style="standard", source="human"):
     ds = DatasetFactory()
     for i in range(3):
