@@ -15,9 +15,11 @@ unless include_excluded; with reviews read, each chunk also brings its records' 
 """
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,10 +90,8 @@ class ExportReader:
         self.chunk_size = chunk_size
         self.record_bytes = 0  # text bytes per record, measured on the rows written: sizes the chunks
         annotations = {"sys": KT("metadata__system")} if conversational else {}
-        # Keyset pagination as a row comparison, (dataset_id, id) > (ds, last): only the (dataset, id)
-        # index can serve it, so PostgreSQL walks that index. With `id > last ORDER BY id` the planner
-        # may walk the primary key instead and step over every record of older datasets (seconds).
-        records = Record.objects.filter(dataset_id=dataset_id)
+        # The dataset is part of the keyset condition every chunk is read with (after_sql).
+        records = Record.objects.all()
         if not include_gold:
             records = records.filter(is_gold=False)
         self.base = records.order_by("dataset_id", "id").annotate(**annotations).values_list("id", "external_id",
@@ -108,8 +108,8 @@ class ExportReader:
         self.text_start = 2 + len(annotations)
         self.pg_texts = (_PgTexts(dataset_id, names, conversational, include_gold=include_gold)
                          if connection.vendor == "postgresql" else None)
-        table = Record._meta.db_table
-        self.after = f'("{table}"."dataset_id", "{table}"."id") > (%s, %s)'
+        self.after = after_sql(f'"{Record._meta.db_table}"')
+        self.answers_sql: _Bounded | None = None  # the answers query, compiled at its first chunk
 
     # --- chunks ---------------------------------------------------------------------------------
 
@@ -146,16 +146,21 @@ class ExportReader:
         if dense and self.pg_texts is not None:
             return self.pg_texts.chunk(after_id=after_id, limit=limit)
         return list((self.dense_base if dense else self.base)
-                    .extra(where=[self.after], params=[self.dataset_id, after_id])[:limit])
+                    .extra(where=[self.after], params=after_params(self.dataset_id, after_id))[:limit])
 
-    def _answers(self, lo: int, hi: int):
+    def _answers(self, lo: int, hi: int) -> list[tuple]:
         """(record id, answer as text[, user id]) of the submitted responses of records lo..hi."""
+        if self.answers_sql is None:
+            self.answers_sql = _Bounded(self._answers_query)
+        return self.answers_sql.fetch(lo, hi)
+
+    def _answers_query(self, lo: int, hi: int):
         who = ("user_id",) if self.with_voters else ()
         answers = Response.objects.filter(dataset_id=self.dataset_id, status=Response.Status.SUBMITTED,
                                           record_id__gte=lo, record_id__lte=hi)
         if self.excluded:
             answers = answers.exclude(user_id__in=sorted(self.excluded))
-        return _fetch(answers.annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v", *who))
+        return answers.annotate(v=KT(f"values__{self.target.question.name}")).values_list("record_id", "v", *who)
 
     def _verdicts(self, lo: int, hi: int) -> dict[int, Verdict]:
         """The reviewed verdicts (accepted or own; a record sent back has none) of records lo..hi that
@@ -174,9 +179,13 @@ class ExportReader:
     def _human_rankings(self, lo: int, hi: int, rank_cache: dict[str, Any], voters: dict[int, list],
                         keys: dict[int, list]) -> dict[int, list]:
         human: dict[int, list] = {}
-        for rid, value, *who in self._answers(lo, hi):
-            # answers repeat (a two-field ranking has three possible ones): parse each once
-            ranks = rank_cache.get(value, _MISSING) if isinstance(value, str) else _MISSING
+        answers = self._answers(lo, hi)
+        with_voters = self.with_voters
+        for answer in answers:
+            rid, value = answer[0], answer[1]
+            # answers repeat (a two-field ranking has three possible ones): parse each once. Only texts are
+            # kept; the values read are texts, numbers or None, so any of them can be looked up.
+            ranks = rank_cache.get(value, _MISSING)
             if ranks is _MISSING:
                 ranks = ranks_from_value(value, compares=self.compares)
                 if isinstance(value, str) and len(rank_cache) < RANK_CACHE_SIZE:
@@ -189,8 +198,8 @@ class ExportReader:
                 else:
                     rankings.append(ranks)
                     keys[rid].append(value)
-                if who:
-                    voters.setdefault(rid, []).append(who[0])
+                if with_voters:
+                    voters.setdefault(rid, []).append(answer[2])
         return human
 
     def _human_votes(self, lo: int, hi: int, vote_cache: dict[str, Any], strengths: dict[int, list],
@@ -254,13 +263,44 @@ class ExportReader:
                                 // len(texts))
 
 
-def _fetch(queryset) -> list[tuple]:
-    """The rows of a values_list queryset whose columns need no conversion (ids, text), fetched at once
-    with the ORM's own SQL: without its row-by-row iteration (about half the time of an answer)."""
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+def after_sql(table: str) -> str:
+    """The records of a dataset after a record id, as keyset pagination on the (dataset, id) index;
+    parameters: after_params(dataset id, last id). Each part has its reason: the row comparison
+    (dataset_id, id) > (ds, last) is one only that index serves, so the planner takes it (with
+    `dataset_id = ds AND id > last` alone it may walk the primary key and step over other datasets'
+    records); `id > last` beside `dataset_id = ds` is where PostgreSQL starts the index scan (from the
+    equality and the row comparison alone it starts at the dataset's first entry and steps over every
+    record already read: 0.25 s a chunk 900,000 records in, quadratic in the dataset's size)."""
+    return (f'{table}."dataset_id" = %s AND ({table}."dataset_id", {table}."id") > (%s, %s) '
+            f'AND {table}."id" > %s')
+
+
+def after_params(dataset_id: int, after_id: int) -> list[int]:
+    return [dataset_id, dataset_id, after_id, after_id]
+
+
+class _Bounded:
+    """A values_list query over a range of records lo..hi, compiled to SQL once and run for each chunk
+    with its bounds (building and compiling the ORM query took about 1 ms a chunk, several times the
+    query's own client time). `query(lo, hi)` builds it; the bounds must reach the SQL as parameters."""
+
+    _LO, _HI = -(2**62) + 7, -(2**62) + 11  # stand-ins for the bounds while compiling, found in the parameters
+
+    def __init__(self, query: Callable[[int, int], Any]):
+        self.sql, params = query(self._LO, self._HI).query.sql_with_params()
+        self.params = list(params)
+        if self.params.count(self._LO) != 1 or self.params.count(self._HI) != 1:
+            raise RuntimeError("the range query does not take its bounds as parameters")
+        self.lo_at, self.hi_at = self.params.index(self._LO), self.params.index(self._HI)
+
+    def fetch(self, lo: int, hi: int) -> list[tuple]:
+        """The rows of records lo..hi (the columns need no conversion: ids, text), fetched at once:
+        without the ORM's row-by-row iteration (about half the time of an answer)."""
+        params = self.params.copy()
+        params[self.lo_at], params[self.hi_at] = lo, hi
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            return cursor.fetchall()
 
 
 REVIEW_VERDICTS = (Review.Decision.ACCEPTED, Review.Decision.OWN)
@@ -287,19 +327,18 @@ class _PgTexts:
     def __init__(self, dataset_id: int, names: list[str], with_system: bool, *, include_gold: bool):
         table = Record._meta.db_table
         columns = ", ".join('"{}" text'.format(n.replace('"', '""')) for n in names)
-        source = (f'FROM "{table}" r CROSS JOIN LATERAL jsonb_to_record(r."fields") AS x({columns}) '
-                  'WHERE r."dataset_id" = %s ')
-        walked = source if include_gold else source + 'AND NOT r."is_gold" '
+        source = f'FROM "{table}" r CROSS JOIN LATERAL jsonb_to_record(r."fields") AS x({columns}) '
+        gold = "" if include_gold else 'AND NOT r."is_gold" '
         system = """, r."metadata" ->> 'system'""" if with_system else ""
         self.dataset_id = dataset_id
-        self.chunk_sql = (f'SELECT r."id", r."external_id"{system}, x.* {walked}'
-                          'AND (r."dataset_id", r."id") > (%s, %s) ORDER BY r."dataset_id", r."id" LIMIT %s')
-        self.of_sql = f'SELECT r."id", x.* {source}AND r."id" = ANY(%s)'
+        self.chunk_sql = (f'SELECT r."id", r."external_id"{system}, x.* {source}WHERE {after_sql("r")} {gold}'
+                          'ORDER BY r."dataset_id", r."id" LIMIT %s')
+        self.of_sql = f'SELECT r."id", x.* {source}WHERE r."dataset_id" = %s AND r."id" = ANY(%s)'
 
     def chunk(self, *, after_id: int, limit: int) -> list[tuple]:
         """(id, external_id, [system], *texts) of the next `limit` records after `after_id`."""
         with connection.cursor() as cursor:
-            cursor.execute(self.chunk_sql, [self.dataset_id, self.dataset_id, after_id, limit])
+            cursor.execute(self.chunk_sql, [*after_params(self.dataset_id, after_id), limit])
             return cursor.fetchall()
 
     def of(self, *, ids: list[int]) -> list[tuple]:
@@ -307,6 +346,21 @@ class _PgTexts:
         with connection.cursor() as cursor:
             cursor.execute(self.of_sql, [self.dataset_id, ids])
             return cursor.fetchall()
+
+
+@contextmanager
+def old_objects_frozen() -> Iterator[None]:
+    """While an export runs, the objects that were there before it are left out of the collector's full
+    passes (gc.freeze), and put back at the end (gc.unfreeze: nothing is lost, they are collected as
+    before). Each chunk's rows are tens of thousands of objects that live for the chunk, so full passes
+    come every chunk or so, and each walked the whole application's objects too: about 15% of an
+    export's CPU. Objects made meanwhile (the export's, other threads') are collected as usual. Exports
+    at once in one process only end each other's freeze early, which costs time, never memory."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 # --- prefetching --------------------------------------------------------------------------------

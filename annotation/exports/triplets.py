@@ -12,7 +12,15 @@ from ..agreement.datasets import dataset_competence_votes, judge_key
 from ..models import Dataset, Field, Record, Review
 from ..quality.standing import excluded_user_ids
 from .parameters import Target, export_params_parse, export_target
-from .reading import CHUNK_RECORDS, REVIEW_VERDICTS, Chunk, ExportReader, Verdict, first_then_prefetched
+from .reading import (
+    CHUNK_RECORDS,
+    REVIEW_VERDICTS,
+    Chunk,
+    ExportReader,
+    Verdict,
+    first_then_prefetched,
+    old_objects_frozen,
+)
 from .resolution import PairResult, record_pairs
 
 
@@ -131,15 +139,16 @@ def _triplets_iter(plan: _Plan, reader: ExportReader, on_progress: Callable[[int
     # The pairs of a record depend only on its answers (in their order) and the plan, except under
     # resolve=weighted (who answered counts): records with the same answers are resolved once.
     cache: dict[tuple, list] | None = {} if plan.resolve != "weighted" else None
-    for chunk in first_then_prefetched(reader.chunks):
-        resolved = [r for r in (_record_resolve(plan, row, chunk, cache) for row in chunk.rows) if r is not None]
-        if resolved:
-            texts, offset = reader.texts(chunk, [r.row for r in resolved])
-            reader.measure([texts[r.row[0]] for r in resolved[:20]], offset)
-            for r in resolved:
-                yield from rows_of(r, texts[r.row[0]], offset)  # a list: no generator per record
-        if on_progress is not None:
-            on_progress(len(chunk.rows))
+    with old_objects_frozen():
+        for chunk in first_then_prefetched(reader.chunks):
+            resolved = [r for r in (_record_resolve(plan, row, chunk, cache) for row in chunk.rows) if r is not None]
+            if resolved:
+                texts, offset = reader.texts(chunk, [r.row for r in resolved])
+                reader.measure([texts[r.row[0]] for r in resolved[:20]], offset)
+                for r in resolved:
+                    yield from rows_of(r, texts[r.row[0]], offset)  # a list: no generator per record
+            if on_progress is not None:
+                on_progress(len(chunk.rows))
 
 
 def _record_resolve(plan: _Plan, row: tuple, chunk: Chunk, cache: dict[tuple, list] | None = None) -> _Resolved | None:

@@ -249,6 +249,62 @@ def test_export_walks_many_chunks_in_id_order():
     assert sum(seen) == 25
 
 
+def test_export_reads_only_its_dataset_between_older_and_newer_ones():
+    older, ds, newer = DatasetFactory(), DatasetFactory(), DatasetFactory()
+    ours = []
+    for i in range(18):  # created in turns: the three datasets' record ids interleave
+        for dataset in (older, ds, newer):
+            rec = RecordFactory(dataset=dataset)
+            if i % 6:  # some records without answers: chunks are read both with and without their texts
+                answer(rec, ranking("response-2", "response-1"))
+            if dataset is ds:
+                ours.append((i, rec))
+    rows = list(triplets_export(dataset=ds, chunk_size=4))
+    assert [r["record_id"] for r in rows] == [rec.pk for i, rec in ours if i % 6]
+    assert {r["chosen"] for r in rows} == {rec.fields["response-2"] for i, rec in ours if i % 6}
+
+
+def test_a_chunk_deep_into_a_dataset_starts_where_the_last_one_ended(require_postgres):
+    """The chunk query starts its index scan at the last record read: one that stepped over the records
+    already read would make an export quadratic in the dataset's size."""
+    from django.db import connection
+
+    from annotation.exports.reading import _PgTexts, after_params
+    from annotation.models import Record
+
+    ds = DatasetFactory()
+    Record.objects.bulk_create([Record(dataset=ds, external_id=f"r{i}", fields={"prompt": "p", "response-1": "a",
+                                                                               "response-2": "b"}, metadata={})
+                                for i in range(20_000)], batch_size=5_000)
+    last = Record.objects.filter(dataset=ds).order_by("-id").values_list("id", flat=True)[10]
+    texts = _PgTexts(ds.pk, ["prompt", "response-1", "response-2"], False, include_gold=False)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + texts.chunk_sql, [*after_params(ds.pk, last), 5])
+        plan = cursor.fetchone()[0]
+    plan = (orjson.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+    assert plan["Actual Rows"] == 5
+    # a few index pages and one heap page; stepping over the 20,000 entries before it reads about 80
+    assert plan["Shared Hit Blocks"] + plan["Shared Read Blocks"] < 20
+
+
+def test_export_freezes_the_old_objects_only_while_it_runs():
+    import gc
+
+    ds = DatasetFactory()
+    for _ in range(3):
+        answer(RecordFactory(dataset=ds), ranking("response-2", "response-1"))
+    assert gc.get_freeze_count() == 0
+    rows = triplets_export(dataset=ds, chunk_size=2)
+    next(rows)
+    assert gc.get_freeze_count() > 0  # the objects there before the export: out of the collector's full passes
+    assert len(list(rows)) == 2
+    assert gc.get_freeze_count() == 0  # all put back at the end
+    rows = triplets_export(dataset=ds)
+    next(rows)
+    rows.close()  # a client that went away
+    assert gc.get_freeze_count() == 0
+
+
 def _small_export(style="standard", source="human"):
     ds = DatasetFactory()
     for i in range(3):
