@@ -72,19 +72,23 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
             if not self._head_done and self._head_bytes > MAX_HEAD:
                 raise HttpProtocolError("the answer's headers are too long")
+        except httptools.HttpParserUpgrade:  # never asked for
+            self._fail(HttpProtocolError("the server switched protocols, which this client never asks for"))
+            self.close()
+            return
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, HttpProtocolError):  # raised by a callback below
                 self._fail(exc.__context__)
             elif self._answer is None:
                 what = "malformed answer" if self._head_done else "not an HTTP/1.x answer"
                 self._fail(HttpProtocolError(f"{what}: {exc}"))
-            self.close()  # bytes after the answer that are no answer: the connection cannot be reused
-            return
+            self.keep_alive = False  # bytes after the answer that are no answer: the connection cannot be reused
+            self.close()
         except HttpProtocolError as exc:
             self._fail(exc)
             self.close()
             return
-        if self._answer is not None:
+        if self._answer is not None and not self._waiter.done():
             self._waiter.set_result(self._answer)
 
     def eof_received(self) -> bool:

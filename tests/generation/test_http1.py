@@ -152,3 +152,9 @@ def test_http10_answers_and_answers_followed_by_stray_bytes_are_not_kept_alive()
     results = run(server, [b"{}", b"{}", b"{}"])
     assert [(r[0], r[2]) for r in results] == [(200, b'{"n": 1}'), (200, b'{"n": 2}'), (200, b'{"n": 3}')]
     assert server.connections == 3
+
+
+def test_an_upgrade_nobody_asked_for_is_a_connection_error_not_a_hang():
+    upgrade = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    with pytest.raises(ConnectionError, match="switched protocols"):
+        run(RawServer([upgrade], close_after=[False]), [b"{}"])
