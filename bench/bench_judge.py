@@ -188,7 +188,8 @@ def throughput(concurrencies: list[int], records: int | None, latency: float, mo
                                  params={"temperature": 0})
             for mode in modes:
                 if mode == "inline":
-                    job = judge_job_create(workspace=ws, dataset=dataset, judge=judge, start=False)
+                    job = judge_job_create(workspace=ws, dataset=dataset, judge=judge, processes=processes,
+                                           start=False)
                     cpu0, scpu0, t0 = time.process_time() + _children_cpu(), _cpu_of(proc.pid), time.perf_counter()
                     job = job_run_inline(job=job, processes=processes)
                     wall, cpu = time.perf_counter() - t0, time.process_time() + _children_cpu() - cpu0

@@ -11,7 +11,8 @@ on the thread that must keep hundreds of calls in flight. A chat completion need
 one method, a body with a Content-Length, a JSON answer. This client does that, over asyncio's own
 transports (TLS by the standard ssl module, one context per pool).
 
-Answers read: Content-Length bodies, chunked bodies, and bodies that end when the server closes; 1xx
+Answers are read by httptools (llhttp, Node.js's HTTP parser), not by hand: Content-Length bodies,
+chunked bodies, and bodies that end when the server closes; malformed answers raise HttpProtocolError; 1xx
 interim answers are skipped; `Connection: close` (or HTTP/1.0) closes the connection after the answer.
 Not done, as with the aiohttp client it replaces: redirects (a 3xx is the answer), proxies, cookies,
 compressed bodies (it asks for none). A request sent on a kept-alive connection that the server had
@@ -23,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from urllib.parse import urlsplit
+
+import httptools
 
 MAX_HEAD = 64 * 1024  # an answer's status line and headers; more is not an HTTP server we talk to
 
@@ -36,19 +39,23 @@ class _StaleConnection(ConnectionError):
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection; one request at a time."""
+    """One TCP (or TLS) connection; one request at a time. The answer is read by httptools (llhttp, the
+    parser of Node.js): status line, headers, Content-Length / chunked / close-delimited bodies."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.keep_alive = True
         self._waiter: asyncio.Future | None = None
-        self._buf = bytearray()
+        self._parser = httptools.HttpResponseParser(self)
         self._received = False  # any byte of the current answer
-        self._head: tuple[int, dict[str, str]] | None = None
-        self._mode = ""         # "length" | "chunked" | "close"
-        self._length = 0
-        self._body = bytearray()  # chunked: the chunks read so far
+        self._head_bytes = 0    # bytes read before the answer's headers ended
+        self._head_size = 0     # the headers' names and values
+        self._status = 0
+        self._headers: dict[str, str] = {}
+        self._head_done = False
+        self._body: list[bytes] = []
+        self._answer: tuple[int, dict[str, str], bytes] | None = None
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport) -> None:
@@ -59,12 +66,30 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self._received = True
-        self._buf += data
         try:
-            self._parse()
+            if not self._head_done:
+                self._head_bytes += len(data)
+            self._parser.feed_data(data)
+            if not self._head_done and self._head_bytes > MAX_HEAD:
+                raise HttpProtocolError("the answer's headers are too long")
+        except httptools.HttpParserUpgrade:  # never asked for
+            self._fail(HttpProtocolError("the server switched protocols, which this client never asks for"))
+            self.close()
+            return
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, HttpProtocolError):  # raised by a callback below
+                self._fail(exc.__context__)
+            elif self._answer is None:
+                what = "malformed answer" if self._head_done else "not an HTTP/1.x answer"
+                self._fail(HttpProtocolError(f"{what}: {exc}"))
+            self.keep_alive = False  # bytes after the answer that are no answer: the connection cannot be reused
+            self.close()
         except HttpProtocolError as exc:
             self._fail(exc)
             self.close()
+            return
+        if self._answer is not None and not self._waiter.done():
+            self._waiter.set_result(self._answer)
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost ends the answer
@@ -74,21 +99,57 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._head is not None and self._mode == "close":
-            status, headers = self._head
+        if self._answer is not None:
+            waiter.set_result(self._answer)
+        elif self._head_done and self._until_close():
             self.keep_alive = False
-            waiter.set_result((status, headers, bytes(self._buf)))
+            waiter.set_result((self._status, self._headers, b"".join(self._body)))
         elif not self._received:
             waiter.set_exception(_StaleConnection("the server closed the connection before answering"))
         else:
             waiter.set_exception(ConnectionError(f"the server closed the connection mid-answer ({exc or 'EOF'})"))
 
+    # --- httptools callbacks ---
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value)
+        if self._head_size > MAX_HEAD:
+            raise HttpProtocolError("the answer's headers are too long")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1").strip()
+        headers = self._headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        self._head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._answer is not None:  # a second answer to one request: the connection cannot be reused
+            self.keep_alive = False
+            return
+        if 100 <= self._status < 200:  # interim (100 Continue, 103 Early Hints): the answer follows
+            self._headers, self._body, self._head_done, self._head_bytes, self._head_size = {}, [], False, 0, 0
+            return
+        self.keep_alive = self._parser.get_http_version() == "1.1" and self._parser.should_keep_alive()
+        self._answer = (self._status, self._headers, b"".join(self._body))
+
+    def on_message_begin(self) -> None:
+        if self._answer is not None:  # more than the answer: the connection cannot be reused
+            self.keep_alive = False
+
+    def _until_close(self) -> bool:
+        """The answer's body ends when the server closes (neither a length nor chunks)."""
+        return "content-length" not in self._headers and "chunked" not in self._headers.get("transfer-encoding", "").lower()
+
     # --- one request ---
     async def request(self, data: bytes) -> tuple[int, dict[str, str], bytes]:
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
-        self._buf.clear()
-        self._received, self._head, self._mode = False, None, ""
+        self._received, self._head_bytes, self._head_size, self._head_done = False, 0, 0, False
+        self._status, self._headers, self._body, self._answer = 0, {}, [], None
         if self.closed:
             raise _StaleConnection("the server closed the connection")
         self.transport.write(data)
@@ -105,89 +166,6 @@ class _Connection(asyncio.Protocol):
     def _fail(self, exc: Exception) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(exc)
-
-    def _parse(self) -> None:
-        buf = self._buf
-        while self._head is None:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD:
-                    raise HttpProtocolError("the answer's headers are too long")
-                return
-            lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-            del buf[:end + 4]
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-                raise HttpProtocolError(f"not an HTTP/1.x answer: {lines[0][:100]!r}")
-            status = int(parts[1])
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(":")
-                if sep:
-                    name = name.strip().lower()
-                    value = value.strip()
-                    headers[name] = f"{headers[name]}, {value}" if name in headers else value
-            if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): the answer follows
-                continue
-            connection = headers.get("connection", "").lower()
-            self.keep_alive = parts[0] == "HTTP/1.1" and "close" not in connection
-            if "chunked" in headers.get("transfer-encoding", "").lower():
-                self._mode, self._length = "chunked", -1
-                self._body.clear()
-            elif "content-length" in headers:
-                try:
-                    self._mode, self._length = "length", int(headers["content-length"])
-                except ValueError:
-                    raise HttpProtocolError(f"bad Content-Length {headers['content-length']!r}")
-            elif status in (204, 304):
-                self._mode, self._length = "length", 0
-            else:
-                self._mode, self.keep_alive = "close", False
-            self._head = (status, headers)
-        status, headers = self._head
-        if self._mode == "length":
-            if len(buf) >= self._length:
-                body = bytes(buf[:self._length])
-                if len(buf) > self._length:  # more than the answer: the connection cannot be reused
-                    self.keep_alive = False
-                self._waiter.set_result((status, headers, body))
-        elif self._mode == "chunked":
-            self._chunks(status, headers)
-
-    def _chunks(self, status: int, headers: dict[str, str]) -> None:
-        buf = self._buf
-        while True:
-            if self._length < 0:  # a chunk's size line
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    return
-                try:
-                    size = int(bytes(buf[:end]).split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise HttpProtocolError("bad chunk size")
-                del buf[:end + 2]
-                if size == 0:
-                    self._length = 0
-                else:
-                    self._length = size
-                    continue
-            if self._length == 0:  # after the last chunk: trailers, then an empty line
-                if buf[:2] == b"\r\n":
-                    del buf[:2]
-                else:
-                    end = buf.find(b"\r\n\r\n")
-                    if end < 0:
-                        return
-                    del buf[:end + 4]
-                if buf:
-                    self.keep_alive = False
-                self._waiter.set_result((status, headers, bytes(self._body)))
-                return
-            if len(buf) < self._length + 2:
-                return
-            self._body += buf[:self._length]
-            del buf[:self._length + 2]
-            self._length = -1
 
 
 class Http1Pool:

@@ -520,7 +520,8 @@ class JudgeJobHandler:
         if ids is None:
             ids = list(Record.objects.filter(dataset=job.dataset).order_by("pk").values_list("pk", flat=True))
         judge = Judge.objects.select_related("endpoint").get(pk=job.params["judge_id"])
-        size = job.params.get("chunk_size") or default_chunk_size(judge)
+        size = job.params.get("chunk_size") or default_chunk_size(judge, records=len(ids),
+                                                                   processes=job.params.get("processes", 1))
         job.total = len(ids)
         return [{"record_ids": ids[i:i + size]} for i in range(0, len(ids), size)]
 

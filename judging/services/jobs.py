@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 
 def judge_job_create(*, workspace: Workspace, dataset: Dataset, judge: Judge, records: Iterable | None = None,
                      created_by=None, target_dataset: Dataset | str | None = None, answer_field: str | None = None,
-                     chunk_size: int | None = None, start: bool = True) -> Job:
-    """Plan a judge job over `records` (ids or Records; None = every record of the dataset)."""
+                     chunk_size: int | None = None, processes: int = 1, start: bool = True) -> Job:
+    """Plan a judge job over `records` (ids or Records; None = every record of the dataset). `processes`:
+    how many processes will share its chunks (job_run_inline(processes=)), so the default chunk size
+    gives each of them an even share."""
     if dataset.workspace_id != workspace.pk:
         raise ValidationError({"dataset": "no such dataset in this workspace"})
     if judge.workspace_id != workspace.pk:
@@ -64,6 +66,8 @@ def judge_job_create(*, workspace: Workspace, dataset: Dataset, judge: Judge, re
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 5000:
             raise ValidationError({"chunk_size": "an integer from 1 to 5000"})
         params["chunk_size"] = chunk_size
+    if processes > 1:
+        params["processes"] = processes
     with transaction.atomic():
         if judge.method == Judge.Method.CLAIR:
             target = clair_target_for(workspace=workspace, source=dataset, target=target_dataset,
@@ -77,7 +81,18 @@ def judge_job_create(*, workspace: Workspace, dataset: Dataset, judge: Judge, re
     return job
 
 
-def default_chunk_size(judge: Judge) -> int:
-    """Enough records per chunk to keep the endpoint's concurrency busy (calls per record vary)."""
-    per_record = {Judge.Method.PAIRWISE: 2, Judge.Method.CLAIR: 1}.get(judge.method, len(J.aspects_for(judge)))
-    return max(50, min(5000, (16 * int(judge.endpoint.max_concurrency or 1)) // max(1, per_record)))
+def default_chunk_size(judge: Judge, *, records: int = 0, processes: int = 1) -> int:
+    """Enough records per chunk to keep the endpoint's concurrency busy (calls per record vary). With
+    `processes` sharing the job, chunks small enough that each process gets about CHUNKS_PER_PROCESS of
+    them (processes take the next chunk as they finish one, so the last ones end close together), yet
+    each still a couple of pipe-fulls of that process's share of the endpoint's slots."""
+    per_record = max(1, {Judge.Method.PAIRWISE: 2, Judge.Method.CLAIR: 1}.get(judge.method, len(J.aspects_for(judge))))
+    concurrency = int(judge.endpoint.max_concurrency or 1)
+    size = max(50, min(5000, (16 * concurrency) // per_record))
+    if processes > 1 and records:
+        even = -(-records // (processes * CHUNKS_PER_PROCESS))
+        size = min(size, max(50, (2 * concurrency) // (processes * per_record), even))
+    return size
+
+
+CHUNKS_PER_PROCESS = 4

@@ -127,3 +127,34 @@ def test_not_http_and_bad_urls_are_refused():
         run(RawServer([b"SSH-2.0-OpenSSH\r\n\r\n"], close_after=[True]), [b"{}"])
     with pytest.raises(ValueError, match="not an http"):
         Http1Pool("ftp://example.com/x")
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_malformed_answers_are_connection_errors_for_the_retries(split):
+    bad_chunk = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+    with pytest.raises(ConnectionError, match="malformed answer"):
+        run(RawServer([bad_chunk], close_after=[True], split=split), [b"{}"])
+    bad_status = b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\n{}"
+    with pytest.raises(ConnectionError, match="not an HTTP/1.x answer"):
+        run(RawServer([bad_status], close_after=[True], split=split), [b"{}"])
+
+
+def test_headers_past_the_limit_are_refused():
+    huge = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * (70 * 1024) + b"\r\nContent-Length: 2\r\n\r\n{}"
+    with pytest.raises(ConnectionError, match="headers are too long"):
+        run(RawServer([huge], close_after=[True]), [b"{}"])
+
+
+def test_http10_answers_and_answers_followed_by_stray_bytes_are_not_kept_alive():
+    http10 = b"HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\n{\"n\": 1}"
+    trailing = answer(b'{"n": 2}') + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"  # an answer nobody asked for
+    server = RawServer([http10, trailing, answer(b'{"n": 3}')], close_after=[False, False, False])
+    results = run(server, [b"{}", b"{}", b"{}"])
+    assert [(r[0], r[2]) for r in results] == [(200, b'{"n": 1}'), (200, b'{"n": 2}'), (200, b'{"n": 3}')]
+    assert server.connections == 3
+
+
+def test_an_upgrade_nobody_asked_for_is_a_connection_error_not_a_hang():
+    upgrade = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    with pytest.raises(ConnectionError, match="switched protocols"):
+        run(RawServer([upgrade], close_after=[False]), [b"{}"])

@@ -128,3 +128,21 @@ def test_manage_py_judge_processes_option(require_postgres, workspace, dataset, 
     assert (job.status, job.done) == ("succeeded", 30)
     assert llm_server.count == 30 and llm_server.max_in_flight <= 6
     assert "30 records judged" in capsys.readouterr().out
+
+
+def test_a_job_planned_for_several_processes_gets_even_chunks_and_one_for_one_process_keeps_its_size(
+        workspace, llm_endpoint):
+    from judging.services import default_chunk_size
+
+    judge = make_judge(workspace, llm_endpoint(supports_json_schema=False, max_concurrency=256), aspect="helpfulness")
+    one = default_chunk_size(judge, records=10_000)
+    two = default_chunk_size(judge, records=10_000, processes=2)
+    assert one == 4096  # 16 pipe-fulls: 3 chunks, too coarse to share between processes
+    assert two == 1250 and -(-10_000 // two) == 8  # 4 each, and each still 2 pipe-fulls of a process's 128 slots
+    assert default_chunk_size(judge, records=300, processes=2) == 256  # never below 2 pipe-fulls of a share
+
+    dataset = DatasetFactory(workspace=workspace)
+    add_records(dataset, _rows(600))
+    job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, processes=2, start=False)
+    sizes = [len(c.spec["record_ids"]) for c in job.chunks.order_by("index")]
+    assert sizes == [256, 256, 88]
