@@ -11,14 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import QueryDict
-from rest_framework import parsers, serializers, status
+from rest_framework import serializers, status
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .api_parsers import FormParser, JSONParser, MultiPartParser
 from .errors import ConflictError, validation_detail
 from .jobs import JobNotQueued
-from .text import input_text_check
 from .validation import bool_param
 
 __all__ = ["FormParser", "JSONParser", "MultiPartParser", "StrictInputSerializer", "bool_param", "broker_down_response",
@@ -37,31 +36,6 @@ def exception_handler(exc, context):
         return ApiResponse({"detail": exc.message, "job": exc.job.pk, "status": exc.job.status},
                            status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"})
     return drf_exception_handler(exc, context)
-
-
-class _StorableTextParser:
-    """A request body holding text that cannot be stored (annotation.text: NUL, lone surrogates) is a
-    400 naming the field, before any view sees it; settings.REST_FRAMEWORK's parsers are these."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        parsed = super().parse(stream, media_type, parser_context)
-        data = getattr(parsed, "data", parsed)  # multipart: the form fields (files are read by their importers)
-        if isinstance(data, QueryDict):
-            data = {key: values[0] if len(values) == 1 else values for key, values in data.lists()}
-        input_text_check(data)
-        return parsed
-
-
-class JSONParser(_StorableTextParser, parsers.JSONParser):
-    pass
-
-
-class FormParser(_StorableTextParser, parsers.FormParser):
-    pass
-
-
-class MultiPartParser(_StorableTextParser, parsers.MultiPartParser):
-    pass
 
 
 class StrictInputSerializer(serializers.Serializer):

@@ -172,8 +172,8 @@ REST_FRAMEWORK = {
     # DRF's, with the usual Accept headers answered without parsing them
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "annotation.api_negotiation.ContentNegotiation",
     # bodies holding text that cannot be stored (NUL, lone surrogates) are a 400 naming the field
-    "DEFAULT_PARSER_CLASSES": ["annotation.api_common.JSONParser", "annotation.api_common.FormParser",
-                               "annotation.api_common.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": ["annotation.api_parsers.JSONParser", "annotation.api_parsers.FormParser",
+                               "annotation.api_parsers.MultiPartParser"],
     # views with throttle_scope = "login" (token endpoints) are rate limited per username+IP
     "DEFAULT_THROTTLE_CLASSES": ["preflab.security.LoginRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="10/min")},
