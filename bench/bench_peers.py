@@ -459,7 +459,7 @@ def preflab_export(url: str, n: int) -> dict:
 def preflab_judge(url: str, n: int, concurrency: int) -> dict:
     out = run_script(["bench/bench_judge.py", "--part", "throughput", "--concurrency", str(concurrency),
                       "--records", str(n), "--latency", "0.2"], env={"BENCH_DATABASE_URL": url})
-    m = re.search(r"(\d+) in flight:\s+([\d.]+) records/s over (\d+) records \((\d+)% of the ideal.*?([\d.]+) ms CPU", out)
+    m = re.search(r"(\d+) in flight:\s+([\d.]+) records/s over (\d+) records(?: in [\d.]+ s)? \((\d+)% of the ideal.*?([\d.]+) ms CPU", out)
     if not m:
         raise RuntimeError(f"bench_judge printed no figure:\n{out[-2000:]}")
     return {"rate": float(m.group(2)), "records": int(m.group(3)), "share": int(m.group(4)) / 100,
