@@ -297,23 +297,34 @@ def service_annotator(user, dataset_id: int, deadline: float, tally: Tally) -> N
             tally.warnings += warnings
 
 
-def backends_cpu_seconds() -> float | None:
-    """CPU seconds used so far by the PostgreSQL backends of the other connections to this database
-    (the server's workers), when the server runs on this machine; else None."""
+def backends_cpu_seconds() -> dict[int, float] | None:
+    """CPU seconds used so far by each PostgreSQL backend (pid -> seconds) of the other connections to
+    this database (the server's workers), when the server runs on this machine; else None."""
     import psutil
     from django.db import connection
 
     with connection.cursor() as c:
         c.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
         pids = [row[0] for row in c.fetchall()]
-    total = 0.0
+    seconds = {}
     for pid in pids:
         try:
             t = psutil.Process(pid).cpu_times()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        except psutil.NoSuchProcess:  # ended since the query: its CPU is no longer there to read
+            continue
+        except psutil.AccessDenied:
             return None
-        total += t.user + t.system
-    return total
+        seconds[pid] = t.user + t.system
+    return seconds
+
+
+def backends_cpu_used(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """CPU seconds the backends used between two readings, backend by backend: one that started meanwhile
+    counts from zero; one that ended meanwhile (a worker's connection closed) is left out, as its last
+    figure cannot be read: an undercount, never the negative figure a difference of two sums gave."""
+    if before is None or after is None:
+        return None
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def run_load(ds, annotators, *, n: int, seconds: float, mode: str, server: GunicornServer | None) -> dict:
@@ -339,7 +350,7 @@ def run_load(ds, annotators, *, n: int, seconds: float, mode: str, server: Gunic
     if server is not None:
         out["server_cpu_s"] = tree_cpu_seconds(server.pid) - cpu_before
         pg_after = backends_cpu_seconds()
-        out["pg_cpu_s"] = pg_after - pg_before if pg_before is not None and pg_after is not None else None
+        out["pg_cpu_s"] = backends_cpu_used(pg_before, pg_after)
         nxt = server.request_times_ms(method="GET", path_contains="/next/", since=mark)
         sub = server.request_times_ms(method="POST", path_contains="/responses/", since=mark)
         out["server_next"], out["server_submit"], out["server_all"] = summarize(nxt), summarize(sub), summarize(nxt + sub)

@@ -130,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64, 256])
-    parser.add_argument("--transports", nargs="+", default=["aiohttp", "openai", "openai-httpx"])
+    parser.add_argument("--transports", nargs="+", default=["http", "aiohttp", "openai", "openai-httpx"])
     parser.add_argument("--seconds", type=float, default=8.0,
                         help="size each run to about this many seconds at the ideal rate (500..5000 requests)")
     parser.add_argument("--job", action="store_true", help="also run full generation jobs through the handler")
