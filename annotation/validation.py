@@ -224,19 +224,16 @@ def record_validate(raw: Any, specs: dict[str, FieldSpec], *, max_bytes: int | N
         raise ValidationError({"fields": f"unknown fields: {', '.join(sorted(fields.keys() - specs.keys()))}"})
     for spec in specs.values():
         value = fields.get(spec.name)
-        if value.__class__ is str and value:  # the usual case first: a non-empty text (str subclasses go the long way)
-            if spec.kind == _CHAT:
-                _chat_validate(value, f"fields.{spec.name}")
-            continue
-        if value is None or value == "" or value == []:
-            if spec.required:
-                raise ValidationError({f"fields.{spec.name}": "required"})
-            fields.pop(spec.name, None)
-            continue
+        if not (value.__class__ is str and value):  # a non-empty text, the usual case, skips these checks
+            if value is None or value == "" or value == []:
+                if spec.required:
+                    raise ValidationError({f"fields.{spec.name}": "required"})
+                fields.pop(spec.name, None)
+                continue
+            if spec.kind != _CHAT and not isinstance(value, str):
+                raise ValidationError({f"fields.{spec.name}": "must be a string"})
         if spec.kind == _CHAT:
             _chat_validate(value, f"fields.{spec.name}")
-        elif not isinstance(value, str):
-            raise ValidationError({f"fields.{spec.name}": "must be a string"})
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ValidationError({"metadata": "must be an object"})
