@@ -1,4 +1,4 @@
-# preflab image: one image for web (gunicorn + whitenoise), the CPU worker and, built with
+# preflab image: one image for web (granian + whitenoise), the CPU worker and, built with
 # PREFLAB_EXTRAS=vllm, the GPU worker. The RUN steps below are the commands tests/production/
 # test_deploy.py runs (it reads them from this file): pip install -e, collectstatic, check --deploy.
 FROM python:3.11-slim-bookworm
@@ -47,4 +47,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
 
 # web: migrate, then serve (docker-compose.yml uses the same command).
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn preflab.wsgi:application --bind 0.0.0.0:8000 --workers ${GUNICORN_WORKERS:-4} --worker-class gthread --threads ${GUNICORN_THREADS:-8} --timeout 120 --max-requests 5000 --max-requests-jitter 500 --access-logfile -"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec granian --interface wsgi preflab.wsgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_WORKERS:-4} --blocking-threads ${WEB_THREADS:-8} --no-ws --respawn-failed-workers --access-log"]

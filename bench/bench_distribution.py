@@ -7,19 +7,20 @@ Database: BENCH_DATABASE_URL, else DATABASE_URL's server with the database `pref
 (created if missing, migrated). A dataset of N pairwise records (min_submitted=2, priorities
 0-4) is generated once with COPY and kept for later runs; each run resets its responses and leases.
 
-Mode `http` (default): a real gunicorn (sync workers, one per CPU unless --workers; --worker-class gthread
-with --threads N to compare; token auth) on --port; every annotator is a client thread looping
-GET /api/v1/datasets/{id}/next/ then POST /api/v1/records/{id}/responses/.
-"Server time" is gunicorn's own per-request time (%(D)s in its access log: from the request being
-read by a worker to the response written; time queued before a worker is free is not in it);
-the client-observed latency is printed beside it. Mode `service`: the same loop calling
+Mode `http` (default): the web server the image runs, granian (--server granian: WSGI, HTTP/1.1 kept alive,
+--workers processes, one per CPU, each with --threads blocking threads running Django, default 1; token auth) on
+--port, or gunicorn to compare (--server gunicorn: sync workers, or --worker-class gthread with --threads N);
+every annotator is a client thread looping GET /api/v1/datasets/{id}/next/ then POST /api/v1/records/{id}/responses/.
+"Server time" is the server's own per-request time from its access log (gunicorn's %(D)s, granian's dt_ms:
+from the worker taking the request to the response handed back; time queued before a worker is free is not in
+it); the client-observed latency is printed beside it. Mode `service`: the same loop calling
 services.next_record_for and services.response_upsert in threads, timed around the calls.
 
 The annotators are lean keep-alive clients (LeanHTTP: one socket each, a few lines of Python per
 request), as they share the server's CPUs here; gunicorn's sync workers close the connection after
 every response, so with them each request also pays a new TCP connection on both sides.
 
-Prints p50/p95 per call, annotations/s in total, the CPU per annotation of the gunicorn workers, of
+Prints p50/p95 per call, annotations/s in total, the CPU per annotation of the web server's processes, of
 their PostgreSQL backends and of this client, and the number of over-assigned records
 (submitted > min_submitted; goal 0). Goals: p95 < 10 ms, >= 300 annotations/s.
 
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
+    GranianServer,
     GunicornServer,
     RssSampler,
     database_prepare,
@@ -363,7 +365,6 @@ def explain_next(ds, user, label: str) -> None:
     """EXPLAIN (ANALYZE, BUFFERS) the record query next_record_for runs for this user now
     (inside a transaction that is rolled back: nothing is leased)."""
     from django.db import connection, transaction
-    from django.test.utils import CaptureQueriesContext
 
     from annotation.models import Lease
     from annotation.services import next_record_for
@@ -374,18 +375,25 @@ def explain_next(ds, user, label: str) -> None:
     try:
         with transaction.atomic():
             Lease.objects.filter(dataset=ds, user=user).delete()  # force the search, not the resume
-            with CaptureQueriesContext(connection) as ctx:
+            # The statements as sent, with their parameters: with server-side binding the logged text keeps
+            # $1-style placeholders, which EXPLAIN alone cannot run.
+            sent: list[tuple[str, object]] = []
+
+            def keep(execute, sql, params, many, context):
+                sent.append((sql, params))
+                return execute(sql, params, many, context)
+
+            with connection.execute_wrapper(keep):
                 t0 = time.perf_counter()
                 next_record_for(user, ds)
                 call_ms = (time.perf_counter() - t0) * 1000
-            select = [q["sql"] for q in ctx.captured_queries if "FOR UPDATE" in q["sql"]
-                      and "annotation_record" in q["sql"]]
-            print(f"\nEXPLAIN next_record_for ({label}); the call made {len(ctx.captured_queries)} queries "
+            select = [(q, p) for q, p in sent if "FOR UPDATE" in q and "annotation_record" in q]
+            print(f"\nEXPLAIN next_record_for ({label}); the call made {len(sent)} queries "
                   f"in {call_ms:.2f} ms", flush=True)
             if select:
-                sql = select[0]
+                sql, params = select[0]
                 with connection.cursor() as c:
-                    c.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+                    c.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
                     plan = "\n".join(row[0] for row in c.fetchall())
                 print(sql)
                 print(plan, flush=True)
@@ -403,10 +411,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each run")
     parser.add_argument("--mode", choices=["http", "service"], default="http")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
-                        help="gunicorn sync workers (http mode; default: one per CPU)")
+                        help="web server worker processes (http mode; default: one per CPU)")
     parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"],
-                        help="gunicorn worker class (http mode; default sync)")
-    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker (http mode)")
+                        help="gunicorn's worker class (--server gunicorn; default sync)")
+    parser.add_argument("--server", default="granian", choices=["granian", "gunicorn"],
+                        help="the web server (http mode; default granian, as in the image)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker running Django (granian; gunicorn gthread)")
     parser.add_argument("--port", type=int, default=8101)
     parser.add_argument("--min-submitted", type=int, default=2)
     parser.add_argument("--regenerate", action="store_true", help="drop and generate the dataset again")
@@ -426,10 +436,14 @@ def main() -> None:
 
     server = None
     if args.mode == "http":
-        server = GunicornServer(port=args.port, database_url=url, workers=args.workers,
-                                worker_class=args.worker_class, threads=args.threads).start()
-        print(f"gunicorn on :{args.port}, {args.workers} {args.worker_class} workers"
-              + (f" x {args.threads} threads" if args.worker_class == "gthread" else ""), flush=True)
+        if args.server == "granian":
+            server = GranianServer(port=args.port, database_url=url, workers=args.workers, threads=args.threads).start()
+            print(f"granian on :{args.port}, {args.workers} workers x {args.threads} blocking threads", flush=True)
+        else:
+            server = GunicornServer(port=args.port, database_url=url, workers=args.workers,
+                                    worker_class=args.worker_class, threads=args.threads).start()
+            print(f"gunicorn on :{args.port}, {args.workers} {args.worker_class} workers"
+                  + (f" x {args.threads} threads" if args.worker_class == "gthread" else ""), flush=True)
     try:
         for n in levels:
             state_reset(ds)
@@ -456,7 +470,7 @@ def main() -> None:
                 print(f"client latency submit: {fmt_ms(summarize(t.submit_ms))}")
                 requests = result["server_all"]["n"]
                 if requests:
-                    print(f"server CPU (gunicorn workers, user+sys): {result['server_cpu_s'] * 1000 / requests:.2f} ms "
+                    print(f"server CPU ({args.server} processes, user+sys): {result['server_cpu_s'] * 1000 / requests:.2f} ms "
                           f"per request; PostgreSQL's CPU not included")
                 if t.annotations and result["pg_cpu_s"] is not None:
                     web = result["server_cpu_s"] * 1000 / t.annotations

@@ -7,6 +7,7 @@ Nothing here is specific to one benchmark.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -85,6 +86,8 @@ class GunicornServer:
         with GunicornServer(port=8101, database_url=url, workers=4) as server:
             ...  # server.pid, server.request_times_ms(path_contains="/next/")
     """
+
+    log_time_ms = 0.001  # %(D)s is in microseconds
 
     def __init__(self, *, port: int, database_url: str, workers: int = 2, threads: int = 1,
                  worker_class: str = "sync", env: dict | None = None, log_dir: Path | None = None,
@@ -168,8 +171,44 @@ class GunicornServer:
                     continue
                 if statuses and status not in statuses:
                     continue
-                out.append(int(micros) / 1000.0)
+                out.append(float(micros) * self.log_time_ms)
         return out
+
+
+class GranianServer(GunicornServer):
+    """granian (a Rust HTTP server, HTTP/1.1 keep-alive) serving preflab.wsgi: the same interface and access log
+    columns as GunicornServer, the server time logged in milliseconds. `threads` is granian's blocking threads
+    per worker (the threads that run Django)."""
+
+    log_time_ms = 1.0
+
+    def start(self) -> GranianServer:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for f in (self.access_log, self.error_log):
+            f.write_text("")
+        log_config = self.log_dir / f"granian-log-{self.port}.json"
+        log_config.write_text(json.dumps({
+            "version": 1, "disable_existing_loggers": False,
+            "formatters": {"generic": {"()": "logging.Formatter", "fmt": "[%(levelname)s] %(message)s"},
+                           "access": {"()": "logging.Formatter", "fmt": "%(message)s"}},
+            "handlers": {"console": {"formatter": "generic", "class": "logging.FileHandler", "filename": str(self.error_log)},
+                         "access": {"formatter": "access", "class": "logging.FileHandler", "filename": str(self.access_log)}},
+            "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False},
+                        "granian.access": {"handlers": ["access"], "level": "INFO", "propagate": False}}}))
+        env = {**os.environ, "DATABASE_URL": self.database_url, "DJANGO_SETTINGS_MODULE": "preflab.settings",
+               "DEBUG": "false", "SECRET_KEY": "bench-" + "k" * 50, "LOG_LEVEL": "WARNING", **self.extra_env}
+        cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "preflab.wsgi:application",
+               "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+               "--blocking-threads", str(self.threads), "--backlog", "2048", "--no-ws",
+               "--log-config", str(log_config), "--access-log",
+               "--access-log-fmt", "%(method)s %(path)s %(status)d %(dt_ms).3f"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+        try:
+            port_wait(self.port)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError(f"granian did not start; see {self.error_log}:\n{self.error_log.read_text()[-2000:]}")
+        return self
 
 
 # --- memory ------------------------------------------------------------------------------------

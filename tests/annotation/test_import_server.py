@@ -1,5 +1,5 @@
-"""The streamed paths against a real WSGI server (gunicorn): a chunked NDJSON upload with no
-Content-Length, and a streamed triplet download."""
+"""The streamed paths against real WSGI servers (granian, which the image runs, and gunicorn): a chunked
+NDJSON upload with no Content-Length, and a streamed triplet download."""
 import os
 import secrets
 import socket
@@ -31,14 +31,20 @@ def _database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-@pytest.fixture
-def server(transactional_db):
+SERVERS = {
+    "granian": lambda port: ["-m", "granian", "--interface", "wsgi", "preflab.wsgi:application", "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1", "--no-ws", "--log-level", "warning"],
+    "gunicorn": lambda port: ["-m", "gunicorn", "preflab.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning"],
+}
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server(request, transactional_db):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "DATABASE_URL": _database_url(), "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(64)}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "preflab.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1",
-                             "--log-level", "warning"], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, *SERVERS[request.param](port)], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -48,7 +54,7 @@ def server(transactional_db):
                 break
             except requests.RequestException:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("gunicorn did not start")
+                    raise RuntimeError(f"{request.param} did not start")
                 time.sleep(0.2)
         yield base
     finally:

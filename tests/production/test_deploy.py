@@ -1,7 +1,8 @@
 """Deployment: the Dockerfile's build steps, docker-compose.yml, `check --deploy`, and the production
-server (gunicorn + whitenoise) started with the exact command docker-compose.yml gives the web service."""
+server (granian + whitenoise) started with the exact command docker-compose.yml gives the web service."""
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -172,7 +173,7 @@ def _check_compose(config: dict) -> None:
         assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
     assert any(v.split(":")[1] == "/var/lib/postgresql/data" for v in _volumes(services["postgres"]))
     web = " ".join(_command(services["web"]))
-    assert "manage.py migrate --noinput" in web and "gunicorn preflab.wsgi" in web
+    assert "manage.py migrate --noinput" in web and "granian --interface wsgi preflab.wsgi" in web
     assert re.search(r"celery -A preflab worker -Q \$+\{PREFLAB_CPU_QUEUE", " ".join(_command(services["worker"])))
     gpu = services["gpu-worker"]
     assert "gpu" in " ".join(_command(gpu)) and "-Q" in " ".join(_command(gpu))
@@ -239,13 +240,13 @@ def _login_path() -> str:
 # --- the web service's command, for real -----------------------------------------------------------
 
 def test_web_service_command_migrates_and_serves_static_files_securely(tmp_path):
-    """Runs docker-compose.yml's web command (migrate + gunicorn) on SQLite with production settings."""
+    """Runs docker-compose.yml's web command (migrate + granian) on SQLite with production settings."""
     config = yaml.safe_load(COMPOSE.read_text())
     command = _command(config["services"]["web"])
     assert command[:2] == ["sh", "-c"]
     port = free_port()
-    script = command[2].replace("$$", "$").replace("0.0.0.0:8000", f"127.0.0.1:{port}")
-    env = production_env(tmp_path, GUNICORN_WORKERS="1", GUNICORN_THREADS="4",
+    script = command[2].replace("$$", "$").replace("--host 0.0.0.0 --port 8000", f"--host 127.0.0.1 --port {port}")
+    env = production_env(tmp_path, WEB_WORKERS="1", WEB_THREADS="4",
                          STATICFILES_STORAGE=dockerfile_env()["STATICFILES_STORAGE"])
     collected = manage(["collectstatic", "--noinput"], env)
     assert collected.returncode == 0, collected.stderr
@@ -260,7 +261,7 @@ def test_web_service_command_migrates_and_serves_static_files_securely(tmp_path)
                 break
             except (requests.ConnectionError, requests.ReadTimeout):  # listening while its worker still loads the app
                 assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "gunicorn did not start"
+                assert time.monotonic() < deadline, "the web server did not start"
                 time.sleep(0.3)
         assert health.status_code == 200 and health.json()["status"] == "ok"
         https = {"X-Forwarded-Proto": "https", "Host": "preflab.example.org"}
@@ -360,3 +361,11 @@ def test_api_docs_are_served_from_the_apps_static_files(db, settings, tmp_path):
     assert any("swagger-ui-bundle" in u for u in loaded), loaded
     for url in loaded:
         assert (tmp_path / "static" / url.removeprefix("/static/")).exists(), url
+
+
+def test_dockerfile_cmd_serves_with_the_compose_web_command():
+    """The image's own CMD and docker-compose.yml's web service start the same server the same way."""
+    cmd = next(line for line in DOCKERFILE.read_text().splitlines() if line.startswith("CMD "))
+    image = " ".join(json.loads(cmd[4:])[2].split())
+    compose = " ".join(_command(yaml.safe_load(COMPOSE.read_text())["services"]["web"])[2].replace("$$", "$").split())
+    assert image == compose and "granian --interface wsgi preflab.wsgi:application" in image
