@@ -1,6 +1,29 @@
+"""The WSGI application the web server runs (granian in the image, gunicorn to compare).
+
+Django's handler returns the HttpResponse object itself, an iterable the server walks chunk by chunk and closes
+afterwards. A response whose body is already whole (every API answer and page, all but the streamed exports and
+files) is handed back as a one-item list instead, after closing it here: request_finished runs as before (the
+database connection is checked or closed, the request's files are closed), and granian sends a list in one write
+from Rust instead of driving a Python iterator across the boundary for each chunk.
+"""
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
+from django.core.handlers.wsgi import WSGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "preflab.settings")
-application = get_wsgi_application()
+
+
+class WholeBodyWSGIHandler(WSGIHandler):
+    def __call__(self, environ, start_response):
+        response = super().__call__(environ, start_response)
+        if getattr(response, "streaming", True):  # a streamed response, or the server's file wrapper
+            return response
+        try:
+            return [response.content]
+        finally:
+            response.close()
+
+
+django.setup(set_prefix=False)
+application = WholeBodyWSGIHandler()

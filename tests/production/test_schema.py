@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import schemathesis
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
@@ -34,18 +32,6 @@ TIME_BUDGET = 60.0      # seconds for the whole run; operations past it are repo
 
 class _Rollback(Exception):
     pass
-
-
-@pytest.fixture
-def wsgi_in_test_transaction(db):
-    # As django.test.Client does: a request ending must not close the test's (transactional) connection.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
 
 def _real_path_parameters(world: World, case) -> None:
