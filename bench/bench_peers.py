@@ -6,7 +6,7 @@
 
 Each peer is its own released package from PyPI, installed in its own virtual environment under
 var/peers/ (--peers-dir), and re-used when it is there: label-studio==1.23.2 and distilabel[openai]==1.5.3.
-preflab runs as the other bench scripts run it (gunicorn on PostgreSQL; database `peers_bench` on the
+preflab runs as the other bench scripts run it (on PostgreSQL, database `peers_bench` on the
 server of --pg), through their own code: bench_import.py, bench_export.py and bench_judge.py in
 subprocesses, and bench_distribution.py's load loop (run_load) in this process.
 
@@ -16,7 +16,7 @@ Measurements, each interleaved (peer, preflab, peer, preflab, ... --rounds times
             list, preflab as chunked NDJSON.
   annotate  K concurrent annotators (one user and token each), next + submit for T seconds on the
             project/dataset just imported, one annotation wanted per task: annotations/s, client
-            p50/p95 of next and submit (preflab: gunicorn's own server p95 too), tasks over-assigned
+            p50/p95 of next and submit (preflab: the web server's own p95 too), tasks over-assigned
             (more annotations than wanted) during the round.
   export    N tasks with one annotation each: rows/s, first byte, the server's peak RSS
             (Label Studio: JSON export; preflab: JSONL triplets).
@@ -98,7 +98,7 @@ def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
         try:
             if leader:
                 os.killpg(proc.pid, sig)
-            else:  # started by a helper of bench/common.py: gunicorn's master stops its workers
+            else:  # started by a helper of bench/common.py: the server's master stops its workers
                 proc.send_signal(sig)
         except ProcessLookupError:
             return
@@ -467,8 +467,8 @@ def preflab_judge(url: str, n: int, concurrency: int) -> dict:
 
 
 class PreflabAnnotate:
-    """bench_distribution's HTTP load loop (gunicorn, sync workers, one per CPU) on the dataset bench_import
-    just filled: the same tasks Label Studio got."""
+    """bench_distribution's HTTP load loop (granian, as in the image: one worker per CPU) on the dataset
+    bench_import just filled: the same tasks Label Studio got."""
 
     def __init__(self, url: str, annotators: int):
         from bench.common import django_setup
@@ -483,7 +483,7 @@ class PreflabAnnotate:
 
         from annotation.models import Dataset
         from annotation.services import dataset_publish, dataset_update
-        from bench.common import GunicornServer
+        from bench.common import GranianServer
 
         ds = Dataset.objects.get(workspace__name="bench-io", name="bench-import")
         if ds.min_submitted != 1:
@@ -492,7 +492,7 @@ class PreflabAnnotate:
         annotators = annotators_ensure(ds, self.annotators)
         state_reset(ds)
         connection.close()
-        server = GunicornServer(port=free_port(), database_url=self.url, workers=os.cpu_count() or 2,
+        server = GranianServer(port=free_port(), database_url=self.url, workers=os.cpu_count() or 2,
                                 log_dir=ROOT / "var" / "bench_peers").start()
         _CHILDREN.append(server.proc)
         try:
