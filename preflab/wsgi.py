@@ -5,11 +5,14 @@ afterwards. A response whose body is already whole (every API answer and page, a
 files) is handed back as a one-item list instead, after closing it here: request_finished runs as before (the
 database connection is checked or closed, the request's files are closed), and granian sends a list in one write
 from Rust instead of driving a Python iterator across the boundary for each chunk.
+
+The module also loads the URLconf as the worker starts (below).
 """
 import os
 
 import django
 from django.core.handlers.wsgi import WSGIHandler
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "preflab.settings")
 
@@ -27,3 +30,6 @@ class WholeBodyWSGIHandler(WSGIHandler):
 
 django.setup(set_prefix=False)
 application = WholeBodyWSGIHandler()
+# The URLconf, and with it every view, serializer and API module, is imported as the worker starts, not inside the
+# first request it serves (a second or more of CPU for that request, on a busy machine).
+get_resolver().url_patterns  # noqa: B018

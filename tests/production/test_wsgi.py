@@ -1,5 +1,8 @@
 """preflab.wsgi.application: whole bodies come back as a one-item list (the response closed, request_finished
 sent), streamed ones as the response itself for the server to walk and close."""
+import subprocess
+import sys
+
 import orjson
 from django.core.signals import request_finished
 from django.test import RequestFactory
@@ -56,3 +59,11 @@ def test_a_streamed_export_stays_an_iterable_the_server_closes(wsgi_in_test_tran
     assert started["status"].startswith("200"), chunks
     assert type(body) is not list and getattr(body, "streaming", False)
     assert before == 0 and after == 1  # request_finished waits for the server's close()
+
+
+def test_a_worker_loads_the_url_conf_as_it_starts():
+    """Not within the first request it serves."""
+    probe = ("import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'preflab.settings'); import preflab.wsgi; "
+             "print(' '.join(m for m in ('preflab.urls', 'annotation.apis') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["preflab.urls", "annotation.apis"]
