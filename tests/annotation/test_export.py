@@ -305,6 +305,27 @@ def test_export_freezes_the_old_objects_only_while_it_runs():
     assert gc.get_freeze_count() == 0
 
 
+def test_export_passes_over_young_objects_less_often_only_while_it_runs():
+    import gc
+
+    from annotation.exports.reading import YOUNG_THRESHOLD
+
+    ds = DatasetFactory()
+    for _ in range(3):
+        answer(RecordFactory(dataset=ds), ranking("response-2", "response-1"))
+    before = gc.get_threshold()
+    assert before[0] < YOUNG_THRESHOLD
+    first = triplets_export(dataset=ds, chunk_size=2)
+    next(first)
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+    second = triplets_export(dataset=ds)  # two exports at once in one process
+    next(second)
+    first.close()
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])  # the other one still runs
+    assert len(list(second)) == 2
+    assert gc.get_threshold() == before  # put back when the last one ends
+
+
 def _small_export(style="standard", source="human"):
     ds = DatasetFactory()
     for i in range(3):
