@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
+from django.db.models import Min
 from django.db.models.fields.json import KT
 
 from ..agreement import both_bad_by_majority, pair_vote_from_value, ranks_from_value
@@ -115,14 +116,18 @@ class ExportReader:
 
     def chunks(self) -> Iterator[Chunk]:
         """The records of the dataset with their answers, chunk by chunk."""
-        last_id = 0
+        last_id = self._before_first()
+        if last_id is None:
+            return
         size = min(FIRST_CHUNK_RECORDS, self.chunk_size)
         rank_cache: dict[str, Any] = {}
         dense = True  # the first (small) chunk reads its texts with its ids: one query less before the first byte
+        first = True
         while True:
-            if last_id:  # after the first chunk: as many records as fit in CHUNK_BYTES of text
+            if not first:  # after the first chunk: as many records as fit in CHUNK_BYTES of text
                 per_record = self.record_bytes or 1
                 size = max(min(MIN_CHUNK_RECORDS, self.chunk_size), min(self.chunk_size, CHUNK_BYTES // per_record))
+            first = False
             rows = self._records(after_id=last_id, limit=size, dense=dense)
             if not rows:
                 return
@@ -141,6 +146,15 @@ class ExportReader:
             yield Chunk(rows, human, suggested, dense, strengths, both_bad, voters, reviewed, keys)
             answered = sum(1 for row in rows if row[0] in human or row[0] in suggested or row[0] in reviewed)
             dense = answered >= 0.9 * len(rows)
+
+    def _before_first(self) -> int | None:
+        """The id just below the dataset's first record (None: it has no records): where the first chunk starts.
+        From 0, the planner may walk the primary key from the table's first record when the dataset is most of
+        the table, stepping over every record of the datasets before it: 25,300 pages, 0.25 s (2.6 s cold)
+        before the first byte of a 1M dataset between a 100k one and newer ones. min(id) is one probe of the (dataset,
+        id) index."""
+        first = Record.objects.filter(dataset_id=self.dataset_id).aggregate(first=Min("id"))["first"]
+        return None if first is None else first - 1
 
     def _records(self, *, after_id: int, limit: int, dense: bool) -> list:
         if dense and self.pg_texts is not None:
@@ -270,7 +284,11 @@ def after_sql(table: str) -> str:
     `dataset_id = ds AND id > last` alone it may walk the primary key and step over other datasets'
     records); `id > last` beside `dataset_id = ds` is where PostgreSQL starts the index scan (from the
     equality and the row comparison alone it starts at the dataset's first entry and steps over every
-    record already read: 0.25 s a chunk 900,000 records in, quadratic in the dataset's size)."""
+    record already read: 0.25 s a chunk 900,000 records in, quadratic in the dataset's size). The planner
+    may still take the primary key when the dataset is most of the table and not the newest (the row
+    comparison's estimate counts the records of the datasets after it): from a `last` inside the dataset it
+    steps over only other datasets' records interleaved with its own, so `last` is never below the
+    dataset's first record (ExportReader._before_first)."""
     return (f'{table}."dataset_id" = %s AND ({table}."dataset_id", {table}."id") > (%s, %s) '
             f'AND {table}."id" > %s')
 
