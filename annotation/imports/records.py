@@ -80,7 +80,8 @@ def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None
             on_stored(external_ids)
 
     batches = _Batches(dataset=dataset, report=report, on_progress=on_progress,
-                       writer=_BatchWriter(dataset, writers=None if json_only else 1) if pipeline else None, on_stored=stored)
+                       writer=_BatchWriter(dataset, writers=None if connection.vendor == "postgresql" else 1)
+                       if pipeline else None, on_stored=stored)
     try:
         for line_no, raw, size in items:
             report.total_lines += 1
@@ -269,12 +270,14 @@ class _BatchWriter:
                                                    on_started=lambda: self._started(seq))
                               if rows else UpsertCounts())
                     self._started(seq)
-                    with self.state:
-                        in_turn = self.state.wait_for(lambda: self.finished >= seq - 1, timeout=self.TURN_WAIT)
-                    if in_turn and self.error is None:
-                        self.done.put((counts, len(rows), rejected, [r["external_id"] for r in rows]))
-                        return bool(rows) and counts.updated == 0
-                    transaction.set_rollback(True)  # the batch before failed, or is stuck: nothing of this one stays
+                    with self.state:  # once in turn, no batch can fail before this one commits
+                        commit = (self.state.wait_for(lambda: self.finished >= seq - 1, timeout=self.TURN_WAIT)
+                                  and self.error is None)
+                    if not commit:  # the batch before failed, or is stuck: nothing of this one stays
+                        transaction.set_rollback(True)
+                if commit:  # reported once committed (on_stored reads the records on the caller's connection)
+                    self.done.put((counts, len(rows), rejected, [r["external_id"] for r in rows]))
+                    return bool(rows) and counts.updated == 0
                 self._wait_turn(seq)  # then written again, holding no locks meanwhile
                 assume_new = False
             return False

@@ -124,3 +124,14 @@ def test_a_batch_that_waits_too_long_for_its_turn_is_written_again_after_it(requ
                             pipeline=True)
     assert (report.created, report.updated) == (4, 0)
     assert calls.count("r2") == 2 and len(stored(ds)) == 4
+
+
+def test_a_batch_is_reported_once_committed(require_postgres):
+    """on_stored (gold answers, an Argilla export's responses) reads the batch's records on the caller's connection."""
+    ds = DatasetFactory()
+    visible = []
+    report = records_import(dataset=ds, stream=ndjson(*[rec(f"r{i}") for i in range(60)]), fmt="ndjson", batch_size=1,
+                            pipeline=True,
+                            on_stored=lambda ids: visible.append(Record.objects.filter(dataset=ds, external_id__in=ids).count()))
+    assert report.created == 60
+    assert visible == [1] * 60
