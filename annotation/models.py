@@ -157,7 +157,8 @@ class Question(models.Model):
 
 
 class Record(models.Model):
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="records")
+    # no index of its own: every index below starts with the dataset (one index fewer to feed per imported row)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="records", db_index=False)
     external_id = models.CharField(max_length=255)
     fields = models.JSONField(default=dict)
     metadata = models.JSONField(default=dict, blank=True)

@@ -5,7 +5,8 @@
 
 Records (~300-character prompt, two ~1,500-character responses) are generated on the fly by a
 streaming generator and sent with chunked transfer encoding, so neither side holds the body.
-Prints records/s and the server's peak RSS (psutil, sampled every 100 ms).
+Prints records/s and the server's peak RSS (psutil, sampled every 100 ms). The server writes the
+batches on PREFLAB_IMPORT_WRITERS connections (2 by default; `--writers 1` for the single writer of before).
 Goals: >= 25,000 records/s at 1,000,000 records, server RSS < 300 MB and the same at 100k and 1M.
 The database named in DATABASE_URL is created if missing and migrated; the bench's dataset is
 dropped and created again on each run.
@@ -289,6 +290,7 @@ def main() -> None:
     parser.add_argument("--prompt-chars", type=int, default=300)
     parser.add_argument("--response-chars", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=None, help="PREFLAB_IMPORT_BATCH of the server")
+    parser.add_argument("--writers", type=int, default=None, help="PREFLAB_IMPORT_WRITERS of the server")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DB)
     args = parser.parse_args()
     url = args.database_url
@@ -301,6 +303,8 @@ def main() -> None:
     dbname = urlparse(url).path.lstrip("/")
     dataset, token = bench_dataset("bench-import")
     extra = {"PREFLAB_IMPORT_BATCH": str(args.batch)} if args.batch else {}
+    if args.writers:
+        extra["PREFLAB_IMPORT_WRITERS"] = str(args.writers)
     server = Server(url, args.port, extra)
     try:
         server.reset_peak()

@@ -152,6 +152,9 @@ PREFLAB_DELETE_IN_REQUEST_MAX = env.int("PREFLAB_DELETE_IN_REQUEST_MAX", default
 PREFLAB_MAX_UPLOAD_BYTES = env.int("PREFLAB_MAX_UPLOAD_BYTES", default=10 * 1024**3)
 PREFLAB_LEASE_SECONDS = env.int("PREFLAB_LEASE_SECONDS", default=30 * 60)
 PREFLAB_IMPORT_BATCH = env.int("PREFLAB_IMPORT_BATCH", default=2000)
+# Writer threads (each with its own connection) of a pipelined import on PostgreSQL: batches are
+# loaded by that many backends at once and still commit one after the other, in order
+PREFLAB_IMPORT_WRITERS = env.int("PREFLAB_IMPORT_WRITERS", default=2)
 # Decompressed size of one AlpacaEval annotation upload to the evaluation API (judging.evaluation.uploads);
 # those endpoints read their body in chunks, so DATA_UPLOAD_MAX_MEMORY_SIZE does not apply to them.
 PREFLAB_EVAL_UPLOAD_MAX_BYTES = env.int("PREFLAB_EVAL_UPLOAD_MAX_BYTES", default=512 * 1024**2)

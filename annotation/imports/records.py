@@ -1,6 +1,7 @@
 """The import of records: each item validated, the valid ones upserted batch by batch (atomic per
 batch, keyed on external_id so re-sending updates and never duplicates), every rejected line
-reported. `pipeline=True` writes each batch on a second thread while the next one is parsed.
+reported. `pipeline=True` writes the batches on writer threads (two PostgreSQL connections by default)
+while the next one is parsed; they still commit one after the other, in order.
 Memory stays at a few batches whatever the input size.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 
 from ..errors import validation_message
 from ..models import Dataset, Field
@@ -44,8 +45,10 @@ def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None
     the import. `on_progress(stored, rejected, rejected_lines)` is called after every batch with
     the numbers of that batch and its rejected (line, reason, raw) items.
     `items` replaces the reader with already decoded (line, raw, size) items (used by pairs_import).
-    `pipeline=True` (see pipeline_possible) writes each batch on a second thread while the next
-    one is read and validated; on_progress is still called on the caller's thread, in order.
+    `pipeline=True` (see pipeline_possible) writes the batches on writer threads (_BatchWriter:
+    PREFLAB_IMPORT_WRITERS connections on PostgreSQL, one elsewhere) while the next one is read and
+    validated; each batch is still one transaction, committed in order, and on_progress is still
+    called on the caller's thread, in order.
     `on_stored(external_ids)` is called on the caller's thread after each batch is written, with
     the external ids it stored (pairs_import writes an Argilla export's responses then).
     An item may carry `gold_answer` (an answer object, or its JSON text in a CSV/Parquet column):
@@ -77,7 +80,8 @@ def records_import(*, dataset: Dataset, stream, fmt: str, batch_size: int | None
             on_stored(external_ids)
 
     batches = _Batches(dataset=dataset, report=report, on_progress=on_progress,
-                       writer=_BatchWriter(dataset) if pipeline else None, on_stored=stored)
+                       writer=_BatchWriter(dataset, writers=None if connection.vendor == "postgresql" else 1)
+                       if pipeline else None, on_stored=stored)
     try:
         for line_no, raw, size in items:
             report.total_lines += 1
@@ -206,41 +210,94 @@ def pipeline_possible() -> bool:
 
 
 class _BatchWriter:
-    """Upserts batches on its own thread and DB connection while the caller reads the next one.
+    """Upserts batches on `writers` threads, each with its own DB connection, while the caller reads
+    the next batch: two PostgreSQL backends load rows at once while this process parses.
 
-    At most one batch waits in the queue, so memory stays at about three batches. Results come
-    back in order; the first error stops the writer and is raised to the caller.
+    Each batch is still one transaction, and they commit in order: a batch is written while the one
+    before it is, then waits for that one to commit before committing itself, and rolls back if it
+    failed, so an import stops exactly where the first failed batch is, as with one writer. A batch
+    starts once the one before it has begun writing to the database (records_batch_upsert's
+    `on_started`) or is done; a batch that shares an external_id with the one before it waits until
+    that one is committed (the last line of an id wins, and two uncommitted inserts of one id would
+    wait on each other). A batch that waits more than TURN_WAIT seconds for its turn (the batch
+    before it may be waiting on a lock of a third transaction that waits on this one) rolls back
+    and is written again once the batch before it is done. At most one batch waits in the queue, so
+    memory stays at a few batches. Results come back in order; the first error is raised to the caller.
     """
 
-    def __init__(self, dataset: Dataset):
+    TURN_WAIT = 5.0
+
+    def __init__(self, dataset: Dataset, writers: int | None = None):
         self.dataset = dataset
         self.todo: queue.Queue = queue.Queue(maxsize=1)
         self.done: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="preflab-import-writer", daemon=True)
-        self.thread.start()
+        self.state = threading.Condition()
+        self.started: set[int] = set()  # batches that began writing
+        self.finished = -1  # every batch up to this one is committed (or the import failed)
+        self.seq = 0
+        self.ids: dict[int, frozenset] = {}  # external ids of the batches in flight
+        self.threads = [threading.Thread(target=self._run, name=f"preflab-import-writer-{i}", daemon=True)
+                        for i in range(max(1, writers or settings.PREFLAB_IMPORT_WRITERS))]
+        for thread in self.threads:
+            thread.start()
 
     def _run(self) -> None:
+        from django.db import connection as thread_connection
+
         assume_new = False
         try:
-            while True:
-                item = self.todo.get()
-                if item is None:
-                    return
-                rows, rejected = item
-                counts = (records_batch_upsert(dataset=self.dataset, rows=rows, assume_new=assume_new)
-                          if rows else UpsertCounts())
-                assume_new = bool(rows) and counts.updated == 0
-                self.done.put((counts, len(rows), rejected, [r["external_id"] for r in rows]))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            self.error = exc
-            while True:  # keep draining so the caller never blocks on a full queue
-                if self.todo.get() is None:
-                    return
+            while (item := self.todo.get()) is not None:
+                seq, rows, rejected = item
+                assume_new = self._write(seq, rows, rejected, assume_new) if self.error is None else False
+                with self.state:
+                    self.finished = max(self.finished, seq)
+                    self.ids.pop(seq, None)
+                    self.state.notify_all()
         finally:
-            from django.db import connection as thread_connection
-
             thread_connection.close()
+
+    def _write(self, seq: int, rows: list[dict], rejected: list, assume_new: bool) -> bool:
+        """Write batch `seq`, commit it after batch seq - 1; returns whether it was all new records."""
+        with self.state:  # the batch before this one began writing, or is done
+            self.state.wait_for(lambda: seq - 1 in self.started or self.finished >= seq - 1)
+            if any(not self.ids[seq].isdisjoint(ids) for s, ids in self.ids.items() if s < seq):
+                self.state.wait_for(lambda: self.finished >= seq - 1)
+        try:
+            while self.error is None:
+                with transaction.atomic():
+                    counts = (records_batch_upsert(dataset=self.dataset, rows=rows, assume_new=assume_new,
+                                                   on_started=lambda: self._started(seq))
+                              if rows else UpsertCounts())
+                    self._started(seq)
+                    with self.state:  # once in turn, no batch can fail before this one commits
+                        commit = (self.state.wait_for(lambda: self.finished >= seq - 1, timeout=self.TURN_WAIT)
+                                  and self.error is None)
+                    if not commit:  # the batch before failed, or is stuck: nothing of this one stays
+                        transaction.set_rollback(True)
+                if commit:  # reported once committed (on_stored reads the records on the caller's connection)
+                    self.done.put((counts, len(rows), rejected, [r["external_id"] for r in rows]))
+                    return bool(rows) and counts.updated == 0
+                self._wait_turn(seq)  # then written again, holding no locks meanwhile
+                assume_new = False
+            return False
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._wait_turn(seq)  # the batches before this one are stored (or failed first) as with one writer
+            with self.state:
+                if self.error is None:
+                    self.error = exc
+            return False
+
+    def _wait_turn(self, seq: int) -> None:
+        with self.state:
+            self.state.wait_for(lambda: self.finished >= seq - 1)
+
+    def _started(self, seq: int) -> None:
+        with self.state:
+            if seq not in self.started:
+                self.started.add(seq)
+                self.started.discard(seq - 2)
+                self.state.notify_all()
 
     def _finished(self) -> list:
         out = []
@@ -253,12 +310,17 @@ class _BatchWriter:
     def submit(self, rows: list[dict], rejected: list) -> list:
         if self.error is not None:
             raise self.error
-        self.todo.put((rows, rejected))
+        with self.state:
+            self.ids[self.seq] = frozenset(r["external_id"] for r in rows)
+        self.todo.put((self.seq, rows, rejected))
+        self.seq += 1
         return self._finished()
 
     def close(self) -> list:
-        self.todo.put(None)
-        self.thread.join()
+        for _ in self.threads:
+            self.todo.put(None)
+        for thread in self.threads:
+            thread.join()
         if self.error is not None:
             raise self.error
         return self._finished()
