@@ -1,4 +1,5 @@
-"""Benchmark: export N triplets over HTTP from a real server (gunicorn, 1 sync worker) on PostgreSQL.
+"""Benchmark: export N triplets over HTTP from a real server (granian as in the image, or --server gunicorn; 1 worker)
+on PostgreSQL.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/preflab_bench_io \
         .venv/bin/python bench/bench_export.py --records 1000000
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="rebuild the bench dataset even if it is there")
     parser.add_argument("--gold-every", type=int, default=0,
                         help="make every Nth record gold (left out of the export: it gives fewer triplets than records)")
+    parser.add_argument("--server", default="granian", choices=sorted(Server.COMMANDS),
+                        help="the web server (default granian, as in the image; one worker)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DB)
     args = parser.parse_args()
     url = args.database_url
@@ -111,7 +114,7 @@ def main() -> None:
                  gold_every=args.gold_every)
     else:
         _m, token, _ = member_upsert(workspace=dataset.workspace, username="bench-io-admin", role="admin")
-    server = Server(url, args.port)
+    server = Server(url, args.port, server=args.server)
     try:
         for fmt in args.format.split(","):
             _measure(server, dataset, token, dbname, fmt=fmt, style=args.style, records=args.records,

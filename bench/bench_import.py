@@ -1,4 +1,4 @@
-"""Benchmark: POST N NDJSON records to a real server (gunicorn, 1 sync worker) on PostgreSQL.
+"""Benchmark: POST N NDJSON records to a real server (granian as in the image, or --server gunicorn; 1 worker) on PostgreSQL.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/preflab_bench_io \
         .venv/bin/python bench/bench_import.py --records 1000000
@@ -125,14 +125,22 @@ def ndjson_records(n: int, *, prompt_chars: int = 300, response_chars: int = 150
 
 
 class Server:
-    """gunicorn preflab.wsgi with one sync worker, in a subprocess; samples its RSS."""
+    """preflab.wsgi served in a subprocess by granian (as in the image) or gunicorn (one sync worker by
+    default); samples the RSS of its worker processes."""
 
-    def __init__(self, url: str, port: int, extra_env: dict | None = None, workers: int = 1):
+    COMMANDS = {
+        "granian": lambda port, workers: ["-m", "granian", "--interface", "wsgi", "preflab.wsgi:application",
+                                          "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                                          "--no-ws", "--log-level", "warning"],
+        "gunicorn": lambda port, workers: ["-m", "gunicorn", "preflab.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
+                                           "--timeout", "3600", "--log-level", "warning"],
+    }
+
+    def __init__(self, url: str, port: int, extra_env: dict | None = None, workers: int = 1, server: str = "granian"):
         env = {**os.environ, "DATABASE_URL": url, "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(64),
                "LOG_LEVEL": "WARNING", **(extra_env or {})}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "preflab.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-             "--timeout", "3600", "--log-level", "warning"], cwd=ROOT, env=env)
+        self.kind = server
+        self.proc = subprocess.Popen([sys.executable, *self.COMMANDS[server](port, workers)], cwd=ROOT, env=env)
         self.base = f"http://127.0.0.1:{port}"
         self.peak_rss = 0
         self._stop = threading.Event()
@@ -150,16 +158,16 @@ class Server:
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("gunicorn exited")
+                raise RuntimeError(f"{self.kind} exited")
             try:
                 requests.get(self.base + "/api/v1/datasets/", timeout=30)
                 return
             except requests.RequestException:
                 time.sleep(0.3)
-        raise RuntimeError("gunicorn did not start")
+        raise RuntimeError(f"{self.kind} did not start")
 
     def _workers(self) -> list:
-        """gunicorn's worker processes, looked up again only when one has gone (a look-up scans
+        """The server's worker processes, looked up again only when one has gone (a look-up scans
         every process on the machine: every 100 ms it cost the client more CPU than the upload)."""
         import psutil
 
@@ -188,7 +196,7 @@ class Server:
         self.peak_rss = self.rss()
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the gunicorn worker(s) so far."""
+        """User + system CPU of the server's worker(s) so far."""
         import psutil
 
         total = 0.0
@@ -291,6 +299,8 @@ def main() -> None:
     parser.add_argument("--response-chars", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=None, help="PREFLAB_IMPORT_BATCH of the server")
     parser.add_argument("--writers", type=int, default=None, help="PREFLAB_IMPORT_WRITERS of the server")
+    parser.add_argument("--server", default="granian", choices=sorted(Server.COMMANDS),
+                        help="the web server (default granian, as in the image; one worker)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DB)
     args = parser.parse_args()
     url = args.database_url
@@ -305,7 +315,7 @@ def main() -> None:
     extra = {"PREFLAB_IMPORT_BATCH": str(args.batch)} if args.batch else {}
     if args.writers:
         extra["PREFLAB_IMPORT_WRITERS"] = str(args.writers)
-    server = Server(url, args.port, extra)
+    server = Server(url, args.port, extra, server=args.server)
     try:
         server.reset_peak()
         idle_rss = server.peak_rss
