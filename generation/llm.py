@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from annotation.job_share import process_share
 
@@ -316,7 +315,18 @@ class _Group:
     offset: int  # index of this group's first request in the flat result list
 
 
+def _retry_kwargs(max_retries: int, backoff: tuple[float, float]) -> dict:
+    """tenacity's settings for a call's retries. tenacity is imported on the first retry, not at start-up
+    (~15 ms of every process's start): most runs retry nothing."""
+    from tenacity import retry_if_exception_type, stop_after_attempt
+
+    return dict(stop=stop_after_attempt(max_retries + 1), wait=_wait_strategy(*backoff),
+                retry=retry_if_exception_type(_Retryable), reraise=True)
+
+
 def _wait_strategy(initial: float, maximum: float):
+    from tenacity import wait_exponential_jitter
+
     backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
 
     def wait(retry_state) -> float:
@@ -351,7 +361,8 @@ async def _attempt(transport, request: ChatRequest, body: dict, timeout: float, 
     return _parse_success(request.key, data, attempts, timing[0])
 
 
-async def _call_one(transport, endpoint, request: ChatRequest, body: dict, retry_kw: dict, order: int) -> ChatResult:
+async def _call_one(transport, endpoint, request: ChatRequest, body: dict, retry: tuple[int, tuple[float, float]],
+                    order: int) -> ChatResult:
     attempts = 1
     timing = [0.0]
     timeout = float(endpoint.timeout)
@@ -364,7 +375,9 @@ async def _call_one(transport, endpoint, request: ChatRequest, body: dict, retry
             failed: _Retryable | None = exc
         # Retries: tenacity sees the first attempt fail again (replayed, not re-sent), so the waits
         # and the number of attempts are exactly what they would be with tenacity from the start.
-        async for attempt in AsyncRetrying(**retry_kw):
+        from tenacity import AsyncRetrying
+
+        async for attempt in AsyncRetrying(**_retry_kwargs(*retry)):
             with attempt:
                 if failed is not None:
                     replay, failed = failed, None
@@ -398,8 +411,7 @@ async def _run_groups(groups: list[_Group], results: list, out: deque, stop: thr
         limit = process_share(max(1, int(endpoint.max_concurrency or 1)))
         concurrency = min(limit, len(group.requests))
         transport = _ENGINE.transport(transport_name, endpoint, limit, group.api_key)
-        retry_kw = dict(stop=stop_after_attempt(int(endpoint.max_retries) + 1),
-                        wait=_wait_strategy(*backoff), retry=retry_if_exception_type(_Retryable), reraise=True)
+        retry = (int(endpoint.max_retries), backoff)
         items = iter(enumerate(group.requests, start=group.offset))
 
         async def worker():
@@ -408,7 +420,7 @@ async def _run_groups(groups: list[_Group], results: list, out: deque, stop: thr
                     return
                 body = {"model": endpoint.model, "messages": messages_for(endpoint, request.messages),
                         **params_for(endpoint, request)}
-                result = await _call_one(transport, endpoint, request, body, retry_kw, order)
+                result = await _call_one(transport, endpoint, request, body, retry, order)
                 results[index] = result
                 out.append(result)  # deque.append is atomic; the caller's thread drains it in batches
 
