@@ -401,7 +401,9 @@ def job_run_inline(*, job: Job, on_chunk: Callable[[int, str], None] | None = No
     2 on PostgreSQL outside a transaction, else 1, one after the other), so the next chunk plans and
     fills the endpoint's slots while the last requests of the previous one finish: the LLM client's
     per-endpoint limit is shared by the threads of a process, so no more than max_concurrency
-    requests are ever in flight, and the pipe never drains between chunks. Chunks of one job may run
+    requests are ever in flight; it serves the earlier chunk first, so one chunk finishes while the next
+    fills the slots it frees and the one after is planned, and the pipe never drains between chunks. A
+    handler may make its first chunk small so that its calls go out at once. Chunks of one job may run
     at once anyway (Celery workers), so handlers already allow it.
 
     `processes` > 1 (PostgreSQL outside a transaction; otherwise ignored): the chunks are shared out

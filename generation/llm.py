@@ -6,7 +6,8 @@
 process, keeping each endpoint's HTTP connections warm between calls), keeps at most
 `endpoint.max_concurrency` requests in flight per process (its share of them when several processes
 run one job together: annotation.job_share) (a pool of workers pulling the next request as soon as
-one finishes — the pipe stays full, nothing waits for the slowest request of a batch), applies a
+one finishes — the pipe stays full, nothing waits for the slowest request of a batch; calls sharing
+an endpoint take its free slots earliest call first: _Slots), applies a
 per-attempt timeout of `endpoint.timeout` seconds and retries 429 (honouring Retry-After), 5xx,
 timeouts, connection errors, malformed JSON and empty `choices` with exponential backoff and jitter
 (tenacity), up to `endpoint.max_retries` retries. One item's failure never raises: its final error
