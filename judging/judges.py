@@ -107,7 +107,8 @@ class PlannedCall:
 def _template_parts(template_text: str) -> tuple[tuple[str, str | None], ...]:
     """A template split once into (text, None) pieces and (placeholder as written, name) slots, by
     string.Template's own pattern: rendering is then a join, not a regular-expression pass with a
-    callback per placeholder for every record (a third of the CPU of planning a judge chunk)."""
+    callback per placeholder for every record (UltraFeedback's prompt: 7 → 2.4 µs a record, of the
+    ~70 µs that planning a record costs)."""
     parts: list[tuple[str, str | None]] = []
     pos = 0
     for m in Template.pattern.finditer(template_text):
