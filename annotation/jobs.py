@@ -38,11 +38,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, close_old_connections, connection, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from .job_share import PROCESS_SHARE_ENV
 from .models import Job, JobChunk, JobError
-from .tasks import job_chunk_run
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +65,13 @@ class JobNotQueued(Exception):
         self.job, self.message = job, message
 
 
-# What sending a task raises when the broker cannot be reached (kombu wraps the transport's errors
-# in its OperationalError; a refused or reset socket may surface as OSError).
-BROKER_ERRORS: tuple[type[BaseException], ...] = (BrokerOperationalError, OSError)
+def broker_errors() -> tuple[type[BaseException], ...]:
+    """What sending a task raises when the broker cannot be reached (kombu wraps the transport's errors
+    in its OperationalError; a refused or reset socket may surface as OSError). Imported here, not at
+    start-up: kombu comes with Celery, which only processes that send tasks load (annotation.tasks)."""
+    from kombu.exceptions import OperationalError
+
+    return (OperationalError, OSError)
 
 
 class _JobFinished(Exception):
@@ -259,6 +261,8 @@ def job_create(*, kind: str, workspace, dataset=None, created_by=None, name: str
 
 def _chunk_send(job: Job, index: int) -> None:
     """Send one chunk's task to the job's queue: the one place a chunk is sent (job_enqueue, the sweep)."""
+    from .tasks import job_chunk_run
+
     job_chunk_run.apply_async(args=[job.pk, index], queue=job.queue or settings.PREFLAB_CPU_QUEUE)
 
 
@@ -274,7 +278,7 @@ def job_enqueue(*, job: Job) -> int:
     try:
         for index in pending:
             _chunk_send(job, index)
-    except BROKER_ERRORS as exc:
+    except broker_errors() as exc:
         log.warning("job %s: could not reach the task broker: %s", job.pk, exc)
         message = (f"{job.kind} job {job.pk} was not queued: the task broker could not be reached "
                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). Nothing ran; resume the job "
@@ -397,7 +401,9 @@ def job_run_inline(*, job: Job, on_chunk: Callable[[int, str], None] | None = No
     2 on PostgreSQL outside a transaction, else 1, one after the other), so the next chunk plans and
     fills the endpoint's slots while the last requests of the previous one finish: the LLM client's
     per-endpoint limit is shared by the threads of a process, so no more than max_concurrency
-    requests are ever in flight, and the pipe never drains between chunks. Chunks of one job may run
+    requests are ever in flight; it serves the earlier chunk first, so one chunk finishes while the next
+    fills the slots it frees and the one after is planned, and the pipe never drains between chunks. A
+    handler may make its first chunk small so that its calls go out at once. Chunks of one job may run
     at once anyway (Celery workers), so handlers already allow it.
 
     `processes` > 1 (PostgreSQL outside a transaction; otherwise ignored): the chunks are shared out
@@ -685,6 +691,8 @@ def job_chunks_requeue_stalled(*, now: datetime | None = None) -> list[str]:
     Safe to run in every worker at once: each chunk is claimed with one conditional UPDATE (same status,
     still stale), so only one sweep re-queues it; a second copy of the chunk that still runs somewhere
     counts nothing twice (job_chunk_execute's lock, ChunkContext.counts_set)."""
+    from .tasks import job_chunk_run
+
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=float(settings.PREFLAB_JOB_STALL_SECONDS))
     retry_cutoff = cutoff - timedelta(seconds=float(getattr(job_chunk_run, "retry_backoff_max", 0) or 0))

@@ -1,11 +1,19 @@
 """Celery tasks of the job mechanism: thin, take primary keys, call one service.
 
 The services are imported inside the task body (HackSoft's styleguide): annotation.jobs enqueues
-this task, so this module must not import annotation.jobs at load time.
+this task, so this module must not import annotation.jobs at load time. It is itself imported only where a task is
+sent or run (annotation.jobs imports it lazily), so Celery is not loaded by processes that never send
+one; it loads the project's Celery app first (settings.PREFLAB_CELERY_APP), so the task binds to that
+app and its broker settings, not to Celery's unconfigured default app.
 """
+from importlib import import_module
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+
+import_module(settings.PREFLAB_CELERY_APP)
 
 
 @worker_ready.connect

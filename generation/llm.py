@@ -6,7 +6,8 @@
 process, keeping each endpoint's HTTP connections warm between calls), keeps at most
 `endpoint.max_concurrency` requests in flight per process (its share of them when several processes
 run one job together: annotation.job_share) (a pool of workers pulling the next request as soon as
-one finishes — the pipe stays full, nothing waits for the slowest request of a batch), applies a
+one finishes — the pipe stays full, nothing waits for the slowest request of a batch; calls sharing
+an endpoint take its free slots earliest call first: _Slots), applies a
 per-attempt timeout of `endpoint.timeout` seconds and retries 429 (honouring Retry-After), 5xx,
 timeouts, connection errors, malformed JSON and empty `choices` with exponential backoff and jitter
 (tenacity), up to `endpoint.max_retries` retries. One item's failure never raises: its final error
@@ -31,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -42,7 +45,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from annotation.job_share import process_share
 
@@ -261,8 +263,47 @@ def _make_transport(name: str, endpoint: Endpoint, concurrency: int, api_key: st
         transport = _OpenAITransport(endpoint, concurrency, api_key, aiohttp=False)
     else:
         raise LLMConfigError(f"unknown LLM transport {name!r}; one of {', '.join(TRANSPORTS)}")
-    transport.slots = asyncio.Semaphore(concurrency)  # at most max_concurrency requests in flight
+    transport.slots = _Slots(concurrency)  # at most max_concurrency requests in flight
     return transport
+
+
+class _Slots:
+    """An endpoint's slots in one process: at most `limit` calls at once. A freed slot goes to the
+    waiting call of the EARLIEST chat_many (lowest `order`), first come first served within one.
+
+    With plain first-come-first-served, two chunks running at once (job_run_inline's overlap, the
+    threads of a worker) advance in step and finish together, so the pipe drains at each chunk
+    boundary while the next chunk is planned. Served oldest call first, one chunk finishes while the
+    next one fills the slots it frees, and the chunk after that is planned while the pipe is still full."""
+
+    def __init__(self, limit: int):
+        self.free = limit
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._arrival = itertools.count()
+
+    async def acquire(self, order: int) -> None:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (order, next(self._arrival), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # handed a slot, then cancelled: give it on
+                self.release()
+            raise  # a cancelled waiter stays in the heap and is skipped by release
+
+    def release(self) -> None:
+        while self._waiters:
+            _order, _n, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
+_CALL_ORDER = itertools.count()  # each chat_many call's place in line for the endpoints' slots (_Slots)
 
 
 # --- the async engine --------------------------------------------------------------------------
@@ -275,7 +316,18 @@ class _Group:
     offset: int  # index of this group's first request in the flat result list
 
 
+def _retry_kwargs(max_retries: int, backoff: tuple[float, float]) -> dict:
+    """tenacity's settings for a call's retries. tenacity is imported on the first retry, not at start-up
+    (~15 ms of every process's start): most runs retry nothing."""
+    from tenacity import retry_if_exception_type, stop_after_attempt
+
+    return dict(stop=stop_after_attempt(max_retries + 1), wait=_wait_strategy(*backoff),
+                retry=retry_if_exception_type(_Retryable), reraise=True)
+
+
 def _wait_strategy(initial: float, maximum: float):
+    from tenacity import wait_exponential_jitter
+
     backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
 
     def wait(retry_state) -> float:
@@ -288,12 +340,14 @@ def _wait_strategy(initial: float, maximum: float):
     return wait
 
 
-async def _attempt(transport, request: ChatRequest, body: dict, timeout: float, attempts: int, timing: list) -> ChatResult:
+async def _attempt(transport, request: ChatRequest, body: dict, timeout: float, attempts: int, timing: list,
+                   order: int) -> ChatResult:
     """One call: a slot of the endpoint, the per-attempt timeout, the status check and the parse
     (raises _Retryable / _Final). timing[0] is set to the call's duration."""
     # The endpoint's slots are shared by every call in this process (two chunks on the threads of
     # one worker, or of an inline run): wait for one BEFORE the timeout starts counting.
-    async with transport.slots:
+    await transport.slots.acquire(order)
+    try:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
@@ -302,11 +356,14 @@ async def _attempt(transport, request: ChatRequest, body: dict, timeout: float, 
             timing[0] = time.perf_counter() - started
             raise _Retryable(f"timeout: no answer within {timeout:g}s")
         timing[0] = time.perf_counter() - started
+    finally:
+        transport.slots.release()
     _check_status(status, data, retry_after)
     return _parse_success(request.key, data, attempts, timing[0])
 
 
-async def _call_one(transport, endpoint, request: ChatRequest, body: dict, retry_kw: dict) -> ChatResult:
+async def _call_one(transport, endpoint, request: ChatRequest, body: dict, retry: tuple[int, tuple[float, float]],
+                    order: int) -> ChatResult:
     attempts = 1
     timing = [0.0]
     timeout = float(endpoint.timeout)
@@ -314,18 +371,20 @@ async def _call_one(transport, endpoint, request: ChatRequest, body: dict, retry
         try:
             # the first attempt outside tenacity (most calls need no other): its bookkeeping costs a
             # good share of a request's CPU
-            return await _attempt(transport, request, body, timeout, attempts, timing)
+            return await _attempt(transport, request, body, timeout, attempts, timing, order)
         except _Retryable as exc:
             failed: _Retryable | None = exc
         # Retries: tenacity sees the first attempt fail again (replayed, not re-sent), so the waits
         # and the number of attempts are exactly what they would be with tenacity from the start.
-        async for attempt in AsyncRetrying(**retry_kw):
+        from tenacity import AsyncRetrying
+
+        async for attempt in AsyncRetrying(**_retry_kwargs(*retry)):
             with attempt:
                 if failed is not None:
                     replay, failed = failed, None
                     raise replay
                 attempts += 1
-                return await _attempt(transport, request, body, timeout, attempts, timing)
+                return await _attempt(transport, request, body, timeout, attempts, timing, order)
     except (_Retryable, _Final) as exc:
         return ChatResult(key=request.key, text=None, finish_reason=None, prompt_tokens=0, completion_tokens=0,
                           latency_s=timing[0], attempts=attempts, error=str(exc), raw=exc.raw)
@@ -340,6 +399,7 @@ async def _call_one(transport, endpoint, request: ChatRequest, body: dict, retry
 async def _run_groups(groups: list[_Group], results: list, out: deque, stop: threading.Event,
                       transport_name: str, backoff: tuple[float, float]) -> None:
     loop_stop = asyncio.Event()
+    order = next(_CALL_ORDER)
 
     async def watch_stop():
         while not stop.is_set():
@@ -352,8 +412,7 @@ async def _run_groups(groups: list[_Group], results: list, out: deque, stop: thr
         limit = process_share(max(1, int(endpoint.max_concurrency or 1)))
         concurrency = min(limit, len(group.requests))
         transport = _ENGINE.transport(transport_name, endpoint, limit, group.api_key)
-        retry_kw = dict(stop=stop_after_attempt(int(endpoint.max_retries) + 1),
-                        wait=_wait_strategy(*backoff), retry=retry_if_exception_type(_Retryable), reraise=True)
+        retry = (int(endpoint.max_retries), backoff)
         items = iter(enumerate(group.requests, start=group.offset))
 
         async def worker():
@@ -362,7 +421,7 @@ async def _run_groups(groups: list[_Group], results: list, out: deque, stop: thr
                     return
                 body = {"model": endpoint.model, "messages": messages_for(endpoint, request.messages),
                         **params_for(endpoint, request)}
-                result = await _call_one(transport, endpoint, request, body, retry_kw)
+                result = await _call_one(transport, endpoint, request, body, retry, order)
                 results[index] = result
                 out.append(result)  # deque.append is atomic; the caller's thread drains it in batches
 

@@ -103,8 +103,34 @@ class PlannedCall:
     meta: dict = field(default_factory=dict)
 
 
+@lru_cache(maxsize=64)
+def _template_parts(template_text: str) -> tuple[tuple[str, str | None], ...]:
+    """A template split once into (text, None) pieces and (placeholder as written, name) slots, by
+    string.Template's own pattern: rendering is then a join, not a regular-expression pass with a
+    callback per placeholder for every record (UltraFeedback's prompt: 7 → 2.4 µs a record, of the
+    ~70 µs that planning a record costs)."""
+    parts: list[tuple[str, str | None]] = []
+    pos = 0
+    for m in Template.pattern.finditer(template_text):
+        if m.start() > pos:
+            parts.append((template_text[pos:m.start()], None))
+        name = m.group("named") or m.group("braced")
+        if name is not None:
+            parts.append((m.group(), name))
+        elif m.group("escaped") is not None:
+            parts.append((Template.delimiter, None))
+        else:  # invalid: kept as written, as safe_substitute does
+            parts.append((m.group(), None))
+        pos = m.end()
+    if pos < len(template_text):
+        parts.append((template_text[pos:], None))
+    return tuple(parts)
+
+
 def _render(template_text: str, values: dict) -> str:
-    return Template(template_text).safe_substitute(values)
+    """Template(template_text).safe_substitute(values): unknown placeholders stay as written."""
+    return "".join(text if name is None or name not in values else str(values[name])
+                   for text, name in _template_parts(template_text))
 
 
 def _messages(user: str) -> list[dict]:

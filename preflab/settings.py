@@ -215,6 +215,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery -----------------------------------------------------------------------------------
+# The module defining the Celery app, loaded by annotation.tasks before a task is bound or sent (not at
+# Django's start: preflab/__init__.py).
+PREFLAB_CELERY_APP = "preflab.celery"
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}

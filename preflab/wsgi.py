@@ -6,9 +6,10 @@ files) is handed back as a one-item list instead, after closing it here: request
 database connection is checked or closed, the request's files are closed), and granian sends a list in one write
 from Rust instead of driving a Python iterator across the boundary for each chunk.
 
-The module also loads the URLconf as the worker starts (below).
+The module also loads the URLconf and the Celery task module as the worker starts (below).
 """
 import os
+from importlib import import_module
 
 import django
 from django.core.handlers.wsgi import WSGIHandler
@@ -33,3 +34,6 @@ application = WholeBodyWSGIHandler()
 # The URLconf, and with it every view, serializer and API module, is imported as the worker starts, not inside the
 # first request it serves (a second or more of CPU for that request, on a busy machine).
 get_resolver().url_patterns  # noqa: B018
+# Likewise Celery, which Django's start no longer loads (preflab/__init__.py): the task module and the project's app,
+# so the first request that queues a job does not import them.
+import_module("annotation.tasks")

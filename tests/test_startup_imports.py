@@ -22,3 +22,27 @@ print(" ".join(m for m in %r if m in sys.modules))
 def test_startup_does_not_load_the_numeric_stack():
     out = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,)], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "", f"loaded at startup: {out.stdout.strip()}"
+
+
+LAZY_CELERY_PROBE = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "preflab.settings")
+import django
+django.setup()
+import annotation.jobs, judging.management.commands.judge, generation.management.commands.generate  # noqa: F401
+before = [m for m in ("celery", "kombu") if m in sys.modules]
+from django.conf import settings
+from annotation.tasks import job_chunk_run
+app = job_chunk_run.app
+print(" ".join(before) or "-", app.main, app.conf.task_default_queue == settings.PREFLAB_CPU_QUEUE,
+      app.conf.broker_url == settings.CELERY_BROKER_URL, "annotation.job_chunk_run" in app.tasks)
+"""
+
+
+def test_celery_loads_only_where_a_task_is_sent_and_then_with_the_projects_app():
+    """Django's start and the job commands that run chunks in their own process (manage.py judge, generate)
+    do not import Celery (~0.2 s of CPU at each start); the task module, imported where a chunk is sent,
+    binds the task to the project's app and its settings, not to Celery's unconfigured default app."""
+    out = subprocess.run([sys.executable, "-c", LAZY_CELERY_PROBE], capture_output=True, text=True, check=True,
+                         timeout=120)
+    assert out.stdout.split() == ["-", "preflab", "True", "True", "True"], out.stdout + out.stderr

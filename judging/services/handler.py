@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
@@ -40,7 +40,7 @@ from ..scoring import (
     uncertainty_from_margin,
 )
 from ..selectors import JOB_KIND, cleaning_flips_count, judge_job_panel
-from .jobs import default_chunk_size
+from .jobs import default_chunk_size, first_chunk_size
 from .layout import dataset_layout
 
 log = logging.getLogger(__name__)
@@ -520,10 +520,12 @@ class JudgeJobHandler:
         if ids is None:
             ids = list(Record.objects.filter(dataset=job.dataset).order_by("pk").values_list("pk", flat=True))
         judge = Judge.objects.select_related("endpoint").get(pk=job.params["judge_id"])
-        size = job.params.get("chunk_size") or default_chunk_size(judge, records=len(ids),
-                                                                   processes=job.params.get("processes", 1))
+        processes = job.params.get("processes", 1)
+        size = job.params.get("chunk_size") or default_chunk_size(judge, records=len(ids), processes=processes)
+        first = size if job.params.get("chunk_size") or processes > 1 else first_chunk_size(judge, size)
         job.total = len(ids)
-        return [{"record_ids": ids[i:i + size]} for i in range(0, len(ids), size)]
+        bounds = [0, *range(first, len(ids), size)] if ids else []
+        return [{"record_ids": ids[start:end]} for start, end in zip(bounds, [*bounds[1:], len(ids)])]
 
     def run_chunk(self, job: Job, chunk: JobChunk, ctx: ChunkContext) -> None:
         ctx.check_cancelled()
@@ -585,15 +587,16 @@ def judge_job_failed_reset(*, job: Job) -> bool:
 
 
 def judge_job_summary(*, job: Job) -> dict:
-    statuses = defaultdict(int)
-    bias_items = []
-    for status, result in JudgeVerdict.objects.filter(job=job).values_list("status", "result").iterator():
-        statuses[status] += 1
-        if status == JudgeVerdict.Status.OK and isinstance(result, dict):
-            for pair in result.get("pairs") or []:
-                bias_items.append((pair["consistent"], pair.get("favoured_position")))
-    summary: dict[str, Any] = {"verdicts": dict(statuses)}
+    # counted in SQL: reading every verdict's result (10,000 JSON documents) took ~0.2 s at the end of a job
+    statuses = dict(JudgeVerdict.objects.filter(job=job).order_by().values("status").annotate(n=Count("pk"))
+                    .values_list("status", "n"))
+    summary: dict[str, Any] = {"verdicts": statuses}
     if job.params.get("method") == Judge.Method.PAIRWISE:
+        bias_items = []
+        for result in JudgeVerdict.objects.filter(job=job, status=JudgeVerdict.Status.OK).values_list(
+                "result", flat=True).iterator():
+            if isinstance(result, dict):
+                bias_items.extend((pair["consistent"], pair.get("favoured_position")) for pair in result.get("pairs") or [])
         summary["position_bias"] = position_bias_of(bias_items).as_dict()
     if job.params.get("target_dataset_id"):
         summary["target_dataset_id"] = job.params["target_dataset_id"]

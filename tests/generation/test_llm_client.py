@@ -194,3 +194,31 @@ def test_limit_holds_across_concurrent_calls_and_queueing_is_not_a_timeout(llm_s
         t.join()
     assert llm_server.max_in_flight == 3  # not 6
     assert all(r.error is None for rs in out.values() for r in rs)  # 12 requests × 0.3 s / 3 slots = 1.2 s > 0.5 s
+
+
+def test_the_earlier_of_two_concurrent_calls_is_served_first(llm_server, llm_endpoint):
+    """Two chunks on the threads of one process share the endpoint's slots oldest call first: the first
+    finishes while the second fills the slots it frees (FIFO would finish both together, draining the pipe
+    at every chunk boundary), and the limit still holds."""
+    import threading
+    import time
+
+    ep = llm_endpoint(max_concurrency=3)
+    llm_server.latency = 0.15
+    ended = {}
+
+    def call(prefix):
+        results = chat_many(ep, _reqs(9, prefix))
+        assert all(r.error is None for r in results)
+        ended[prefix] = time.perf_counter()
+
+    first = threading.Thread(target=call, args=("x",))
+    first.start()
+    time.sleep(0.05)  # the second call queues behind the first one's requests
+    second = threading.Thread(target=call, args=("y",))
+    second.start()
+    first.join()
+    second.join()
+    assert llm_server.max_in_flight == 3
+    # 18 requests, 3 slots, 0.15 s each: the first call's 9 in ~0.45 s, the second's end ~0.45 s later
+    assert ended["y"] - ended["x"] > 0.3, ended

@@ -146,3 +146,18 @@ def test_a_job_planned_for_several_processes_gets_even_chunks_and_one_for_one_pr
     job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, processes=2, start=False)
     sizes = [len(c.spec["record_ids"]) for c in job.chunks.order_by("index")]
     assert sizes == [256, 256, 88]
+
+
+def test_a_job_for_one_process_starts_with_a_small_chunk_and_an_explicit_size_is_kept(workspace, llm_endpoint):
+    """The first chunk is two pipe-fulls of the endpoint's slots (its calls go out while the next chunk is
+    planned); the rest keep the default size; a size asked for is used for every chunk."""
+    judge = make_judge(workspace, llm_endpoint(supports_json_schema=False, max_concurrency=64), aspect="helpfulness")
+    dataset = DatasetFactory(workspace=workspace)
+    add_records(dataset, _rows(2500))
+    job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, start=False)
+    sizes = [len(c.spec["record_ids"]) for c in job.chunks.order_by("index")]
+    assert sizes == [128, 1024, 1024, 324] and job.total == 2500
+    ids = [i for c in job.chunks.order_by("index") for i in c.spec["record_ids"]]
+    assert ids == sorted(dataset.records.values_list("pk", flat=True))  # every record once, in order
+    job = judge_job_create(workspace=workspace, dataset=dataset, judge=judge, chunk_size=1000, start=False)
+    assert [len(c.spec["record_ids"]) for c in job.chunks.order_by("index")] == [1000, 1000, 500]

@@ -219,3 +219,16 @@ def test_cancel_then_resume_finishes_exactly_once(workspace, dataset, llm_server
     assert Suggestion.objects.filter(record__dataset=dataset).count() == 20
     assert JudgeVerdict.objects.filter(job=job).count() == 20
     assert llm_server.count <= 20 + 2  # at most the calls in flight at the cancel were sent twice
+
+
+@pytest.mark.parametrize("template", [
+    "", "plain", "$a and ${b}", "$$a costs $$5 and $a", "$unknown stays, ${also} stays", "trailing $", "$ 1 and $!",
+    "${a}${a}$a_b $b.c", "\n$instruction\n\n$texts\n", "{\"json\": \"$a\"} ${b}x",
+])
+def test_prompt_rendering_is_string_templates_safe_substitute(template):
+    from string import Template
+
+    from judging.judges import _render
+
+    values = {"a": "A$b {x}", "b": "${a} B", "instruction": "Say $$", "texts": "<Text 1>\n$a\n</Text 1>", "a_b": "ab"}
+    assert _render(template, values) == Template(template).safe_substitute(values)

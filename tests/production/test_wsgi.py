@@ -64,6 +64,8 @@ def test_a_streamed_export_stays_an_iterable_the_server_closes(wsgi_in_test_tran
 def test_a_worker_loads_the_url_conf_as_it_starts():
     """Not within the first request it serves."""
     probe = ("import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'preflab.settings'); import preflab.wsgi; "
-             "print(' '.join(m for m in ('preflab.urls', 'annotation.apis') if m in sys.modules))")
+             "print(' '.join(m for m in ('preflab.urls', 'annotation.apis', 'annotation.tasks', 'preflab.celery') "
+             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.split() == ["preflab.urls", "annotation.apis"]
+    # the Celery app and task too: Django's start no longer loads them, and a request queueing a job would
+    assert out.stdout.split() == ["preflab.urls", "annotation.apis", "annotation.tasks", "preflab.celery"]
