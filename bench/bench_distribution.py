@@ -24,12 +24,11 @@ Prints p50/p95 per call, annotations/s in total, the CPU per annotation of the w
 their PostgreSQL backends and of this client, and the number of over-assigned records
 (submitted > min_submitted; goal 0). Goals: p95 < 10 ms, >= 300 annotations/s.
 
-Deployment setting: on the 2-CPU bench host, shared with other work at the time (load average 4-7),
-100k records, 8-10 s runs, annotations/s at 10 / 50 annotators: sync x2 43-71 / 27-47, sync x3 91 / 48,
-gthread 2 x 2 78 / 68, gthread 2 x 4 88 / -, gthread 3 x 2 29 / 47. Too noisy to rank the settings
-with confidence; the two to compare on a quiet host are sync with one worker more than CPUs
-(a worker waits on the database three times per call) and gthread 2 x 2 to 4 (keep-alive: the
-client's CPU per annotation halves, 1.1-1.5 ms against 2.2 ms with sync workers).
+Deployment setting: the image runs granian (keep-alive, HTTP parsed in Rust). On the 2-CPU bench host, quiet (load
+1.5-2.7), 100k records, 20-30 s runs, annotations/s at 10 / 50 annotators: granian 2 x 1 thread 162.7-180.9 /
+145.8-193.8, gunicorn sync x 2 in the same minutes 129.3-133.2 / 146.5-164.5; web CPU per annotation 6.7-7.5 ms
+against 9.0-9.4 ms at 10 annotators, client CPU 0.6-0.8 against 1.2-1.3 ms (no new connection per request).
+Earlier, on a busy host (load 4-7): gthread 2 x 2 78 / 68 and sync x 3 91 / 48, no better than sync x 2.
 With --explain (default on) prints EXPLAIN (ANALYZE, BUFFERS) of next_record_for's record query.
 """
 from __future__ import annotations
