@@ -113,25 +113,30 @@ class GunicornServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    name = "gunicorn"
+
+    def command(self) -> list[str]:
+        """The server's command line (the log files exist, empty, when it is called)."""
+        return [sys.executable, "-m", "gunicorn", "preflab.wsgi:application",
+                "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                "--worker-class", self.worker_class, "--threads", str(self.threads),
+                "--timeout", str(self.timeout), "--backlog", "2048",
+                "--access-logfile", str(self.access_log),
+                "--access-logformat", '%(m)s %(U)s %(s)s %(D)s',
+                "--error-logfile", str(self.error_log)]
+
     def start(self) -> GunicornServer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for f in (self.access_log, self.error_log):
             f.write_text("")
         env = {**os.environ, "DATABASE_URL": self.database_url, "DJANGO_SETTINGS_MODULE": "preflab.settings",
                "DEBUG": "false", "SECRET_KEY": "bench-" + "k" * 50, "LOG_LEVEL": "WARNING", **self.extra_env}
-        cmd = [sys.executable, "-m", "gunicorn", "preflab.wsgi:application",
-               "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-               "--worker-class", self.worker_class, "--threads", str(self.threads),
-               "--timeout", str(self.timeout), "--backlog", "2048",
-               "--access-logfile", str(self.access_log),
-               "--access-logformat", '%(m)s %(U)s %(s)s %(D)s',
-               "--error-logfile", str(self.error_log)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env)
         try:
             port_wait(self.port)
         except RuntimeError:
             self.stop()
-            raise RuntimeError(f"gunicorn did not start; see {self.error_log}:\n{self.error_log.read_text()[-2000:]}")
+            raise RuntimeError(f"{self.name} did not start; see {self.error_log}:\n{self.error_log.read_text()[-2000:]}")
         return self
 
     def stop(self) -> None:
@@ -182,10 +187,9 @@ class GranianServer(GunicornServer):
 
     log_time_ms = 1.0
 
-    def start(self) -> GranianServer:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        for f in (self.access_log, self.error_log):
-            f.write_text("")
+    name = "granian"
+
+    def command(self) -> list[str]:
         log_config = self.log_dir / f"granian-log-{self.port}.json"
         log_config.write_text(json.dumps({
             "version": 1, "disable_existing_loggers": False,
@@ -195,20 +199,11 @@ class GranianServer(GunicornServer):
                          "access": {"formatter": "access", "class": "logging.FileHandler", "filename": str(self.access_log)}},
             "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False},
                         "granian.access": {"handlers": ["access"], "level": "INFO", "propagate": False}}}))
-        env = {**os.environ, "DATABASE_URL": self.database_url, "DJANGO_SETTINGS_MODULE": "preflab.settings",
-               "DEBUG": "false", "SECRET_KEY": "bench-" + "k" * 50, "LOG_LEVEL": "WARNING", **self.extra_env}
-        cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "preflab.wsgi:application",
-               "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-               "--blocking-threads", str(self.threads), "--backlog", "2048", "--no-ws",
-               "--log-config", str(log_config), "--access-log",
-               "--access-log-fmt", "%(method)s %(path)s %(status)d %(dt_ms).3f"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-        try:
-            port_wait(self.port)
-        except RuntimeError:
-            self.stop()
-            raise RuntimeError(f"granian did not start; see {self.error_log}:\n{self.error_log.read_text()[-2000:]}")
-        return self
+        return [sys.executable, "-m", "granian", "--interface", "wsgi", "preflab.wsgi:application",
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+                "--blocking-threads", str(self.threads), "--backlog", "2048", "--no-ws",
+                "--log-config", str(log_config), "--access-log",
+                "--access-log-fmt", "%(method)s %(path)s %(status)d %(dt_ms).3f"]
 
 
 # --- memory ------------------------------------------------------------------------------------
