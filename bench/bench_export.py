@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="rebuild the bench dataset even if it is there")
     parser.add_argument("--gold-every", type=int, default=0,
                         help="make every Nth record gold (left out of the export: it gives fewer triplets than records)")
-    parser.add_argument("--server", default="granian", choices=sorted(Server.COMMANDS),
+    parser.add_argument("--server", default="granian", choices=sorted(Server.KINDS),
                         help="the web server (default granian, as in the image; one worker)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DB)
     args = parser.parse_args()

@@ -17,7 +17,6 @@ import argparse
 import os
 import random
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +25,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import GranianServer, GunicornServer  # noqa: E402
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/preflab_bench_io"
 WORDS = ("the model answer reasons about data quality while a careful reviewer checks every claim "
          "against sources and notes where the reasoning breaks down or where the style could be "
@@ -125,29 +128,23 @@ def ndjson_records(n: int, *, prompt_chars: int = 300, response_chars: int = 150
 
 
 class Server:
-    """preflab.wsgi served in a subprocess by granian (as in the image) or gunicorn (one sync worker by
-    default); samples the RSS of its worker processes."""
+    """preflab.wsgi served in a subprocess by bench.common's GranianServer (as in the image) or GunicornServer,
+    one worker by default; samples the RSS of its worker processes."""
 
-    COMMANDS = {
-        "granian": lambda port, workers: ["-m", "granian", "--interface", "wsgi", "preflab.wsgi:application",
-                                          "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                                          "--no-ws", "--log-level", "warning"],
-        "gunicorn": lambda port, workers: ["-m", "gunicorn", "preflab.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-                                           "--timeout", "3600", "--log-level", "warning"],
-    }
+    KINDS = {"granian": GranianServer, "gunicorn": GunicornServer}
 
     def __init__(self, url: str, port: int, extra_env: dict | None = None, workers: int = 1, server: str = "granian"):
-        env = {**os.environ, "DATABASE_URL": url, "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(64),
-               "LOG_LEVEL": "WARNING", **(extra_env or {})}
         self.kind = server
-        self.proc = subprocess.Popen([sys.executable, *self.COMMANDS[server](port, workers)], cwd=ROOT, env=env)
+        self.web = self.KINDS[server](port=port, database_url=url, workers=workers, timeout=3600,
+                                      env={"SECRET_KEY": secrets.token_urlsafe(64), **(extra_env or {})}).start()
+        self.proc = self.web.proc
         self.base = f"http://127.0.0.1:{port}"
         self.peak_rss = 0
         self._stop = threading.Event()
         try:
             self._wait_ready()
         except BaseException:
-            self.proc.kill()
+            self.web.stop()
             raise
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -210,11 +207,7 @@ class Server:
 
     def stop(self) -> None:
         self._stop.set()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.web.stop()
 
 
 class PostgresCpu:
@@ -299,7 +292,7 @@ def main() -> None:
     parser.add_argument("--response-chars", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=None, help="PREFLAB_IMPORT_BATCH of the server")
     parser.add_argument("--writers", type=int, default=None, help="PREFLAB_IMPORT_WRITERS of the server")
-    parser.add_argument("--server", default="granian", choices=sorted(Server.COMMANDS),
+    parser.add_argument("--server", default="granian", choices=sorted(Server.KINDS),
                         help="the web server (default granian, as in the image; one worker)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DB)
     args = parser.parse_args()
