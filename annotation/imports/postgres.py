@@ -130,7 +130,7 @@ def _dataset_fk_checked_by_batch(cursor, dataset: Dataset) -> bool:
     dataset for the batch gives the same guarantee (the dataset exists and stays until the batch
     commits); `session_replication_role = replica` (superusers only, as pg_restore's
     --disable-triggers) then skips the per-row check. The dataset foreign key's check is the only
-    trigger an insert into the record table fires (tests/annotation/test_import_writers.py checks
+    trigger an insert into the record table fires (tests/annotation/test_import_postgres.py checks
     it): a new one must be checked here too. Without the right, the triggers run as usual.
     """
     if cursor.cursor.connection.info.parameter_status("is_superuser") != "on":

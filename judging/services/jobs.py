@@ -81,12 +81,15 @@ def judge_job_create(*, workspace: Workspace, dataset: Dataset, judge: Judge, re
     return job
 
 
+CHUNKS_PER_PROCESS = 4  # chunks each process of a shared job gets (default_chunk_size)
+
+
 def default_chunk_size(judge: Judge, *, records: int = 0, processes: int = 1) -> int:
     """Enough records per chunk to keep the endpoint's concurrency busy (calls per record vary). With
     `processes` sharing the job, chunks small enough that each process gets about CHUNKS_PER_PROCESS of
     them (processes take the next chunk as they finish one, so the last ones end close together), yet
     each still a couple of pipe-fulls of that process's share of the endpoint's slots."""
-    per_record = max(1, {Judge.Method.PAIRWISE: 2, Judge.Method.CLAIR: 1}.get(judge.method, len(J.aspects_for(judge))))
+    per_record = _calls_per_record(judge)
     concurrency = int(judge.endpoint.max_concurrency or 1)
     size = max(50, min(5000, (16 * concurrency) // per_record))
     if processes > 1 and records:
@@ -95,13 +98,14 @@ def default_chunk_size(judge: Judge, *, records: int = 0, processes: int = 1) ->
     return size
 
 
-CHUNKS_PER_PROCESS = 4
-
-
 def first_chunk_size(judge: Judge, size: int) -> int:
     """The first chunk of a job run by one process: two pipe-fulls of the endpoint's slots, not `size`. A
     chunk is planned whole before its first call goes out (~40 µs a record), and job_run_inline plans its
     first two chunks at once: small, the first one starts calling within milliseconds, and the next,
     planned meanwhile, fills the slots it frees (generation.llm serves the earlier chunk first)."""
-    per_record = max(1, {Judge.Method.PAIRWISE: 2, Judge.Method.CLAIR: 1}.get(judge.method, len(J.aspects_for(judge))))
-    return min(size, max(50, (2 * int(judge.endpoint.max_concurrency or 1)) // per_record))
+    return min(size, max(50, (2 * int(judge.endpoint.max_concurrency or 1)) // _calls_per_record(judge)))
+
+
+def _calls_per_record(judge: Judge) -> int:
+    """LLM calls a judge makes per record: both orders for pairwise, one revision for CLAIR, one per aspect."""
+    return max(1, {Judge.Method.PAIRWISE: 2, Judge.Method.CLAIR: 1}.get(judge.method, len(J.aspects_for(judge))))
