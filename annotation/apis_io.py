@@ -23,6 +23,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
@@ -46,17 +47,28 @@ from .validation import bool_param
 STREAM_CHUNK = 1 << 16
 
 
+class ChunkedBodyUnreadable(APIException):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = ("this server cannot read a chunked upload (Django's development server, which `manage.py "
+                      "quickstart` runs, does not decode chunks): send the body with a Content-Length, or upload "
+                      "to a server that decodes chunks (granian, as in the image, or gunicorn)")
+    default_code = "length_required"
+
+
 def _body_stream(request) -> CountingStream:
     """The request body as a binary stream, never buffered whole.
 
     Django reads at most Content-Length bytes; a chunked upload has none, and Django would see an
-    empty body, so then the server's decoded WSGI input is read (gunicorn de-chunks it).
+    empty body, so then the server's decoded WSGI input is read (granian and gunicorn de-chunk it and
+    say so with wsgi.input_terminated). A server that does not (wsgiref, under runserver) would hand
+    over the raw chunks, or nothing: that upload is refused (411) rather than read as an empty file.
     """
     django_request = getattr(request, "_request", request)
     meta = django_request.META
     source = django_request
-    if not meta.get("CONTENT_LENGTH") and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower() \
-            and "wsgi.input" in meta:
+    if not meta.get("CONTENT_LENGTH") and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        if "wsgi.input" not in meta or not meta.get("wsgi.input_terminated"):
+            raise ChunkedBodyUnreadable()
         source = meta["wsgi.input"]
     return CountingStream(source, limit=settings.PREFLAB_MAX_UPLOAD_BYTES)
 
@@ -117,7 +129,7 @@ class RecordImportApi(_ImportBase):
     names plus `external_id`, `priority` and `metadata.<key>`. Answers 200 with
     {created, updated, rejected: [{line, reason}], rejected_count, total_lines} even when lines
     were rejected (valid ones are stored, batch by batch); 400 when the body cannot be read at
-    all; 413 over PREFLAB_MAX_UPLOAD_BYTES.
+    all; 413 over PREFLAB_MAX_UPLOAD_BYTES; 411 for a chunked body the web server did not decode.
     """
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)

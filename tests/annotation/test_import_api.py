@@ -61,6 +61,16 @@ def test_unsupported_content_type_is_400(dataset, admin_client_api):
     assert resp.status_code == 400 and "Content-Type" in resp.json()
 
 
+@pytest.mark.parametrize("tail", ["records", "import-pairs"])
+def test_a_chunked_upload_the_server_did_not_decode_is_411_not_an_empty_import(dataset, admin_client_api, tail):
+    """As under Django's development server (wsgiref): no Content-Length, no wsgi.input_terminated."""
+    body = orjson.dumps(rec("a")) + b"\n"
+    resp = admin_client_api.generic("POST", url(dataset, tail), body, content_type="application/x-ndjson",
+                                    CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked")
+    assert resp.status_code == 411 and "Content-Length" in resp.json()["detail"]
+    assert not Record.objects.filter(dataset=dataset).exists()
+
+
 @override_settings(PREFLAB_MAX_UPLOAD_BYTES=100)
 def test_body_over_the_upload_limit_is_413(dataset, admin_client_api):
     resp = post_ndjson(admin_client_api, url(dataset), [rec(f"r{i}") for i in range(10)])
