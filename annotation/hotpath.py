@@ -65,16 +65,33 @@ _UNREAD = {
 
 
 @cache
-def _model_layout(model) -> tuple[list[str], list[tuple[int, Any]], bool]:
-    """A model's columns the hot path reads (attnames), the (position, field) of those with a
-    conversion from the database, and whether an instance may be built without Model.__init__
-    (no __init__ or from_db of its own and no pre_init / post_init receivers: then __init__ only
-    sets the attributes)."""
+def _plain_init(model) -> bool:
+    """Whether Model.__init__ only sets the attributes of a `model` instance read from the database:
+    no __init__ or from_db of its own and no pre_init / post_init receivers."""
+    return (model.__init__ is Model.__init__ and model.from_db.__func__ is Model.from_db.__func__
+            and not pre_init.has_listeners(model) and not post_init.has_listeners(model))
+
+
+def instance_from_db(model, attnames: list[str], values, db=None):
+    """model.from_db(alias, attnames, values) (the fields not in attnames deferred), without the
+    cost of Model.__init__ where it would only set the attributes (_plain_init)."""
+    db = db or connections[DEFAULT_DB_ALIAS]
+    if not _plain_init(model):
+        return model.from_db(db.alias, attnames, values)
+    instance = model.__new__(model)
+    state = instance._state = ModelState()
+    state.adding, state.db = False, db.alias
+    instance.__dict__.update(zip(attnames, values))
+    return instance
+
+
+@cache
+def _model_layout(model) -> tuple[list[str], list[tuple[int, Any]]]:
+    """A model's columns the hot path reads (attnames) and the (position, field) of those with a
+    conversion from the database."""
     unread = _UNREAD.get(model._meta.label_lower, frozenset())
     fields = [f for f in model._meta.concrete_fields if f.name not in unread]
-    plain = (model.__init__ is Model.__init__ and model.from_db.__func__ is Model.from_db.__func__
-             and not pre_init.has_listeners(model) and not post_init.has_listeners(model))
-    return [f.attname for f in fields], [(i, f) for i, f in enumerate(fields) if hasattr(f, "from_db_value")], plain
+    return [f.attname for f in fields], [(i, f) for i, f in enumerate(fields) if hasattr(f, "from_db_value")]
 
 
 def _model_from_row(model, values, db=None):
@@ -82,17 +99,11 @@ def _model_from_row(model, values, db=None):
     (jsonb text), as Model.from_db would make it; the columns left unread are deferred fields."""
     db = db or connections[DEFAULT_DB_ALIAS]
     values = list(values)
-    attnames, converted, plain = _model_layout(model)
+    attnames, converted = _model_layout(model)
     for i, f in converted:
         if values[i] is not None:
             values[i] = f.from_db_value(values[i], None, db)
-    if not plain:
-        return model.from_db(db.alias, attnames, values)
-    instance = model.__new__(model)
-    state = instance._state = ModelState()
-    state.adding, state.db = False, db.alias
-    instance.__dict__.update(zip(attnames, values))
-    return instance
+    return instance_from_db(model, attnames, values, db)
 
 
 @cache
