@@ -119,23 +119,25 @@ class DatabaseWrapper(base.DatabaseWrapper):
         one the connection kept from an earlier hot cursor, when there is one."""
         self.close_if_health_check_failed()
         self.ensure_connection()
-        cursor = None
+        with self.wrap_database_errors:
+            cursor = self._hot_take()
+            self.validate_thread_sharing()
+            return (_HotCursorDebugWrapper if self.queries_logged else _HotCursorWrapper)(cursor, self)
+
+    def _hot_take(self):
+        """A psycopg cursor binding parameters on the server, for the open connection: a kept one
+        (_hot_release) when there is one, else a new one."""
         while self._hot_idle:
             kept, tz = self._hot_idle.pop()
             if kept.connection is self.connection and not kept.closed and tz == self.timezone:
-                cursor = kept
-                break
+                return kept
             kept.close()
-        with self.wrap_database_errors:
-            if cursor is None:
-                factory = self.connection.cursor_factory
-                self.connection.cursor_factory = base.ServerBindingCursor
-                try:
-                    cursor = self.create_cursor()
-                finally:
-                    self.connection.cursor_factory = factory
-            self.validate_thread_sharing()
-            return (_HotCursorDebugWrapper if self.queries_logged else _HotCursorWrapper)(cursor, self)
+        factory = self.connection.cursor_factory
+        self.connection.cursor_factory = base.ServerBindingCursor
+        try:
+            return self.create_cursor()
+        finally:
+            self.connection.cursor_factory = factory
 
     def _hot_release(self, cursor):
         """Keep a closed hot cursor's psycopg cursor for the next one (while its connection is this
@@ -219,7 +221,7 @@ class HotTransaction:
         this batch's (nothing may be run in the transaction after it). An error of any statement
         is raised at the end of the block (the later statements were not run)."""
         pg = self.wrapper.connection
-        commands = pg.cursor() if self.own else None
+        commands = self.wrapper._hot_take() if self.own else None
         try:
             with self.wrapper.wrap_database_errors, pg.pipeline():
                 if self.own and not self.begun:
@@ -230,6 +232,6 @@ class HotTransaction:
                     commands.execute("COMMIT", prepare=False)
         finally:
             if commands is not None:
-                commands.close()
+                self.wrapper._hot_release(commands)
         if self.own and last:
             self.committed = True
