@@ -106,6 +106,15 @@ def _model_from_row(model, values, db=None):
     return instance_from_db(model, attnames, values, db)
 
 
+def _relate(instance, name: str, related) -> None:
+    """`instance.<name> = related` for a related instance read with it (its id already set), as the
+    descriptor does it (the reverse side cached too for a one-to-one), without its checks."""
+    field = instance._meta.get_field(name)
+    field.set_cached_value(instance, related)
+    if not field.remote_field.multiple:
+        field.remote_field.set_cached_value(related, instance)
+
+
 @cache
 def _columns(model, alias: str) -> str:
     """The columns of `model` the hot path reads (see _UNREAD), for a table aliased `alias`."""
@@ -173,8 +182,8 @@ def token_credentials(authenticator: TokenAuthentication, key: str, view=None):
     n = _width(model)
     m = n + _width(user_model)
     db = connections[DEFAULT_DB_ALIAS]
-    token = _model_from_row(model, row[:n], db)
-    token.user = _model_from_row(user_model, row[n:m], db)
+    token, user = _model_from_row(model, row[:n], db), _model_from_row(user_model, row[n:m], db)
+    _relate(token, "user", user)
     if not token.user.is_active:
         raise exceptions.AuthenticationFailed(gettext_lazy("User inactive or deleted."))
     if target is not None:
@@ -254,7 +263,7 @@ def record_for_member(user, pk: Any, *, view=None) -> Record:
     values, role = _member_fetch(user, sql, pk, "record", _prefetched(view, "record", pk, user))
     n = _width(Record)
     record = _model_from_row(Record, values[:n])
-    record.dataset = _model_from_row(Dataset, values[n:])
+    _relate(record, "dataset", _model_from_row(Dataset, values[n:]))
     access.dataset_role_remember(record.dataset, user, role)
     return record
 

@@ -7,6 +7,7 @@ import datetime
 import pytest
 from django.db import connection
 from django.db.models import Model
+from django.test.utils import CaptureQueriesContext
 
 from annotation.hotpath import instance_from_db
 from annotation.models import Dataset, Membership, Record, Response
@@ -53,7 +54,11 @@ def test_next_and_submit_load_no_column_the_token_query_left_unread(require_post
                                                  gold_rate=1.0 if kind == "gold" else 0.0)
     got = _next(client, dataset.pk)
     assert got.status_code == 200 and got.json()["id"] == record.pk
-    assert set(got.wsgi_request.user.get_deferred_fields()) == {"password", "last_login", "date_joined"}
+    caller = got.wsgi_request.user
+    assert set(caller.get_deferred_fields()) == {"password", "last_login", "date_joined"}
+    with CaptureQueriesContext(connection) as queries:  # the token is the caller's, both sides cached
+        assert caller.auth_token.user is caller and caller.auth_token.user_id == user.pk
+    assert len(queries) == 0
     assert _next(client, dataset.pk).json()["id"] == record.pk  # the caller's own lease, resumed
     assert _submit(client, record.pk, "draft").status_code == 201
     answer = _submit(client, record.pk)
