@@ -72,15 +72,20 @@ def fast_tzloader(tz):
 
 
 class _HotCursorWrapper(utils.CursorWrapper):
-    """A hot cursor: closing it gives the psycopg cursor back to its connection for reuse."""
+    """A hot cursor: closing it gives the psycopg cursor back to its connection for reuse (once: a
+    second close does nothing; the cursor is not to be used after it)."""
+
+    released = False
 
     def close(self):
-        self.db._hot_release(self.cursor)
+        if not self.released:
+            self.released = True
+            self.db._hot_release(self.cursor)
 
 
 class _HotCursorDebugWrapper(utils.CursorDebugWrapper):
-    def close(self):
-        self.db._hot_release(self.cursor)
+    released = False
+    close = _HotCursorWrapper.close
 
 
 def socket_quiet(connection) -> bool:

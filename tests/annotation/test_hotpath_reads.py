@@ -102,6 +102,9 @@ def test_a_hot_cursor_is_reused_on_its_connection_and_not_after_it_closed(requir
         again.execute("SELECT %s::int", [2])
         other.execute("SELECT %s::text", ["b"])
         assert (again.fetchone(), other.fetchone()) == ((2,), ("b",))
+        again.close()  # (closed twice: given back once)
+    with connection.hot_cursor() as one, connection.hot_cursor() as two, connection.hot_cursor() as three:
+        assert len({id(one.cursor), id(two.cursor), id(three.cursor)}) == 3
     connection.close()
     assert first.closed
     with connection.hot_cursor() as fresh:
