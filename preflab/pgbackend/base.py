@@ -110,7 +110,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._hot_idle = []  # (psycopg cursor, the time zone it loads timestamps in)
+        self._hot_idle = []  # (psycopg cursor, the time zones it loads timestamps with: _hot_zones)
 
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)
@@ -133,8 +133,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         """A psycopg cursor binding parameters on the server, for the open connection: a kept one
         (_hot_release) when there is one, else a new one."""
         while self._hot_idle:
-            kept, tz = self._hot_idle.pop()
-            if kept.connection is self.connection and not kept.closed and tz == self.timezone:
+            kept, zones = self._hot_idle.pop()
+            if kept.connection is self.connection and not kept.closed and zones == self._hot_zones():
                 return kept
             kept.close()
         factory = self.connection.cursor_factory
@@ -144,12 +144,19 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             self.connection.cursor_factory = factory
 
+    def _hot_zones(self):
+        """Django's time zone and the session's (a psycopg cursor keeps the loaders it made, and a
+        timestamp loader the session's time zone it was made in): a kept cursor is reused while
+        they stay (Django changes them together, when its settings change)."""
+        return self.timezone, self.timezone_name
+
     def _hot_release(self, cursor):
         """Keep a closed hot cursor's psycopg cursor for the next one (while its connection is this
-        wrapper's and its results are all read), else close it."""
-        if (len(self._hot_idle) < self._HOT_IDLE_MAX and cursor.connection is self.connection and not cursor.closed
-                and not self.connection.closed and self.connection._pipeline is None):
-            self._hot_idle.append((cursor, self.timezone))
+        wrapper's and out of pipeline mode, its results all read), else close it."""
+        pg = self.connection
+        if (len(self._hot_idle) < self._HOT_IDLE_MAX and pg is not None and cursor.connection is pg and not cursor.closed
+                and not pg.closed and pg.pgconn.pipeline_status == 0):
+            self._hot_idle.append((cursor, self._hot_zones()))
         else:
             cursor.close()
 

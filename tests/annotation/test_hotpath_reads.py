@@ -138,3 +138,25 @@ def test_timestamps_load_as_djangos_loader_loads_them(require_postgres, session_
     assert fast == django and fast[-1] is None
     assert [value.tzinfo for value in fast[:-1]] == [value.tzinfo for value in django[:-1]] == [datetime.UTC] * 5
     assert [value.isoformat() for value in fast[:-1]] == [value.isoformat() for value in django[:-1]]
+
+
+
+def _hot_timestamp(value: str):
+    """(the psycopg cursor of a hot cursor, the timestamptz `value` it read)."""
+    with connection.hot_cursor() as cursor:
+        cursor.execute("SELECT %s::timestamptz", [value])
+        return cursor.cursor, cursor.fetchone()[0]
+
+
+def test_a_kept_hot_cursor_is_not_reused_once_the_time_zone_settings_change(require_postgres):
+    from django.test import override_settings
+
+    noon = "2026-01-01 12:00:00+00"
+    first, _ = _hot_timestamp(noon)
+    with override_settings(USE_TZ=False, TIME_ZONE="Europe/Paris"):
+        paris, got = _hot_timestamp(noon)
+        assert paris is not first and got == datetime.datetime(2026, 1, 1, 13, 0)
+        with override_settings(TIME_ZONE="America/New_York"):  # (Django's time zone stays None)
+            new_york, got = _hot_timestamp(noon)
+            assert new_york is not paris and got == datetime.datetime(2026, 1, 1, 7, 0)
+    assert _hot_timestamp(noon)[1] == datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
