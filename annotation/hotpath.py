@@ -12,7 +12,10 @@ from contextlib import contextmanager
 from functools import cache, partial
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import Model
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 from django.utils.translation import gettext_lazy
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
@@ -48,26 +51,79 @@ def _atomic_batches():
         yield _Batches()
 
 
+# The columns the hot path leaves unread (the fields stay deferred on the instances it builds): each
+# costs the loading of its value and none of these views reads it. A timestamp is loaded by a Python
+# loader of Django's, a jsonb column is decoded in Python; the submit's record needs none of its
+# content. Reading one of these on such an instance would cost a query of its own (Django's
+# deferred loading): tests/annotation/test_hotpath_queries.py counts the round trips of both views.
+_UNREAD = {
+    "authtoken.token": frozenset({"created"}),
+    "auth.user": frozenset({"password", "last_login", "date_joined"}),
+    "annotation.dataset": frozenset({"guidelines", "created_at"}),  # (updated_at keys dataset_questions' cache)
+    "annotation.record": frozenset({"fields", "metadata", "gold_answer", "created_at", "updated_at"}),
+}
+
+
+@cache
+def _plain_init(model) -> bool:
+    """Whether Model.__init__ only sets the attributes of a `model` instance read from the database:
+    no __init__ or from_db of its own and no pre_init / post_init receivers."""
+    return (model.__init__ is Model.__init__ and model.from_db.__func__ is Model.from_db.__func__
+            and not pre_init.has_listeners(model) and not post_init.has_listeners(model))
+
+
+def instance_from_db(model, attnames: list[str], values, db=None):
+    """model.from_db(alias, attnames, values) (the fields not in attnames deferred), without the
+    cost of Model.__init__ where it would only set the attributes (_plain_init)."""
+    db = db or connections[DEFAULT_DB_ALIAS]
+    if not _plain_init(model):
+        return model.from_db(db.alias, attnames, values)
+    instance = model.__new__(model)
+    state = instance._state = ModelState()
+    state.adding, state.db = False, db.alias
+    instance.__dict__.update(zip(attnames, values))
+    return instance
+
+
 @cache
 def _model_layout(model) -> tuple[list[str], list[tuple[int, Any]]]:
-    """A model's column attnames and the (position, field) of those with a conversion from the database."""
-    fields = model._meta.concrete_fields
+    """A model's columns the hot path reads (attnames) and the (position, field) of those with a
+    conversion from the database."""
+    unread = _UNREAD.get(model._meta.label_lower, frozenset())
+    fields = [f for f in model._meta.concrete_fields if f.name not in unread]
     return [f.attname for f in fields], [(i, f) for i, f in enumerate(fields) if hasattr(f, "from_db_value")]
 
 
-def _model_from_row(model, values):
-    """A model instance from raw column values, with the fields' own conversions (jsonb text)."""
+def _model_from_row(model, values, db=None):
+    """A model instance from raw column values (_columns' columns), with the fields' own conversions
+    (jsonb text), as Model.from_db would make it; the columns left unread are deferred fields."""
+    db = db or connections[DEFAULT_DB_ALIAS]
     values = list(values)
     attnames, converted = _model_layout(model)
     for i, f in converted:
         if values[i] is not None:
-            values[i] = f.from_db_value(values[i], None, connection)
-    return model.from_db(connection.alias, attnames, values)
+            values[i] = f.from_db_value(values[i], None, db)
+    return instance_from_db(model, attnames, values, db)
+
+
+def _relate(instance, name: str, related) -> None:
+    """`instance.<name> = related` for a related instance read with it (its id already set), as the
+    descriptor does it (the reverse side cached too for a one-to-one), without its checks."""
+    field = instance._meta.get_field(name)
+    field.set_cached_value(instance, related)
+    if not field.remote_field.multiple:
+        field.remote_field.set_cached_value(related, instance)
 
 
 @cache
 def _columns(model, alias: str) -> str:
-    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
+    """The columns of `model` the hot path reads (see _UNREAD), for a table aliased `alias`."""
+    unread = _UNREAD.get(model._meta.label_lower, frozenset())
+    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields if f.name not in unread)
+
+
+def _width(model) -> int:
+    return len(_model_layout(model)[0])
 
 
 # --- authentication ----------------------------------------------------------------------------
@@ -123,10 +179,11 @@ def token_credentials(authenticator: TokenAuthentication, key: str, view=None):
         row = cursor.fetchone()
     if row is None:
         raise exceptions.AuthenticationFailed(gettext_lazy("Invalid token."))
-    n = len(model._meta.concrete_fields)
-    m = n + len(user_model._meta.concrete_fields)
-    token = _model_from_row(model, row[:n])
-    token.user = _model_from_row(user_model, row[n:m])
+    n = _width(model)
+    m = n + _width(user_model)
+    db = connections[DEFAULT_DB_ALIAS]
+    token, user = _model_from_row(model, row[:n], db), _model_from_row(user_model, row[n:m], db)
+    _relate(token, "user", user)
     if not token.user.is_active:
         raise exceptions.AuthenticationFailed(gettext_lazy("User inactive or deleted."))
     if target is not None:
@@ -183,7 +240,7 @@ def _role_column(workspace_column: str, *, user_column: str = "%s") -> str:
 
 def dataset_for_member(user, pk: Any, *, view=None) -> Dataset:
     """access.dataset_for_user (any member), in one raw query on PostgreSQL (none when the token
-    query of `view` read it): the same rules."""
+    query of `view` read it): the same rules. The columns of _UNREAD stay deferred."""
     if connection.vendor != "postgresql" or not user.is_authenticated:
         return access.dataset_for_user(user, pk)
     sql = (f"SELECT {_columns(Dataset, 'd')}, {_role_column('d.workspace_id')} "
@@ -196,16 +253,17 @@ def dataset_for_member(user, pk: Any, *, view=None) -> Dataset:
 
 def record_for_member(user, pk: Any, *, view=None) -> Record:
     """access.record_for_user (any member), in one raw query on PostgreSQL (none when the token
-    query of `view` read it), record.dataset included: the same rules."""
+    query of `view` read it), record.dataset included: the same rules. What a submit needs: the
+    record's content (fields, metadata, gold answer) and the columns of _UNREAD stay deferred."""
     if connection.vendor != "postgresql" or not user.is_authenticated:
         return access.record_for_user(user, pk)
     sql = (f"SELECT {_columns(Record, 'rec')}, {_columns(Dataset, 'd')}, {_role_column('d.workspace_id')} "
            f"FROM {Record._meta.db_table} rec JOIN {Dataset._meta.db_table} d ON d.id = rec.dataset_id "
            f"WHERE rec.id = %s")
     values, role = _member_fetch(user, sql, pk, "record", _prefetched(view, "record", pk, user))
-    n = len(Record._meta.concrete_fields)
+    n = _width(Record)
     record = _model_from_row(Record, values[:n])
-    record.dataset = _model_from_row(Dataset, values[n:])
+    _relate(record, "dataset", _model_from_row(Dataset, values[n:]))
     access.dataset_role_remember(record.dataset, user, role)
     return record
 

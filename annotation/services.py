@@ -25,7 +25,7 @@ from rest_framework.authtoken.models import Token
 
 from .bulk import IdsIn, json_text, rows_upsert
 from .errors import AnnotatorPaused, ConflictError
-from .hotpath import hot_cursor, hot_transaction
+from .hotpath import hot_cursor, hot_transaction, instance_from_db
 from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .quality.gold import record_completed, record_completed_q
 from .quality.options import QUALITY_SETTINGS, quality_settings_validate
@@ -627,7 +627,7 @@ def _record_from_row(values) -> Record:
     for i in _RECORD_JSON_IDX:  # Django reads jsonb as text and decodes it in the field
         if isinstance(values[i], str):
             values[i] = json.loads(values[i])
-    return Record.from_db(connection.alias, _RECORD_ATTNAMES, values)
+    return instance_from_db(Record, _RECORD_ATTNAMES, values)
 
 
 def _next_record_pg(user, dataset: Dataset, now: datetime) -> Record | None:
@@ -917,6 +917,11 @@ WITH up AS (
 SELECT * FROM up
 """
 
+# The response as _response_write_pg builds it (what Response(...) with these fields would be).
+_RESPONSE_ATTNAMES = ["id", "record_id", "dataset_id", "user_id", "values", "status", "display_order", "duration",
+                      "suggestion_shown", "created_at", "updated_at"]
+_RESPONSE_RECORD, _RESPONSE_USER = Response._meta.get_field("record"), Response._meta.get_field("user")
+
 
 def _response_write_pg(*, user, record: Record, clean: dict, status: str, display_order, duration,
                        add_duration: bool):
@@ -964,11 +969,11 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
         response_id, created, stored_order, stored_duration, created_at, updated_at = status_cursor.fetchone()
     if isinstance(stored_order, str):
         stored_order = json.loads(stored_order)
-    response = Response(id=response_id, record=record, dataset_id=record.dataset_id, user=user, values=clean,
-                        status=status, display_order=stored_order, duration=stored_duration,
-                        suggestion_shown=shown, created_at=created_at, updated_at=updated_at)
-    response._state.adding = False
-    response._state.db = connection.alias
+    response = instance_from_db(Response, _RESPONSE_ATTNAMES, [
+        response_id, record.pk, record.dataset_id, user.pk, clean, status, stored_order, stored_duration, shown,
+        created_at, updated_at])
+    _RESPONSE_RECORD.set_cached_value(response, record)
+    _RESPONSE_USER.set_cached_value(response, user)
     return response, bool(created), submitted, leased, delta
 
 

@@ -25,14 +25,67 @@ first batch and COMMIT with the last, each batch one round trip (the statements 
 each with its own READ COMMITTED snapshot, run in the order sent). Django's own transaction.atomic
 cannot do this: psycopg sends its BEGIN lazily but waits for it in pipeline mode, and Django
 commits after the block, so BEGIN and COMMIT would each be a round trip of their own.
+
+The hot cursors are kept for reuse on their connection (a few idle ones): making a psycopg cursor
+(its adapters, its loaders made again for every result) cost more than the statement's own Python.
+
+And timestamps are loaded by psycopg's compiled loader: Django's (a Python subclass of psycopg's
+Python loader, called for every timestamptz value) parses each in Python, then sets Django's time
+zone on it; fast_tzloader gives the same values.
 """
 from __future__ import annotations
 
 import select
 from contextlib import contextmanager
+from functools import cache
 
 from django.db import transaction
+from django.db.backends import utils
 from django.db.backends.postgresql import base
+from psycopg import adapters as psycopg_adapters
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+
+_TIMESTAMPTZ_OID = psycopg_adapters.types["timestamptz"].oid
+
+
+@cache
+def fast_tzloader(tz):
+    """A timestamptz loader giving what Django's (psycopg_any.register_tzloader) gives: the value
+    read in the session's time zone, then `tz` set as its tzinfo (Django sets the session's time
+    zone to its own when it connects, so there it is only the label: datetime.timezone.utc), with
+    the parsing done by psycopg's default loader (compiled with psycopg[binary]) instead of Python."""
+    parser = psycopg_adapters.get_loader(_TIMESTAMPTZ_OID, Format.TEXT)
+
+    class FastTzLoader(Loader):
+        timezone = tz  # (Django's create_cursor compares it with its own)
+
+        def __init__(self, oid, context=None):
+            super().__init__(oid, context)
+            self._parse = parser(oid, context).load
+
+        def load(self, data):
+            value = self._parse(data)
+            return value if value is None or value.tzinfo is tz else value.replace(tzinfo=tz)
+
+    return FastTzLoader
+
+
+class _HotCursorWrapper(utils.CursorWrapper):
+    """A hot cursor: closing it gives the psycopg cursor back to its connection for reuse (once: a
+    second close does nothing; the cursor is not to be used after it)."""
+
+    released = False
+
+    def close(self):
+        if not self.released:
+            self.released = True
+            self.db._hot_release(self.cursor)
+
+
+class _HotCursorDebugWrapper(utils.CursorDebugWrapper):
+    released = False
+    close = _HotCursorWrapper.close
 
 
 def socket_quiet(connection) -> bool:
@@ -53,17 +106,68 @@ def socket_quiet(connection) -> bool:
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    _HOT_IDLE_MAX = 4  # idle hot cursors kept per connection (a request uses two at once)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._hot_idle = []  # (psycopg cursor, the time zones it loads timestamps with: _hot_zones)
+
+    def get_new_connection(self, conn_params):
+        connection = super().get_new_connection(conn_params)
+        if base.is_psycopg3:
+            connection.adapters.register_loader("timestamptz", fast_tzloader(self.timezone))
+        return connection
+
     def hot_cursor(self):
         """A Django cursor (errors wrapped, queries logged as usual) whose parameters are bound on
-        the server; for raw statements of fixed text run on every request."""
+        the server; for raw statements of fixed text run on every request. Its psycopg cursor is
+        one the connection kept from an earlier hot cursor, when there is one."""
         self.close_if_health_check_failed()
         self.ensure_connection()
+        with self.wrap_database_errors:
+            cursor = self._hot_take()
+            self.validate_thread_sharing()
+            return (_HotCursorDebugWrapper if self.queries_logged else _HotCursorWrapper)(cursor, self)
+
+    def _hot_take(self):
+        """A psycopg cursor binding parameters on the server, for the open connection: a kept one
+        (_hot_release) when there is one, else a new one."""
+        while self._hot_idle:
+            kept, zones = self._hot_idle.pop()
+            if kept.connection is self.connection and not kept.closed and zones == self._hot_zones():
+                return kept
+            kept.close()
         factory = self.connection.cursor_factory
         self.connection.cursor_factory = base.ServerBindingCursor
         try:
-            return self._cursor()
+            return self.create_cursor()
         finally:
             self.connection.cursor_factory = factory
+
+    def _hot_zones(self):
+        """Django's time zone and the session's (a psycopg cursor keeps the loaders it made, and a
+        timestamp loader the session's time zone it was made in): a kept cursor is reused while
+        they stay (Django changes them together, when its settings change)."""
+        return self.timezone, self.timezone_name
+
+    def _hot_release(self, cursor):
+        """Keep a closed hot cursor's psycopg cursor for the next one (while its connection is this
+        wrapper's and out of pipeline mode, its results all read), else close it."""
+        pg = self.connection
+        if (len(self._hot_idle) < self._HOT_IDLE_MAX and pg is not None and cursor.connection is pg and not cursor.closed
+                and not pg.closed and pg.pgconn.pipeline_status == 0):
+            self._hot_idle.append((cursor, self._hot_zones()))
+        else:
+            cursor.close()
+
+    def _close(self):
+        idle, self._hot_idle = self._hot_idle, []
+        for cursor, _ in idle:
+            try:
+                cursor.close()
+            except Exception:  # noqa: BLE001 - the connection is closing anyway
+                pass
+        return super()._close()
 
     @contextmanager
     def hot_transaction(self):
@@ -129,7 +233,7 @@ class HotTransaction:
         this batch's (nothing may be run in the transaction after it). An error of any statement
         is raised at the end of the block (the later statements were not run)."""
         pg = self.wrapper.connection
-        commands = pg.cursor() if self.own else None
+        commands = self.wrapper._hot_take() if self.own else None
         try:
             with self.wrapper.wrap_database_errors, pg.pipeline():
                 if self.own and not self.begun:
@@ -140,6 +244,6 @@ class HotTransaction:
                     commands.execute("COMMIT", prepare=False)
         finally:
             if commands is not None:
-                commands.close()
+                self.wrapper._hot_release(commands)
         if self.own and last:
             self.committed = True
