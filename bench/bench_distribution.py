@@ -34,7 +34,6 @@ With --explain (default on) prints EXPLAIN (ANALYZE, BUFFERS) of next_record_for
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -43,6 +42,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     GranianServer,
     GunicornServer,
+    PostgresCpu,
     RssSampler,
     database_prepare,
     database_url,
@@ -299,70 +300,6 @@ def service_annotator(user, dataset_id: int, deadline: float, tally: Tally) -> N
             tally.warnings += warnings
 
 
-def backends_cpu_seconds() -> dict[int, float] | None:
-    """CPU seconds used so far by each PostgreSQL backend (pid -> seconds) of the other connections to
-    this database (the server's workers), when the server runs on this machine; else None."""
-    import psutil
-    from django.db import connection
-
-    with connection.cursor() as c:
-        c.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        pids = [row[0] for row in c.fetchall()]
-    seconds = {}
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-        except psutil.NoSuchProcess:  # ended since the query: its CPU is no longer there to read
-            continue
-        except psutil.AccessDenied:
-            return None
-        seconds[pid] = t.user + t.system
-    return seconds
-
-
-class BackendCpuSampler:
-    """CPU seconds the server's PostgreSQL backends use over a run, read every `interval` s in a thread
-    (`.used`, None when they cannot be read). Django replaces a worker's connection once it is CONN_MAX_AGE
-    (60 s) old, so a backend may end during a run: it counts up to its last reading rather than being
-    left out, which undercounted the runs during which that happened (0.3-0.6 ms per annotation at 50
-    annotators against 1.6-1.8 at 10). A backend that started during the run counts from zero."""
-
-    def __init__(self, interval: float = 0.25):
-        self.interval = interval
-        self.before: dict[int, float] | None = None
-        self.last: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self._stop.wait(self.interval):
-                self.last.update(backends_cpu_seconds() or {})
-        finally:
-            connection.close()  # this thread's own connection
-
-    def __enter__(self) -> BackendCpuSampler:
-        self.before = backends_cpu_seconds()
-        if self.before is not None:
-            self.last.update(self.before)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.before is not None:
-            self._stop.set()
-            self._thread.join()
-            self.last.update(backends_cpu_seconds() or {})
-
-    @property
-    def used(self) -> float | None:
-        if self.before is None:
-            return None
-        return sum(cpu - self.before.get(pid, 0.0) for pid, cpu in self.last.items())
-
-
 def run_load(ds, annotators, *, n: int, seconds: float, mode: str, server: GunicornServer | None) -> dict:
     tally = Tally()
     deadline = time.monotonic() + seconds
@@ -375,18 +312,19 @@ def run_load(ds, annotators, *, n: int, seconds: float, mode: str, server: Gunic
     mark = server.log_mark() if server else 0
     cpu_before = tree_cpu_seconds(server.pid) if server else 0.0
     client_before = time.process_time()
-    pg = BackendCpuSampler() if server else None
+    # PostgreSQL's CPU sampled through the run: Django replaces a worker's connection once it is CONN_MAX_AGE old,
+    # and a backend read only before and after would take its CPU with it when it ends
+    pg = PostgresCpu(urlparse(server.database_url).path.lstrip("/"), server.database_url) if server else None
     started = time.perf_counter()
-    with pg or contextlib.nullcontext():
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     elapsed = time.perf_counter() - started
     out = {"elapsed": elapsed, "tally": tally, "client_cpu_s": time.process_time() - client_before}
     if server is not None:
         out["server_cpu_s"] = tree_cpu_seconds(server.pid) - cpu_before
-        out["pg_cpu_s"] = pg.used
+        out["pg_cpu_s"] = pg.stop()[0]  # the backends (the shared writers apart)
         nxt = server.request_times_ms(method="GET", path_contains="/next/", since=mark)
         sub = server.request_times_ms(method="POST", path_contains="/responses/", since=mark)
         out["server_next"], out["server_submit"], out["server_all"] = summarize(nxt), summarize(sub), summarize(nxt + sub)
