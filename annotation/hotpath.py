@@ -106,7 +106,7 @@ def _model_from_row(model, values, db=None):
     return instance_from_db(model, attnames, values, db)
 
 
-def _relate(instance, name: str, related) -> None:
+def relate(instance, name: str, related) -> None:
     """`instance.<name> = related` for a related instance read with it (its id already set), as the
     descriptor does it (the reverse side cached too for a one-to-one), without its checks."""
     field = instance._meta.get_field(name)
@@ -183,7 +183,7 @@ def token_credentials(authenticator: TokenAuthentication, key: str, view=None):
     m = n + _width(user_model)
     db = connections[DEFAULT_DB_ALIAS]
     token, user = _model_from_row(model, row[:n], db), _model_from_row(user_model, row[n:m], db)
-    _relate(token, "user", user)
+    relate(token, "user", user)
     if not token.user.is_active:
         raise exceptions.AuthenticationFailed(gettext_lazy("User inactive or deleted."))
     if target is not None:
@@ -263,7 +263,7 @@ def record_for_member(user, pk: Any, *, view=None) -> Record:
     values, role = _member_fetch(user, sql, pk, "record", _prefetched(view, "record", pk, user))
     n = _width(Record)
     record = _model_from_row(Record, values[:n])
-    _relate(record, "dataset", _model_from_row(Dataset, values[n:]))
+    relate(record, "dataset", _model_from_row(Dataset, values[n:]))
     access.dataset_role_remember(record.dataset, user, role)
     return record
 

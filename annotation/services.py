@@ -25,7 +25,7 @@ from rest_framework.authtoken.models import Token
 
 from .bulk import IdsIn, json_text, rows_upsert
 from .errors import AnnotatorPaused, ConflictError
-from .hotpath import hot_cursor, hot_transaction, instance_from_db
+from .hotpath import hot_cursor, hot_transaction, instance_from_db, relate
 from .models import Dataset, Field, Invitation, Lease, Membership, Question, Record, Response, Suggestion, Workspace
 from .quality.gold import record_completed, record_completed_q
 from .quality.options import QUALITY_SETTINGS, quality_settings_validate
@@ -920,7 +920,6 @@ SELECT * FROM up
 # The response as _response_write_pg builds it (what Response(...) with these fields would be).
 _RESPONSE_ATTNAMES = ["id", "record_id", "dataset_id", "user_id", "values", "status", "display_order", "duration",
                       "suggestion_shown", "created_at", "updated_at"]
-_RESPONSE_RECORD, _RESPONSE_USER = Response._meta.get_field("record"), Response._meta.get_field("user")
 
 
 def _response_write_pg(*, user, record: Record, clean: dict, status: str, display_order, duration,
@@ -972,8 +971,8 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
     response = instance_from_db(Response, _RESPONSE_ATTNAMES, [
         response_id, record.pk, record.dataset_id, user.pk, clean, status, stored_order, stored_duration, shown,
         created_at, updated_at])
-    _RESPONSE_RECORD.set_cached_value(response, record)
-    _RESPONSE_USER.set_cached_value(response, user)
+    relate(response, "record", record)
+    relate(response, "user", user)
     return response, bool(created), submitted, leased, delta
 
 
