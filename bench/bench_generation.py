@@ -13,7 +13,12 @@ Ideal throughput = concurrency / latency; the goals on a 2-core machine: >= 85 %
 Part 1 calls generation.llm.chat_many directly for each transport (raw aiohttp, the openai client
 over aiohttp, the openai client over its default httpx). Part 2 (--job) runs a full generation job
 through the job handler (chunks, GenerationOutput rows, records with metadata) on SQLite, or on
---database-url when given, in this process like `manage.py generate`.
+--database-url when given: in this warm process (--mode inline, the default), or as a fresh
+`manage.py generate` process timed from spawn to exit (--mode process: start-up included, the
+project's modules compiled to bytecode first, as in the Docker image). The issue-sized run:
+
+    .venv/bin/python bench/bench_generation.py --job-only --mode process --concurrency 64 256 --prompts 10000 \
+        --database-url postgres://postgres@127.0.0.1:5432/preflab_bench_gen
 """
 from __future__ import annotations
 
@@ -95,31 +100,59 @@ def bench_client(base_url: str, transport: str, concurrency: int, requests: int,
             "server_busy": 100 * scpu / wall}
 
 
-def bench_job(base_url: str, concurrency: int, prompts: int, latency: float, transport: str, server_pid: int) -> dict:
+def _job_setup(base_url: str, concurrency: int, prompts: int, transport: str):
+    """A workspace with two endpoints of the test server (half the slots each) and a file of `prompts` prompts."""
     from django.core.management import call_command
-    from django.db import connection
 
-    from annotation.jobs import job_run_inline
-    from annotation.models import Record, Workspace
+    from annotation.models import Workspace
     from generation.models import Endpoint
-    from generation.services import generation_job_create
     call_command("migrate", verbosity=0)
     ws, _ = Workspace.objects.get_or_create(name=f"bench-{time.time_ns()}")
-    a = Endpoint.objects.create(workspace=ws, name="a", model="bench-a", base_url=base_url,
-                                max_concurrency=concurrency // 2, timeout=30, params={"temperature": 0.7})
-    b = Endpoint.objects.create(workspace=ws, name="b", model="bench-b", base_url=base_url,
-                                max_concurrency=concurrency // 2, timeout=30, params={"temperature": 0.7})
+    endpoints = [Endpoint.objects.create(workspace=ws, name=name, model=f"bench-{name}", base_url=base_url,
+                                         max_concurrency=concurrency // 2, timeout=30, params={"temperature": 0.7})
+                 for name in ("a", "b")]
     path = Path(tempfile.mkdtemp()) / "prompts.jsonl"
     path.write_text("".join(f'{{"prompt": "Explain idea number {i} in two sentences."}}\n' for i in range(prompts)))
     os.environ["PREFLAB_LLM_TRANSPORT"] = transport
-    job = generation_job_create(workspace=ws, dataset_name=f"bench-{time.time_ns()}", endpoints=[a, b], n=2,
-                                strategy="sample", prompts_source={"file": str(path)}, start=False)
-    cpu0, scpu0, t0 = cpu_seconds(), server_cpu(server_pid), time.perf_counter()
-    job = job_run_inline(job=job)
-    wall, cpu, scpu = time.perf_counter() - t0, cpu_seconds() - cpu0, server_cpu(server_pid) - scpu0
+    return ws, endpoints, path
+
+
+def bench_job(base_url: str, concurrency: int, prompts: int, latency: float, transport: str, server_pid: int,
+              mode: str = "inline") -> dict:
+    """One whole generation job (2 endpoints, n=2). mode "inline": job_run_inline in this warm process;
+    "process": `manage.py generate` as a fresh process, timed from spawn to exit (Python and Django start-up,
+    reading the prompts, planning and the summary included), its CPU from getrusage of the child."""
+    from django.db import connection, connections
+
+    from annotation.jobs import job_run_inline
+    from annotation.models import Job, Record
+    from bench.common import children_cpu_seconds
+    from generation.services import generation_job_create
+
+    ws, endpoints, path = _job_setup(base_url, concurrency, prompts, transport)
+    name = f"bench-{time.time_ns()}"
+    if mode == "inline":
+        job = generation_job_create(workspace=ws, dataset_name=name, endpoints=endpoints, n=2,
+                                    strategy="sample", prompts_source={"file": str(path)}, start=False)
+        cpu0, scpu0, t0 = cpu_seconds(), server_cpu(server_pid), time.perf_counter()
+        job = job_run_inline(job=job)
+        wall, cpu, scpu = time.perf_counter() - t0, cpu_seconds() - cpu0, server_cpu(server_pid) - scpu0
+    else:
+        connections.close_all()
+        command = [sys.executable, "manage.py", "generate", "--workspace", ws.name, "--prompts", str(path),
+                   "--new-dataset", name, "--n", "2", "--strategy", "sample", "--quiet"]
+        for e in endpoints:
+            command += ["--endpoint", e.name]
+        cpu0, scpu0, t0 = children_cpu_seconds(), server_cpu(server_pid), time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, env={**os.environ, "LOG_LEVEL": "WARNING"}, capture_output=True,
+                              text=True)
+        wall, cpu, scpu = time.perf_counter() - t0, children_cpu_seconds() - cpu0, server_cpu(server_pid) - scpu0
+        if done.returncode != 0:
+            raise SystemExit(f"manage.py generate failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        job = Job.objects.filter(kind="generation", dataset__name=name, workspace=ws).latest("pk")
     records = Record.objects.filter(dataset=job.dataset).count()
     responses = job.done
-    return {"db": connection.vendor, "concurrency": concurrency, "prompts": prompts, "records": records,
+    return {"db": connection.vendor, "mode": mode, "concurrency": concurrency, "prompts": prompts, "records": records,
             "responses": responses, "failed": job.failed, "seconds": wall, "rate": responses / wall,
             "records_rate": records / wall, "ideal": concurrency / latency,
             "pct": 100 * (responses / wall) / (concurrency / latency), "cpu_ms": 1000 * cpu / max(1, responses),
@@ -135,16 +168,28 @@ def main() -> None:
                         help="size each run to about this many seconds at the ideal rate (500..5000 requests)")
     parser.add_argument("--job", action="store_true", help="also run full generation jobs through the handler")
     parser.add_argument("--job-only", action="store_true")
+    parser.add_argument("--mode", choices=["inline", "process"], action="append",
+                        help="jobs: inline, in this warm process (default), or process, `manage.py generate` as a "
+                             "fresh process timed from spawn to exit; repeatable")
+    parser.add_argument("--prompts", type=int, help="prompts per job (records; each gets n=2 responses); default "
+                                                     "about --seconds/2 of ideal throughput, 250..2,500")
     parser.add_argument("--database-url", help="run the jobs on this (scratch) database instead of a temporary "
                                                "SQLite file, e.g. postgres://postgres@127.0.0.1:5432/preflab_bench")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="preflab-bench-")
     if args.database_url:
+        from bench.common import database_prepare
+
+        database_prepare(args.database_url, migrate=False)  # created when missing; the jobs migrate it
         os.environ["DATABASE_URL"] = args.database_url
     else:
         os.environ.pop("DATABASE_URL", None)  # never write benchmark rows into a configured database
     setup_django(tmp)
+    if "process" in (args.mode or []):
+        from bench.common import bytecode_compile
+
+        bytecode_compile()
     proc, base_url = start_server(args.latency)
     print(f"test server (separate process) at {base_url}, latency {args.latency * 1000:.0f} ms; "
           f"{os.cpu_count()} CPUs", flush=True)
@@ -163,15 +208,17 @@ def main() -> None:
         if args.job or args.job_only:
             transport = args.transports[0]
             print(f"\nfull generation job (2 endpoints, strategy sample, n=2; handler + DB writes; transport {transport})")
-            print(f"{'db':<10} {'in flight':>9} {'prompts':>7} {'responses/s':>11} {'records/s':>9} {'% ideal':>8} "
-                  f"{'CPU ms/resp':>11} {'server ms':>9} {'failed':>6} {'chunks':>6} {'load':>5}")
+            print(f"{'db':<10} {'mode':<8} {'in flight':>9} {'prompts':>7} {'responses/s':>11} {'records/s':>9} "
+                  f"{'% ideal':>8} {'CPU ms/resp':>11} {'server ms':>9} {'failed':>6} {'chunks':>6} {'seconds':>7} "
+                  f"{'load':>5}")
             for c in args.concurrency:
-                prompts = int(min(2500, max(250, c / args.latency * args.seconds / 2)))
-                r = bench_job(base_url, c, prompts, args.latency, transport, proc.pid)
-                assert r["records"] == prompts, r
-                print(f"{r['db']:<10} {r['concurrency']:>9} {r['prompts']:>7} {r['rate']:>11.1f} {r['records_rate']:>9.1f} "
-                      f"{r['pct']:>7.1f}% {r['cpu_ms']:>11.2f} {r['server_cpu_ms']:>9.2f} {r['failed']:>6} {r['chunks']:>6} "
-                      f"{r['load']:>5.2f}", flush=True)
+                prompts = args.prompts or int(min(2500, max(250, c / args.latency * args.seconds / 2)))
+                for mode in args.mode or ["inline"]:
+                    r = bench_job(base_url, c, prompts, args.latency, transport, proc.pid, mode)
+                    assert r["records"] == prompts, r
+                    print(f"{r['db']:<10} {r['mode']:<8} {r['concurrency']:>9} {r['prompts']:>7} {r['rate']:>11.1f} "
+                          f"{r['records_rate']:>9.1f} {r['pct']:>7.1f}% {r['cpu_ms']:>11.2f} {r['server_cpu_ms']:>9.2f} "
+                          f"{r['failed']:>6} {r['chunks']:>6} {r['seconds']:>7.2f} {r['load']:>5.2f}", flush=True)
     finally:
         proc.terminate()
         proc.wait(10)

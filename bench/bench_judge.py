@@ -97,13 +97,6 @@ def _cpu_of(pid: int) -> float:
     return t.user + t.system
 
 
-def _children_cpu() -> float:
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def _row(mode: str, c: int, n: int, wall: float, cpu: float, server_cpu: float, latency: float, chunks: int) -> dict:
     ideal = c / latency
     return {"mode": mode, "concurrency": c, "records": n, "seconds": round(wall, 2), "records_per_s": round(n / wall, 1),
@@ -120,16 +113,6 @@ def _print(row: dict) -> None:
           f"{row['chunks']} chunks; {_load()}", flush=True)
 
 
-def bytecode_compile() -> None:
-    """Compile the project's modules to bytecode once, as the Docker image does at build: with
-    PYTHONDONTWRITEBYTECODE set (this machine, the image) a fresh process would otherwise compile every
-    module of the project from source at each start (~0.3 s of CPU), which no deployed process does."""
-    import compileall
-
-    for package in ("preflab", "annotation", "generation", "judging"):
-        compileall.compile_dir(str(ROOT / package), quiet=1)
-
-
 def throughput(concurrencies: list[int], records: int | None, latency: float, modes: list[str],
                processes: int = 1) -> list[dict]:
     """modes: "inline" runs the job in this process, already warm (job_run_inline); "process" runs
@@ -137,7 +120,7 @@ def throughput(concurrencies: list[int], records: int | None, latency: float, mo
     processes > 1: the job's chunks are shared among that many processes (job_run_inline(processes=),
     `manage.py judge --processes`), each with its share of the endpoint's slots; the CPU figure then
     counts them all (getrusage of the children, or of this process and its children)."""
-    from bench.common import database_prepare, database_url, django_setup
+    from bench.common import bytecode_compile, children_cpu_seconds, database_prepare, database_url, django_setup
 
     bytecode_compile()
 
@@ -190,9 +173,9 @@ def throughput(concurrencies: list[int], records: int | None, latency: float, mo
                 if mode == "inline":
                     job = judge_job_create(workspace=ws, dataset=dataset, judge=judge, processes=processes,
                                            start=False)
-                    cpu0, scpu0, t0 = time.process_time() + _children_cpu(), _cpu_of(proc.pid), time.perf_counter()
+                    cpu0, scpu0, t0 = time.process_time() + children_cpu_seconds(), _cpu_of(proc.pid), time.perf_counter()
                     job = job_run_inline(job=job, processes=processes)
-                    wall, cpu = time.perf_counter() - t0, time.process_time() + _children_cpu() - cpu0
+                    wall, cpu = time.perf_counter() - t0, time.process_time() + children_cpu_seconds() - cpu0
                     assert job.status == "succeeded" and job.done == n, (job.status, job.done, job.failed, job.error)
                     chunks = job.chunks.count()
                 else:
@@ -200,12 +183,12 @@ def throughput(concurrencies: list[int], records: int | None, latency: float, mo
                     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "preflab.settings",
                            "LOG_LEVEL": "WARNING"}
                     before = set(JudgeVerdict.objects.filter(record__dataset=dataset).values_list("job_id", flat=True))
-                    ccpu0, scpu0, t0 = _children_cpu(), _cpu_of(proc.pid), time.perf_counter()
+                    ccpu0, scpu0, t0 = children_cpu_seconds(), _cpu_of(proc.pid), time.perf_counter()
                     done = subprocess.run([sys.executable, "manage.py", "judge", "--dataset", str(dataset.pk),
                                            "--judge", judge.name, "--no-progress", "--processes", str(processes)],
                                           cwd=ROOT, env=env,
                                           capture_output=True, text=True)
-                    wall, cpu = time.perf_counter() - t0, _children_cpu() - ccpu0
+                    wall, cpu = time.perf_counter() - t0, children_cpu_seconds() - ccpu0
                     if done.returncode != 0:
                         raise SystemExit(f"manage.py judge failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
                     from annotation.models import Job

@@ -206,6 +206,26 @@ class GranianServer(GunicornServer):
                 "--access-log-fmt", "%(method)s %(path)s %(status)d %(dt_ms).3f"]
 
 
+# --- a fresh process's start-up -----------------------------------------------------------------
+
+def bytecode_compile() -> None:
+    """Compile the project's modules to bytecode once, as the Docker image does at build: with
+    PYTHONDONTWRITEBYTECODE set (this machine, the image) a fresh process would otherwise compile every
+    module of the project from source at each start (~0.3 s of CPU), which no deployed process does."""
+    import compileall
+
+    for package in ("preflab", "annotation", "generation", "judging"):
+        compileall.compile_dir(str(ROOT / package), quiet=1)
+
+
+def children_cpu_seconds() -> float:
+    """CPU (user + system) of this process's children that have ended and been waited for."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 # --- PostgreSQL's CPU ----------------------------------------------------------------------------
 
 class PostgresCpu:
