@@ -216,9 +216,12 @@ class Response(models.Model):
         SUBMITTED = "submitted", "Submitted"
         DISCARDED = "discarded", "Discarded"
 
-    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="responses")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="responses")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preflab_responses")
+    # No index of their own: each is the first column of an index below (a write of a response pays
+    # for every index of the table).
+    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="responses", db_index=False)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="responses", db_index=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preflab_responses",
+                             db_index=False)
     values = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     # The field names in the order they were shown to this annotator (position bias analysis).
@@ -236,6 +239,8 @@ class Response(models.Model):
             models.Index(fields=["dataset", "user", "status"], name="response_user_idx"),
             models.Index(fields=["dataset", "status", "record"], name="response_status_idx"),
             models.Index(fields=["user", "dataset", "-updated_at"], name="response_history_idx"),
+            # a dataset's responses in id order (the responses export's keyset pages)
+            models.Index(fields=["dataset", "id"], name="response_dataset_id_idx"),
         ]
 
 

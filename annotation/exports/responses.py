@@ -1,5 +1,6 @@
 """The raw export: every annotator response of a dataset, one row each, for people who aggregate
-answers themselves. Streamed in id order with keyset pagination, a chunk at a time.
+answers themselves. Streamed in id order with keyset pagination on the (dataset, id) index, a chunk at a time, from the
+dataset's first response (as the triplet export walks records: exports.reading.after_sql).
 
 Columns: response_id, record_id, external_id, user (username), simulated (the annotator is a
 simulated or imported member), status (draft | submitted | discarded), values (the answers as a
@@ -21,10 +22,11 @@ from collections.abc import Callable, Iterator
 
 import orjson
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, Min, OuterRef
 
 from ..models import Dataset, Membership, Response
 from ..quality.standing import excluded_user_ids
+from .reading import after_params, after_sql
 
 RESPONSES_COLUMNS = ("response_id", "record_id", "external_id", "user", "simulated", "status", "values",
                      "display_order", "duration", "created_at", "updated_at", "suggestion_shown", "gold",
@@ -50,7 +52,7 @@ def responses_export(*, dataset: Dataset, status: str | None = None, include_gol
                          "display_order", "duration", "created_at", "updated_at", "suggestion_shown", "record__is_gold",
                          "record__review__decision", "record__review__reviewer__username", "record__review__values",
                          "record__review__accepted_response_id"))
-    return _responses_iter(base, chunk_size, on_progress)
+    return _responses_iter(base, dataset.pk, chunk_size, on_progress)
 
 
 def _responses(dataset: Dataset, *, include_gold: bool, include_excluded: bool):
@@ -76,10 +78,16 @@ def _iso(value: datetime.datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _responses_iter(base, chunk_size: int, on_progress) -> Iterator[dict]:
-    last = 0
+def _responses_iter(base, dataset_id: int, chunk_size: int, on_progress) -> Iterator[dict]:
+    # From the dataset's first response (one probe of the index), each page where the last one ended: from
+    # id 0 the first page stepped over every older dataset's responses (0.56 s behind a 1M-response one).
+    first = Response.objects.filter(dataset_id=dataset_id).aggregate(first=Min("id"))["first"]
+    if first is None:
+        return
+    last = first - 1
+    after = after_sql(f'"{Response._meta.db_table}"')
     while True:
-        chunk = list(base.filter(id__gt=last)[:chunk_size])
+        chunk = list(base.extra(where=[after], params=after_params(dataset_id, last))[:chunk_size])
         if not chunk:
             return
         for (rid, record_id, external_id, user, simulated, status, values, order, duration, created, updated, shown,

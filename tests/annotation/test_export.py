@@ -308,6 +308,52 @@ def test_the_first_chunk_starts_at_the_datasets_first_record(require_postgres):
     assert f'r."id" > {recs[0].pk - 1} ' in chunk_sql[0]
 
 
+def test_the_responses_export_pages_through_its_own_responses_between_older_and_newer_ones():
+    from annotation.exports import responses_export
+
+    older, ds, newer = DatasetFactory(), DatasetFactory(), DatasetFactory()
+    ours = []
+    for _ in range(7):  # created in turns: the three datasets' response ids interleave
+        for dataset in (older, ds, newer):
+            response = answer(RecordFactory(dataset=dataset), ranking("response-2", "response-1"))
+            if dataset is ds:
+                ours.append(response.pk)
+    assert [r["response_id"] for r in responses_export(dataset=ds, chunk_size=2)] == ours
+    assert list(responses_export(dataset=DatasetFactory())) == []
+
+
+def test_the_responses_export_starts_at_the_datasets_first_response(require_postgres):
+    """The responses export's first page is read from the dataset's first response on the (dataset, id) index:
+    from id 0 it walked the primary key over every older dataset's response first (0.56 s before the first row
+    of a dataset behind one of a million)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotation.exports import responses_export
+    from annotation.models import Record
+
+    older, ds = DatasetFactory(), DatasetFactory()
+    user = UserFactory()
+    records = Record.objects.bulk_create([Record(dataset=older, external_id=f"r{i}", fields={"prompt": "p"},
+                                                 metadata={}) for i in range(5_000)])
+    Response.objects.bulk_create([Response(record=r, dataset=older, user=user, status=Response.Status.SUBMITTED,
+                                           values={"ranking": ranking("response-2", "response-1")}) for r in records])
+    ours = [answer(RecordFactory(dataset=ds), ranking("response-2", "response-1")).pk for _ in range(3)]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_response")
+    with CaptureQueriesContext(connection) as queries:
+        rows = list(responses_export(dataset=ds))
+    assert [r["response_id"] for r in rows] == ours
+    page = next(q["sql"] for q in queries.captured_queries if "LIMIT" in q["sql"])
+    assert f'"annotation_response"."id" > {ours[0] - 1}' in page
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + page)
+        plan = cursor.fetchone()[0]
+    plan = (orjson.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+    # a few index and heap pages per table joined; stepping over the 5,000 older responses reads over a hundred
+    assert plan["Shared Hit Blocks"] + plan["Shared Read Blocks"] < 60, plan
+
+
 def test_export_freezes_the_old_objects_only_while_it_runs():
     import gc
 
