@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from annotation.access import ADMIN, admin_workspaces, object_for_user, parse_pk
 from annotation.job_selectors import job_status, requeued_chunks
 from annotation.models import Dataset, Job, JobError, Suggestion, Workspace
-from annotation.selectors import ranking_question
+from annotation.selectors import dataset_pages, ranking_question
 
 from .models import FlipDecision, Judge, JudgeOutput, JudgeVerdict
 
@@ -196,13 +196,9 @@ def cleaned_pairs(*, dataset: Dataset, undecided: str = "keep", chunk_size: int 
     if undecided == "drop":
         decided = set(FlipDecision.objects.filter(record__dataset=dataset).values_list("record_id", flat=True))
         flipped_undecided = {f.record_id for f in _flip_ids(dataset)} - decided
-    base = Record.objects.filter(dataset=dataset, metadata__has_key="original_chosen").order_by("pk")
-    last = 0
-    while True:
-        chunk = list(base.filter(pk__gt=last).values_list("pk", "external_id", "fields", "metadata")[:chunk_size])
-        if not chunk:
-            return
-        last = chunk[-1][0]
+    base = (Record.objects.filter(dataset=dataset, metadata__has_key="original_chosen")
+            .values_list("pk", "external_id", "fields", "metadata"))
+    for chunk in dataset_pages(base, dataset_id=dataset.pk, size=chunk_size):
         accepted = set(FlipDecision.objects.filter(record_id__in=[c[0] for c in chunk],
                                                    decision=FlipDecision.Decision.ACCEPTED)
                        .values_list("record_id", flat=True))

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Min
 from django.db.models.fields.json import KT
 
 from ..agreement import both_bad_by_majority, pair_vote_from_value, ranks_from_value
 from ..models import Record, Response, Review, Suggestion
+from ..selectors import after_params, after_sql, dataset_first_id
 from .parameters import Target
 
 CHUNK_RECORDS = 5_000  # at most; fewer when records are large (CHUNK_BYTES of text per chunk)
@@ -153,7 +153,7 @@ class ExportReader:
         the table, stepping over every record of the datasets before it: 25,300 pages, 0.25 s (2.6 s cold)
         before the first byte of a 1M dataset between a 100k one and newer ones. min(id) is one probe of the (dataset,
         id) index."""
-        first = Record.objects.filter(dataset_id=self.dataset_id).aggregate(first=Min("id"))["first"]
+        first = dataset_first_id(Record, self.dataset_id)
         return None if first is None else first - 1
 
     def _records(self, *, after_id: int, limit: int, dense: bool) -> list:
@@ -275,26 +275,6 @@ class ExportReader:
         """Remember the text bytes per record of some written rows: the next chunks are sized on it."""
         self.record_bytes = max(1, sum(len(v) for t in texts for v in t[offset:] if isinstance(v, str))
                                 // len(texts))
-
-
-def after_sql(table: str) -> str:
-    """The records of a dataset after a record id, as keyset pagination on the (dataset, id) index;
-    parameters: after_params(dataset id, last id). Each part has its reason: the row comparison
-    (dataset_id, id) > (ds, last) is one only that index serves, so the planner takes it (with
-    `dataset_id = ds AND id > last` alone it may walk the primary key and step over other datasets'
-    records); `id > last` beside `dataset_id = ds` is where PostgreSQL starts the index scan (from the
-    equality and the row comparison alone it starts at the dataset's first entry and steps over every
-    record already read: 0.25 s a chunk 900,000 records in, quadratic in the dataset's size). The planner
-    may still take the primary key when the dataset is most of the table and not the newest (the row
-    comparison's estimate counts the records of the datasets after it): from a `last` inside the dataset it
-    steps over only other datasets' records interleaved with its own, so `last` is never below the
-    dataset's first record (ExportReader._before_first)."""
-    return (f'{table}."dataset_id" = %s AND ({table}."dataset_id", {table}."id") > (%s, %s) '
-            f'AND {table}."id" > %s')
-
-
-def after_params(dataset_id: int, after_id: int) -> list[int]:
-    return [dataset_id, dataset_id, after_id, after_id]
 
 
 class _Bounded:

@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator
 
 import orjson
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, Min, OuterRef
+from django.db.models import Exists, OuterRef
 
 from ..models import Dataset, Membership, Response
 from ..quality.standing import excluded_user_ids
-from .reading import after_params, after_sql
+from ..selectors import dataset_pages
 
 RESPONSES_COLUMNS = ("response_id", "record_id", "external_id", "user", "simulated", "status", "values",
                      "display_order", "duration", "created_at", "updated_at", "suggestion_shown", "gold",
@@ -79,17 +79,7 @@ def _iso(value: datetime.datetime | None) -> str | None:
 
 
 def _responses_iter(base, dataset_id: int, chunk_size: int, on_progress) -> Iterator[dict]:
-    # From the dataset's first response (one probe of the index), each page where the last one ended: from
-    # id 0 the first page stepped over every older dataset's responses (0.56 s behind a 1M-response one).
-    first = Response.objects.filter(dataset_id=dataset_id).aggregate(first=Min("id"))["first"]
-    if first is None:
-        return
-    last = first - 1
-    after = after_sql(f'"{Response._meta.db_table}"')
-    while True:
-        chunk = list(base.extra(where=[after], params=after_params(dataset_id, last))[:chunk_size])
-        if not chunk:
-            return
+    for chunk in dataset_pages(base, dataset_id=dataset_id, size=chunk_size):
         for (rid, record_id, external_id, user, simulated, status, values, order, duration, created, updated, shown,
              gold, decision, reviewer, verdict, accepted) in chunk:
             yield {"response_id": rid, "record_id": record_id, "external_id": external_id, "user": user,
@@ -99,8 +89,5 @@ def _responses_iter(base, dataset_id: int, chunk_size: int, on_progress) -> Iter
                    "suggestion_shown": shown, "gold": bool(gold), "review_decision": decision, "reviewed_by": reviewer,
                    "review_values": orjson.dumps(verdict).decode() if decision and decision != "sent_back" else None,
                    "review_accepted": decision == "accepted" and accepted == rid}
-        last = chunk[-1][0]
         if on_progress is not None:
             on_progress(len(chunk))
-        if len(chunk) < chunk_size:
-            return

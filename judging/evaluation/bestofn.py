@@ -28,7 +28,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from annotation.models import Dataset, Field, Record, Suggestion
-from annotation.selectors import ranking_question
+from annotation.selectors import dataset_pages, ranking_question
 
 from .leaderboards import record_models
 
@@ -98,13 +98,9 @@ def best_of_n_rows(*, dataset: Dataset, agent: str | None = None, min_score: flo
     chat_prompt = kinds.get(prompt_field) == Field.Kind.CHAT
     if agent is not None and not Suggestion.objects.filter(question=question, agent=agent).exists():
         raise ValidationError({"agent": f"no suggestion of agent {agent!r} in this dataset"})
-    last_id = 0
-    while True:
-        records = list(Record.objects.filter(dataset=dataset, pk__gt=last_id).order_by("pk")
-                       .values_list("pk", "external_id", "fields", "metadata")[:batch])
-        if not records:
-            return
-        last_id = records[-1][0]
+    for records in dataset_pages(Record.objects.filter(dataset=dataset).values_list("pk", "external_id", "fields",
+                                                                                    "metadata"),
+                                 dataset_id=dataset.pk, size=batch):
         suggestions: dict[int, list[tuple[str, Any, float | None, Any]]] = defaultdict(list)
         qs = Suggestion.objects.filter(record_id__in=[r[0] for r in records], question=question)
         if agent is not None:

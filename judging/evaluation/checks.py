@@ -85,7 +85,7 @@ def dataset_length_bias(dataset, *, batch: int = 1000) -> dict[str, Any]:
     """How often the longer response wins, for humans, simulated annotators and each judge (see the module doc).
     Streams the records in batches."""
     from annotation.models import Membership, Record
-    from annotation.selectors import compared_fields
+    from annotation.selectors import compared_fields, dataset_pages
 
     question = _compared_question(dataset)
     compares = compared_fields(question)
@@ -93,13 +93,8 @@ def dataset_length_bias(dataset, *, batch: int = 1000) -> dict[str, Any]:
     simulated = set(Membership.objects.filter(workspace_id=dataset.workspace_id, is_simulated=True)
                     .values_list("user_id", flat=True))
     tallies: dict[tuple[str, str], _LengthTally] = defaultdict(_LengthTally)
-    last_id = 0
-    while True:
-        records = list(Record.objects.filter(dataset=dataset, pk__gt=last_id).order_by("pk")
-                       .values_list("pk", "fields")[:batch])
-        if not records:
-            break
-        last_id = records[-1][0]
+    for records in dataset_pages(Record.objects.filter(dataset=dataset).values_list("pk", "fields"),
+                                 dataset_id=dataset.pk, size=batch):
         people, judged = _record_rankings([r[0] for r in records], question, compares, simulated)
         for record_id, record_fields in records:
             lengths = {f: text_length((record_fields or {}).get(f)) for f in fields}

@@ -429,7 +429,7 @@ def dataset_comparisons(dataset, *, source: str = "human", question=None, batch:
     Streams the records in batches; never loads the dataset at once.
     """
     from annotation.models import Record
-    from annotation.selectors import compared_fields
+    from annotation.selectors import compared_fields, dataset_pages
 
     if source not in SOURCES:
         raise ValidationError({"source": f"must be one of {', '.join(SOURCES)}"})
@@ -438,13 +438,8 @@ def dataset_comparisons(dataset, *, source: str = "human", question=None, batch:
     compares = compared_fields(question)
     ranked = list(compares or (question.options or {}).get("values", []))
 
-    last_id = 0
-    while True:
-        records = list(Record.objects.filter(dataset=dataset, pk__gt=last_id).order_by("pk")
-                       .values_list("pk", "fields", "metadata")[:batch])
-        if not records:
-            return
-        last_id = records[-1][0]
+    for records in dataset_pages(Record.objects.filter(dataset=dataset).values_list("pk", "fields", "metadata"),
+                                 dataset_id=dataset.pk, size=batch):
         rankings = _rankings_of([r[0] for r in records], source=source, question=question, compares=compares)
         for record_id, fields, metadata in records:
             models = record_models(metadata, ranked)
