@@ -1,6 +1,6 @@
 """The raw export: every annotator response of a dataset, one row each, for people who aggregate
-answers themselves. Streamed in id order with keyset pagination on the (dataset, id) index, a chunk at a time, from the
-dataset's first response (as the triplet export walks records: exports.reading.after_sql).
+answers themselves. Streamed in id order, a chunk at a time, with keyset pagination on the (dataset,
+id) index from the dataset's first response (annotation.selectors.dataset_pages).
 
 Columns: response_id, record_id, external_id, user (username), simulated (the annotator is a
 simulated or imported member), status (draft | submitted | discarded), values (the answers as a
