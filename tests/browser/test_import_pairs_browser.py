@@ -23,12 +23,14 @@ def test_preview_map_and_import_a_file_of_unknown_columns(browser, live_server, 
     page.select_option("#id_format", "pairs")
     page.click("text=Preview columns and map them")
     page.wait_for_selector("[data-preview-table]")
+    _settled(page)
     assert "cannot tell the format" in page.inner_text("[data-preview-error]")
     assert page.inner_text("[data-preview-table] tbody td >> nth=0") == "<b>2+2?</b>"  # shown as text
     for target, column in (("prompt", "question"), ("chosen", "good"), ("rejected", "bad")):
         page.select_option(f"select[name=map-{target}]", column)
         # each choice re-renders the preview with the mapping so far: wait for it
         page.wait_for_selector(f'select[name=map-{target}] option[value="{column}"][selected]', state="attached")
+        _settled(page)
     page.wait_for_selector('[data-preview-format="trl"]')
     assert page.locator("[data-preview-error]").count() == 0
     page.click("button[type=submit].btn-primary")
@@ -39,3 +41,10 @@ def test_preview_map_and_import_a_file_of_unknown_columns(browser, live_server, 
         job_chunk_execute(job_id=job.pk, index=0)
     record = Record.objects.get(dataset=ds)
     assert record.fields["prompt"] == "<b>2+2?</b>" and record.fields[record.metadata["original_chosen"]] == "4"
+
+
+def _settled(page) -> None:
+    """Wait until htmx has settled the swapped preview: it binds the new selects' hx-trigger only then (a settle
+    task, 20 ms after the swap or later on a busy machine), so a choice made before that sent no request and the
+    test waited for a re-render that never came."""
+    page.wait_for_selector("#import-preview:not(.htmx-added)", state="attached")
