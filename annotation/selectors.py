@@ -28,9 +28,8 @@ from .validation import bool_param
 # --- a dataset's rows in id order ----------------------------------------------------------------
 
 def after_sql(table: str) -> str:
-    """The rows of a dataset (records, responses) after an id, as keyset pagination on the table's (dataset,
-    id) index;
-    parameters: after_params(dataset id, last id). Each part has its reason: the row comparison
+    """The rows of a dataset (records, responses) after an id, as keyset pagination on the table's
+    (dataset, id) index; parameters: after_params(dataset id, last id). Each part has its reason: the row comparison
     (dataset_id, id) > (ds, last) is one only that index serves, so the planner takes it (with
     `dataset_id = ds AND id > last` alone it may walk the primary key and step over other datasets'
     records); `id > last` beside `dataset_id = ds` is where PostgreSQL starts the index scan (from the
@@ -115,9 +114,8 @@ def records_for(*, dataset: Dataset, user, filters: Mapping[str, Any] | None = N
     filters = filters or {}
     # A lower bound on id keeps the planner's id-ordered scan (cursor pagination) from walking the
     # records of every older dataset first: PostgreSQL assumes a dataset's rows are spread evenly
-    # over the id range. ORDER BY dataset_id, id reads it from record_dataset_id_idx at once.
-    first_id = (Record.objects.filter(dataset=dataset).order_by("dataset_id", "id")
-                .values_list("id", flat=True).first())
+    # over the id range. The bound is one probe of record_dataset_id_idx (dataset_first_id).
+    first_id = dataset_first_id(Record, dataset.pk)
     qs = Record.objects.filter(dataset=dataset)
     if first_id is not None:
         qs = qs.filter(id__gte=first_id)

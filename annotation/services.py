@@ -917,10 +917,6 @@ WITH up AS (
 SELECT * FROM up
 """
 
-# The response as _response_write_pg builds it (what Response(...) with these fields would be).
-_RESPONSE_ATTNAMES = ["id", "record_id", "dataset_id", "user_id", "values", "status", "display_order", "duration",
-                      "suggestion_shown", "created_at", "updated_at"]
-
 
 def _response_write_pg(*, user, record: Record, clean: dict, status: str, display_order, duration,
                        add_duration: bool):
@@ -968,9 +964,10 @@ def _response_write_pg(*, user, record: Record, clean: dict, status: str, displa
         response_id, created, stored_order, stored_duration, created_at, updated_at = status_cursor.fetchone()
     if isinstance(stored_order, str):
         stored_order = json.loads(stored_order)
-    response = instance_from_db(Response, _RESPONSE_ATTNAMES, [
-        response_id, record.pk, record.dataset_id, user.pk, clean, status, stored_order, stored_duration, shown,
-        created_at, updated_at])
+    stored = {"id": response_id, "record_id": record.pk, "dataset_id": record.dataset_id, "user_id": user.pk,
+              "values": clean, "status": status, "display_order": stored_order, "duration": stored_duration,
+              "suggestion_shown": shown, "created_at": created_at, "updated_at": updated_at}
+    response = instance_from_db(Response, list(stored), list(stored.values()))
     relate(response, "record", record)
     relate(response, "user", user)
     return response, bool(created), submitted, leased, delta
